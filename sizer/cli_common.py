@@ -1,0 +1,85 @@
+"""Flags shared by the model-level commands (memory, step, estimate, recommend), and turning
+them into the core's objects. Every parse error becomes one line and exit code 2."""
+
+import argparse
+
+from .engines import get_engine, memory_plan
+from .gpus import get_gpu
+from .models import get_model
+from .split import Split
+
+
+def positive_int(text) -> int:
+    try:
+        value = int(text)
+    except (TypeError, ValueError):
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
+    return value
+
+
+def fraction(text) -> float:
+    try:
+        value = float(text)
+    except (TypeError, ValueError):
+        raise argparse.ArgumentTypeError(f"expected a fraction in (0, 1], got {text!r}") from None
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"must be in (0, 1], got {text!r}")
+    return value
+
+
+def add_model_args(p, split: bool = True) -> None:
+    p.add_argument("--model", required=True, help="preset id/alias (see `sizer models`) or a config.json path")
+    p.add_argument("--gpu", default="h100-sxm", help="GPU id (see `sizer gpus`; default h100-sxm)")
+    if split:
+        for name, what in (("tp", "tensor"), ("pp", "pipeline"), ("dp", "data"), ("ep", "expert")):
+            p.add_argument(f"--{name}", type=positive_int, default=1, help=f"{what}-parallel size (default 1)")
+        p.add_argument("--gpus", type=positive_int, help="total GPUs; must equal TP x PP x DP when given")
+    p.add_argument("--weight-dtype", help="linear-layer weights: bf16, fp16, fp8, int8, int4, fp4 "
+                   "(default: the checkpoint's own)")
+    p.add_argument("--kv-dtype", default="auto", help="KV cache: auto (model dtype), bf16, fp16, fp8, int8")
+    p.add_argument("--engine", help="engine memory rules: vllm, sglang, trtllm")
+    p.add_argument("--gpu-memory-utilization", type=fraction, help="vLLM budget fraction (default 0.9)")
+    p.add_argument("--mem-fraction-static", type=fraction, help="SGLang static fraction (default 0.88)")
+    p.add_argument("--kv-cache-free-gpu-mem-fraction", type=fraction,
+                   help="TensorRT-LLM fraction of free memory for KV (default 0.9)")
+    p.add_argument("--max-num-batched-tokens", type=positive_int,
+                   help="tokens in the activation-profiling forward (engine default 8192)")
+    p.add_argument("--max-num-seqs", type=positive_int, help="sequences in the profiling forward")
+    p.add_argument("--cuda-graphs", action=argparse.BooleanOptionalAction, default=None,
+                   help="engine replays CUDA graphs (memory for graphs; decode launch floor)")
+    p.add_argument("--json", action="store_true", help="print one JSON document on stdout")
+
+
+def split_from_args(args) -> Split:
+    return Split(tp=args.tp, pp=args.pp, dp=args.dp, ep=args.ep)
+
+
+def engine_fraction(args):
+    engine = get_engine(args.engine)
+    if engine is None:
+        given = [f for f in ("gpu_memory_utilization", "mem_fraction_static",
+                             "kv_cache_free_gpu_mem_fraction") if getattr(args, f)]
+        if given:
+            from .errors import InputError
+
+            raise InputError(f"--{given[0].replace('_', '-')} needs --engine")
+        return None
+    return {"vllm": args.gpu_memory_utilization, "sglang": args.mem_fraction_static,
+            "trtllm": args.kv_cache_free_gpu_mem_fraction}[engine.name]
+
+
+def plan_from_args(args, model=None, gpu=None, split=None, batch=None, context=None):
+    """The MemoryPlan the flags describe (shared by memory/step/estimate)."""
+    model = model or get_model(args.model)
+    gpu = gpu or get_gpu(args.gpu)
+    split = split or split_from_args(args)
+    return memory_plan(
+        model, gpu, split, weight_dtype=args.weight_dtype, kv_dtype=args.kv_dtype,
+        batch=batch or getattr(args, "batch", None) or 1,
+        context=context or getattr(args, "context", None), engine=args.engine,
+        fraction=engine_fraction(args), max_num_batched_tokens=args.max_num_batched_tokens,
+        max_num_seqs=args.max_num_seqs,
+        cuda_graphs=True if args.cuda_graphs is None else args.cuda_graphs,
+        gpus=getattr(args, "gpus", None))
