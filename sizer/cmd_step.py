@@ -1,0 +1,63 @@
+"""`sizer step`: one forward step on the slowest rank, op by op."""
+
+from .cli import emit_json, warn
+from .cli_common import add_model_args, positive_int, split_from_args
+from .errors import InputError
+from .gpus import get_gpu
+from .models import get_model
+from .profile import load_profile
+from .step import step_time
+from .topology import add_topology_args, topology_from_args
+from .units import fmt_seconds
+
+
+def add_time_args(p) -> None:
+    add_topology_args(p)
+
+
+def register(sub) -> None:
+    p = sub.add_parser("step", help="time of one prefill or decode step on the slowest rank")
+    add_model_args(p)
+    add_time_args(p)
+    p.add_argument("--phase", choices=("prefill", "decode"), default="decode")
+    p.add_argument("--batch", type=positive_int, default=1)
+    p.add_argument("--seq", type=positive_int, help="prompt tokens per sequence (prefill)")
+    p.add_argument("--context", type=positive_int, help="KV length per sequence (decode)")
+    p.add_argument("--sequence-parallel", action="store_true", help="TP with reduce-scatter + all-gather")
+    p.add_argument("--overlap", action="store_true", help="overlap communication with compute")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    model, gpu = get_model(args.model), get_gpu(args.gpu)
+    split = split_from_args(args)
+    if args.gpus and args.gpus != split.gpus:
+        raise InputError(f"--gpus {args.gpus} differs from TP x PP x DP = {split.gpus}")
+    length = args.seq if args.phase == "prefill" else args.context
+    if length is None:
+        raise InputError("--phase prefill needs --seq; --phase decode needs --context")
+    if model.max_position_embeddings and length > model.max_position_embeddings:
+        warn(f"{length} tokens exceed {model.name}'s maximum context of {model.max_position_embeddings}")
+    profile = load_profile(args.profile)
+    topo = topology_from_args(args, gpu, split.gpus) if split.gpus > 1 else None
+    res = step_time(model, gpu, split, phase=args.phase, batch=args.batch, seq_len=args.seq,
+                    context_len=args.context, weight_dtype=args.weight_dtype, kv_dtype=args.kv_dtype,
+                    cuda_graphs=args.cuda_graphs, topology=topo, profile=profile,
+                    sequence_parallel=args.sequence_parallel, overlap=args.overlap)
+    doc = res.to_json()
+    doc.update(model=model.name, gpu=gpu.id, split={"tp": split.tp, "pp": split.pp, "dp": split.dp, "ep": split.ep},
+               batch=args.batch, profile=args.profile)
+    if args.json:
+        emit_json(doc)
+        return 0
+    what = f"prefill {args.batch} x {args.seq} tokens" if args.phase == "prefill" else \
+        f"decode {args.batch} sequences at {args.context} tokens of context"
+    print(f"{model.name} on {gpu.id}, {split.label()}: {what} (stage {res.stage} of {split.pp})")
+    print(f"{'op':<30}{'kernels':>8}{'time':>14}{'share':>8}{'GFLOP':>12}{'MB':>12}  bound")
+    total = float(res.time_s)
+    for o in sorted(res.ops, key=lambda o: -float(o.time_s)):
+        print(f"{o.name:<30}{o.count:>8}{fmt_seconds(float(o.time_s)):>14}{float(o.time_s) / total:>8.1%}"
+              f"{float(o.flops) / 1e9:>12.2f}{float(o.bytes) / 1e6:>12.2f}  {o.bound}")
+    print(f"step {fmt_seconds(total)} = compute {fmt_seconds(float(res.compute_s))} + "
+          f"communication {fmt_seconds(float(res.comm_s))}" + (" (overlapped)" if args.overlap else ""))
+    return 0
