@@ -1,0 +1,121 @@
+"""What was measured on: devices, versions, hosts and topology, for the profile's `env`.
+
+Per-rank facts (host, device, memory) are collected on each rank by `rank_info`; the rest
+(versions, driver, `nvidia-smi topo -m`) once, by `capture`. The topology matrix is parsed with
+sizer/topo_smi.py where that parser knows the GPU; the raw text is always kept, and the measured
+P2P matrix (probes/coll.py) stands in for it where nvidia-smi is absent.
+"""
+
+import os
+import platform
+import shutil
+import socket
+import subprocess
+import sys
+from datetime import datetime, timezone
+
+import torch
+
+
+def rank_info(ctx) -> dict:
+    """Facts only this rank can see."""
+    info = {"rank": ctx.rank, "local_rank": ctx.local_rank, "hostname": socket.gethostname(),
+            "device": "cpu", "memory_bytes": None}
+    if ctx.device.type == "cuda":
+        props = torch.cuda.get_device_properties(ctx.device)
+        info.update(device=props.name, memory_bytes=int(props.total_memory),
+                    capability=f"{props.major}.{props.minor}",
+                    multiprocessors=props.multi_processor_count)
+    else:
+        info["device"] = "cpu"
+        info["cpu_model"] = _cpu_model()
+    return info
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _run(cmd: list[str], timeout_s: float = 20.0) -> str | None:
+    if not shutil.which(cmd[0]):
+        return None
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout if out.returncode == 0 else None
+
+
+def gpu_id_for(device_name: str) -> str | None:
+    """The sizer catalog id of a CUDA device name ('NVIDIA H100 80GB HBM3' -> 'h100-sxm'),
+    trying the full name and then shorter prefixes; None when the catalog has no such GPU."""
+    try:
+        from sizer.errors import InputError
+        from sizer.gpus import get_gpu
+    except ImportError:
+        return None
+    words = device_name.replace("NVIDIA", "").replace("-", " ").split()
+    for k in range(len(words), 0, -1):
+        try:
+            return get_gpu("-".join(words[:k])).id
+        except (InputError, FileNotFoundError, ModuleNotFoundError):
+            continue
+    return None
+
+
+def topology(gpu_id: str | None) -> dict:
+    """`nvidia-smi topo -m` as raw text, plus sizer.topo_smi's reading of it when possible."""
+    text = _run(["nvidia-smi", "topo", "-m"])
+    if text is None:
+        return {"source": "none (nvidia-smi not found); see raw.p2p_matrix"}
+    out = {"source": "nvidia-smi topo -m", "text": text}
+    try:
+        from sizer.gpus import get_gpu
+        from sizer.topo_smi import parse_topo_matrix
+    except ImportError:
+        return out
+    if gpu_id:
+        try:
+            topo = parse_topo_matrix(text, get_gpu(gpu_id), name="nvidia-smi topo -m")
+            out["parsed"] = {"gpus_per_node": topo.gpus_per_node, "sockets": topo.sockets,
+                             "socket_of": list(topo.socket_of),
+                             "paths": [[list(p) for p in row] for row in topo.paths]}
+        except Exception as exc:  # noqa: BLE001 -- keep the raw text whatever the parser says
+            out["parse_error"] = str(exc).splitlines()[0][:300]
+    return out
+
+
+def capture(infos: list[dict], backend: str, world_size: int, nodes: int) -> dict:
+    """The profile's `env` from every rank's `rank_info` plus this process's view."""
+    infos = [i for i in infos if i]
+    device = infos[0]["device"] if infos else "cpu"
+    nccl = None
+    if backend == "nccl":
+        try:
+            v = torch.cuda.nccl.version()
+            nccl = ".".join(map(str, v)) if isinstance(v, tuple) else str(v)
+        except Exception:  # noqa: BLE001
+            nccl = None
+    driver = _run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"])
+    gpu_id = gpu_id_for(device) if device != "cpu" else None
+    env = {
+        "backend": backend, "device": device, "gpu_id": gpu_id, "world_size": world_size,
+        "nodes": nodes, "hostnames": sorted({i["hostname"] for i in infos}),
+        "gpus": [{k: i.get(k) for k in ("rank", "hostname", "device", "memory_bytes",
+                                         "capability")} for i in infos],
+        "torch": torch.__version__, "cuda": torch.version.cuda, "nccl": nccl,
+        "driver": driver.strip().splitlines()[0] if driver else None,
+        "python": sys.version.split()[0], "platform": platform.platform(),
+        "cpu": _cpu_model(), "cpu_count": os.cpu_count(),
+        "created_by": "python -m probes.calibrate",
+        "date": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+    }
+    env["topology"] = topology(gpu_id) if device != "cpu" else {"source": "cpu ranks"}
+    return env
