@@ -1,0 +1,135 @@
+"""The time model: FLOP/byte counts by hand for Llama-3.1-8B, MoE routing, pipeline schedule,
+monotonic facts and the compute + comm identity."""
+
+import numpy as np
+import pytest
+
+from sizer.gpus import get_gpu
+from sizer.models import model_from_config
+from sizer.ops import expected_experts
+from sizer.pipeline import Schedule
+from sizer.split import Split
+from sizer.step import step_time
+
+# Llama-3.1-8B shapes (official config.json; reference R00750.. in model_architecture.json)
+LLAMA_8B = dict(model_type="llama", hidden_size=4096, num_hidden_layers=32, num_attention_heads=32,
+                num_key_value_heads=8, intermediate_size=14336, vocab_size=128256,
+                torch_dtype="bfloat16", max_position_embeddings=131072)
+MIXTRAL = dict(model_type="mixtral", hidden_size=4096, num_hidden_layers=32, num_attention_heads=32,
+               num_key_value_heads=8, intermediate_size=14336, vocab_size=32000, num_local_experts=8,
+               num_experts_per_tok=2, torch_dtype="bfloat16", max_position_embeddings=32768)
+
+
+@pytest.fixture(scope="module")
+def l8():
+    return model_from_config(LLAMA_8B, "llama-3.1-8b")
+
+
+@pytest.fixture(scope="module")
+def h100():
+    return get_gpu("h100-sxm")
+
+
+def ops_by_name(res):
+    return {o.name: o for o in res.ops}
+
+
+def test_llama8b_decode_op_counts_by_hand(l8, h100):
+    """Decode, batch 4, context 1000, TP=1, bf16: 2*M*N*K FLOPs per GEMM; weights read once."""
+    b, c, layers = 4, 1000, 32
+    res = step_time(l8, h100, phase="decode", batch=b, context_len=c)
+    o = ops_by_name(res)
+    qkv_n = (32 + 2 * 8) * 128  # 6144 output features
+    assert float(o["qkv_proj"].flops) == 2 * b * qkv_n * 4096 * layers
+    assert float(o["qkv_proj"].bytes) == (qkv_n * 4096 * 2 + b * (4096 + qkv_n) * 2) * layers
+    assert float(o["o_proj"].flops) == 2 * b * 4096 * 4096 * layers
+    assert float(o["mlp_up"].flops) == 2 * b * 2 * 14336 * 4096 * layers
+    assert float(o["mlp_down"].flops) == 2 * b * 4096 * 14336 * layers
+    # KV read: batch x context x (2 x 8 heads x 128 x 2 bytes) per layer
+    assert float(o["attention"].bytes) == b * c * 2 * 8 * 128 * 2 * layers
+    # LM head: one token per sequence, full vocab
+    assert float(o["lm_head"].flops) == 2 * b * 128256 * 4096
+    assert res.comm_s == 0.0
+
+
+def test_llama8b_prefill_attention_flops_and_last_token_logits(l8, h100):
+    """Causal attention: 2 GEMMs x 2 FLOPs x S x S/2 x head_dim x heads per sequence; the LM head
+    runs on the last token of each prompt only (serving engines' convention)."""
+    b, s = 2, 2048
+    o = ops_by_name(step_time(l8, h100, phase="prefill", batch=b, seq_len=s))
+    assert float(o["attention"].flops) == 2 * b * 32 * s * (s / 2) * (128 + 128) * 32
+    assert float(o["lm_head"].flops) == 2 * b * 128256 * 4096
+    assert float(o["qkv_proj"].flops) == 2 * b * s * 6144 * 4096 * 32
+
+
+def test_time_is_compute_plus_comm_without_overlap(l8, h100):
+    res = step_time(l8, h100, tp=4, phase="decode", batch=8, context_len=2048)
+    assert res.comm_s > 0
+    assert float(res.time_s) == pytest.approx(float(res.compute_s) + float(res.comm_s), rel=1e-12)
+    assert float(res.time_s) == pytest.approx(sum(float(o.time_s) for o in res.ops), rel=1e-12)
+    over = step_time(l8, h100, tp=4, phase="decode", batch=8, context_len=2048, overlap=True)
+    assert float(over.time_s) == pytest.approx(max(float(res.compute_s), float(res.comm_s)))
+
+
+def test_tp_pays_two_all_reduces_per_layer(l8, h100):
+    o = ops_by_name(step_time(l8, h100, tp=2, phase="decode", batch=1, context_len=128))
+    assert o["tp_all_reduce"].count == 2 * 32
+
+
+def test_monotonic_facts(l8, h100):
+    """More context, batch or prompt never makes a step cheaper; more TP never adds weight bytes."""
+    ctx = [step_time(l8, h100, phase="decode", batch=8, context_len=c).time_s for c in (128, 1024, 8192)]
+    assert ctx[0] < ctx[1] < ctx[2]
+    bat = step_time(l8, h100, phase="decode", batch=np.array([1, 8, 64, 256]), context_len=1024).time_s
+    assert np.all(np.diff(bat) > 0)
+    pre = [step_time(l8, h100, phase="prefill", batch=1, seq_len=s).time_s for s in (128, 1024, 8192)]
+    assert pre[0] < pre[1] < pre[2]
+
+
+def test_vectorised_batch_equals_scalar_calls(l8, h100):
+    batches = np.array([1, 3, 17, 200])
+    vec = step_time(l8, h100, tp=2, phase="decode", batch=batches, context_len=900).time_s
+    for b, t in zip(batches, vec):
+        assert float(step_time(l8, h100, tp=2, phase="decode", batch=int(b), context_len=900).time_s) == pytest.approx(t)
+
+
+def test_decode_floor_without_cuda_graphs_is_slower(l8, h100):
+    """Eager kernels pay the CPU launch path; a small decode step is bound by it."""
+    g = step_time(l8, h100, tp=8, phase="decode", batch=1, context_len=256, cuda_graphs=True)
+    e = step_time(l8, h100, tp=8, phase="decode", batch=1, context_len=256, cuda_graphs=False)
+    assert float(e.time_s) > float(g.time_s)
+
+
+def test_expected_experts_formula():
+    """E x (1 - (1 - k/E)^T): one token reaches exactly k experts; many tokens reach all E."""
+    assert expected_experts(8, 2, 1) == pytest.approx(2.0)
+    assert expected_experts(256, 8, 1) == pytest.approx(8.0)
+    assert expected_experts(8, 2, 2) == pytest.approx(8 * (1 - 0.75**2))
+    assert expected_experts(128, 8, 10_000) == pytest.approx(128.0)
+    vals = expected_experts(64, 6, np.arange(1, 200))
+    assert np.all(np.diff(vals) > 0)
+
+
+def test_moe_decode_reads_only_reached_experts(h100):
+    mix = model_from_config(MIXTRAL, "mixtral-8x7b")
+    one = ops_by_name(step_time(mix, h100, tp=2, phase="decode", batch=1, context_len=512))
+    many = ops_by_name(step_time(mix, h100, tp=2, phase="decode", batch=256, context_len=512))
+    expert_bytes = 3 * 4096 * 14336 / 2 * 2  # one expert's shard at TP=2, bf16
+    assert float(one["experts"].bytes) == pytest.approx(2 * expert_bytes * 32 + 1 * 2 * (2 * 4096 + 3 * 7168) * 2 * 32)
+    assert float(many["experts"].bytes) > 3.9 * float(one["experts"].bytes)
+
+
+def test_pipeline_schedule_3x3():
+    """3 micro-batches over 3 stages: 5 clocks (m + p - 1), every stage busy at clock 2."""
+    s = Schedule(stages=3, microbatches=3, clock_s=1.0)
+    assert s.clocks == 5
+    assert s.busy_stages(2) == [0, 1, 2]
+    assert s.busy_stages(0) == [0] and s.busy_stages(4) == [2]
+    assert s.bubble_fraction == pytest.approx(2 / 5)
+    assert {(c["microbatch"], c["stage"]): c["clock"] for c in s.cells()}[(1, 2)] == 3
+
+
+def test_pp_step_is_slowest_stage(l8, h100):
+    res = step_time(l8, h100, pp=2, phase="prefill", batch=1, seq_len=512)
+    assert res.stage == int(np.argmax([float(t) for t in res.stage_times_s]))
+    assert any(o.name == "pp_send_recv" for o in res.ops) or any(o.name == "lm_head" for o in res.ops)
