@@ -1,0 +1,192 @@
+"""How far sizer's default communication model is from every public reference curve.
+
+Reads /work/shared/reference/nccl_collectives.json (override with --reference), runs
+sizer.collectives with NCCL's algorithms only (the references are NCCL runs; no custom
+all-reduce), and prints, per system and collective, the median and worst |error| % for small
+(< 1 MB) and large (>= 1 MB) messages, then single-value references (peak busbw statements),
+then one JSON line with everything.
+
+Each curve is mapped to a GPU, topology and node count below (SYSTEMS), with the reason where the
+source leaves something open (e.g. vidur's undocumented 2-node network).
+"""
+
+import argparse
+import dataclasses
+import json
+import os
+import statistics
+import sys
+
+import numpy as np
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+from sizer.collectives import collective_time  # noqa: E402
+from sizer.gpus import get_gpu  # noqa: E402
+from sizer.topology import get_topology  # noqa: E402
+
+REFERENCE = "/work/shared/reference/nccl_collectives.json"
+SIZE_KEYS = ("message_size_bytes", "message_size_label")
+
+
+def _gpu(name, **changes):
+    spec = get_gpu(name)
+    return dataclasses.replace(spec, **changes) if changes else spec
+
+
+# first record id of a curve -> (system label, gpu, topology, GPUs per node, nodes, inter-node,
+# ranks override or None, note)
+CURVES = {
+    "R00001": ("nccl-tests#194 H100 PCIe pair", "h100-pcie", "nvlink-pairs", 2, 1, None, None,
+               "user reports this as low"),
+    "R00004": ("nccl#1244 H20 2x8 NVLSTree", "h100-sxm", "nvswitch", 8, 2, "ndr", None,
+               "H20: Hopper NVLink4 like H100; 1 NDR NIC per GPU"),
+    "R00012": ("nccl-tests#232 H100 2x1 RoCE", "h100-sxm", "nvswitch", 1, 2, "roce-400g", None,
+               "user reports a misconfigured network (41 GB/s plateau)"),
+    "R00029": ("Azure ND A100 v4", "a100-80g-sxm", "nvswitch", 8, 1, None, None, ""),
+    "R00058": ("Azure ND H100 v5", "h100-sxm", "nvswitch", 8, 1, None, None, ""),
+    "R00088": ("Azure ND H200 v5", "h200", "nvswitch", 8, 1, None, None, ""),
+}
+_VIDUR = {
+    "h100_dgx": ("h100-sxm", "nvswitch", "ndr"),
+    "a100_dgx": ("a100-80g-sxm", "nvswitch", "tcp-100g"),
+    "h100_pairwise_nvlink": ("h100-nvl", "nvlink-pairs", "tcp-25g"),
+    "a100_pairwise_nvlink": ("a100-80g-pcie", "nvlink-pairs", "tcp-25g"),
+}
+VIDUR_NOTE = ("vidur's 2-node network is undocumented; a100_dgx and pairwise 2-node rows behave "
+              "like NCCL's TCP socket transport (7.8 and 2.5 GB/s send_recv), so they run with "
+              "tcp-100g / tcp-25g; h100_dgx with its catalog NDR NIC")
+
+# single-value references: id -> (label, gpu, topology, per_node, nodes, inter, ranks, how, algos)
+POINTS = {
+    "R00017": ("H200 8 peak busbw", "h200", "nvswitch", 8, 1, None, None, ("at", 4 * 2**30), None),
+    "R00018": ("H100 8 NVLS peak (maintainer)", "h100-sxm", "nvswitch", 8, 1, None, None,
+               ("at", 8 * 2**30), None),
+    "R00019": ("H100 8 ring busbw (maintainer)", "h100-sxm", "nvswitch", 8, 1, None, None,
+               ("at", 8 * 2**30), {"ring"}),
+    "R00020": ("H100 8 NVLS busbw (maintainer)", "h100-sxm", "nvswitch", 8, 1, None, None,
+               ("at", 8 * 2**30), None),
+    "R00021": ("H800 8 busbw", ("h100-sxm", {"nvlink_bytes_per_s": 400e9}), "nvswitch", 8, 1,
+               None, None, ("at", 8 * 2**30), None),
+    "R00022": ("RTX 5090 x8 PCIe5 no-P2P", ("rtx-4090", {"pcie_gen": 5}), "pcie", 8, 1, None,
+               None, ("at", 8 * 2**30), None),
+    "R00023": ("RTX 5090 x4 PCIe5 no-P2P", ("rtx-4090", {"pcie_gen": 5}), "pcie", 4, 1, None,
+               None, ("at", 8 * 2**30), None),
+    "R00024": ("A100 SXM 8 busbw ~200", "a100-80g-sxm", "nvswitch", 8, 1, None, None,
+               ("at", 2**30), None),
+    "R00025": ("A100 NV12 pair busbw", "a100-80g-pcie", "nvlink-pairs", 2, 1, None, None,
+               ("at", 8 * 2**30), None),
+    "R00026": ("A100 pair + SYS, 3 GPUs", "a100-80g-pcie", "nvlink-pairs", 8, 1, None, (0, 1, 4),
+               ("at", 8 * 2**30), None),
+    "R00027": ("A100-40G 3x8, 4 HDR/node avg", ("a100-40g-sxm", {"nics_per_gpu": 0.5}),
+               "nvswitch", 8, 3, "hdr", None, ("avg", 8, 128 * 2**20), None),
+    "R00028": ("A100-40G 3x8, 4 HDR/node peak", ("a100-40g-sxm", {"nics_per_gpu": 0.5}),
+               "nvswitch", 8, 3, "hdr", None, ("at", 128 * 2**20), None),
+}
+
+
+def _spec(gpu):
+    return _gpu(gpu[0], **gpu[1]) if isinstance(gpu, tuple) else _gpu(gpu)
+
+
+def _model(op, sizes, gpu, topo_name, per_node, nodes, inter, ranks, algos="nccl"):
+    spec = _spec(gpu)
+    topo = get_topology(topo_name, spec, per_node * nodes, nodes, inter)
+    ranks = ranks or tuple(range(per_node * nodes))
+    return collective_time(op, np.asarray(sizes, dtype=float), ranks, topo, algorithms=algos)
+
+
+def load_curves(path):
+    with open(path, encoding="utf-8") as fh:
+        records = json.load(fh)
+    groups = {}
+    for r in records:
+        cond = {k: v for k, v in r["conditions"].items() if k not in SIZE_KEYS}
+        key = json.dumps(cond, sort_keys=True) + r["metric"]
+        groups.setdefault(key, []).append(r)
+    return [g for g in groups.values()], {r["id"]: r for r in records}
+
+
+def curve_setup(rs):
+    first = rs[0]
+    cond = first["conditions"]
+    if first["id"] in CURVES:
+        return CURVES[first["id"]]
+    system = cond.get("system")
+    if system in _VIDUR:
+        gpu, topo, inter = _VIDUR[system]
+        per_node = cond["gpus_per_node"]
+        return (f"vidur {system} {cond['nodes']}x{per_node}", gpu, topo, per_node,
+                cond["nodes"], inter, None, VIDUR_NOTE if cond["nodes"] > 1 else "")
+    return None
+
+
+def evaluate(path=REFERENCE):
+    groups, by_id = load_curves(path)
+    rows, skipped = [], []
+    for rs in groups:
+        if len(rs) < 3:
+            continue
+        setup = curve_setup(rs)
+        if setup is None:
+            skipped.append(rs[0]["id"])
+            continue
+        label, gpu, topo, per_node, nodes, inter, ranks, note = setup
+        op = rs[0]["conditions"]["collective"]
+        sizes = np.array([r["conditions"]["message_size_bytes"] for r in rs], dtype=float)
+        ref = np.array([r["value"] for r in rs], dtype=float)
+        cost = _model(op, sizes, gpu, topo, per_node, nodes, inter, ranks)
+        metric = rs[0]["metric"]
+        model = cost.time_s * 1e6 if metric.startswith("time") else cost.busbw_GBps
+        err = np.abs(model - ref) / ref * 100
+        for part, mask in (("small", sizes < 1e6), ("large", sizes >= 1e6)):
+            if mask.any():
+                rows.append({"system": label, "op": op, "n": per_node * nodes, "nodes": nodes,
+                             "metric": metric, "sizes": part, "points": int(mask.sum()),
+                             "median_err_pct": float(np.median(err[mask])),
+                             "worst_err_pct": float(np.max(err[mask])), "first_id": rs[0]["id"],
+                             "note": note})
+    points = []
+    for rid, (label, gpu, topo, per_node, nodes, inter, ranks, how, algos) in POINTS.items():
+        rec = by_id.get(rid)
+        if rec is None:
+            continue
+        op = "all_reduce"
+        if how[0] == "at":
+            value = float(_model(op, how[1], gpu, topo, per_node, nodes, inter, ranks,
+                                 algos or "nccl").busbw_GBps)
+        else:
+            sizes = [how[1] * 2**i for i in range(int(np.log2(how[2] / how[1])) + 1)]
+            value = float(np.mean(_model(op, sizes, gpu, topo, per_node, nodes, inter, ranks,
+                                         algos or "nccl").busbw_GBps))
+        points.append({"id": rid, "label": label, "ref_GBps": rec["value"], "model_GBps": value,
+                       "err_pct": abs(value - rec["value"]) / rec["value"] * 100})
+    return rows, points, skipped
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--reference", default=REFERENCE)
+    args = parser.parse_args(argv)
+    rows, points, skipped = evaluate(args.reference)
+    print(f"{'system':38s} {'op':10s} {'n':>3s} {'metric':11s} {'sizes':5s} {'pts':>3s} "
+          f"{'median|e|%':>10s} {'worst|e|%':>9s}")
+    for r in rows:
+        print(f"{r['system']:38s} {r['op']:10s} {r['n']:3d} {r['metric']:11s} {r['sizes']:5s} "
+              f"{r['points']:3d} {r['median_err_pct']:10.1f} {r['worst_err_pct']:9.1f}")
+    print()
+    print(f"{'single-value reference':38s} {'id':7s} {'ref GB/s':>9s} {'model':>8s} {'|e|%':>6s}")
+    for p in points:
+        print(f"{p['label']:38s} {p['id']:7s} {p['ref_GBps']:9.1f} {p['model_GBps']:8.1f} "
+              f"{p['err_pct']:6.1f}")
+    summary = {}
+    for part in ("small", "large"):
+        errs = [r["median_err_pct"] for r in rows if r["sizes"] == part]
+        summary[f"{part}_median_of_medians_pct"] = statistics.median(errs) if errs else None
+    print(f"\nnotes: {VIDUR_NOTE}", file=sys.stderr)
+    print(json.dumps({"benchmark": "comm_vs_reference", "curves": rows, "points": points,
+                      "skipped": skipped, "summary": summary}))
+
+
+if __name__ == "__main__":
+    main()
