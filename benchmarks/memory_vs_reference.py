@@ -1,0 +1,109 @@
+"""The memory model against every engine-memory row of ../shared/reference/memory_facts.json
+that sizer can model. Prints a table, then one JSON line (median / worst |error| %).
+
+Usage: python benchmarks/memory_vs_reference.py [path/to/memory_facts.json]
+"""
+
+import json
+import os
+import statistics
+import sys
+
+from sizer.engines import memory_plan
+from sizer.gpus import get_gpu
+from sizer.memory import activation_bytes, kv_bytes_per_sequence, resolve_precision, stage_weight_bytes
+from sizer.models import get_model, model_from_config
+from sizer.split import Split
+
+GIB = 2**30
+HERE = os.path.dirname(os.path.abspath(__file__))
+DEFAULT = os.path.join(HERE, "..", "..", "shared", "reference", "memory_facts.json")
+
+# Architectures of the models in the vLLM rows that are not presets (official Meta configs).
+LLAMA2_7B = dict(model_type="llama", hidden_size=4096, num_hidden_layers=32, num_attention_heads=32,
+                 num_key_value_heads=32, intermediate_size=11008, vocab_size=32000,
+                 torch_dtype="float16", max_position_embeddings=4096)
+LLAMA2_70B = dict(LLAMA2_7B, hidden_size=8192, num_hidden_layers=80, num_attention_heads=64,
+                  num_key_value_heads=8, intermediate_size=28672)
+
+
+def vllm_rows(facts):
+    """(record id, what, measured, predicted) for the vLLM/SGLang rows."""
+    h100, a100 = get_gpu("h100-sxm"), get_gpu("a100-80g-sxm")
+    out = []
+    by_id = {r["id"]: r for r in facts}
+    l3 = get_model("llama-3.1-8b")  # Meta-Llama-3-8B has the same shapes as Llama-3.1-8B
+    for tp, ids in ((1, ("R03097", "R03098", "R03099", "R03100")), (2, ("R03102", "R03103", "R03104", None))):
+        plan = memory_plan(l3, h100, Split(tp=tp), engine="vllm", context=8192,
+                           max_num_batched_tokens=8192, max_num_seqs=256)
+        vals = (plan.weights_bytes, plan.overhead_bytes, plan.activation_bytes, plan.kv_cache_bytes)
+        for rid, what, v in zip(ids, ("weights", "non-torch", "activation peak", "KV cache"), vals):
+            if rid:
+                out.append((rid, f"vLLM Llama-3-8B TP{tp} {what} (GiB)", by_id[rid]["value"], v / GIB))
+    # Llama-2 on A100-80GB (Dec 2023): KV blocks of 16 tokens
+    for cfg, tp, rid in ((LLAMA2_7B, 1, "R03105"), (LLAMA2_70B, 4, "R03106")):
+        m = model_from_config(cfg, "llama-2")
+        plan = memory_plan(m, a100, Split(tp=tp), engine="vllm", context=4096,
+                           max_num_batched_tokens=4096, max_num_seqs=256)
+        out.append((rid, f"vLLM Llama-2-{'7B' if tp == 1 else '70B'} TP{tp} KV blocks", by_id[rid]["value"],
+                    plan.max_kv_tokens / 16))
+    try:
+        q = get_model("qwen3-235b-a22b")
+    except Exception:
+        q = None
+    if q is not None:
+        plan = memory_plan(q, h100, Split(tp=4), weight_dtype="fp8", engine="vllm", context=40960)
+        out.append(("R03113", "vLLM Qwen3-235B-A22B-FP8 TP4 KV tokens", by_id["R03113"]["value"], plan.max_kv_tokens))
+        out.append(("R03112", "vLLM Qwen3-235B-A22B-FP8 TP4 KV (GiB)", by_id["R03112"]["value"], plan.kv_cache_bytes / GIB))
+        plan = memory_plan(q, h100, Split(tp=4), weight_dtype="fp8", engine="sglang", fraction=0.93, context=40960)
+        out.append(("R03114", "SGLang Qwen3-235B-A22B-FP8 TP4 KV tokens", by_id["R03114"]["value"], plan.max_kv_tokens))
+    return out
+
+
+def transformers_rows(facts):
+    """HF Transformers generate, batch 1: weights + KV of (input + output) tokens + the prefill
+    activation peak (torch allocator only: no CUDA context)."""
+    names = {"Qwen2.5-7B-Instruct": "qwen2.5-7b", "Qwen2.5-72B-Instruct": "qwen2.5-72b",
+             "Qwen3-30B-A3B": "qwen3-30b-a3b"}
+    out = []
+    for r in facts:
+        c = r["conditions"]
+        pid = names.get(c.get("model"))
+        if not pid or not r["metric"].startswith(("peak_gpu_memory", "gpu_memory_total")):
+            continue
+        try:
+            m = get_model(pid)
+        except Exception:
+            continue
+        n = int(c.get("num_gpus", 1))
+        prec = resolve_precision(m)
+        split = Split(pp=n) if m.num_layers % n == 0 else Split()
+        weights = sum(stage_weight_bytes(m, split, prec))
+        ctx = int(c["input_len"]) + int(c["output_len"])
+        kv = kv_bytes_per_sequence(m, Split(), prec, ctx)
+        act = activation_bytes(m, Split(), prec, int(c["input_len"]), 1)
+        predicted = weights + kv + act
+        unit = GIB if r["unit"].startswith("GB") else 2**20
+        out.append((r["id"], f"HF {c['model']} x{n} in {c['input_len']} out {c['output_len']}",
+                    r["value"], predicted / unit))
+    return out
+
+
+def main(argv):
+    path = argv[1] if len(argv) > 1 else DEFAULT
+    with open(path) as fh:
+        facts = json.load(fh)
+    rows = vllm_rows(facts) + transformers_rows(facts)
+    print(f"{'record':<8} {'what':<58}{'measured':>12}{'sizer':>12}{'error':>9}")
+    errs = {"engine": [], "transformers": []}
+    for rid, what, meas, pred in rows:
+        err = (pred - meas) / meas * 100
+        errs["transformers" if what.startswith("HF") else "engine"].append(abs(err))
+        print(f"{rid:<8} {what:<58}{meas:>12.2f}{pred:>12.2f}{err:>8.1f}%")
+    summary = {k: {"rows": len(v), "median_abs_err_pct": round(statistics.median(v), 2) if v else None,
+                   "max_abs_err_pct": round(max(v), 2) if v else None} for k, v in errs.items()}
+    print(json.dumps({"benchmark": "memory_vs_reference", **summary}))
+
+
+if __name__ == "__main__":
+    main(sys.argv)

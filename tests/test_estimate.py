@@ -1,0 +1,112 @@
+"""`sizer estimate`: TTFT/TPOT/throughput semantics, pipeline bubbles, DP and the CLI contract."""
+
+import json
+
+import numpy as np
+import pytest
+
+from sizer.cli import main
+from sizer.estimate import estimate
+from sizer.gpus import get_gpu
+from sizer.models import model_from_config
+from sizer.split import Split
+from sizer.step import step_time
+
+LLAMA_8B = dict(model_type="llama", hidden_size=4096, num_hidden_layers=32, num_attention_heads=32,
+                num_key_value_heads=8, intermediate_size=14336, vocab_size=128256,
+                torch_dtype="bfloat16", max_position_embeddings=131072)
+
+
+@pytest.fixture(scope="module")
+def l8():
+    return model_from_config(LLAMA_8B, "llama-3.1-8b")
+
+
+@pytest.fixture(scope="module")
+def h100():
+    return get_gpu("h100-sxm")
+
+
+def test_tpot_is_the_mean_decode_step_over_the_output(l8, h100):
+    """The decode step is affine in the KV length, so TPOT at the mean length isl + (osl-1)/2
+    equals the mean of the osl steps as the KV grows."""
+    isl, osl = 500, 9
+    est = estimate(l8, h100, Split(), isl=isl, osl=osl, batch=4)
+    steps = [float(step_time(l8, h100, phase="decode", batch=4, context_len=isl + i).time_s) for i in range(osl)]
+    assert est.tpot_s == pytest.approx(np.mean(steps), rel=1e-9)
+    assert est.e2e_s == pytest.approx(est.ttft_s + (osl - 1) * est.tpot_s)
+    assert est.output_tok_s == pytest.approx(4 * osl / est.e2e_s)
+
+
+def test_dp_multiplies_throughput_not_speed(l8, h100):
+    one = estimate(l8, h100, Split(), isl=256, osl=64, batch=8)
+    four = estimate(l8, h100, Split(dp=4), isl=256, osl=64, batch=8)
+    assert four.tpot_s == pytest.approx(one.tpot_s) and four.ttft_s == pytest.approx(one.ttft_s)
+    assert four.output_tok_s == pytest.approx(4 * one.output_tok_s)
+    assert four.output_tok_s_per_gpu == pytest.approx(one.output_tok_s_per_gpu)
+
+
+def test_pipeline_reported_with_bubble(l8, h100):
+    est = estimate(l8, h100, Split(pp=4), isl=1024, osl=16, batch=2)
+    pipe = est.to_json()["pipeline"]
+    assert pipe["decode"]["microbatches"] == 2 and pipe["bubble_fraction_decode"] == pytest.approx(0.5)
+    assert pipe["prefill"]["clocks"] == pipe["prefill"]["microbatches"] + 3
+    assert "pipeline" not in estimate(l8, h100, Split(), isl=64, osl=4, batch=1).to_json()
+
+
+def test_max_throughput_point_is_capped_by_memory_and_max_batch(l8, h100):
+    est = estimate(l8, h100, Split(), isl=512, osl=512)
+    assert est.batch == 256  # memory allows more; vLLM's max_num_seqs caps it
+    capped = estimate(l8, h100, Split(), isl=512, osl=512, max_batch=32)
+    assert capped.batch == 32 and capped.output_tok_s < est.output_tok_s
+    long = estimate(l8, get_gpu("l4"), Split(), isl=8192, osl=8192)
+    assert long.batch < 256 and long.memory["per_gpu"]["fits"]
+
+
+def test_cli_estimate_json_keys(capsys, tmp_path):
+    cfg = tmp_path / "config.json"
+    cfg.write_text(json.dumps(LLAMA_8B))
+    assert main(["estimate", "--model", str(cfg), "--tp", "2", "--pp", "2", "--isl", "512",
+                 "--osl", "64", "--batch", "8", "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    for key in ("ttft_s", "tpot_s", "e2e_s", "output_tok_s", "output_tok_s_per_gpu", "memory",
+                "breakdown", "pipeline"):
+        assert key in doc
+    assert doc["memory"]["per_gpu"]["fits"] is True
+
+
+def test_cli_step_json_identity(capsys, tmp_path):
+    cfg = tmp_path / "config.json"
+    cfg.write_text(json.dumps(LLAMA_8B))
+    assert main(["step", "--model", str(cfg), "--tp", "4", "--phase", "prefill", "--batch", "2",
+                 "--seq", "1024", "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["time_s"] == pytest.approx(doc["compute_s"] + doc["comm_s"])
+    assert {o["bound"] for o in doc["ops"]} <= {"compute", "memory", "latency", "comm"}
+
+
+@pytest.mark.parametrize("argv", [
+    ["step", "--phase", "prefill"],  # no --seq
+    ["step", "--phase", "decode", "--batch", "0", "--context", "5"],
+    ["estimate", "--isl", "-3"],
+    ["estimate", "--pp", "5"],
+])
+def test_bad_input_exit_2(capsys, tmp_path, argv):
+    cfg = tmp_path / "config.json"
+    cfg.write_text(json.dumps(LLAMA_8B))
+    try:
+        code = main(argv[:1] + ["--model", str(cfg)] + argv[1:])
+    except SystemExit as exc:
+        code = exc.code
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_context_beyond_model_maximum_warns(capsys, tmp_path):
+    cfg = tmp_path / "config.json"
+    cfg.write_text(json.dumps(dict(LLAMA_8B, max_position_embeddings=2048)))
+    assert main(["step", "--model", str(cfg), "--phase", "decode", "--context", "4096", "--json"]) == 0
+    out = capsys.readouterr()
+    json.loads(out.out)
+    assert "exceed" in out.err
