@@ -1,0 +1,83 @@
+"""`sizer comm`: time, algbw, busbw and algorithm of one collective on a topology.
+
+    sizer comm --op all_reduce --bytes 16MiB --gpus 8 [--nodes K] [--gpu G]
+               [--topology T | --topology-file F] [--inter-node L] [--profile P] [--sweep] [--json]
+
+Sizes follow nccl-tests' size column; algbw = size / time, busbw = algbw x busbw_factor
+(sizer/collectives.py). --sweep prints 1 KiB .. 8 GiB in powers of two.
+"""
+
+import numpy as np
+
+from .cli import emit_json, warn
+from .collectives import OPS, busbw_factor, check_op, collective_time
+from .errors import InputError
+from .gpus import get_gpu
+from .profile import load_profile
+from .topology import add_topology_args, topology_from_args
+from .units import fmt_bytes, fmt_seconds, parse_bytes
+
+SWEEP_BYTES = np.array([2.0**k for k in range(10, 34)])  # 1 KiB .. 8 GiB
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("comm", help="collective / P2P communication time on a topology",
+                              description=__doc__.splitlines()[0])
+    p.add_argument("--op", required=True, metavar="OP", help=", ".join(OPS))
+    p.add_argument("--bytes", metavar="SIZE", help="nccl-tests size: 4096, 16MiB, 1GB")
+    p.add_argument("--gpus", type=int, required=True, metavar="N", help="GPUs over all nodes")
+    p.add_argument("--gpu", default="h100-sxm", metavar="G", help="GPU type (default h100-sxm)")
+    p.add_argument("--sweep", action="store_true", help="print the curve from 1 KiB to 8 GiB")
+    p.add_argument("--nccl-only", action="store_true",
+                   help="NCCL's algorithms only (no vLLM/SGLang custom all-reduce)")
+    p.add_argument("--json", action="store_true", help="one JSON document on stdout")
+    add_topology_args(p)
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    op = check_op(args.op)
+    if args.gpus is None or args.gpus < 1:
+        raise InputError(f"--gpus must be a positive integer, got {args.gpus}")
+    if not args.sweep and args.bytes is None:
+        raise InputError("give --bytes SIZE (or --sweep for the whole curve)")
+    gpu = get_gpu(args.gpu)
+    topo = topology_from_args(args, gpu, args.gpus)
+    profile = load_profile(getattr(args, "profile", None))
+    if op == "send_recv" and args.gpus < 2:
+        warn("send_recv over one GPU costs nothing")
+    ranks = tuple(range(args.gpus))
+    algos = "nccl" if args.nccl_only else None
+    sizes = SWEEP_BYTES if args.sweep else np.array([float(parse_bytes(args.bytes))])
+    cost = collective_time(op, sizes, ranks, topo, profile, algorithms=algos)
+    rows = [{"bytes": int(s), "time_s": float(t), "algbw_GBps": float(a),
+             "busbw_GBps": float(b), "algorithm": alg}
+            for s, t, a, b, alg in zip(sizes, cost.time_s, cost.algbw_GBps, cost.busbw_GBps,
+                                       cost.algorithm)]
+    head = {"op": op, "gpus": args.gpus, "nodes": topo.nodes, "gpu": gpu.id,
+            "topology": topo.name, "busbw_factor": busbw_factor(op, args.gpus),
+            "profile": profile.path if profile else None}
+    if args.json:
+        if args.sweep:
+            emit_json({**head, "algorithm": rows, "time_s": [r["time_s"] for r in rows],
+                       "algbw_GBps": [r["algbw_GBps"] for r in rows],
+                       "busbw_GBps": [r["busbw_GBps"] for r in rows]})
+        else:
+            emit_json({**head, "bytes": rows[0]["bytes"], "time_s": rows[0]["time_s"],
+                       "algbw_GBps": rows[0]["algbw_GBps"], "busbw_GBps": rows[0]["busbw_GBps"],
+                       "algorithm": rows[0]["algorithm"]})
+        return 0
+    print(f"{op} over {args.gpus} x {gpu.id}; {topo.describe()}")
+    if args.sweep:
+        print(f"{'size':>12s} {'time':>12s} {'algbw GB/s':>11s} {'busbw GB/s':>11s}  algorithm")
+        for r in rows:
+            print(f"{fmt_bytes(r['bytes']):>12s} {fmt_seconds(r['time_s']):>12s} "
+                  f"{r['algbw_GBps']:11.2f} {r['busbw_GBps']:11.2f}  {r['algorithm']}")
+    else:
+        r = rows[0]
+        print(f"size       {fmt_bytes(r['bytes'])} ({r['bytes']} bytes)")
+        print(f"time       {fmt_seconds(r['time_s'])}")
+        print(f"algbw      {r['algbw_GBps']:.2f} GB/s")
+        print(f"busbw      {r['busbw_GBps']:.2f} GB/s (factor {head['busbw_factor']:.3f})")
+        print(f"algorithm  {r['algorithm']}")
+    return 0
