@@ -7,7 +7,8 @@ report), and a reported fit error: median and max of |model - measured| / measur
 
 * Collectives (per op, group size, nodes): t(size) = min_s(latency_s + size * f / busbw_s),
   f the nccl-tests busbw factor, in one or two segments (small- and large-message regimes).
-  Two segments are kept when they cut the squared error to below 70% of one segment's.
+  Two segments are kept when they cut the squared error to below 70% of one segment's
+  (and one segment does not already fit to rounding).
 * GEMM: t(M) = 2 M N K / F_eff(M), F_eff(M) = F * M / (M + matmul_half_rows), i.e. the line
   t = (2NK/F) * M + (2NK * half_rows / F) -- the form sizer/step.py uses.
 * Memory bandwidth: t = a + bytes / hbm_bytes_per_s over the copy sweep.
@@ -71,7 +72,7 @@ def fit_segments(x, t, max_segments: int = 2, min_points: int = 3) -> dict:
             s = sse(segs)
             if cand is None or s < cand[0]:
                 cand = (s, segs, float(x[k]))
-        if cand and cand[0] < 0.7 * best_sse:
+        if cand and cand[0] < 0.7 * best_sse and best_sse > 1e-10 * len(x):
             best, best_sse = cand[1], cand[0]
     return {"segments": best, "fit_error_pct": _errors_pct(_seg_time(best, x), t),
             "n_points": int(len(x)), "n_outliers": int((~keep).sum())}
@@ -208,8 +209,10 @@ def predict_kernels(kernels, compute: dict, dtype: str) -> float | None:
             t = attention_flops(k[1], k[2], k[4], k[4], k[5], True) / att
         elif k[0] == "attn_decode":
             t = 2.0 * k[1] * k[3] * k[4] * k[5] * e / hbm
-        else:
-            t = k[1] / hbm
+        else:  # ("elem", bytes, kernels): the bytes spread over that many kernels
+            n = k[2] if len(k) > 2 else 1
+            total += n * max(k[1] / n / hbm, floor)
+            continue
         total += max(t, floor)
     return total
 

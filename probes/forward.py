@@ -53,25 +53,30 @@ class Shard:
             self.down = [w(cfg["ffn"] // tp, h)]
 
     def kernels(self, batch, q_len, kv_len) -> list[tuple]:
-        """The kernels one layer forward launches, for the time model."""
+        """The kernels one layer forward launches, for the time model: ("gemm", M, N, K),
+        ("attn_prefill"|"attn_decode", B, H, H_kv, S, D), ("elem", bytes, kernels) -- eager
+        RMSNorm is 6 kernels (pow, mean, add, rsqrt, mul, mul), SiLU*mul 2, a residual add 1,
+        the attention output's transpose-copy 1."""
         h, d, t = self.cfg["hidden"], self.cfg["head_dim"], batch * q_len
         act = t * h * self.elem
-        ks = [("elem", 3 * act), ("gemm", t, self.qkv.shape[1], h)]
+        norm = ("elem", 6 * 2 * act, 6)
+        ks = [norm, ("gemm", t, self.qkv.shape[1], h)]
         if q_len > 1:
             ks.append(("attn_prefill", batch, self.heads, self.kv, q_len, d))
         else:
             ks.append(("attn_decode", batch, self.heads, self.kv, kv_len, d))
-        ks += [("gemm", t, h, self.heads * d), ("elem", 3 * act), ("elem", 3 * act)]
+        ks += [("elem", 2 * t * self.heads * d * self.elem, 1),
+               ("gemm", t, h, self.heads * d), ("elem", 3 * act, 1), norm]
+        f = self.down[0].shape[0]
         if self.local_experts:
             per_expert = max(1, t * self.cfg["top_k"] // self.cfg["experts"])
+            ks.append(("elem", act, 1))  # zeros_like
             for _ in range(self.local_experts):
-                f = self.down[0].shape[0]
-                ks += [("gemm", per_expert, 2 * f, h), ("elem", 3 * per_expert * f * self.elem),
-                       ("gemm", per_expert, h, f)]
+                ks += [("gemm", per_expert, 2 * f, h), ("elem", 5 * per_expert * f * self.elem, 2),
+                       ("gemm", per_expert, h, f), ("elem", 3 * per_expert * h * self.elem, 1)]
         else:
-            f = self.down[0].shape[0]
-            ks += [("gemm", t, 2 * f, h), ("elem", 3 * t * f * self.elem), ("gemm", t, h, f)]
-        ks.append(("elem", 3 * act))
+            ks += [("gemm", t, 2 * f, h), ("elem", 5 * t * f * self.elem, 2), ("gemm", t, h, f)]
+        ks.append(("elem", 3 * act, 1))
         return ks
 
     def forward(self, x, batch, q_len, k_cache, v_cache):
