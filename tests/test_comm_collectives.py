@@ -1,0 +1,151 @@
+"""Collective costs: nccl-tests conventions, monotonic facts, algorithm choice, profiles."""
+
+import numpy as np
+import pytest
+
+from comm_gpus import GPUS
+from sizer.collectives import OPS, busbw_factor, collective_time
+from sizer.errors import InputError
+from sizer.profile import profile_from_dict
+from sizer.topology import get_topology
+
+SIZES = np.array([2.0**k for k in range(10, 34)])
+
+
+def topo(name, gpu="h100-sxm", n=8, nodes=1, inter=None):
+    return get_topology(name, GPUS[gpu], n, nodes, inter)
+
+
+def test_busbw_factors_follow_nccl_tests_performance_md():
+    """nccl-tests doc/PERFORMANCE.md: all_reduce 2(n-1)/n; all_gather, reduce_scatter,
+    alltoall (n-1)/n; broadcast and sendrecv 1."""
+    for n in (2, 4, 8, 16):
+        assert busbw_factor("all_reduce", n) == pytest.approx(2 * (n - 1) / n)
+        for op in ("all_gather", "reduce_scatter", "all_to_all"):
+            assert busbw_factor(op, n) == pytest.approx((n - 1) / n)
+        assert busbw_factor("send_recv", n) == 1.0
+        assert busbw_factor("broadcast", n) == 1.0
+
+
+def test_algbw_and_busbw_are_size_over_time_times_factor():
+    c = collective_time("all_reduce", 2**30, tuple(range(8)), topo("nvswitch"))
+    assert c.algbw_GBps == pytest.approx(2**30 / c.time_s / 1e9)
+    assert c.busbw_GBps == pytest.approx(c.algbw_GBps * 1.75)
+
+
+@pytest.mark.parametrize("preset,gpu,n", [("nvswitch", "h100-sxm", 8), ("nvswitch", "a100-80g-sxm", 4),
+                                          ("nvlink-pairs", "h100-nvl", 4), ("pcie", "l40s", 4),
+                                          ("pcie-2socket", "rtx-4090", 8), ("xgmi", "mi300x", 8)])
+@pytest.mark.parametrize("op", OPS)
+def test_more_bytes_never_cheaper(preset, gpu, n, op):
+    t = collective_time(op, SIZES, tuple(range(n)), topo(preset, gpu, n)).time_s
+    assert np.all(np.diff(t) >= 0)
+
+
+@pytest.mark.parametrize("op", OPS)
+def test_more_bytes_never_cheaper_across_nodes(op):
+    t = collective_time(op, SIZES, tuple(range(16)), topo("nvswitch", n=16, nodes=2)).time_s
+    assert np.all(np.diff(t) >= 0)
+
+
+@pytest.mark.parametrize("op", OPS)
+def test_cross_socket_group_never_faster_than_same_socket(op):
+    """pcie-2socket: GPUs 0-3 on socket 0, 4-7 on socket 1; {0,1} vs {3,4} crosses UPI."""
+    t = topo("pcie-2socket", "l40s", 8)
+    same = collective_time(op, SIZES, (0, 1), t).time_s
+    cross = collective_time(op, SIZES, (3, 4), t).time_s
+    assert np.all(cross >= same)
+    assert cross[-1] > same[-1]
+
+
+@pytest.mark.parametrize("op", OPS)
+def test_nvlink_faster_than_pcie_at_equal_size(op):
+    gpu = GPUS["h100-nvl"]
+    pairs = get_topology("nvlink-pairs", gpu, 4)
+    pcie = get_topology("pcie", gpu, 4)
+    fast = collective_time(op, SIZES, (0, 1), pairs, algorithms="nccl").time_s
+    slow = collective_time(op, SIZES, (0, 1), pcie, algorithms="nccl").time_s
+    assert np.all(fast <= slow)
+    assert fast[-1] < slow[-1] / 3
+
+
+def test_a_group_of_one_costs_nothing():
+    c = collective_time("all_reduce", 2**20, (3,), topo("nvswitch"))
+    assert c.time_s == 0.0 and c.busbw_GBps == 0.0
+
+
+def test_vectorised_matches_scalar():
+    t = topo("nvswitch", n=16, nodes=2)
+    vec = collective_time("all_reduce", SIZES, tuple(range(16)), t)
+    for k in (0, 10, 23):
+        one = collective_time("all_reduce", SIZES[k], tuple(range(16)), t)
+        assert one.time_s == pytest.approx(vec.time_s[k])
+        assert one.algorithm == vec.algorithm[k]
+
+
+def test_algorithm_choice_small_vs_large():
+    """Decode-sized all-reduces are latency-bound (custom one-shot all-reduce or LL), prefill-
+    sized ones bandwidth-bound (NVLS on Hopper NVSwitch, ring elsewhere)."""
+    t = topo("nvswitch")
+    ranks = tuple(range(8))
+    assert collective_time("all_reduce", 16 * 1024, ranks, t).algorithm == "one_shot"
+    assert collective_time("all_reduce", 16 * 1024, ranks, t, algorithms="nccl").algorithm == "ring/LL"
+    assert collective_time("all_reduce", 2**30, ranks, t).algorithm == "nvls"
+    a100 = topo("nvswitch", "a100-80g-sxm")
+    assert collective_time("all_reduce", 2**30, ranks, a100).algorithm == "ring/Simple"
+    nopeer = topo("pcie", "rtx-4090", 4)  # no P2P: no custom all-reduce
+    assert not collective_time("all_reduce", 1024, (0, 1, 2, 3), nopeer).algorithm.startswith("one")
+
+
+def test_custom_allreduce_capped_at_8mib():
+    t = topo("nvswitch")
+    c = collective_time("all_reduce", np.array([4 * 2**20, 64 * 2**20]), tuple(range(8)), t,
+                        algorithms={"one_shot", "two_shot", "ring"})
+    assert c.algorithm[1].startswith("ring")
+
+
+def test_multi_node_is_slower_than_one_node():
+    one = collective_time("all_reduce", 2**28, tuple(range(8)), topo("nvswitch", n=16, nodes=2))
+    two = collective_time("all_reduce", 2**28, (0, 1, 2, 3, 8, 9, 10, 11),
+                          topo("nvswitch", n=16, nodes=2))
+    assert two.time_s > one.time_s
+
+
+def test_all_to_all_bottleneck_is_the_socket_link():
+    """8 GPUs on two sockets: 4x4 flows of size/8 share one UPI direction."""
+    t = topo("pcie-2socket", "l40s", 8)
+    c = collective_time("all_to_all", 2**30, tuple(range(8)), t)
+    upi = t.links["upi"]
+    expect = 16 * (2**30 / 8) / (upi.bytes_per_s * upi.p2p.efficiency)
+    assert c.time_s == pytest.approx(expect, rel=0.01)
+
+
+def test_profile_fit_replaces_defaults():
+    doc = {"sizer_profile_version": 1, "collectives": [
+        {"op": "all_reduce", "ranks": 8, "nodes": 1,
+         "segments": [{"latency_s": 1e-5, "busbw_bytes_per_s": 1e11},
+                      {"latency_s": 5e-5, "busbw_bytes_per_s": 4e11}]}]}
+    prof = profile_from_dict(doc)
+    c = collective_time("all_reduce", np.array([1e3, 1e9]), tuple(range(8)), topo("nvswitch"), prof)
+    assert c.algorithm == ["measured", "measured"]
+    assert c.time_s[0] == pytest.approx(1e-5 + 1e3 * 1.75 / 1e11)
+    assert c.time_s[1] == pytest.approx(5e-5 + 1e9 * 1.75 / 4e11)
+    other = collective_time("all_gather", 1e9, tuple(range(8)), topo("nvswitch"), prof)
+    assert other.algorithm != "measured"
+
+
+@pytest.mark.parametrize("bad", [("all_reducee", 1), ("all_reduce", -1), ("all_reduce", float("nan"))])
+def test_bad_input_is_an_input_error(bad):
+    op, size = bad
+    with pytest.raises(InputError):
+        collective_time(op, size, (0, 1), topo("nvswitch"))
+
+
+def test_unknown_op_is_named():
+    with pytest.raises(InputError, match="allreduse"):
+        collective_time("allreduse", 1, (0, 1), topo("nvswitch"))
+
+
+def test_ranks_outside_topology_rejected():
+    with pytest.raises(InputError):
+        collective_time("all_reduce", 1, (0, 8), topo("nvswitch"))
