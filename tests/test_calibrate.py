@@ -179,3 +179,22 @@ def test_hang_is_stopped_by_timeout():
         run_ranks(_sleep, (600,), world_size=2, backend="gloo", timeout_s=3)
     assert "timed out after 3 s" in str(info.value)
     assert multiprocessing.active_children() == []
+
+
+def test_profile_changes_sizer_comm_prediction(quick_run, capsys):
+    """`sizer comm --profile` uses the measured fit for (op, ranks, nodes): the answer moves
+    from the catalog model to min_s(latency + size*factor/busbw) of the profile's segments."""
+    from sizer.cli import main
+    from sizer.profile import load_profile as load
+
+    n, out, _, _ = quick_run
+    args = ["comm", "--op", "all_reduce", "--bytes", "1MiB", "--gpus", str(n), "--json"]
+    assert main(args) == 0
+    default = json.loads(capsys.readouterr().out)
+    assert main(args + ["--profile", str(out)]) == 0
+    measured = json.loads(capsys.readouterr().out)
+    assert measured["algorithm"] == "measured" and default["algorithm"] != "measured"
+    segs = load(str(out)).collective("all_reduce", n, 1).segments
+    f = busbw_factor("all_reduce", n)
+    assert measured["time_s"] == pytest.approx(min(lat + 2**20 * f / bw for lat, bw in segs))
+    assert measured["time_s"] != pytest.approx(default["time_s"], rel=0.01)
