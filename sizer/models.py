@@ -72,6 +72,7 @@ class ModelSpec:
     quantization: str | None = None  # checkpoint's own weight format for linear layers
     quantized_modules: str = "linear"  # "linear" | "experts" (gpt-oss: only MoE experts)
     block_scaled_fp8: bool = False
+    active_counts_embedding: bool = False  # publisher's convention for "active" (see params_active)
 
     @property
     def is_moe(self) -> bool:
@@ -145,9 +146,17 @@ class ModelSpec:
                 + sum(self.layer_params(i) for i in range(self.num_layers)))
 
     def params_active(self) -> int:
-        """Weights one token touches: routed top-k experts only; embedding and head included,
-        as Mistral (12.9B for Mixtral-8x7B) and DeepSeek (37B) count them."""
-        return (self.embedding_params() + self.lm_head_params() + self.hidden_size
+        """Weights one token's forward uses: top-k routed (+ shared) experts, attention, norms,
+        the LM head. The input embedding is a one-row lookup and is left out, as DeepSeek
+        (36.6B incl. the output head, R00829's older revision; "37B") and OpenAI (gpt-oss-120b
+        5.1B, R00908) count; Mistral's 12.88B for Mixtral-8x7B includes it, so presets may set
+        `active_counts_embedding` to follow their publisher. A dense model uses every weight:
+        its active count is its total, as model cards state it."""
+        if not self.is_moe:
+            return self.params_total()
+        vh = self.vocab_size * self.hidden_size
+        emb = vh if self.active_counts_embedding and not self.tie_word_embeddings else 0
+        return (emb + vh + self.hidden_size
                 + sum(self.layer_params(i, active=True) for i in range(self.num_layers)))
 
     # ----- KV cache -----------------------------------------------------------------------
@@ -303,7 +312,13 @@ def get_model(name_or_path: str) -> ModelSpec:
 
     pid = resolve_preset(name_or_path)
     if pid is not None:
-        return model_from_config(read_json(f"models/{pid}.json"), name=pid, path=f"data/models/{pid}.json")
+        spec = model_from_config(read_json(f"models/{pid}.json"), name=pid, path=f"data/models/{pid}.json")
+        official = _index()[pid].get("official", {})
+        if official.get("active_counts_embedding"):
+            import dataclasses
+
+            spec = dataclasses.replace(spec, active_counts_embedding=True)
+        return spec
     looks_like_path = os.sep in str(name_or_path) or str(name_or_path).endswith(".json")
     if looks_like_path or os.path.isfile(name_or_path):
         try:
