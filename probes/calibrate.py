@@ -62,9 +62,9 @@ def calibrate_rank(ctx, opts: Options):
            "attention": [], "sharded_forward": [], "phases_done": []}
     infos = _gather(ctx, env.rank_info(ctx))
 
-    def done(phase):
+    def save():
+        """Rank 0 keeps the partial file current (what an interrupted run still writes)."""
         if ctx.rank == 0:
-            raw["phases_done"].append(phase)
             raw["rank_info"] = infos
             raw["world_size"], raw["nodes"], raw["backend"] = ctx.world_size, ctx.nodes, ctx.backend
             tmp = opts.partial_path + ".tmp"
@@ -72,12 +72,21 @@ def calibrate_rank(ctx, opts: Options):
                 json.dump(raw, fh)
             os.replace(tmp, opts.partial_path)
 
+    def done(phase):
+        if ctx.rank == 0:
+            raw["phases_done"].append(phase)
+        save()
+
+    def coll_checkpoint(rows):
+        raw["collectives"] = rows
+        save()
+
     done("env")
     multi = ctx.world_size > 1
     if "coll" in opts.phases and multi:
         factor = 4 if opts.quick and not gpu else 2
         raw["collectives"] = coll.sweep_collectives(ctx, _max_bytes(opts, gpu), opts.quick,
-                                                    factor=factor)
+                                                    factor=factor, checkpoint=coll_checkpoint)
         done("coll")
     if "p2p" in opts.phases and multi:
         big = min(_max_bytes(opts, gpu), (64 << 20) if gpu else (1 << 20))
@@ -199,6 +208,11 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         status, code = "partial: interrupted", 130
         sys.stderr.write("calibrate: interrupted; writing what was measured\n")
+    except Exception as exc:  # noqa: BLE001 -- under torchrun a rank's error lands here
+        if not torchrun:
+            raise
+        status, code = f"partial: rank {os.environ.get('RANK')} failed: {exc}", 1
+        sys.stderr.write(f"calibrate: {status}\n")
     if not rank0:
         return code
     if raw is None:

@@ -141,8 +141,9 @@ def iters_for(size_bytes: int, quick: bool, gpu: bool) -> tuple[int, int]:
 
 
 def sweep_collectives(ctx, max_bytes: int, quick: bool, ops=OPS, min_bytes: int = 8,
-                      factor: int = 2) -> list[dict]:
-    """Every op over every size for every group; rank 0 returns the rows (others: their own)."""
+                      factor: int = 2, checkpoint=None) -> list[dict]:
+    """Every op over every size for every group; rank 0 returns the rows (others: their own).
+    `checkpoint(rows)` is called after each (group, op) so an interrupted run keeps them."""
     groups = plan_groups(ctx.world_size, ctx.nodes)
     handles = [(ranks, span, dist.new_group(ranks)) for ranks, span in groups]
     sizes = sweep_sizes(min_bytes, max_bytes, factor)
@@ -171,6 +172,8 @@ def sweep_collectives(ctx, max_bytes: int, quick: bool, ops=OPS, min_bytes: int 
                 wrong = group_sum(ctx, wrong, grp)
                 rows.append(row(op, count * ELEM, coll.count_column(count), "float", len(ranks),
                                 op == "all_reduce", t_mean, wrong, nodes=span))
+            if checkpoint is not None and member:
+                checkpoint(rows)
     prog.close()
     return rows
 

@@ -198,3 +198,44 @@ def test_profile_changes_sizer_comm_prediction(quick_run, capsys):
     f = busbw_factor("all_reduce", n)
     assert measured["time_s"] == pytest.approx(min(lat + 2**20 * f / bw for lat, bw in segs))
     assert measured["time_s"] != pytest.approx(default["time_s"], rel=0.01)
+
+
+def test_interrupt_writes_partial_profile(tmp_path):
+    """Ctrl-C (SIGINT to the process group) mid-run: exit 130, and the profile file still holds
+    what was measured, loads in sizer, and says 'partial: interrupted'."""
+    import signal
+
+    out = tmp_path / "partial.json"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "probes.calibrate", "--backend", "gloo", "--world-size", "2",
+         "--out", str(out)], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        start_new_session=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and proc.poll() is None:  # wait until the ranks run
+        if any("spawn_main" in _cmdline(pid) for pid in _children(proc.pid)):
+            time.sleep(1.0)
+            break
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    if proc.returncode == 0:
+        pytest.skip("the run finished before the interrupt arrived")
+    assert proc.returncode == 130, err[-2000:]
+    prof = load_profile(str(out))
+    assert prof.env["status"] == "partial: interrupted"
+
+
+def _children(pid):
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as fh:
+            return [int(p) for p in fh.read().split()]
+    except OSError:
+        return []
+
+
+def _cmdline(pid):
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as fh:
+            return fh.read().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
