@@ -63,13 +63,13 @@ def device_from_profile(profile, name: str = "profiled-device") -> Device:
 
 
 class _Comm:
-    """Collective costs on the split's placement (sizer.collectives), one group per kind."""
+    """Collective costs on the split's placement (sizer.placement, sizer.collectives): the TP
+    group, EP group and outgoing pipeline link of each stage of the first replica."""
 
     def __init__(self, split: Split, topology, profile, gpu):
         self.split, self.topology, self.profile = split, topology, profile
-        self.tp_group = self.ep_group = ()
-        self.pp_pair = ()
-        if split.tp * split.pp * split.dp == 1 and split.ep == 1:
+        self.layout = None
+        if split.gpus == 1:
             return
         from .placement import layout
         from .topology import default_topology
@@ -80,11 +80,18 @@ class _Comm:
             self.topology = default_topology(gpu, split.gpus)
         if self.topology.n_gpus < split.gpus:
             raise InputError(f"topology holds {self.topology.n_gpus} GPUs, split needs {split.gpus}")
-        lay = layout(self.topology, split.tp, split.pp, split.dp)
-        self.tp_group = tuple(lay.stage_ranks(0)) if split.tp > 1 else ()
-        self.ep_group = tuple(lay.ep_group(split.ep, 0)) if split.ep > 1 else ()
-        if split.pp > 1:
-            self.pp_pair = (lay.stage_ranks(0)[0], lay.stage_ranks(1)[0])
+        self.layout = layout(self.topology, split.tp, split.pp, split.dp)
+
+    def tp_group(self, stage: int) -> tuple:
+        return tuple(self.layout.stage_groups[stage]) if self.layout and self.split.tp > 1 else ()
+
+    def ep_group(self, stage: int) -> tuple:
+        return tuple(self.layout.ep_group(self.split.ep, stage)) if self.layout and self.split.ep > 1 else ()
+
+    def pp_pair(self, stage: int) -> tuple:
+        if self.layout and stage < self.split.pp - 1:
+            return tuple(self.layout.pp_links[stage])
+        return ()
 
     def time(self, op, size_bytes, ranks):
         if len(ranks) < 2:
@@ -206,23 +213,23 @@ def _stage_ops(model, split, prec, dev, comm, stage, layers, phase, b, tokens, c
         if split.ep > 1:
             local = tokens / tp if tp > 1 else tokens  # tokens leave split over the TP ranks
             a2a = local * model.experts_per_token * h * a
-            t = comm.time("all_to_all", a2a, comm.ep_group)
+            t = comm.time("all_to_all", a2a, comm.ep_group(stage))
             rows.append(ops.comm("ep_all_to_all", t, a2a, count=2 * m))
     if tp > 1:
         if sequence_parallel:
-            t = comm.time("reduce_scatter", hidden_bytes, comm.tp_group) + comm.time("all_gather", hidden_bytes, comm.tp_group)
+            t = comm.time("reduce_scatter", hidden_bytes, comm.tp_group(stage)) + comm.time("all_gather", hidden_bytes, comm.tp_group(stage))
             rows.append(ops.comm("tp_reduce_scatter+all_gather", t, hidden_bytes * 2, count=tp_reduces))
         else:
-            t = comm.time("all_reduce", hidden_bytes, comm.tp_group)
+            t = comm.time("all_reduce", hidden_bytes, comm.tp_group(stage))
             rows.append(ops.comm("tp_all_reduce", t, hidden_bytes, count=tp_reduces))
     if stage == split.pp - 1:
         rows.append(ops.elementwise("final_norm", dev, b * h * a * 3, floor))
         rows.append(ops.gemm("lm_head", dev, b, model.vocab_size / tp, h, prec.bytes("base"), a, prec.base, floor))
         if tp > 1:
             logits = b * model.vocab_size * a  # gathered output, nccl-tests all_gather size
-            rows.append(ops.comm("logits_all_gather", comm.time("all_gather", logits, comm.tp_group), logits))
+            rows.append(ops.comm("logits_all_gather", comm.time("all_gather", logits, comm.tp_group(stage)), logits))
     else:
-        rows.append(ops.comm("pp_send_recv", comm.time("send_recv", hidden_bytes, comm.pp_pair), hidden_bytes))
+        rows.append(ops.comm("pp_send_recv", comm.time("send_recv", hidden_bytes, comm.pp_pair(stage)), hidden_bytes))
     return rows
 
 

@@ -133,3 +133,24 @@ def test_pp_step_is_slowest_stage(l8, h100):
     res = step_time(l8, h100, pp=2, phase="prefill", batch=1, seq_len=512)
     assert res.stage == int(np.argmax([float(t) for t in res.stage_times_s]))
     assert any(o.name == "pp_send_recv" for o in res.ops) or any(o.name == "lm_head" for o in res.ops)
+
+
+def test_dp_replicas_do_not_widen_the_tp_group(l8, h100):
+    """DP costs no communication: TP=2 x DP=4 pays the same all-reduces as TP=2 alone."""
+    a = step_time(l8, h100, tp=2, phase="decode", batch=8, context_len=512)
+    b = step_time(l8, h100, tp=2, dp=4, phase="decode", batch=8, context_len=512)
+    assert float(b.comm_s) == pytest.approx(float(a.comm_s))
+
+
+def test_socket_spanning_tp_pays_the_slow_link(l8):
+    """TP=8 over two PCIe sockets (UPI hop) is slower than TP=4 inside one socket per byte, and
+    slower than the same TP on NVSwitch."""
+    from sizer.topology import get_topology
+
+    l40s = get_gpu("l40s")
+    two = get_topology("pcie-2socket", l40s, 8)
+    nvs = get_topology("nvswitch", get_gpu("h100-sxm"), 8)
+    t_pcie = step_time(l8, l40s, tp=8, phase="prefill", batch=1, seq_len=2048, topology=two)
+    t_nvs = step_time(l8, l40s, tp=8, phase="prefill", batch=1, seq_len=2048, topology=nvs)
+    assert float(t_pcie.comm_s) > 3 * float(t_nvs.comm_s)
+    assert float(t_pcie.compute_s) == pytest.approx(float(t_nvs.compute_s))
