@@ -37,7 +37,7 @@ def plan(gpu: bool, quick: bool) -> dict:
     return {"dtypes": ["fp32"], "nk": 256 if quick else 512,
             "m": [2 ** i for i in range(0, 9 if quick else 11)],
             "copy": [2 ** i for i in range(18, 25 if quick else 27, 2)],
-            "attn_heads": 4, "head_dim": 64, "attn_s": [64, 128, 256] + ([] if quick else [512]),
+            "attn_heads": 4, "head_dim": 64, "attn_s": [64, 128, 256, 512],
             "decode_batch": 4, "launch_n": 300 if quick else 1000}
 
 

@@ -14,6 +14,8 @@ report), and a reported fit error: median and max of |model - measured| / measur
 * Memory bandwidth: t = a + bytes / hbm_bytes_per_s over the copy sweep.
 * Attention: t = a + flops / attention_flops_per_s over causal prefill lengths.
 * Launch: median per-kernel time, eager and CUDA graph.
+A rate line whose slope is ~0 (noise made larger work no slower; fitted rate > 4x the best
+measured) falls back to the best measured rate, and says so in `method`.
 """
 
 import numpy as np
@@ -23,6 +25,7 @@ from .harness import busbw_factor  # tests check it agrees with sizer.collective
 
 MIN_BUSBW = 1e-3  # bytes/s floor so a flat (latency-only) segment still loads
 MAX_BUSBW = 1e15  # a segment with zero slope gets this (never the cheapest at large sizes)
+DEGENERATE = 4.0  # a fitted rate above 4x the best measured one is noise, not an asymptote
 
 
 def _errors_pct(pred, t) -> dict:
@@ -122,15 +125,16 @@ def fit_gemm(rows: list[dict]) -> dict:
         m = np.array([key[2] for key in pts], float)
         t = np.array([v[1] for v in pts.values()], float)
         a, b, keep = fit_line(m, t)
-        if b <= 0:
-            continue
-        flops = 2.0 * n * k / b
-        half = a / b
+        best = float(np.max(2.0 * m * n * k / t))
+        if b <= 0 or 2.0 * n * k / b > DEGENERATE * best:  # noise: best measured rate
+            flops, half, method = best, 0.0, "best measured (line fit degenerate)"
+        else:
+            flops, half, method = 2.0 * n * k / b, a / b, "line fit"
         pred = 2.0 * m * n * k / (flops * m / (m + half))
         out[dtype] = {"flops_per_s": flops, "half_rows": half, "N": n, "K": k,
                       "fit_error_pct": _errors_pct(pred, t), "n_points": int(len(m)),
-                      "n_outliers": int((~keep).sum()),
-                      "best_measured_flops_per_s": float(np.max(2.0 * m * n * k / t))}
+                      "n_outliers": int((~keep).sum()), "method": method,
+                      "best_measured_flops_per_s": best}
     return out
 
 
@@ -142,11 +146,13 @@ def fit_rate(rows: list[dict], work_key: str) -> dict | None:
     w = np.array(list(pts), float)
     t = np.array([v[1] for v in pts.values()], float)
     a, b, keep = fit_line(w, t)
-    if b <= 0:
-        return None
+    best = float(np.max(w / t))
+    method = "line fit"
+    if b <= 0 or 1.0 / b > DEGENERATE * best:  # noise: the best measured rate, no latency
+        a, b, method = 0.0, 1.0 / best, "best measured (line fit degenerate)"
     return {"rate": 1.0 / b, "latency_s": a, "fit_error_pct": _errors_pct(a + b * w, t),
-            "n_points": int(len(w)), "n_outliers": int((~keep).sum()),
-            "best_measured": float(np.max(w / t))}
+            "n_points": int(len(w)), "n_outliers": int((~keep).sum()), "method": method,
+            "best_measured": best}
 
 
 def fit_compute(raw: dict) -> tuple[dict, dict]:

@@ -206,3 +206,13 @@ def test_profile_segments_reproduce_measured_busbw():
     t = min(lat + size * 0.75 / bw for lat, bw in c.segments)
     assert size / t * 0.75 == pytest.approx(rows[-1]["busbw_GBps"] * 1e9, rel=1e-6)
     assert math.isclose(c.segments[0][1], 40e9, rel_tol=1e-6)
+
+
+def test_degenerate_line_falls_back_to_best_measured_rate():
+    """Noise that makes bigger work faster (slope 0) still yields a positive rate: the best
+    measured work / time, so the profile keeps its keys."""
+    out = fit.fit_rate([{"bytes": 1e6, "time_s": 1e-3}, {"bytes": 2e6, "time_s": 5e-4}], "bytes")
+    assert out["rate"] == pytest.approx(4e9) and out["method"].startswith("best measured")
+    rows = [{"dtype": "fp32", "M": m, "N": 64, "K": 64, "time_s": 1e-3} for m in (1, 2, 4, 8)]
+    g = fit.fit_gemm(rows)["fp32"]
+    assert g["flops_per_s"] == pytest.approx(2 * 8 * 64 * 64 / 1e-3) and g["half_rows"] == 0.0
