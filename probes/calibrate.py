@@ -116,6 +116,9 @@ def build_profile(raw: dict, status: str, phases) -> dict:
     infos = raw.get("rank_info") or []
     world, nodes = raw.get("world_size", len(infos) or 1), raw.get("nodes", 1)
     e = env.capture(infos, raw.get("backend", "gloo"), world, nodes)
+    measured_topo = env.topology_from_p2p(raw.get("p2p_matrix") or [], world)
+    if measured_topo:
+        e["topology"]["measured"] = measured_topo
     notes = []
     if world < 2:
         notes.append("collectives not measured: one rank (collectives need two or more GPUs; "

@@ -92,6 +92,24 @@ def topology(gpu_id: str | None) -> dict:
     return out
 
 
+def topology_from_p2p(pairs: list[dict], world_size: int) -> dict:
+    """The measured stand-in for `nvidia-smi topo -m`: n x n bandwidth (GB/s) and latency (us)
+    matrices, and each pair's class relative to the fastest pair ('fast' at >= 50% of it,
+    'slow' below: NVLink vs PCIe vs cross-socket separate by far more than 2x)."""
+    if not pairs:
+        return {}
+    bw = [[None] * world_size for _ in range(world_size)]
+    lat = [[None] * world_size for _ in range(world_size)]
+    top = max(p["bw_GBps"] for p in pairs)
+    cls = {}
+    for p in pairs:
+        i, j = p["src"], p["dst"]
+        bw[i][j] = bw[j][i] = p["bw_GBps"]
+        lat[i][j] = lat[j][i] = p["latency_us"]
+        cls[f"{i}-{j}"] = "fast" if p["bw_GBps"] >= 0.5 * top else "slow"
+    return {"source": "measured p2p matrix", "bw_GBps": bw, "latency_us": lat, "pair_class": cls}
+
+
 def capture(infos: list[dict], backend: str, world_size: int, nodes: int) -> dict:
     """The profile's `env` from every rank's `rank_info` plus this process's view."""
     infos = [i for i in infos if i]

@@ -48,6 +48,11 @@ def fit_line(x, t, reject: bool = True) -> tuple[float, float, np.ndarray]:
     return float(a), float(b), keep
 
 
+def _flat(b, x, t) -> bool:
+    """A slope implying a rate above DEGENERATE x the best measured one is noise."""
+    return b <= 0 or 1.0 / b > DEGENERATE * float(np.max(np.asarray(x) / np.asarray(t)))
+
+
 def _seg(a, b):
     return (a, MAX_BUSBW if b <= 0 else max(MIN_BUSBW, 1.0 / b))
 
@@ -63,6 +68,9 @@ def fit_segments(x, t, max_segments: int = 2, min_points: int = 3) -> dict:
     order = np.argsort(x)
     x, t = np.asarray(x, float)[order], np.asarray(t, float)[order]
     a, b, keep = fit_line(x, t)
+    if _flat(b, x, t):  # noise: never extrapolate to free bandwidth; use the best measured
+        b = 1.0 / float(np.max(x / t))
+        a = max(0.0, float(np.median(t - b * x)))
     best = [_seg(a, b)]
     sse = lambda segs: float(np.sum(((_seg_time(segs, x) - t) / t)[keep] ** 2))  # noqa: E731
     best_sse = sse(best)
@@ -71,6 +79,8 @@ def fit_segments(x, t, max_segments: int = 2, min_points: int = 3) -> dict:
         for k in range(min_points, len(x) - min_points + 1):
             a1, b1, _ = fit_line(x[:k], t[:k], reject=False)
             a2, b2, _ = fit_line(x[k:], t[k:], reject=False)
+            if _flat(b2, x[k:], t[k:]):  # a flat large-message segment claims free bandwidth
+                continue
             segs = [_seg(a1, b1), _seg(a2, b2)]
             s = sse(segs)
             if cand is None or s < cand[0]:

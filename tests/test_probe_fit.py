@@ -216,3 +216,13 @@ def test_degenerate_line_falls_back_to_best_measured_rate():
     rows = [{"dtype": "fp32", "M": m, "N": 64, "K": 64, "time_s": 1e-3} for m in (1, 2, 4, 8)]
     g = fit.fit_gemm(rows)["fp32"]
     assert g["flops_per_s"] == pytest.approx(2 * 8 * 64 * 64 / 1e-3) and g["half_rows"] == 0.0
+
+
+def test_flat_collective_curve_never_claims_free_bandwidth():
+    """Times that do not grow with size (noise) fit to the best measured bandwidth, so a size
+    beyond the sweep still costs size / busbw, not a constant."""
+    x = np.array([2.0 ** i for i in range(3, 21)])
+    out = fit.fit_segments(x, np.full(len(x), 1e-3))
+    (lat, bw), = out["segments"]
+    assert bw == pytest.approx(x.max() / 1e-3)
+    assert lat + 2 ** 30 / bw > 100 * 1e-3
