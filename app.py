@@ -1,0 +1,56 @@
+"""sizer's what-if UI: `streamlit run app.py`.
+
+A thin layout over the same sizer functions the CLI runs (ui/core.py caches them); the sidebar
+sets the deployment, the tabs show Fit, Latency, Communication, Recommend, Pipeline and
+Calibration as plotly charts. No torch here.
+"""
+
+import os
+import sys
+import time
+
+import streamlit as st
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # the ui/ package beside this file
+
+from ui import core, views  # noqa: E402
+from ui.sidebar import sidebar  # noqa: E402
+
+TABS = ("Fit", "Latency", "Communication", "Recommend", "Pipeline", "Calibration")
+
+
+def main() -> None:
+    st.set_page_config(page_title="sizer: what-if", layout="wide")
+    t0 = time.perf_counter()
+    st.title("sizer: what if?")
+    inp = sidebar()
+    if inp is None:
+        st.info("Choose a model in the sidebar: a preset, an uploaded Hugging Face config.json, or a path.")
+        return
+    try:
+        model = core.load_model(inp.model)
+    except core.InputError as exc:
+        st.error(str(exc))
+        return
+    est = core.estimate_doc(inp)
+    dp = f"DP{inp.dp}" if inp.gpus % (inp.tp * inp.pp) == 0 else "DP?"
+    st.caption(f"{model.name} on {inp.gpus} x {inp.gpu} ({inp.nodes} node(s)): TP{inp.tp} PP{inp.pp} {dp}"
+               + (f" EP{inp.ep}" if inp.ep > 1 else "") + f"; ISL {inp.isl}, OSL {inp.osl}")
+    views.headline(est)
+    tabs = st.tabs(TABS)
+    with tabs[0]:
+        views.fit(inp, est)
+    with tabs[1]:
+        views.latency(inp, est)
+    with tabs[2]:
+        views.communication(inp, est)
+    with tabs[3]:
+        views.recommend(inp)
+    with tabs[4]:
+        views.pipeline(inp, est)
+    with tabs[5]:
+        views.calibration(inp)
+    st.caption(f"rendered in {(time.perf_counter() - t0) * 1e3:.0f} ms", help="script run time of this interaction")
+
+
+main()

@@ -1,0 +1,219 @@
+"""Plotly figures of the core's results, for the what-if UI (app.py) and for HTML export.
+
+Every function takes what the CLI prints with --json (MemoryPlan.to_json(), Estimate.to_json(),
+a collective sweep, a recommendation) and returns a plotly.graph_objects.Figure. No model here:
+the numbers are drawn as they come, only converted for display (GiB = 2**30 bytes for memory,
+as engines budget it; GB/s = 1e9 bytes/s for bandwidth, as nccl-tests reports it; ms for time).
+This module imports plotly only (no streamlit, no torch), so the figures can be tested and saved
+without a browser.
+"""
+
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+GIB = 2**30
+MEMORY_PARTS = (("weights_bytes", "weights", "#4C78A8"), ("kv_cache_bytes", "KV cache", "#F58518"),
+                ("activation_bytes", "activations", "#54A24B"), ("overhead_bytes", "runtime overhead", "#B279A2"))
+TIME_PARTS = (("compute_s", "compute", "#4C78A8"), ("comm_s", "communication", "#E45756"),
+              ("bubble_s", "pipeline bubble", "#BAB0AC"))
+BOUND_COLORS = {"compute": "#4C78A8", "memory": "#F58518", "latency": "#BAB0AC", "comm": "#E45756"}
+
+
+def _layout(fig: go.Figure, title: str, **kw) -> go.Figure:
+    fig.update_layout(title=title, template="plotly_white", margin=dict(l=60, r=20, t=60, b=50),
+                      legend=dict(orientation="h", yanchor="bottom", y=1.0, x=0), **kw)
+    return fig
+
+
+def memory_bars(plan: dict, title: str = "Memory of the most loaded GPU") -> go.Figure:
+    """One stacked bar (weights, KV, activations, overhead, headroom) against the GPU capacity,
+    from MemoryPlan.to_json()."""
+    pg = plan["per_gpu"]
+    fig = go.Figure()
+    for key, label, color in MEMORY_PARTS:
+        fig.add_bar(x=["per GPU"], y=[pg[key] / GIB], name=label, marker_color=color,
+                    hovertemplate=f"{label}: %{{y:.2f}} GiB<extra></extra>")
+    head = pg["capacity_bytes"] - pg["total_bytes"]
+    if head > 0:
+        fig.add_bar(x=["per GPU"], y=[head / GIB], name="headroom", marker_color="rgba(0,0,0,0.06)",
+                    marker_line=dict(color="#999", width=1),
+                    hovertemplate="headroom: %{y:.2f} GiB<extra></extra>")
+    fig.add_hline(y=pg["capacity_bytes"] / GIB, line_dash="dash", line_color="black",
+                  annotation_text=f"capacity {pg['capacity_bytes'] / GIB:.1f} GiB")
+    return _layout(fig, title, barmode="stack", yaxis_title="GiB", height=420)
+
+
+def memory_across_splits(rows: list[dict], capacity_bytes: float,
+                         title: str = "Memory per GPU across TP x PP") -> go.Figure:
+    """Stacked bars, one per split: rows are {"label": str, "plan": MemoryPlan.to_json()}."""
+    labels = [r["label"] for r in rows]
+    fig = go.Figure()
+    for key, label, color in MEMORY_PARTS:
+        fig.add_bar(x=labels, y=[r["plan"]["per_gpu"][key] / GIB for r in rows], name=label,
+                    marker_color=color, hovertemplate=f"%{{x}} {label}: %{{y:.2f}} GiB<extra></extra>")
+    fig.add_hline(y=capacity_bytes / GIB, line_dash="dash", line_color="black",
+                  annotation_text="capacity")
+    return _layout(fig, title, barmode="stack", yaxis_title="GiB per GPU", height=420)
+
+
+def latency_breakdown(est: dict, title: str = "TTFT and TPOT") -> go.Figure:
+    """TTFT and TPOT (ms) split into compute, communication and pipeline bubble
+    (Estimate.to_json()["breakdown"]); the bar tops are the estimate's ttft_s and tpot_s."""
+    b = est["breakdown"]
+    fig = make_subplots(rows=1, cols=2, subplot_titles=(f"TTFT {est['ttft_s'] * 1e3:.1f} ms",
+                                                        f"TPOT {est['tpot_s'] * 1e3:.2f} ms"))
+    for key, label, color in TIME_PARTS:
+        for col, phase in ((1, "prefill"), (2, "decode")):
+            fig.add_bar(x=[phase], y=[b[phase][key] * 1e3], name=label, marker_color=color,
+                        legendgroup=label, showlegend=col == 1, row=1, col=col,
+                        hovertemplate=f"{label}: %{{y:.3f}} ms<extra></extra>")
+    fig.update_yaxes(title_text="ms", row=1, col=1)
+    return _layout(fig, title, barmode="stack", height=400)
+
+
+def ops_breakdown(ops: list[dict], title: str) -> go.Figure:
+    """Time per op of one step on the slowest rank (StepResult ops), longest first, coloured by
+    what bounds it (compute, memory, kernel floor, communication)."""
+    rows = sorted(ops, key=lambda o: o["time_s"])
+    total = sum(o["time_s"] for o in rows) or 1.0
+    fig = go.Figure()
+    for bound, color in BOUND_COLORS.items():
+        part = [o for o in rows if o["bound"] == bound]
+        if part:
+            fig.add_bar(y=[o["name"] for o in part], x=[o["time_s"] * 1e3 for o in part],
+                        orientation="h", name=bound, marker_color=color,
+                        customdata=[[o["time_s"] / total, o["count"]] for o in part],
+                        hovertemplate="%{y}: %{x:.4f} ms (%{customdata[0]:.1%}, "
+                                      "%{customdata[1]} kernels)<extra></extra>")
+    fig.update_yaxes(categoryorder="array", categoryarray=[o["name"] for o in rows])
+    return _layout(fig, title, xaxis_title="ms per step", height=max(300, 28 * len(rows) + 120))
+
+
+def comm_curves(curves: list[dict], marks: list[dict] = (), title: str = "Collective cost") -> go.Figure:
+    """Time and busbw against message size, log axes. curves: {"label", "bytes", "time_s",
+    "busbw_GBps", "algorithm"} (a sizer comm --sweep); marks: {"label", "bytes"} drawn as
+    vertical lines (the chosen model's decode / prefill message sizes)."""
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("time", "bus bandwidth"))
+    for i, c in enumerate(curves):
+        color = _palette(i)
+        algo = list(c.get("algorithm") or [""] * len(c["bytes"]))
+        fig.add_scatter(x=list(c["bytes"]), y=[t * 1e6 for t in c["time_s"]], name=c["label"],
+                        mode="lines+markers", marker_size=4, line_color=color, legendgroup=c["label"],
+                        customdata=algo, row=1, col=1,
+                        hovertemplate="%{x:.3s}B: %{y:.2f} us (%{customdata})<extra>" + c["label"] + "</extra>")
+        fig.add_scatter(x=list(c["bytes"]), y=list(c["busbw_GBps"]), name=c["label"], mode="lines+markers",
+                        marker_size=4, line_color=color, legendgroup=c["label"], showlegend=False,
+                        customdata=algo, row=1, col=2,
+                        hovertemplate="%{x:.3s}B: %{y:.1f} GB/s (%{customdata})<extra>" + c["label"] + "</extra>")
+    for m in marks:
+        for col in (1, 2):
+            fig.add_vline(x=m["bytes"], line_dash="dot", line_color="#555", row=1, col=col,
+                          annotation_text=m["label"] if col == 1 else None,
+                          annotation_textangle=-90, annotation_position="top left")
+    fig.update_xaxes(type="log", title_text="message size (bytes, nccl-tests size)")
+    fig.update_yaxes(type="log", title_text="us", row=1, col=1)
+    fig.update_yaxes(type="log", title_text="busbw GB/s", row=1, col=2)
+    return _layout(fig, title, height=460)
+
+
+def pareto(rec: dict, ttft_s: float | None = None, tpot_s: float | None = None,
+           title: str = "Throughput vs interactivity") -> go.Figure:
+    """Output tok/s per GPU against tokens/s per user (1 / TPOT) for every candidate of a
+    recommendation; the Pareto front joined by a line; the region a TPOT target rules out shaded.
+    Candidates missing the TTFT target are drawn hollow."""
+    cands = [c for c in rec.get("candidates", []) if c.get("tpot_s")]
+    front = [c for c in rec.get("pareto", []) if isinstance(c, dict) and c.get("tpot_s")]
+    fig = go.Figure()
+    for ok in (True, False):
+        part = [c for c in cands if bool(c.get("meets_targets", True)) == ok]
+        if not part:
+            continue
+        fig.add_scatter(x=[1 / c["tpot_s"] for c in part], y=[c["output_tok_s_per_gpu"] for c in part],
+                        mode="markers", name="meets targets" if ok else "misses a target",
+                        marker=dict(size=10, symbol="circle" if ok else "circle-open",
+                                    color="#4C78A8" if ok else "#E45756"),
+                        text=[candidate_label(c) for c in part],
+                        customdata=[[c.get("ttft_s", 0) * 1e3, c["tpot_s"] * 1e3, c.get("batch")] for c in part],
+                        hovertemplate="%{text}<br>TTFT %{customdata[0]:.1f} ms, TPOT %{customdata[1]:.2f} ms,"
+                                      " batch %{customdata[2]}<br>%{y:.0f} tok/s/GPU<extra></extra>")
+    if front:
+        front = sorted(front, key=lambda c: 1 / c["tpot_s"])
+        fig.add_scatter(x=[1 / c["tpot_s"] for c in front], y=[c["output_tok_s_per_gpu"] for c in front],
+                        mode="lines", name="Pareto front", line=dict(color="black", dash="dash"))
+    if tpot_s:
+        fig.add_vrect(x0=0, x1=1 / tpot_s, fillcolor="#E45756", opacity=0.10, line_width=0,
+                      annotation_text=f"TPOT > {tpot_s * 1e3:g} ms", annotation_position="top left")
+    sub = f" (TTFT target {ttft_s * 1e3:g} ms: hollow = missed)" if ttft_s else ""
+    return _layout(fig, title + sub, xaxis_title="tokens/s per user (1 / TPOT)",
+                   yaxis_title="output tokens/s per GPU", height=460, xaxis_rangemode="tozero",
+                   yaxis_rangemode="tozero")
+
+
+def candidate_label(c: dict) -> str:
+    """'TP4 PP2 EP1 DP1 fp8/auto b64' for a recommendation candidate."""
+    s = " ".join(f"{k.upper()}{c[k]}" for k in ("tp", "pp", "ep", "dp") if c.get(k) is not None)
+    dt = "/".join(str(c[k]) for k in ("weight_dtype", "kv_dtype") if c.get(k))
+    return " ".join(x for x in (s, dt, f"b{c['batch']}" if c.get("batch") else "") if x)
+
+
+def gantt(schedule: dict, title: str) -> go.Figure:
+    """The fill-run-drain schedule (sizer.pipeline.Schedule.to_json()): one row per stage,
+    one box per (micro-batch, stage) cell from start_s to end_s; empty stage-clocks are the
+    bubble."""
+    fig = go.Figure()
+    cells = schedule["schedule"]
+    mbs = sorted({c["microbatch"] for c in cells})
+    for mb in mbs:
+        part = [c for c in cells if c["microbatch"] == mb]
+        fig.add_bar(y=[f"stage {c['stage']}" for c in part], x=[(c["end_s"] - c["start_s"]) * 1e3 for c in part],
+                    base=[c["start_s"] * 1e3 for c in part], orientation="h", name=f"micro-batch {mb}",
+                    marker_color=_palette(mb), marker_line=dict(color="white", width=1),
+                    text=[str(mb) for _ in part], textposition="inside",
+                    hovertemplate="%{y}, micro-batch " + str(mb) + ": %{base:.3f} - %{x:.3f} ms<extra></extra>")
+    stages = [f"stage {s}" for s in range(schedule["stages"])]
+    fig.update_yaxes(categoryorder="array", categoryarray=stages[::-1])
+    sub = (f"{schedule['microbatches']} micro-batches x {schedule['stages']} stages, "
+           f"bubble {schedule['bubble_fraction']:.1%}, makespan {schedule['makespan_s'] * 1e3:.2f} ms")
+    return _layout(fig, f"{title}<br><sup>{sub}</sup>", barmode="overlay", xaxis_title="ms",
+                   height=max(260, 50 * schedule["stages"] + 160), showlegend=len(mbs) <= 16)
+
+
+def calibration_collectives(measured: list[dict], curves: list[dict], title: str) -> go.Figure:
+    """A profile's measured busbw points (nccl-tests rows: size_bytes, busbw_GBps) against the
+    model's curves (default constants, and with the profile's fit)."""
+    fig = go.Figure()
+    fig.add_scatter(x=[r["size_bytes"] for r in measured], y=[r["busbw_GBps"] for r in measured],
+                    mode="markers", name="measured", marker=dict(color="black", size=7),
+                    hovertemplate="%{x:.3s}B: %{y:.2f} GB/s measured<extra></extra>")
+    for i, c in enumerate(curves):
+        fig.add_scatter(x=list(c["bytes"]), y=list(c["busbw_GBps"]), mode="lines", name=c["label"],
+                        line=dict(color=_palette(i), dash="solid" if i == 0 else "dash"))
+    fig.update_xaxes(type="log", title_text="message size (bytes)")
+    fig.update_yaxes(type="log", title_text="busbw GB/s")
+    return _layout(fig, title, height=400)
+
+
+def calibration_rates(measured: list[dict], curves: list[dict], title: str, x_title: str,
+                      y_title: str) -> go.Figure:
+    """Measured rate points {"x", "y"} (e.g. GEMM FLOP/s against rows M) against model curves
+    {"label", "x", "y"}; log axes."""
+    fig = go.Figure()
+    fig.add_scatter(x=[r["x"] for r in measured], y=[r["y"] for r in measured], mode="markers",
+                    name="measured", marker=dict(color="black", size=7))
+    for i, c in enumerate(curves):
+        fig.add_scatter(x=list(c["x"]), y=list(c["y"]), mode="lines", name=c["label"],
+                        line=dict(color=_palette(i), dash="solid" if i == 0 else "dash"))
+    fig.update_xaxes(type="log", title_text=x_title)
+    fig.update_yaxes(type="log", title_text=y_title)
+    return _layout(fig, title, height=400)
+
+
+def to_html(fig: go.Figure) -> str:
+    """A standalone HTML page of the figure (plotly.js inlined, so it opens offline)."""
+    return fig.to_html(include_plotlyjs=True, full_html=True)
+
+
+def _palette(i: int) -> str:
+    colors = ("#4C78A8", "#F58518", "#54A24B", "#E45756", "#72B7B2", "#B279A2", "#FF9DA6",
+              "#9D755D", "#EECA3B", "#BAB0AC")
+    return colors[i % len(colors)]
