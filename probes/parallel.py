@@ -268,3 +268,161 @@ def reference(dims: Dims, x, weights):
     for w in weights:
         x = block(x, w, dims, rope, comm)
     return x
+
+
+# ----- one rank's share of a layout ---------------------------------------------------------
+
+def make_groups(world: int, layouts) -> dict:
+    """Every TP sub-group the layouts need, keyed by (tp, stage). Collective call: every rank
+    creates every group, in the same order (torch.distributed.new_group's contract)."""
+    groups = {}
+    for lay in layouts:
+        if lay.tp > 1 and lay.tp < world:
+            for s in range(world // lay.tp):
+                key = (lay.tp, s)
+                if key not in groups:
+                    groups[key] = dist.new_group(list(range(s * lay.tp, (s + 1) * lay.tp)))
+    return groups
+
+
+class RankShard:
+    """Rank `rank`'s weights and forward under `lay`. Rank order: tp fastest, then stage, then
+    data-parallel replica (Megatron's default)."""
+
+    def __init__(self, dims: Dims, lay: Layout, rank: int, world: int, groups: dict, dtype, device,
+                 comm: Comm):
+        self.dims, self.lay, self.rank, self.comm = dims, lay, rank, comm
+        self.tp_rank = rank % lay.tp
+        self.stage = (rank // lay.tp) % lay.pp
+        self.replica = rank // (lay.tp * lay.pp)
+        bug = lay.inject == "wrong-shard"
+        self.tp_group = None
+        if lay.tp > 1:
+            self.tp_group = dist.group.WORLD if lay.tp == world else groups[(lay.tp, self.stage)]
+        per = dims.layers // lay.pp
+        stage = (self.stage + 1) % lay.pp if bug and lay.pp > 1 else self.stage
+        self.layer_ids = list(range(stage * per, (stage + 1) * per))
+        self.ep = None
+        first = 0
+        if lay.ep > 1:
+            n = dims.experts // lay.ep
+            owner = (self.replica + 1) % lay.ep if bug else self.replica
+            first = owner * n
+            self.ep = (dist.group.WORLD, lay.ep, self.replica, first)
+        self.weights = []
+        for i in self.layer_ids:
+            w = tp_shard(layer_weights(dims, i), dims, lay.tp, self.tp_rank, lay.inject)
+            if self.ep is not None and "router" in w:
+                w.update(eg=w["eg"][first:first + n], eu=w["eu"][first:first + n],
+                         ed=w["ed"][first:first + n])
+            self.weights.append({k: v.to(device=device, dtype=dtype).contiguous() for k, v in w.items()})
+
+    def rows(self, batch: int) -> slice:
+        """The batch rows this rank computes (DP / EP replicas hold batch / dp each)."""
+        n = batch // self.lay.dp
+        return slice(self.replica * n, (self.replica + 1) * n)
+
+    def local_input(self, x):
+        r = self.rows(x.shape[0])
+        if self.lay.inject == "wrong-shard" and self.lay.dp > 1 and self.lay.ep == 1:
+            n = r.stop - r.start
+            nxt = (self.replica + 1) % self.lay.dp
+            r = slice(nxt * n, (nxt + 1) * n)
+        return x[r]
+
+    def expected(self, ref):
+        """The part of the reference output this rank must hold (None: it holds none)."""
+        if self.lay.pp > 1 and self.stage != self.lay.pp - 1:
+            return None
+        return ref[self.rows(ref.shape[0])]
+
+    def _stack(self, x, rope):
+        for w in self.weights:
+            x = block(x, w, self.dims, rope, self.comm, self.tp_group, self.ep)
+        return x
+
+    def forward(self, x):
+        """This rank's output (None on pipeline stages other than the last)."""
+        rope = rotary(self.dims, x.shape[1], x.dtype, x.device)
+        pp = self.lay.pp
+        if pp == 1:
+            return self._stack(x, rope)
+        micro = x.chunk(self.lay.micro)
+        m_count, s = len(micro), self.stage
+        nxt, prv = self.rank + self.lay.tp, self.rank - self.lay.tp
+        outs, pending = [], None
+        for clock in range(m_count + pp - 1):  # fill, run, drain
+            m = clock - s
+            ops, buf, sent = [], None, 0
+            if pending is not None:
+                ops.append(dist.P2POp(dist.isend, pending, nxt))
+                sent = pending.numel() * pending.element_size()
+            if s > 0 and 0 <= m < m_count:
+                buf = torch.empty_like(micro[m])
+                ops.append(dist.P2POp(dist.irecv, buf, prv))
+            if sent:
+                self.comm.p2p(ops, sent, "pp_send_recv")
+            elif ops:
+                for req in dist.batch_isend_irecv(ops):
+                    req.wait()
+            pending = None
+            if 0 <= m < m_count:
+                y = self._stack(micro[m] if s == 0 else buf, rope)
+                if s == pp - 1:
+                    outs.append(y)
+                else:
+                    pending = y.contiguous()
+        return torch.cat(outs) if outs else None
+
+
+def _fence(ctx):
+    """Every rank here, and its device idle (a one-element all-reduce, safe on NCCL and gloo)."""
+    t = torch.zeros(1, device=ctx.device)
+    dist.all_reduce(t)
+    ctx.sync()
+
+
+def run_layout(ctx, dims: Dims, lay: Layout, groups, batch: int, seq: int, dtype: str,
+               reps: int) -> dict:
+    """Check (fp32), time (`dtype`, `reps` times) and trace one layout on this rank."""
+    comm = Comm(ctx)
+    with torch.no_grad():
+        x32 = inputs(dims, batch, seq, torch.float32, ctx.device)
+        ref = reference(dims, x32, [layer_weights(dims, i, device=ctx.device)
+                                    for i in range(dims.layers)])
+        rs = RankShard(dims, lay, ctx.rank, ctx.world_size, groups, torch.float32, ctx.device, comm)
+        out = rs.forward(rs.local_input(x32))
+        want = rs.expected(ref)
+        err = ref_max = None
+        if want is not None:
+            err = float((out - want).abs().max())
+            ref_max = float(want.abs().max())
+        del ref, out
+        if dtype != "fp32":
+            rs = RankShard(dims, lay, ctx.rank, ctx.world_size, groups, DTYPES[dtype], ctx.device, comm)
+        x = rs.local_input(inputs(dims, batch, seq, DTYPES[dtype], ctx.device)) if dtype != "fp32" \
+            else rs.local_input(x32)
+        rs.forward(x)  # warm-up
+        times = []
+        timer = ctx.timer()
+        for _ in range(reps):
+            _fence(ctx)
+            timer.start()
+            rs.forward(x)
+            times.append(timer.stop())
+        _fence(ctx)
+        comm.trace = []
+        rs.forward(x)
+        trace, comm.trace = comm.trace, None
+    return {"rank": ctx.rank, "max_abs_err": err, "ref_max": ref_max, "times_s": times,
+            "trace": trace}
+
+
+def run_all(ctx, dims: Dims, layouts, batch: int, seq: int, dtype: str, reps: int):
+    """Every layout on this rank; rank 0 returns [[per-rank result, ...] per layout]."""
+    groups = make_groups(ctx.world_size, layouts)
+    mine = [run_layout(ctx, dims, lay, groups, batch, seq, dtype, reps) for lay in layouts]
+    every = [None] * ctx.world_size
+    dist.all_gather_object(every, mine)
+    return [[every[r][i] for r in range(ctx.world_size)] for i in range(len(layouts))] \
+        if ctx.rank == 0 else None
