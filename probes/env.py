@@ -54,25 +54,28 @@ def _run(cmd: list[str], timeout_s: float = 20.0) -> str | None:
 
 
 def gpu_id_for(device_name: str) -> str | None:
-    """The sizer catalog id of a CUDA device name ('NVIDIA H100 80GB HBM3' -> 'h100-sxm'),
-    trying the full name and then shorter prefixes; None when the catalog has no such GPU."""
+    """The sizer catalog id of a CUDA device name ('NVIDIA H100 80GB HBM3' -> 'h100-sxm'): the
+    whole name, then without an HBM generation token; None when the catalog has no such name
+    (unknown hardware yields no guess: 'A100-PCIE-40GB' must not become the 80 GB part)."""
     try:
         from sizer.errors import InputError
         from sizer.gpus import get_gpu
     except ImportError:
         return None
     words = device_name.replace("NVIDIA", "").replace("-", " ").split()
-    for k in range(len(words), 0, -1):
+    tries = ["-".join(words), "-".join(w for w in words if not w.upper().startswith("HBM"))]
+    for name in tries:
         try:
-            return get_gpu("-".join(words[:k])).id
+            return get_gpu(name).id
         except (InputError, FileNotFoundError, ModuleNotFoundError):
             continue
     return None
 
 
-def topology(gpu_id: str | None) -> dict:
-    """`nvidia-smi topo -m` as raw text, plus sizer.topo_smi's reading of it when possible."""
-    text = _run(["nvidia-smi", "topo", "-m"])
+def topology(gpu_id: str | None, text: str | None = None) -> dict:
+    """`nvidia-smi topo -m` as raw text (run here unless `text` is given), plus
+    sizer.topo_smi's reading of it when the GPU is in the catalog."""
+    text = text if text is not None else _run(["nvidia-smi", "topo", "-m"])
     if text is None:
         return {"source": "none (nvidia-smi not found); see raw.p2p_matrix"}
     out = {"source": "nvidia-smi topo -m", "text": text}

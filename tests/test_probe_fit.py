@@ -226,3 +226,36 @@ def test_flat_collective_curve_never_claims_free_bandwidth():
     (lat, bw), = out["segments"]
     assert bw == pytest.approx(x.max() / 1e-3)
     assert lat + 2 ** 30 / bw > 100 * 1e-3
+
+
+def test_cuda_device_names_map_to_catalog_ids_or_none():
+    """torch.cuda.get_device_name strings (as nvidia-smi prints them) find their catalog GPU;
+    a name the catalog lacks gives None, never a neighbour's numbers."""
+    from probes.env import gpu_id_for
+
+    assert gpu_id_for("NVIDIA H100 80GB HBM3") == "h100-sxm"
+    assert gpu_id_for("NVIDIA A100-SXM4-80GB") == "a100-80g-sxm"
+    assert gpu_id_for("NVIDIA H200") == "h200"
+    assert gpu_id_for("NVIDIA H100 PCIe") == "h100-pcie"
+    assert gpu_id_for("NVIDIA GeForce RTX 4090") == "rtx-4090"
+    assert gpu_id_for("NVIDIA A100-PCIE-40GB") is None
+    assert gpu_id_for("NVIDIA H800") is None
+
+
+def test_topology_text_is_kept_and_parsed():
+    """A real 8x H100 SXM `nvidia-smi topo -m` (tests/data/topo, SGLang environment report):
+    the raw text is stored and sizer.topo_smi reads 8 GPUs per node from it."""
+    from probes.env import topology, topology_from_p2p
+
+    path = os.path.join(os.path.dirname(__file__), "data", "topo", "h100_sxm_8gpu_nv18_8nic.txt")
+    if not os.path.exists(path):
+        pytest.skip("topology sample not present")
+    text = open(path).read()
+    out = topology("h100-sxm", text=text)
+    assert out["text"] == text
+    assert out["parsed"]["gpus_per_node"] == 8, out.get("parse_error")
+    m = topology_from_p2p([{"src": 0, "dst": 1, "bw_GBps": 300.0, "latency_us": 5.0},
+                           {"src": 0, "dst": 2, "bw_GBps": 20.0, "latency_us": 12.0},
+                           {"src": 1, "dst": 2, "bw_GBps": 21.0, "latency_us": 12.0}], 3)
+    assert m["bw_GBps"][1][0] == 300.0 and m["bw_GBps"][0][0] is None
+    assert m["pair_class"] == {"0-1": "fast", "0-2": "slow", "1-2": "slow"}
