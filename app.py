@@ -37,19 +37,14 @@ def main() -> None:
     st.caption(f"{model.name} on {inp.gpus} x {inp.gpu} ({inp.nodes} node(s)): TP{inp.tp} PP{inp.pp} {dp}"
                + (f" EP{inp.ep}" if inp.ep > 1 else "") + f"; ISL {inp.isl}, OSL {inp.osl}")
     views.headline(est)
-    tabs = st.tabs(TABS)
-    with tabs[0]:
-        views.fit(inp, est)
-    with tabs[1]:
-        views.latency(inp, est)
-    with tabs[2]:
-        views.communication(inp, est)
-    with tabs[3]:
-        views.recommend(inp)
-    with tabs[4]:
-        views.pipeline(inp, est)
-    with tabs[5]:
-        views.calibration(inp)
+    # Only the open tab runs (state-tracked tabs): an interaction pays for one view's charts.
+    draw = {"Fit": lambda: views.fit(inp, est), "Latency": lambda: views.latency(inp, est),
+            "Communication": lambda: views.communication(inp, est), "Recommend": lambda: views.recommend(inp),
+            "Pipeline": lambda: views.pipeline(inp, est), "Calibration": lambda: views.calibration(inp)}
+    for tab, name in zip(st.tabs(TABS, key="view", on_change="rerun"), TABS):
+        if tab.open:
+            with tab:
+                draw[name]()
     st.caption(f"rendered in {(time.perf_counter() - t0) * 1e3:.0f} ms", help="script run time of this interaction")
 
 

@@ -19,10 +19,42 @@ TIME_PARTS = (("compute_s", "compute", "#4C78A8"), ("comm_s", "communication", "
 BOUND_COLORS = {"compute": "#4C78A8", "memory": "#F58518", "latency": "#BAB0AC", "comm": "#E45756"}
 
 
-def _layout(fig: go.Figure, title: str, **kw) -> go.Figure:
-    fig.update_layout(title=title, template="plotly_white", margin=dict(l=60, r=20, t=60, b=50),
-                      legend=dict(orientation="h", yanchor="bottom", y=1.0, x=0), **kw)
+_AXIS = dict(gridcolor="#EBF0F8", zerolinecolor="#EBF0F8", linecolor="#CCC", automargin=True)
+
+
+def _layout(fig: go.Figure, title: str, shapes=(), annotations=(), **kw) -> go.Figure:
+    """Common look: a light grid on white (the "none" template, styled here: plotly's named
+    templates cost tens of ms per figure to copy), a horizontal legend, the given shapes."""
+    fig.update_layout(title=title, template="none", plot_bgcolor="white", paper_bgcolor="white",
+                      font=dict(family="sans-serif", size=12), margin=dict(l=60, r=20, t=70, b=50),
+                      legend=dict(orientation="h", yanchor="bottom", y=1.02, x=0),
+                      shapes=list(shapes), annotations=list(fig.layout.annotations) + list(annotations), **kw)
+    fig.update_xaxes(**_AXIS)
+    fig.update_yaxes(**_AXIS)
     return fig
+
+
+def _hline(y: float, text: str) -> tuple[dict, dict]:
+    """A dashed horizontal line across the plot and its label (cheaper than fig.add_hline)."""
+    return (dict(type="line", xref="paper", x0=0, x1=1, yref="y", y0=y, y1=y,
+                 line=dict(color="black", dash="dash", width=1)),
+            dict(xref="paper", x=1, yref="y", y=y, text=text, showarrow=False, xanchor="right",
+                 yanchor="bottom"))
+
+
+def _vline(x: float, text: str | None, axis: str = "") -> tuple[dict, dict | None]:
+    """A dotted vertical line at data x on the subplot whose axes end in `axis` ('' or '2')."""
+    line = dict(type="line", xref=f"x{axis}", x0=x, x1=x, yref=f"y{axis} domain", y0=0, y1=1,
+                line=dict(color="#555", dash="dot", width=1))
+    label = (dict(xref=f"x{axis}", x=_log10(x), yref=f"y{axis} domain", y=1, text=text, showarrow=False,
+                  textangle=-90, xanchor="right", yanchor="top") if text else None)
+    return line, label
+
+
+def _log10(x: float) -> float:
+    import math
+
+    return math.log10(x) if x > 0 else 0.0
 
 
 def memory_bars(plan: dict, title: str = "Memory of the most loaded GPU") -> go.Figure:
@@ -38,9 +70,8 @@ def memory_bars(plan: dict, title: str = "Memory of the most loaded GPU") -> go.
         fig.add_bar(x=["per GPU"], y=[head / GIB], name="headroom", marker_color="rgba(0,0,0,0.06)",
                     marker_line=dict(color="#999", width=1),
                     hovertemplate="headroom: %{y:.2f} GiB<extra></extra>")
-    fig.add_hline(y=pg["capacity_bytes"] / GIB, line_dash="dash", line_color="black",
-                  annotation_text=f"capacity {pg['capacity_bytes'] / GIB:.1f} GiB")
-    return _layout(fig, title, barmode="stack", yaxis_title="GiB", height=420)
+    line, label = _hline(pg["capacity_bytes"] / GIB, f"capacity {pg['capacity_bytes'] / GIB:.1f} GiB")
+    return _layout(fig, title, [line], [label], barmode="stack", yaxis_title="GiB", height=420)
 
 
 def memory_across_splits(rows: list[dict], capacity_bytes: float,
@@ -51,9 +82,8 @@ def memory_across_splits(rows: list[dict], capacity_bytes: float,
     for key, label, color in MEMORY_PARTS:
         fig.add_bar(x=labels, y=[r["plan"]["per_gpu"][key] / GIB for r in rows], name=label,
                     marker_color=color, hovertemplate=f"%{{x}} {label}: %{{y:.2f}} GiB<extra></extra>")
-    fig.add_hline(y=capacity_bytes / GIB, line_dash="dash", line_color="black",
-                  annotation_text="capacity")
-    return _layout(fig, title, barmode="stack", yaxis_title="GiB per GPU", height=420)
+    line, label = _hline(capacity_bytes / GIB, "capacity")
+    return _layout(fig, title, [line], [label], barmode="stack", yaxis_title="GiB per GPU", height=420)
 
 
 def latency_breakdown(est: dict, title: str = "TTFT and TPOT") -> go.Figure:
@@ -67,8 +97,9 @@ def latency_breakdown(est: dict, title: str = "TTFT and TPOT") -> go.Figure:
             fig.add_bar(x=[phase], y=[b[phase][key] * 1e3], name=label, marker_color=color,
                         legendgroup=label, showlegend=col == 1, row=1, col=col,
                         hovertemplate=f"{label}: %{{y:.3f}} ms<extra></extra>")
+    _layout(fig, title, barmode="stack", height=400)
     fig.update_yaxes(title_text="ms", row=1, col=1)
-    return _layout(fig, title, barmode="stack", height=400)
+    return fig
 
 
 def ops_breakdown(ops: list[dict], title: str) -> go.Figure:
@@ -85,8 +116,9 @@ def ops_breakdown(ops: list[dict], title: str) -> go.Figure:
                         customdata=[[o["time_s"] / total, o["count"]] for o in part],
                         hovertemplate="%{y}: %{x:.4f} ms (%{customdata[0]:.1%}, "
                                       "%{customdata[1]} kernels)<extra></extra>")
+    _layout(fig, title, xaxis_title="ms per step", height=max(300, 28 * len(rows) + 120), barmode="stack")
     fig.update_yaxes(categoryorder="array", categoryarray=[o["name"] for o in rows])
-    return _layout(fig, title, xaxis_title="ms per step", height=max(300, 28 * len(rows) + 120))
+    return fig
 
 
 def comm_curves(curves: list[dict], marks: list[dict] = (), title: str = "Collective cost") -> go.Figure:
@@ -105,15 +137,17 @@ def comm_curves(curves: list[dict], marks: list[dict] = (), title: str = "Collec
                         marker_size=4, line_color=color, legendgroup=c["label"], showlegend=False,
                         customdata=algo, row=1, col=2,
                         hovertemplate="%{x:.3s}B: %{y:.1f} GB/s (%{customdata})<extra>" + c["label"] + "</extra>")
+    shapes, labels = [], []
     for m in marks:
-        for col in (1, 2):
-            fig.add_vline(x=m["bytes"], line_dash="dot", line_color="#555", row=1, col=col,
-                          annotation_text=m["label"] if col == 1 else None,
-                          annotation_textangle=-90, annotation_position="top left")
+        for axis in ("", "2"):
+            line, label = _vline(m["bytes"], m["label"] if axis == "" else None, axis)
+            shapes.append(line)
+            labels += [label] if label else []
+    _layout(fig, title, shapes, labels, height=460)
     fig.update_xaxes(type="log", title_text="message size (bytes, nccl-tests size)")
     fig.update_yaxes(type="log", title_text="us", row=1, col=1)
     fig.update_yaxes(type="log", title_text="busbw GB/s", row=1, col=2)
-    return _layout(fig, title, height=460)
+    return fig
 
 
 def pareto(rec: dict, ttft_s: float | None = None, tpot_s: float | None = None,
@@ -140,11 +174,14 @@ def pareto(rec: dict, ttft_s: float | None = None, tpot_s: float | None = None,
         front = sorted(front, key=lambda c: 1 / c["tpot_s"])
         fig.add_scatter(x=[1 / c["tpot_s"] for c in front], y=[c["output_tok_s_per_gpu"] for c in front],
                         mode="lines", name="Pareto front", line=dict(color="black", dash="dash"))
+    shapes, labels = [], []
     if tpot_s:
-        fig.add_vrect(x0=0, x1=1 / tpot_s, fillcolor="#E45756", opacity=0.10, line_width=0,
-                      annotation_text=f"TPOT > {tpot_s * 1e3:g} ms", annotation_position="top left")
+        shapes.append(dict(type="rect", xref="x", x0=0, x1=1 / tpot_s, yref="paper", y0=0, y1=1,
+                           fillcolor="#E45756", opacity=0.10, line_width=0, layer="below"))
+        labels.append(dict(xref="x", x=0, yref="paper", y=1, text=f"TPOT > {tpot_s * 1e3:g} ms",
+                           showarrow=False, xanchor="left", yanchor="top"))
     sub = f" (TTFT target {ttft_s * 1e3:g} ms: hollow = missed)" if ttft_s else ""
-    return _layout(fig, title + sub, xaxis_title="tokens/s per user (1 / TPOT)",
+    return _layout(fig, title + sub, shapes, labels, xaxis_title="tokens/s per user (1 / TPOT)",
                    yaxis_title="output tokens/s per GPU", height=460, xaxis_rangemode="tozero",
                    yaxis_rangemode="tozero")
 
@@ -171,11 +208,12 @@ def gantt(schedule: dict, title: str) -> go.Figure:
                     text=[str(mb) for _ in part], textposition="inside",
                     hovertemplate="%{y}, micro-batch " + str(mb) + ": %{base:.3f} - %{x:.3f} ms<extra></extra>")
     stages = [f"stage {s}" for s in range(schedule["stages"])]
-    fig.update_yaxes(categoryorder="array", categoryarray=stages[::-1])
     sub = (f"{schedule['microbatches']} micro-batches x {schedule['stages']} stages, "
            f"bubble {schedule['bubble_fraction']:.1%}, makespan {schedule['makespan_s'] * 1e3:.2f} ms")
-    return _layout(fig, f"{title}<br><sup>{sub}</sup>", barmode="overlay", xaxis_title="ms",
-                   height=max(260, 50 * schedule["stages"] + 160), showlegend=len(mbs) <= 16)
+    _layout(fig, f"{title}<br><sup>{sub}</sup>", barmode="overlay", xaxis_title="ms",
+            height=max(260, 50 * schedule["stages"] + 160), showlegend=len(mbs) <= 16)
+    fig.update_yaxes(categoryorder="array", categoryarray=stages[::-1])
+    return fig
 
 
 def calibration_collectives(measured: list[dict], curves: list[dict], title: str) -> go.Figure:
@@ -188,9 +226,10 @@ def calibration_collectives(measured: list[dict], curves: list[dict], title: str
     for i, c in enumerate(curves):
         fig.add_scatter(x=list(c["bytes"]), y=list(c["busbw_GBps"]), mode="lines", name=c["label"],
                         line=dict(color=_palette(i), dash="solid" if i == 0 else "dash"))
+    _layout(fig, title, height=400)
     fig.update_xaxes(type="log", title_text="message size (bytes)")
     fig.update_yaxes(type="log", title_text="busbw GB/s")
-    return _layout(fig, title, height=400)
+    return fig
 
 
 def calibration_rates(measured: list[dict], curves: list[dict], title: str, x_title: str,
@@ -203,9 +242,10 @@ def calibration_rates(measured: list[dict], curves: list[dict], title: str, x_ti
     for i, c in enumerate(curves):
         fig.add_scatter(x=list(c["x"]), y=list(c["y"]), mode="lines", name=c["label"],
                         line=dict(color=_palette(i), dash="solid" if i == 0 else "dash"))
+    _layout(fig, title, height=400)
     fig.update_xaxes(type="log", title_text=x_title)
     fig.update_yaxes(type="log", title_text=y_title)
-    return _layout(fig, title, height=400)
+    return fig
 
 
 def to_html(fig: go.Figure) -> str:
