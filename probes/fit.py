@@ -82,6 +82,9 @@ def fit_segments(x, t, max_segments: int = 2, min_points: int = 3) -> dict:
             if _flat(b2, x[k:], t[k:]):  # a flat large-message segment claims free bandwidth
                 continue
             segs = [_seg(a1, b1), _seg(a2, b2)]
+            winner = np.argmin([lat + x / bw for lat, bw in segs], axis=0)
+            if winner[0] != 0 or winner[-1] != 1:  # small-message segment must win small
+                continue  # sizes and the large-message one large sizes (else not 2 regimes)
             s = sse(segs)
             if cand is None or s < cand[0]:
                 cand = (s, segs, float(x[k]))
