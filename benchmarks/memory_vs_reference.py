@@ -60,6 +60,11 @@ def vllm_rows(facts):
     return out
 
 
+# checkpoint formats of the Qwen speed-benchmark rows -> sizer weight dtypes
+PRECISIONS = {"BF16": "bf16", "FP8": "fp8", "GPTQ-Int8": "int8", "GPTQ-Int4": "int4",
+              "AWQ": "int4", "AWQ-INT4": "int4"}
+
+
 def transformers_rows(facts):
     """HF Transformers generate, batch 1: weights + KV of (input + output) tokens + the prefill
     activation peak (torch allocator only: no CUDA context)."""
@@ -76,7 +81,8 @@ def transformers_rows(facts):
         except Exception:
             continue
         n = int(c.get("num_gpus", 1))
-        prec = resolve_precision(m)
+        wdtype = PRECISIONS[c.get("precision", "BF16")]
+        prec = resolve_precision(m, wdtype)
         split = Split(pp=n) if m.num_layers % n == 0 else Split()
         weights = sum(stage_weight_bytes(m, split, prec))
         ctx = int(c["input_len"]) + int(c["output_len"])
@@ -84,7 +90,7 @@ def transformers_rows(facts):
         act = activation_bytes(m, Split(), prec, int(c["input_len"]), 1)
         predicted = weights + kv + act
         unit = GIB if r["unit"].startswith("GB") else 2**20
-        out.append((r["id"], f"HF {c['model']} x{n} in {c['input_len']} out {c['output_len']}",
+        out.append((r["id"], f"HF {c['model']} {c.get('precision')} x{n} in {c['input_len']}",
                     r["value"], predicted / unit))
     return out
 

@@ -190,3 +190,41 @@ class _noop:
 
     def __exit__(self, *exc):
         return False
+
+
+def test_sglang_qwen3_235b_fp8_kv_tokens(h100):
+    """SGLang log (R03114): Qwen3-235B-A22B-FP8, 4x H100, mem_fraction_static 0.93 ->
+    367,404 KV tokens. SGLang's rule reproduces it within 2%."""
+    from sizer.models import get_model
+
+    plan = memory_plan(get_model("qwen3-235b-a22b"), h100, Split(tp=4), weight_dtype="fp8",
+                       engine="sglang", fraction=0.93, context=40960)
+    assert plan.max_kv_tokens == pytest.approx(367_404, rel=0.02)
+    # K and V each 8.23 GB (GiB in SGLang's log) per GPU (R03115)
+    assert plan.max_kv_tokens * plan.kv_bytes_per_token / 2 / GIB == pytest.approx(8.23, rel=0.02)
+
+
+def test_gpt_oss_120b_fits_one_80gb_gpu(h100):
+    """OpenAI: gpt-oss-120b 'fits a single 80GB GPU' with MXFP4 MoE weights (R00907)."""
+    from sizer.models import get_model
+
+    plan = memory_plan(get_model("gpt-oss-120b"), h100, Split(), batch=1, context=8192)
+    assert plan.fits and plan.weights_bytes < 65 * GIB
+    bf16 = memory_plan(get_model("gpt-oss-120b"), h100, Split(), weight_dtype="bf16", batch=1, context=8192)
+    assert not bf16.fits
+
+
+@pytest.mark.parametrize("rid, pid, wdtype, tokens, mib", [
+    ("R02412", "qwen3-30b-a3b", "bf16", 2049, 58462.0),
+    ("R02414", "qwen3-30b-a3b", "fp8", 2049, 30296.0),
+])
+def test_transformers_peak_rows(rid, pid, wdtype, tokens, mib):
+    """Qwen speed benchmark, HF Transformers generate, batch 1, 1 input + 2048 output tokens:
+    weights + KV of 2049 tokens within 2% of the published peak (MiB)."""
+    from sizer.memory import kv_bytes_per_sequence
+    from sizer.models import get_model
+
+    m = get_model(pid)
+    prec = resolve_precision(m, wdtype)
+    total = stage_weight_bytes(m, Split(), prec)[0] + kv_bytes_per_sequence(m, Split(), prec, tokens)
+    assert total / 2**20 == pytest.approx(mib, rel=0.02)
