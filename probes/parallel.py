@@ -124,10 +124,17 @@ class Comm:
     trace: list | None = None
     groups: dict = field(default_factory=dict)
 
-    def _timed(self, op, label, nbytes, call):
+    def _fence(self, group):
+        t = torch.zeros(1, device=self.ctx.device)
+        dist.all_reduce(t, group=group)
+        self.ctx.sync()
+
+    def _timed(self, op, label, nbytes, call, group):
         if self.trace is None:
             return call()
-        self.ctx.sync()
+        # Everyone in the group arrives first, so the time is the collective's, not the wait
+        # for a slower peer's compute.
+        self._fence(group)
         timer = self.ctx.timer()
         timer.start()
         out = call()
@@ -138,22 +145,27 @@ class Comm:
         if group is None:
             return t
         self._timed("all_reduce", label, t.numel() * t.element_size(),
-                    lambda: dist.all_reduce(t, group=group))
+                    lambda: dist.all_reduce(t, group=group), group)
         return t
 
     def all_to_all(self, out, inp, out_splits, in_splits, group, label):
         self._timed("all_to_all", label, inp.numel() * inp.element_size(),
-                    lambda: dist.all_to_all_single(out, inp, out_splits, in_splits, group=group))
+                    lambda: dist.all_to_all_single(out, inp, out_splits, in_splits, group=group),
+                    group)
         return out
 
     def p2p(self, ops, nbytes, label):
-        if not ops:
-            return
-
+        """One pipeline clock's sends and receives; every rank calls it every clock (with no ops
+        when idle) so that a traced run can line all ranks up first. Only sends are recorded."""
         def call():
-            for req in dist.batch_isend_irecv(ops):
-                req.wait()
-        self._timed("send_recv", label, nbytes, call)
+            if ops:
+                for req in dist.batch_isend_irecv(ops):
+                    req.wait()
+        if self.trace is None or not nbytes:
+            if self.trace is not None:
+                self._fence(dist.group.WORLD)
+            return call()
+        self._timed("send_recv", label, nbytes, call, dist.group.WORLD)
 
 
 # ----- the block ----------------------------------------------------------------------------
@@ -360,11 +372,7 @@ class RankShard:
             if s > 0 and 0 <= m < m_count:
                 buf = torch.empty_like(micro[m])
                 ops.append(dist.P2POp(dist.irecv, buf, prv))
-            if sent:
-                self.comm.p2p(ops, sent, "pp_send_recv")
-            elif ops:
-                for req in dist.batch_isend_irecv(ops):
-                    req.wait()
+            self.comm.p2p(ops, sent, "pp_send_recv")
             pending = None
             if 0 <= m < m_count:
                 y = self._stack(micro[m] if s == 0 else buf, rope)
