@@ -83,3 +83,24 @@ def plan_from_args(args, model=None, gpu=None, split=None, batch=None, context=N
         max_num_seqs=args.max_num_seqs,
         cuda_graphs=True if args.cuda_graphs is None else args.cuda_graphs,
         gpus=getattr(args, "gpus", None))
+
+
+def deployment_from_args(args, tokens: int | None = None, what: str = "context"):
+    """(model, gpu, split, topology, profile) for the time commands (step, estimate): checks
+    --gpus against the split, warns on a context beyond the model's maximum, reads --profile
+    and the topology flags."""
+    from .cli import warn
+    from .errors import InputError
+    from .profile import load_profile
+    from .topology import topology_from_args
+
+    model, gpu = get_model(args.model), get_gpu(args.gpu)
+    split = split_from_args(args)
+    if getattr(args, "gpus", None) and args.gpus != split.gpus:
+        raise InputError(f"--gpus {args.gpus} differs from TP x PP x DP = {split.gpus}")
+    if tokens and model.max_position_embeddings and tokens > model.max_position_embeddings:
+        warn(f"{what} of {tokens} tokens exceeds {model.name}'s maximum context of "
+             f"{model.max_position_embeddings}")
+    profile = load_profile(args.profile)
+    topo = topology_from_args(args, gpu, split.gpus) if split.gpus > 1 else None
+    return model, gpu, split, topo, profile

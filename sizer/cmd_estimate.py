@@ -1,13 +1,9 @@
 """`sizer estimate`: TTFT, TPOT, throughput and memory of a deployment."""
 
-from .cli import emit_json, warn
-from .cli_common import add_model_args, engine_fraction, positive_int, split_from_args
-from .errors import InputError
+from .cli import emit_json
+from .cli_common import add_model_args, deployment_from_args, engine_fraction, positive_int
 from .estimate import estimate
-from .gpus import get_gpu
-from .models import get_model
-from .profile import load_profile
-from .topology import add_topology_args, topology_from_args
+from .topology import add_topology_args
 from .units import fmt_seconds
 
 
@@ -25,14 +21,7 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    model, gpu = get_model(args.model), get_gpu(args.gpu)
-    split = split_from_args(args)
-    if args.gpus and args.gpus != split.gpus:
-        raise InputError(f"--gpus {args.gpus} differs from TP x PP x DP = {split.gpus}")
-    if model.max_position_embeddings and args.isl + args.osl > model.max_position_embeddings:
-        warn(f"isl + osl = {args.isl + args.osl} exceeds {model.name}'s maximum context of {model.max_position_embeddings}")
-    profile = load_profile(args.profile)
-    topo = topology_from_args(args, gpu, split.gpus) if split.gpus > 1 else None
+    model, gpu, split, topo, profile = deployment_from_args(args, args.isl + args.osl, "isl + osl")
     est = estimate(model, gpu, split, isl=args.isl, osl=args.osl, batch=args.batch,
                    concurrency=args.concurrency, weight_dtype=args.weight_dtype, kv_dtype=args.kv_dtype,
                    engine=args.engine, fraction=engine_fraction(args), max_batch=args.max_batch,

@@ -1,24 +1,17 @@
 """`sizer step`: one forward step on the slowest rank, op by op."""
 
-from .cli import emit_json, warn
-from .cli_common import add_model_args, positive_int, split_from_args
+from .cli import emit_json
+from .cli_common import add_model_args, deployment_from_args, positive_int
 from .errors import InputError
-from .gpus import get_gpu
-from .models import get_model
-from .profile import load_profile
 from .step import step_time
-from .topology import add_topology_args, topology_from_args
+from .topology import add_topology_args
 from .units import fmt_seconds
-
-
-def add_time_args(p) -> None:
-    add_topology_args(p)
 
 
 def register(sub) -> None:
     p = sub.add_parser("step", help="time of one prefill or decode step on the slowest rank")
     add_model_args(p)
-    add_time_args(p)
+    add_topology_args(p)
     p.add_argument("--phase", choices=("prefill", "decode"), default="decode")
     p.add_argument("--batch", type=positive_int, default=1)
     p.add_argument("--seq", type=positive_int, help="prompt tokens per sequence (prefill)")
@@ -29,17 +22,10 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    model, gpu = get_model(args.model), get_gpu(args.gpu)
-    split = split_from_args(args)
-    if args.gpus and args.gpus != split.gpus:
-        raise InputError(f"--gpus {args.gpus} differs from TP x PP x DP = {split.gpus}")
     length = args.seq if args.phase == "prefill" else args.context
     if length is None:
         raise InputError("--phase prefill needs --seq; --phase decode needs --context")
-    if model.max_position_embeddings and length > model.max_position_embeddings:
-        warn(f"{length} tokens exceed {model.name}'s maximum context of {model.max_position_embeddings}")
-    profile = load_profile(args.profile)
-    topo = topology_from_args(args, gpu, split.gpus) if split.gpus > 1 else None
+    model, gpu, split, topo, profile = deployment_from_args(args, length, "a sequence")
     res = step_time(model, gpu, split, phase=args.phase, batch=args.batch, seq_len=args.seq,
                     context_len=args.context, weight_dtype=args.weight_dtype, kv_dtype=args.kv_dtype,
                     cuda_graphs=args.cuda_graphs, topology=topo, profile=profile,
