@@ -1,0 +1,371 @@
+"""`sizer recommend`: the best split of a model over some GPUs, under memory and latency targets.
+
+Why: teams pick TP=8 because it sounds right and pay in all-reduce time, or pipeline a
+latency-sensitive service and pay in bubbles. This module searches every split (sizer/search.py
+enumerates and costs them, vectorised over batch sizes with estimate()'s semantics), keeps for
+each split and precision its best batch that fits and meets the targets, ranks them by the
+objective, and says in one line why each notable loser lost.
+
+Objectives (ties broken by the next key):
+- throughput: output tokens/s per GPU, then TPOT, then TTFT;
+- latency: TPOT, then TTFT, then tokens/s per GPU;
+- cost: $ per million output tokens = price per GPU-hour / 3600 / (tokens/s per GPU) x 1e6 --
+  the GPUs a split uses are the ones paid for (idle ones, with allow_idle, are left free).
+The Pareto frontier is over every evaluated (split, precision, batch) point that fits: no other
+point has both more tokens/s per GPU and a lower TPOT (interactivity = 1 / TPOT).
+"""
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .errors import InfeasibleError, InputError
+from .gpus import get_gpu
+from .hardware import device_for
+from .models import get_model
+from .precision import WEIGHT_DTYPES, canonical
+from .search import (GIB, MemoryCache, Workload, batch_grid, concurrency_batch, enumerate_splits,
+                     evaluate, gpu_counts, group_links, placement_flags)
+from .split import Split
+from .whynot import fit_hint, why_not_lines, winner_reason
+
+OBJECTIVES = ("throughput", "latency", "cost")
+DEFAULT_MAX_BATCH = 256  # vLLM max_num_seqs (as estimate.py)
+DEFAULT_MAX_NUM_TOKENS = 8192  # vLLM max_num_batched_tokens with chunked prefill
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """The best point of one split and precision (SI units; memory is MemoryPlan.to_json())."""
+
+    split: Split
+    weight_dtype: str
+    kv_dtype: str
+    batch: int
+    ttft_s: float
+    tpot_s: float
+    e2e_s: float
+    output_tok_s: float
+    output_tok_s_per_gpu: float
+    comm_share_decode: float
+    comm_share_prefill: float
+    comm_op: str
+    comm_op_share: float
+    comm_links: str
+    bubble_decode: float
+    headroom_bytes: float
+    memory: dict
+    meets_targets: bool
+    cost_per_mtok: float | None
+    flags: tuple = ()
+    miss: float = 1.0  # max(ttft / target, tpot / target): <= 1 when the targets are met
+
+    @property
+    def label(self) -> str:
+        return self.split.label()
+
+    def to_json(self) -> dict:
+        s = self.split
+        return {"tp": s.tp, "pp": s.pp, "ep": s.ep, "dp": s.dp, "gpus": s.gpus, "label": self.label,
+                "weight_dtype": self.weight_dtype, "kv_dtype": self.kv_dtype, "batch": self.batch,
+                "ttft_s": self.ttft_s, "tpot_s": self.tpot_s, "e2e_s": self.e2e_s,
+                "output_tok_s": self.output_tok_s, "output_tok_s_per_gpu": self.output_tok_s_per_gpu,
+                "comm_share_decode": self.comm_share_decode,
+                "comm_share_prefill": self.comm_share_prefill, "comm_op": self.comm_op,
+                "comm_links": self.comm_links, "pipeline_bubble_decode": self.bubble_decode,
+                "headroom_bytes": self.headroom_bytes,
+                "headroom_fraction": self.headroom_bytes / self.memory["per_gpu"]["capacity_bytes"],
+                "cost_per_million_tokens": self.cost_per_mtok, "meets_targets": self.meets_targets,
+                "flags": list(self.flags), "memory": self.memory}
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    model: str
+    gpu: str
+    gpus: int
+    nodes: int
+    topology: str
+    objective: str
+    targets: dict
+    workload: dict
+    candidates: tuple  # ranked, best first (at most `top`)
+    rejected: tuple  # dicts: split, weight_dtype, kind, reason
+    pareto: tuple  # dicts, by TPOT ascending
+    why_not: tuple  # one line per notable loser
+    winner_reason: str
+    evaluated_points: int
+    evaluated_splits: int
+    meets_targets: bool
+    notes: tuple = field(default=())
+
+    @property
+    def winner(self) -> Candidate | None:
+        return self.candidates[0] if self.candidates else None
+
+    def to_json(self) -> dict:
+        return {"model": self.model, "gpu": self.gpu, "gpus": self.gpus, "nodes": self.nodes,
+                "topology": self.topology, "objective": self.objective, "targets": self.targets,
+                "workload": self.workload, "meets_targets": self.meets_targets,
+                "winner_reason": self.winner_reason,
+                "candidates": [c.to_json() for c in self.candidates],
+                "rejected": list(self.rejected), "why_not": list(self.why_not),
+                "pareto": list(self.pareto), "evaluated_points": self.evaluated_points,
+                "evaluated_splits": self.evaluated_splits, "notes": list(self.notes)}
+
+
+class TargetsNotMetError(InfeasibleError):
+    """No split meets the latency targets; `recommendation` holds the closest candidates."""
+
+    def __init__(self, message: str, recommendation: Recommendation):
+        super().__init__(message)
+        self.recommendation = recommendation
+
+
+def _split_json(split: Split) -> dict:
+    return {"tp": split.tp, "pp": split.pp, "ep": split.ep, "dp": split.dp, "label": split.label()}
+
+
+def _resolve_topology(topology, gpu, gpus, nodes, inter_node):
+    from .topology import Topology, default_topology, get_topology
+
+    if isinstance(topology, Topology):
+        if topology.n_gpus < gpus:
+            raise InputError(f"topology holds {topology.n_gpus} GPUs, --gpus is {gpus}")
+        return topology
+    if topology:
+        return get_topology(topology, gpu, gpus, nodes, inter_node)
+    return default_topology(gpu, gpus, nodes, inter_node)
+
+
+def _objective_key(objective: str, tok_gpu, tpot, ttft):
+    """Lexicographic sort keys, smaller is better (module docstring)."""
+    if objective == "latency":
+        return (tpot, ttft, -tok_gpu)
+    return (-tok_gpu, tpot, ttft)  # throughput; cost is monotone in tokens/s per GPU
+
+
+def recommend(model, gpu, gpus: int, *, nodes: int = 1, topology=None, inter_node=None,
+              isl: int = 1024, osl: int = 256, ttft_s=None, tpot_s=None,
+              objective: str = "throughput", weight_dtypes=None, kv_dtype="auto", engine=None,
+              top: int = 10, allow_idle: bool = False, gpu_hour_price=None, batch=None,
+              concurrency=None, profile=None, max_batch=None, max_num_tokens=None,
+              cuda_graphs=None) -> Recommendation:
+    """Search, rank and explain (module docstring). Raises InputError on bad input,
+    InfeasibleError when nothing fits (naming a GPU count or precision that would), and
+    TargetsNotMetError (an InfeasibleError carrying the closest candidates) when nothing meets
+    the targets."""
+    from .engines import get_engine
+    from .profile import load_profile
+
+    model = get_model(model) if isinstance(model, str) else model
+    gpu = get_gpu(gpu) if isinstance(gpu, str) else gpu
+    if not isinstance(gpus, int) or isinstance(gpus, bool) or gpus < 1:
+        raise InputError(f"--gpus must be a positive integer, got {gpus!r}")
+    if objective not in OBJECTIVES:
+        raise InputError(f"--objective must be one of {', '.join(OBJECTIVES)}, got {objective!r}")
+    if objective == "cost" and not gpu_hour_price:
+        raise InputError("--objective cost needs --gpu-hour-price (dollars per GPU-hour)")
+    if gpu_hour_price is not None and not gpu_hour_price > 0:
+        raise InputError(f"--gpu-hour-price must be positive, got {gpu_hour_price}")
+    if isl < 1 or osl < 1:
+        raise InputError("--isl and --osl must be positive")
+    for name, value in (("--ttft", ttft_s), ("--tpot", tpot_s)):
+        if value is not None and not value > 0:
+            raise InputError(f"{name} must be positive, got {value}")
+    if batch is not None and concurrency is not None:
+        raise InputError("give --batch or --concurrency, not both")
+    if not isinstance(top, int) or top < 1:
+        raise InputError(f"--top must be a positive integer, got {top!r}")
+    rules = get_engine(engine)
+    wl = Workload(isl, osl, max_batch or (rules.max_num_seqs if rules else DEFAULT_MAX_BATCH),
+                  max_num_tokens or (rules.max_num_batched_tokens if rules else DEFAULT_MAX_NUM_TOKENS),
+                  engine, cuda_graphs)
+    dtypes = _weight_dtypes(weight_dtypes)
+    kv_dtypes = [kv_dtype] if isinstance(kv_dtype, str) or kv_dtype is None else list(kv_dtype)
+    kv_dtypes = [canonical(k or "auto", ("auto", "bf16", "fp16", "fp32", "fp8", "int8")) for k in kv_dtypes]
+    profile = load_profile(profile) if isinstance(profile, str) else profile
+    topo = _resolve_topology(topology, gpu, gpus, nodes, inter_node)
+    device = device_for(gpu, profile)
+    mem = MemoryCache(model, gpu, wl)
+    targets = {"ttft_s": ttft_s, "tpot_s": tpot_s}
+
+    splits, rejected = [], []
+    for n in gpu_counts(gpus, allow_idle):
+        valid, invalid = enumerate_splits(model, n)
+        splits += valid
+        rejected += [{**_split_json(s), "weight_dtype": None, "kind": "divisibility", "reason": r}
+                     for s, r in invalid]
+    inside = [s for s in splits if "tp_spans_nodes" not in placement_flags(topo, s)]
+    across = [s for s in splits if s not in inside]
+
+    def search(group):
+        found = []
+        for split in group:
+            flags = placement_flags(topo, split)
+            for wd in dtypes:
+                for kd in kv_dtypes:
+                    found.append(_search_split(model, device, split, wd, kd, wl, topo, profile,
+                                               mem, batch, concurrency, targets, flags))
+        return found
+
+    results = search(inside)
+    notes = []
+    if not any(r["points"] is not None for r in results) and across:
+        results += search(across)
+        notes.append(f"no split with TP inside a node of {topo.gpus_per_node} fits; "
+                     "TP groups spanning nodes were searched too")
+    elif across:
+        rejected += [{**_split_json(s), "weight_dtype": None, "kind": "placement",
+                      "reason": f"TP={s.tp} would span nodes of {topo.gpus_per_node} GPUs; "
+                                "splits with TP inside a node fit"} for s in across]
+    for r in results:
+        if r["rejected"] is not None:
+            rejected.append(r["rejected"])
+    fitted = [r for r in results if r["points"] is not None]
+    if not fitted:
+        raise InfeasibleError(fit_hint(model, gpu, gpus, topo, dtypes, kv_dtypes, wl, results))
+
+    cands = [_candidate(r, objective, targets, gpu_hour_price, mem, topo) for r in fitted]
+    meeting = [c for c in cands if c.meets_targets]
+    if meeting:
+        ranked = sorted(meeting, key=lambda c: _objective_key(objective, c.output_tok_s_per_gpu,
+                                                              c.tpot_s, c.ttft_s))
+    else:
+        ranked = sorted(cands, key=lambda c: (c.miss, -c.output_tok_s_per_gpu))
+    for c in cands:
+        if not c.meets_targets:
+            rejected.append({**_split_json(c.split), "weight_dtype": c.weight_dtype, "kind": "targets",
+                             "reason": _miss_text(c, targets)})
+    pareto = _pareto(fitted, targets)
+    rec = Recommendation(
+        model=model.name, gpu=gpu.id, gpus=gpus, nodes=topo.nodes, topology=topo.describe(),
+        objective=objective, targets=targets,
+        workload={"isl": isl, "osl": osl, "engine": wl.engine, "max_batch": wl.max_batch,
+                  "max_num_tokens": wl.max_num_tokens, "batch": batch, "concurrency": concurrency,
+                  "allow_idle": allow_idle, "gpu_hour_price": gpu_hour_price},
+        candidates=tuple(ranked[:top]), rejected=tuple(rejected), pareto=tuple(pareto),
+        why_not=tuple(why_not_lines(ranked, results, targets, objective)),
+        winner_reason=winner_reason(ranked, objective, targets, topo) if meeting else "",
+        evaluated_points=sum(len(r["points"].batch) for r in fitted),
+        evaluated_splits=len(results), meets_targets=bool(meeting), notes=tuple(notes))
+    if not meeting:
+        best = ranked[0]
+        raise TargetsNotMetError(
+            f"no split of {model.name} on {gpus}x {gpu.id} meets the targets; closest: "
+            f"{best.label} {best.weight_dtype} at batch {best.batch} ({_miss_text(best, targets)})", rec)
+    return rec
+
+
+def _weight_dtypes(weight_dtypes) -> list:
+    if weight_dtypes is None or weight_dtypes == [] or weight_dtypes == "":
+        return [None]  # the checkpoint's own (resolve_precision)
+    items = [weight_dtypes] if isinstance(weight_dtypes, str) else list(weight_dtypes)
+    out = []
+    for item in items:
+        for part in str(item).split(","):
+            part = part.strip()
+            if part:
+                d = None if part.lower() in ("auto", "checkpoint") else canonical(part, WEIGHT_DTYPES)
+                if d not in out:
+                    out.append(d)
+    return out or [None]
+
+
+def _search_split(model, device, split, wd, kd, wl, topo, profile, mem, batch, concurrency,
+                  targets, flags) -> dict:
+    """Cost one split and precision over its batch grid; a `rejected` dict when it cannot fit."""
+    out = {"split": split, "weight_dtype": wd, "kv_dtype": kd, "flags": flags, "points": None,
+           "rejected": None, "plan1": mem.plan(split, wd, kd, 1)}
+    b_max = mem.max_batch(split, wd, kd)
+    if batch is not None or concurrency is not None:
+        want = batch if batch is not None else concurrency_batch(concurrency, split)
+        if b_max < want:
+            plan = mem.plan(split, wd, kd, want)
+            out["rejected"] = _reject(split, wd, plan, f"batch {want}")
+            return out
+        grid = np.array([float(want)])
+    else:
+        if b_max < 1:
+            out["rejected"] = _reject(split, wd, out["plan1"], "one sequence")
+            return out
+        grid = batch_grid(b_max)
+    out["points"] = evaluate(model, device, split, grid, wl, weight_dtype=wd, kv_dtype=kd,
+                             topology=topo, profile=profile)
+    return out
+
+
+def _reject(split, wd, plan, what) -> dict:
+    pg = plan.to_json()["per_gpu"]
+    need = plan.weights_bytes + plan.activation_bytes + plan.overhead_bytes + \
+        plan.kv_bytes_per_token * plan.context * max(plan.batch, 1)
+    reason = (f"doesn't fit: {what} of {plan.context} tokens needs {need / GIB:.1f} GiB per GPU "
+              f"of {pg['capacity_bytes'] / GIB:.1f} GiB (weights {plan.weights_bytes / GIB:.1f} GiB)")
+    return {**_split_json(split), "weight_dtype": wd or plan.precision["weights"], "kind": "memory",
+            "reason": reason, "needs_bytes": need, "capacity_bytes": pg["capacity_bytes"]}
+
+
+def _candidate(r, objective, targets, price, mem, topo) -> Candidate:
+    pts = r["points"]
+    miss = np.ones_like(pts.batch) * 0.0
+    if targets["ttft_s"]:
+        miss = np.maximum(miss, pts.ttft_s / targets["ttft_s"])
+    if targets["tpot_s"]:
+        miss = np.maximum(miss, pts.tpot_s / targets["tpot_s"])
+    ok = miss <= 1.0
+    keys = [_objective_key(objective, pts.output_tok_s_per_gpu[i], pts.tpot_s[i], pts.ttft_s[i])
+            for i in range(len(pts.batch))]
+    if ok.any():
+        i = min(np.flatnonzero(ok), key=lambda j: keys[j])
+    else:
+        i = min(range(len(pts.batch)), key=lambda j: (miss[j], keys[j]))
+    b = int(pts.batch[i])
+    plan = mem.plan(pts.split, pts.weight_dtype, pts.kv_dtype, b)
+    doc = plan.to_json()
+    tok_gpu = float(pts.output_tok_s_per_gpu[i])
+    op_group = {"tp_all_reduce": "tp", "tp_reduce_scatter+all_gather": "tp", "logits_all_gather": "tp",
+                "ep_all_to_all": "ep", "pp_send_recv": "pp"}.get(pts.comm_op)
+    return Candidate(
+        split=pts.split, weight_dtype=pts.weight_dtype or plan.precision["weights"],
+        kv_dtype=plan.precision["kv_cache"], batch=b, ttft_s=float(pts.ttft_s[i]),
+        tpot_s=float(pts.tpot_s[i]), e2e_s=float(pts.e2e_s[i]), output_tok_s=float(pts.output_tok_s[i]),
+        output_tok_s_per_gpu=tok_gpu, comm_share_decode=float(pts.comm_share_decode[i]),
+        comm_share_prefill=float(pts.comm_share_prefill[i]), comm_op=pts.comm_op,
+        comm_op_share=float(pts.comm_op_share[i]),
+        comm_links=group_links(topo, pts.split, op_group) if op_group else "",
+        bubble_decode=float(pts.bubble_decode[i]),
+        headroom_bytes=doc["per_gpu"]["capacity_bytes"] - doc["per_gpu"]["total_bytes"], memory=doc,
+        meets_targets=bool(ok[i]), cost_per_mtok=(price / 3600.0 / tok_gpu * 1e6) if price else None,
+        flags=r["flags"], miss=float(miss[i]))
+
+
+def _miss_text(c: Candidate, targets) -> str:
+    parts = []
+    if targets["tpot_s"] and c.tpot_s > targets["tpot_s"]:
+        parts.append(f"misses the {targets['tpot_s'] * 1e3:g} ms TPOT target by "
+                     f"{(c.tpot_s - targets['tpot_s']) * 1e3:.1f} ms")
+    if targets["ttft_s"] and c.ttft_s > targets["ttft_s"]:
+        parts.append(f"misses the {targets['ttft_s'] * 1e3:g} ms TTFT target by "
+                     f"{(c.ttft_s - targets['ttft_s']) * 1e3:.1f} ms")
+    return (" and ".join(parts) or "meets the targets") + \
+        f" (TTFT {c.ttft_s * 1e3:.1f} ms, TPOT {c.tpot_s * 1e3:.1f} ms at batch {c.batch})"
+
+
+def _pareto(fitted, targets) -> list[dict]:
+    """Points not dominated in (tokens/s per GPU up, TPOT down), by TPOT ascending."""
+    rows = []
+    for r in fitted:
+        pts, wd = r["points"], r["weight_dtype"] or r["plan1"].precision["weights"]
+        for i in range(len(pts.batch)):
+            rows.append((float(pts.tpot_s[i]), -float(pts.output_tok_s_per_gpu[i]), pts, i, wd))
+    rows.sort(key=lambda r: (r[0], r[1]))
+    out, best = [], -np.inf
+    for tpot, neg_tok, pts, i, wd in rows:
+        if -neg_tok > best:
+            best = -neg_tok
+            meets = ((not targets["tpot_s"] or tpot <= targets["tpot_s"])
+                     and (not targets["ttft_s"] or pts.ttft_s[i] <= targets["ttft_s"]))
+            out.append({**_split_json(pts.split), "weight_dtype": wd, "batch": int(pts.batch[i]),
+                        "tpot_s": tpot, "ttft_s": float(pts.ttft_s[i]), "interactivity_tok_s": 1.0 / tpot,
+                        "output_tok_s_per_gpu": -neg_tok, "meets_targets": bool(meets)})
+    return out

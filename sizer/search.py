@@ -1,0 +1,231 @@
+"""The search space of `sizer recommend`, and one split evaluated over a vector of batch sizes.
+
+Why a module of its own: the recommender asks the same question as `sizer estimate` for hundreds
+of (split, precision, batch) points. Building an Estimate per point would spend most of the time
+in Python objects, so here one split is costed for a whole numpy vector of batch sizes with ONE
+`step_time` call per phase, reproducing sizer/estimate.py's semantics element by element:
+- prefill: `b x isl` tokens cut into max(ceil(b x isl / max_num_tokens), min(b, p) if p > 1)
+  chunks; TTFT = chunks x step (p = 1), or (chunks + p - 1) x slowest stage (GPipe fill-run-drain,
+  sizer/pipeline.py);
+- decode: min(b, p) micro-batches at the mean KV length isl + (osl - 1) / 2;
+  TPOT = step (p = 1) or p x slowest stage;
+- e2e = TTFT + (osl - 1) x TPOT, output tokens/s = dp x b x osl / e2e.
+The slowest stage is taken per batch size (np.max over the stage axis), as estimate() takes it
+for its one batch. tests/test_recommend.py checks equality with estimate() to 1e-6.
+
+Splits follow sizer/split.py: GPUs = TP x PP x DP, EP formed inside TP x DP. Placement follows
+sizer/placement.py (TP innermost, consecutive GPUs of a node); a TP group wider than a node is
+flagged and only searched when nothing else fits (the recommender's rule).
+"""
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from .engines import memory_plan
+from .errors import InputError
+from .placement import layout
+from .split import Split, check_split
+from .step import step_time
+
+GIB = 2**30
+
+
+@dataclass(frozen=True)
+class Workload:
+    """What every point is costed for (estimate()'s defaults: vLLM max_num_seqs 256 and
+    max_num_batched_tokens 8192 unless an engine says otherwise)."""
+
+    isl: int
+    osl: int
+    max_batch: int
+    max_num_tokens: int
+    engine: str | None = None
+    cuda_graphs: bool | None = None
+
+    @property
+    def context(self) -> int:
+        return self.isl + self.osl
+
+    def memory_kwargs(self, weight_dtype, kv_dtype) -> dict:
+        """The memory_plan keywords estimate() uses, so plans here equal its `memory` object."""
+        return dict(weight_dtype=weight_dtype, kv_dtype=kv_dtype, context=self.context,
+                    engine=self.engine, fraction=None, max_num_batched_tokens=self.max_num_tokens,
+                    cuda_graphs=True if self.cuda_graphs is None else self.cuda_graphs)
+
+
+def divisors(n: int) -> list[int]:
+    return [d for d in range(1, n + 1) if n % d == 0]
+
+
+def gpu_counts(gpus: int, allow_idle: bool) -> list[int]:
+    """GPU counts to search: exactly `gpus`, or with idle GPUs allowed every divisor of it and
+    every power of two below it (the counts engines are usually run at)."""
+    if not allow_idle:
+        return [gpus]
+    powers = {1 << k for k in range(gpus.bit_length()) if 1 << k <= gpus}
+    return sorted(set(divisors(gpus)) | powers, reverse=True)
+
+
+def enumerate_splits(model, n: int) -> tuple[list[Split], list[tuple[Split, str]]]:
+    """Every TP x PP x DP = n split the model divides into (with every valid EP for MoE
+    models: EP divides TP x DP and the expert count), and the splits it does not divide
+    into, each with check_split's one-line reason."""
+    valid, invalid = [], []
+    for tp in divisors(n):
+        for pp in divisors(n // tp):
+            dp = n // (tp * pp)
+            base = Split(tp=tp, pp=pp, dp=dp)
+            try:
+                check_split(model, base)
+            except InputError as exc:
+                invalid.append((base, str(exc)))
+                continue
+            eps = [1]
+            if model.is_moe:
+                eps = [e for e in divisors(tp * dp) if model.num_experts % e == 0]
+            valid.extend(Split(tp=tp, pp=pp, dp=dp, ep=e) for e in eps)
+    return valid, invalid
+
+
+def placement_flags(topology, split: Split) -> tuple:
+    """Where the first TP group lands: ('tp_spans_nodes',) / ('tp_spans_sockets',) / ()."""
+    if split.gpus == 1 or split.tp == 1:
+        return ()
+    group = layout(topology, split.tp, split.pp, split.dp).tp_group
+    if len({topology.node_of(g) for g in group}) > 1:
+        return ("tp_spans_nodes",)
+    if len({topology.socket(g) for g in group}) > 1:
+        return ("tp_spans_sockets",)
+    return ()
+
+
+def group_links(topology, split: Split, op: str) -> str:
+    """Names of the link classes the dominant collective crosses ('nvswitch4', 'pcie5+upi')."""
+    if split.gpus == 1:
+        return ""
+    lay = layout(topology, split.tp, split.pp, split.dp)
+    ranks = {"tp": lay.tp_group, "ep": lay.ep_group(split.ep) if split.ep > 1 else (),
+             "pp": lay.pp_links[0] if lay.pp_links else ()}[op]
+    names = set()
+    for a in ranks:
+        for b in ranks:
+            if a != b:
+                names.add("+".join(lk.name for lk in topology.path(a, b)))
+    return ", ".join(sorted(names))
+
+
+class MemoryCache:
+    """memory_plan results keyed by everything they depend on (DP changes nothing but the
+    communication buffers, which depend on TP x PP and EP)."""
+
+    def __init__(self, model, gpu, workload: Workload):
+        self.model, self.gpu, self.wl = model, gpu, workload
+        self._plans: dict = {}
+
+    def plan(self, split: Split, weight_dtype, kv_dtype, batch: int):
+        key = (split.tp, split.pp, split.ep, split.tp * split.pp > 1 or split.ep > 1,
+               weight_dtype, kv_dtype, int(batch))
+        hit = self._plans.get(key)
+        if hit is None:
+            hit = memory_plan(self.model, self.gpu, Split(tp=split.tp, pp=split.pp, ep=split.ep,
+                                                          dp=split.dp), batch=int(batch),
+                              **self.wl.memory_kwargs(weight_dtype, kv_dtype))
+            self._plans[key] = hit
+        return hit
+
+    def max_batch(self, split: Split, weight_dtype, kv_dtype) -> int:
+        """Largest batch per replica whose plan fits (0 if not even one sequence): the KV
+        capacity estimate() starts from, lowered until the plan's own `fits` agrees (the
+        sampler's logits grow with the batch), capped by the engine's max_num_seqs."""
+        probe = self.plan(split, weight_dtype, kv_dtype, 1)
+        if not probe.fits:
+            return 0
+        hi = min(self.wl.max_batch, probe.max_sequences)
+        if hi < 1 or self.plan(split, weight_dtype, kv_dtype, hi).fits:
+            return max(hi, 0)
+        lo = 1  # fits; hi does not: bisect
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            if self.plan(split, weight_dtype, kv_dtype, mid).fits:
+                lo = mid
+            else:
+                hi = mid
+        return lo
+
+
+def batch_grid(b_max: int) -> np.ndarray:
+    """Powers of two below the memory/engine limit, and the limit itself."""
+    grid = [1 << k for k in range(b_max.bit_length()) if 1 << k < b_max] + [b_max]
+    return np.array(sorted(set(grid)), dtype=float)
+
+
+@dataclass(frozen=True)
+class Points:
+    """One split and precision over a vector of batch sizes (arrays share the batch axis)."""
+
+    split: Split
+    weight_dtype: str | None
+    kv_dtype: str
+    batch: np.ndarray
+    ttft_s: np.ndarray
+    tpot_s: np.ndarray
+    e2e_s: np.ndarray
+    output_tok_s: np.ndarray
+    output_tok_s_per_gpu: np.ndarray
+    comm_share_decode: np.ndarray
+    comm_share_prefill: np.ndarray
+    bubble_decode: np.ndarray
+    comm_op: str  # the largest communication row of the decode step ('' when none)
+    comm_op_share: np.ndarray
+
+
+def _per_element_stage_max(result, shape) -> np.ndarray:
+    return np.max(np.stack([np.broadcast_to(np.asarray(t, dtype=float), shape)
+                            for t in result.stage_times_s]), axis=0)
+
+
+def evaluate(model, device, split: Split, batches, wl: Workload, *, weight_dtype=None,
+             kv_dtype="auto", topology=None, profile=None) -> Points:
+    """estimate()'s TTFT/TPOT/throughput for every batch in `batches` (module docstring), with
+    one step_time call per phase. `device` is a catalog GPUSpec or a ready hardware Device."""
+    b = np.asarray(batches, dtype=float)
+    p, isl, osl = split.pp, wl.isl, wl.osl
+    kw = dict(weight_dtype=weight_dtype, kv_dtype=kv_dtype, topology=topology, profile=profile)
+    total_tokens = b * isl
+    chunks = np.ceil(total_tokens / wl.max_num_tokens)
+    if p > 1:
+        chunks = np.maximum(chunks, np.maximum(1, np.minimum(b, p)))
+    chunks = np.maximum(chunks, 1)
+    pre = step_time(model, device, split, phase="prefill", batch=total_tokens / chunks / isl,
+                    seq_len=isl, cuda_graphs=False if wl.cuda_graphs is None else wl.cuda_graphs, **kw)
+    if p > 1:
+        ttft = (chunks + p - 1) * _per_element_stage_max(pre, b.shape)
+    else:
+        ttft = chunks * np.broadcast_to(pre.time_s, b.shape)
+    mb = np.maximum(1, np.minimum(b, p))
+    mean_ctx = isl + (osl - 1) / 2.0
+    dec = step_time(model, device, split, phase="decode", batch=b / mb,
+                    context_len=max(1, round(mean_ctx)), cuda_graphs=wl.cuda_graphs, **kw)
+    dec_time = np.broadcast_to(np.asarray(dec.time_s, dtype=float), b.shape)
+    tpot = p * _per_element_stage_max(dec, b.shape) if p > 1 else dec_time
+    e2e = ttft + (osl - 1) * tpot
+    tok_s = split.dp * b * osl / e2e
+    comm_rows = [o for o in dec.ops if o.bound == "comm"]
+    top = max(comm_rows, key=lambda o: float(np.max(o.time_s)), default=None)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        share_dec = np.where(dec_time > 0, np.asarray(dec.comm_s) / dec_time, 0.0)
+        pre_time = np.asarray(pre.time_s, dtype=float)
+        share_pre = np.broadcast_to(np.where(pre_time > 0, np.asarray(pre.comm_s) / pre_time, 0.0), b.shape)
+        op_share = (np.broadcast_to(np.asarray(top.time_s) / dec_time, b.shape) if top is not None
+                    else np.zeros_like(b))
+    return Points(split, weight_dtype, kv_dtype, b, np.asarray(ttft, dtype=float),
+                  np.asarray(tpot, dtype=float), e2e, tok_s, tok_s / split.gpus,
+                  np.broadcast_to(share_dec, b.shape), share_pre, 1 - mb / p,
+                  top.name if top is not None else "", op_share)
+
+
+def concurrency_batch(concurrency: int, split: Split) -> int:
+    """Sequences per replica for a concurrency over the deployment (estimate()'s rule)."""
+    return math.ceil(concurrency / split.dp)
