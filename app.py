@@ -41,8 +41,11 @@ def main() -> None:
     draw = {"Fit": lambda: views.fit(inp, est), "Latency": lambda: views.latency(inp, est),
             "Communication": lambda: views.communication(inp, est), "Recommend": lambda: views.recommend(inp),
             "Pipeline": lambda: views.pipeline(inp, est), "Calibration": lambda: views.calibration(inp)}
-    for tab, name in zip(st.tabs(TABS, key="view", on_change="rerun"), TABS):
+    # `default` brings the last view back when the tabs were not drawn in between (no model).
+    tabs = st.tabs(TABS, key="view", on_change="rerun", default=st.session_state.get("last_view"))
+    for tab, name in zip(tabs, TABS):
         if tab.open:
+            st.session_state["last_view"] = name
             with tab:
                 draw[name]()
     st.caption(f"rendered in {(time.perf_counter() - t0) * 1e3:.0f} ms", help="script run time of this interaction")
