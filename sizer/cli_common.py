@@ -102,5 +102,20 @@ def deployment_from_args(args, tokens: int | None = None, what: str = "context")
         warn(f"{what} of {tokens} tokens exceeds {model.name}'s maximum context of "
              f"{model.max_position_embeddings}")
     profile = load_profile(args.profile)
+    check_profile_device(profile, gpu)
     topo = topology_from_args(args, gpu, split.gpus) if split.gpus > 1 else None
     return model, gpu, split, topo, profile
+
+
+def check_profile_device(profile, gpu) -> None:
+    """Warn when a profile was measured on another device than --gpu: its constants replace
+    the catalog's, so a CPU profile would make an H100 look like a CPU."""
+    from .cli import warn
+
+    if profile is None:
+        return
+    measured_on = profile.env.get("gpu_id")
+    if measured_on != gpu.id:
+        where = measured_on or profile.env.get("device") or "an unknown device"
+        warn(f"profile {profile.path} was measured on {where}, not {gpu.id}: its measured "
+             "constants replace the catalog's for this prediction")
