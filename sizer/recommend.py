@@ -57,6 +57,8 @@ class Candidate:
     memory: dict
     meets_targets: bool
     cost_per_mtok: float | None
+    max_batch: int = 0  # the largest batch searched
+    batch_limit: str = ""  # what set max_batch: "memory" | "max_num_seqs" | "given"
     flags: tuple = ()
     miss: float = 1.0  # max(ttft / target, tpot / target): <= 1 when the targets are met
 
@@ -76,7 +78,7 @@ class Candidate:
                 "headroom_bytes": self.headroom_bytes,
                 "headroom_fraction": self.headroom_bytes / self.memory["per_gpu"]["capacity_bytes"],
                 "cost_per_million_tokens": self.cost_per_mtok, "meets_targets": self.meets_targets,
-                "flags": list(self.flags), "memory": self.memory}
+                "max_batch": self.max_batch, "batch_limit": self.batch_limit, "flags": list(self.flags), "memory": self.memory}
 
 
 @dataclass(frozen=True)
@@ -276,7 +278,7 @@ def _search_split(model, device, split, wd, kd, wl, topo, profile, mem, batch, c
                   targets, flags) -> dict:
     """Cost one split and precision over its batch grid; a `rejected` dict when it cannot fit."""
     out = {"split": split, "weight_dtype": wd, "kv_dtype": kd, "flags": flags, "points": None,
-           "rejected": None, "plan1": mem.plan(split, wd, kd, 1)}
+           "rejected": None, "plan1": mem.plan(split, wd, kd, 1), "batch_limit": "given"}
     b_max = mem.max_batch(split, wd, kd)
     if batch is not None or concurrency is not None:
         want = batch if batch is not None else concurrency_batch(concurrency, split)
@@ -290,6 +292,7 @@ def _search_split(model, device, split, wd, kd, wl, topo, profile, mem, batch, c
             out["rejected"] = _reject(split, wd, out["plan1"], "one sequence")
             return out
         grid = batch_grid(b_max)
+        out["batch_limit"] = "max_num_seqs" if b_max >= wl.max_batch else "memory"
     out["points"] = evaluate(model, device, split, grid, wl, weight_dtype=wd, kv_dtype=kd,
                              topology=topo, profile=profile)
     return out
@@ -336,7 +339,7 @@ def _candidate(r, objective, targets, price, mem, topo) -> Candidate:
         bubble_decode=float(pts.bubble_decode[i]),
         headroom_bytes=doc["per_gpu"]["capacity_bytes"] - doc["per_gpu"]["total_bytes"], memory=doc,
         meets_targets=bool(ok[i]), cost_per_mtok=(price / 3600.0 / tok_gpu * 1e6) if price else None,
-        flags=r["flags"], miss=float(miss[i]))
+        max_batch=int(pts.batch[-1]), batch_limit=r["batch_limit"], flags=r["flags"], miss=float(miss[i]))
 
 
 def _miss_text(c: Candidate, targets) -> str:

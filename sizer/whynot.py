@@ -18,7 +18,7 @@ _OP_TEXT = {"tp_all_reduce": "all-reduce", "tp_reduce_scatter+all_gather": "redu
 
 
 def _ms(s: float) -> str:
-    return f"{s * 1e3:.1f} ms" if s < 10 else f"{s:.1f} s"
+    return f"{s * 1e3:.1f} ms" if s < 1 else f"{s:.2f} s"
 
 
 def _comm_text(c) -> str:
@@ -26,17 +26,21 @@ def _comm_text(c) -> str:
     return f"{_OP_TEXT.get(c.comm_op, c.comm_op)} is {c.comm_op_share:.0%} of the decode step{links}"
 
 
-def _cause(c, w) -> str:
+def _cause(c, w, objective="throughput", targets=None) -> str:
     """The main reasons (at most two) candidate c trails the winner w."""
-    causes = []
+    causes, targets = [], targets or {}
     if c.comm_op and c.comm_op_share >= 0.15 and c.comm_op_share > w.comm_op_share + 0.05:
         causes.append(_comm_text(c))
     per_gpu, w_per_gpu = c.batch * c.split.dp / c.split.gpus, w.batch * w.split.dp / w.split.gpus
-    if per_gpu < 0.9 * w_per_gpu:
-        if c.headroom_bytes < 0.1 * c.memory["per_gpu"]["capacity_bytes"]:
+    if objective != "latency" and per_gpu < 0.9 * w_per_gpu:
+        if c.batch < c.max_batch:
+            met = " and ".join(f"{_ms(v)} {k[:-2].upper()}" for k, v in targets.items() if v)
+            causes.append(f"the {met} target caps it at batch {c.batch} per replica "
+                          f"({per_gpu:g} sequences per GPU vs {w_per_gpu:g})")
+        elif c.batch_limit == "memory":
             causes.append(f"memory leaves KV room for only {c.batch} sequences per replica "
                           f"(weights {c.memory['per_gpu']['weights_bytes'] / GIB:.1f} GiB per GPU)")
-        else:
+        elif c.batch_limit == "max_num_seqs":
             causes.append(f"{per_gpu:g} sequences per GPU vs {w_per_gpu:g} (batch {c.batch} per "
                           f"replica, the max_num_seqs cap)")
     if c.split.pp > w.split.pp and c.tpot_s > w.tpot_s:
@@ -84,7 +88,7 @@ def winner_reason(ranked, objective, targets, topo) -> str:
             text += (f" Runner-up {r.label} ({r.weight_dtype}) is practically tied ({_versus(r, w, objective)})"
                      f" with a lower TPOT, {_ms(r.tpot_s)}: prefer it if latency matters.")
         else:
-            text += f" Runner-up {r.label} ({r.weight_dtype}): {_versus(r, w, objective)}, because {_cause(r, w)}."
+            text += f" Runner-up {r.label} ({r.weight_dtype}): {_versus(r, w, objective)}, because {_cause(r, w, objective, targets)}."
     return text
 
 
@@ -96,7 +100,7 @@ def why_not_lines(ranked, results, targets, objective) -> list[str]:
     if meeting:
         w = meeting[0]
         for c in meeting[1:]:
-            losers.append(f"{c.label} ({c.weight_dtype}): {_versus(c, w, objective)}; {_cause(c, w)}")
+            losers.append(f"{c.label} ({c.weight_dtype}): {_versus(c, w, objective)}; {_cause(c, w, objective, targets)}")
     from .recommend import _miss_text
 
     for c in ranked:
@@ -139,11 +143,12 @@ def fit_hint(model, gpu, gpus, topo, dtypes, kv_dtypes, wl, results) -> str:
         if fits:
             hints.append(f"it fits in {d} (--weight-dtype {d}, e.g. {fits[0].label()})")
             break
-    per_node = topo.gpus_per_node
+    per_node = max(topo.gpus_per_node, int(gpu.gpus_per_node or 1))  # a bigger request fills whole nodes
     counts = sorted({1 << k for k in range(1, 13)} | {per_node * k for k in range(1, 513)})
     for n in (c for c in counts if gpus < c <= 4096):
         valid, _ = enumerate_splits(model, n)
-        lean_splits = [s for s in valid if s.dp == 1 and s.tp <= per_node and s.ep == _max_ep(model, s.tp)]
+        lean_splits = sorted((s for s in valid if s.dp == 1 and s.tp <= per_node
+                              and s.ep == _max_ep(model, s.tp)), key=lambda s: -s.tp)
         ok = next((s for s in lean_splits if mem.max_batch(s, dtypes[0], kd) >= 1), None)
         if ok is not None:
             nodes = -(-n // per_node)

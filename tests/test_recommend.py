@@ -1,0 +1,276 @@
+"""`sizer recommend`: every returned split is valid, fits and is ranked by its own numbers; the
+vectorised search reproduces estimate(); placement rules; rules of thumb; exit codes."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from sizer.cli import main
+from sizer.errors import InfeasibleError, InputError
+from sizer.estimate import estimate
+from sizer.gpus import get_gpu
+from sizer.models import model_from_config
+from sizer.recommend import TargetsNotMetError, recommend
+from sizer.search import Workload, evaluate, enumerate_splits
+from sizer.split import Split
+from sizer.topology import default_topology, get_topology
+
+# Llama-3.1-70B config.json (meta-llama/Llama-3.1-70B; model_architecture.json records)
+LLAMA_70B = dict(model_type="llama", hidden_size=8192, num_hidden_layers=80, num_attention_heads=64,
+                 num_key_value_heads=8, intermediate_size=28672, vocab_size=128256,
+                 torch_dtype="bfloat16", max_position_embeddings=131072)
+# GPT-3 175B (Brown et al. 2020, Table 2.1: d_model 12288, 96 layers, 96 heads, context 2048;
+# GPT-2 BPE vocabulary of 50257; FFN 4 x d_model with GELU, i.e. not gated: model_type gpt2)
+GPT3 = dict(model_type="gpt2", n_embd=12288, n_layer=96, n_head=96, vocab_size=50257, n_inner=4 * 12288,
+            n_positions=2048, torch_dtype="bfloat16", tie_word_embeddings=True)
+# A small MoE (Qwen3-30B-A3B shapes, its config.json): 128 experts, top-8, 48 layers
+QWEN3_MOE = dict(model_type="qwen3_moe", hidden_size=2048, num_hidden_layers=48, num_attention_heads=32,
+                 num_key_value_heads=4, head_dim=128, intermediate_size=6144, moe_intermediate_size=768,
+                 num_experts=128, num_experts_per_tok=8, vocab_size=151936, torch_dtype="bfloat16",
+                 max_position_embeddings=40960)
+
+
+@pytest.fixture(scope="module")
+def l70():
+    return model_from_config(LLAMA_70B, "llama-3.1-70b")
+
+
+@pytest.fixture(scope="module")
+def h100():
+    return get_gpu("h100-sxm")
+
+
+@pytest.fixture(scope="module")
+def rec8(l70, h100):
+    return recommend(l70, h100, 8, top=50)
+
+
+def _cli(args, capsys):
+    code = main(["recommend"] + args)
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_every_candidate_multiplies_out_fits_and_is_ranked_by_its_own_numbers(rec8):
+    assert rec8.candidates and rec8.meets_targets
+    for c in rec8.candidates:
+        s = c.split
+        assert s.tp * s.pp * s.dp == 8 == s.gpus
+        assert 64 % s.tp == 0 and 80 % s.pp == 0
+        pg = c.memory["per_gpu"]
+        assert pg["fits"] and pg["total_bytes"] <= pg["capacity_bytes"]
+        assert c.headroom_bytes == pytest.approx(pg["capacity_bytes"] - pg["total_bytes"])
+        assert c.memory["batch"] == c.batch and c.meets_targets
+        assert c.output_tok_s_per_gpu == pytest.approx(c.output_tok_s / 8)
+        assert c.e2e_s == pytest.approx(c.ttft_s + 255 * c.tpot_s)
+    tok = [c.output_tok_s_per_gpu for c in rec8.candidates]
+    assert tok == sorted(tok, reverse=True)
+    doc = json.loads(json.dumps(rec8.to_json()))
+    for key in ("tp", "pp", "ep", "dp", "weight_dtype", "kv_dtype", "batch", "ttft_s", "tpot_s",
+                "output_tok_s_per_gpu", "memory", "meets_targets", "comm_share_decode", "headroom_bytes"):
+        assert key in doc["candidates"][0]
+    assert doc["winner_reason"].startswith(rec8.candidates[0].label)
+    # TP1 cannot hold 141 GB of bf16 weights on an 80 GB card: rejected for memory, with a reason
+    mem = [r for r in doc["rejected"] if r["kind"] == "memory"]
+    assert {(r["tp"], r["pp"]) for r in mem} == {(1, 1)}
+    assert all("doesn't fit" in r["reason"] and "GiB" in r["reason"] for r in mem)
+
+
+def test_pareto_frontier_is_non_dominated_and_ends_at_the_throughput_winner(rec8):
+    p = rec8.pareto
+    tpot = [x["tpot_s"] for x in p]
+    tok = [x["output_tok_s_per_gpu"] for x in p]
+    assert tpot == sorted(tpot) and all(b > a for a, b in zip(tok, tok[1:]))
+    assert tok[-1] == pytest.approx(rec8.candidates[0].output_tok_s_per_gpu)
+    assert all(x["interactivity_tok_s"] == pytest.approx(1 / x["tpot_s"]) for x in p)
+
+
+@pytest.mark.parametrize("split", [Split(tp=8), Split(tp=2, pp=2, dp=2), Split(tp=2, pp=4), Split(tp=1, pp=8)])
+def test_vectorised_points_equal_estimate(l70, h100, split):
+    """One step_time call per phase over a batch vector reproduces estimate() for each batch
+    (TTFT, TPOT, e2e, tokens/s per GPU, comm share) to 1e-6 relative."""
+    topo = default_topology(h100, 8)
+    batches = np.array([1, 3, 8, 100, 256], dtype=float)
+    pts = evaluate(l70, h100, split, batches, Workload(1024, 256, 256, 8192), topology=topo)
+    for i, b in enumerate(batches):
+        est = estimate(l70, h100, split, isl=1024, osl=256, batch=int(b), topology=topo)
+        assert pts.ttft_s[i] == pytest.approx(est.ttft_s, rel=1e-6)
+        assert pts.tpot_s[i] == pytest.approx(est.tpot_s, rel=1e-6)
+        assert pts.e2e_s[i] == pytest.approx(est.e2e_s, rel=1e-6)
+        assert pts.output_tok_s_per_gpu[i] == pytest.approx(est.output_tok_s_per_gpu, rel=1e-6)
+        assert pts.comm_share_decode[i] == pytest.approx(est.breakdown["comm_share_decode"], rel=1e-6, abs=1e-12)
+
+
+def test_recommended_candidates_equal_estimate_including_moe_and_memory(h100):
+    """The returned candidates (best batch per split, EP splits of a MoE model included) carry
+    estimate()'s numbers and its `memory` object."""
+    moe = model_from_config(QWEN3_MOE, "qwen3-30b-a3b")
+    rec = recommend(moe, h100, 4, top=6, isl=512, osl=128)
+    topo = default_topology(h100, 4)
+    assert any(c.split.ep > 1 for c in rec.candidates)
+    for c in rec.candidates:
+        est = estimate(moe, h100, c.split, isl=512, osl=128, batch=c.batch, topology=topo)
+        assert c.ttft_s == pytest.approx(est.ttft_s, rel=1e-6)
+        assert c.tpot_s == pytest.approx(est.tpot_s, rel=1e-6)
+        assert c.output_tok_s_per_gpu == pytest.approx(est.output_tok_s_per_gpu, rel=1e-6)
+        assert c.memory == est.memory
+
+
+def test_moe_search_includes_ep1_and_ep_over_all_tp_x_dp_ranks():
+    moe = model_from_config(QWEN3_MOE, "qwen3-30b-a3b")
+    valid, _ = enumerate_splits(moe, 8)
+    for tp, pp, dp in {(s.tp, s.pp, s.dp) for s in valid}:
+        eps = {s.ep for s in valid if (s.tp, s.pp, s.dp) == (tp, pp, dp)}
+        assert 1 in eps and tp * dp in eps
+        assert all((tp * dp) % e == 0 and 128 % e == 0 for e in eps)
+
+
+def test_pcie_two_socket_never_ranks_socket_spanning_tp_above_nvswitch(l70, h100):
+    """The same splits on an HGX (NVSwitch) box and on a two-socket PCIe box: a TP group that
+    spans the sockets pays for the UPI hop, so it ranks no better than on NVSwitch, and no
+    split gets faster on PCIe."""
+    nv = recommend(l70, h100, 8, top=50, topology="nvswitch")
+    pc = recommend(l70, h100, 8, top=50, topology="pcie-2socket")
+    rank_nv = {c.label: i for i, c in enumerate(nv.candidates)}
+    rank_pc = {c.label: i for i, c in enumerate(pc.candidates)}
+    by_nv = {c.label: c for c in nv.candidates}
+    spanning = [c for c in pc.candidates if "tp_spans_sockets" in c.flags]
+    assert [c.label for c in spanning] == ["TP8 PP1 DP1"]
+    assert "upi" in spanning[0].comm_links
+    for c in spanning:
+        assert rank_pc[c.label] >= rank_nv[c.label]
+        assert rank_pc[c.label] > rank_pc[pc.candidates[0].label]  # never the winner
+    for c in pc.candidates:
+        assert c.output_tok_s_per_gpu <= by_nv[c.label].output_tok_s_per_gpu * (1 + 1e-9)
+    lat_nv = recommend(l70, h100, 8, top=50, topology="nvswitch", objective="latency")
+    lat_pc = recommend(l70, h100, 8, top=50, topology="pcie-2socket", objective="latency")
+    r_nv = [c.label for c in lat_nv.candidates].index("TP8 PP1 DP1")
+    r_pc = [c.label for c in lat_pc.candidates].index("TP8 PP1 DP1")
+    assert r_pc >= r_nv
+
+
+def test_175b_over_tp2_pp4_needs_44_gb_of_weights_per_gpu_not_88(h100):
+    """Rule of thumb corrected (issue #5, 'Done means'): guides quote ~88 GB per GPU for a 175B
+    bf16 model on TP=2 x PP=4, i.e. 350 GB / 4, dividing by one of the two factors only. TP
+    splits every layer in two and PP gives each GPU a quarter of the layers, so each GPU holds
+    350 / 8 = 43.75 GB, plus its stage's share of the 50257 x 12288 embedding / LM head."""
+    gpt3 = model_from_config(GPT3, "gpt-3-175b")
+    assert gpt3.gated_mlp is False
+    assert gpt3.params_total() == pytest.approx(175e9, rel=0.01)
+    rec = recommend(gpt3, h100, 8, top=20)
+    c = next(c for c in rec.candidates if (c.split.tp, c.split.pp) == (2, 4))
+    weights_gb = c.memory["per_gpu"]["weights_bytes"] / 1e9
+    assert weights_gb == pytest.approx(44.0, abs=0.5)
+    assert weights_gb < 88 / 1.9
+    # reproduced where right: 350 GB of bf16 weights cannot be served by 4 80-GB GPUs
+    with pytest.raises(InfeasibleError, match="would fit on 8 GPUs"):
+        recommend(gpt3, h100, 4)
+
+
+def test_nothing_fits_names_the_gpu_count_or_precision_that_would(l70, h100):
+    """Llama-3.1-70B needs 141 GB in bf16 (70.55B params x 2 bytes): not one H100, but two, or
+    one in fp8 (70.6 GB)."""
+    with pytest.raises(InfeasibleError) as err:
+        recommend(l70, h100, 1)
+    msg = str(err.value)
+    assert "--weight-dtype fp8" in msg and "would fit on 2 GPUs" in msg and "79.2 GiB" in msg
+    assert recommend(l70, h100, 1, weight_dtypes=["fp8"]).winner.split == Split()
+
+
+def test_targets_and_objectives(rec8, l70, h100):
+    target = 0.015
+    rec = recommend(l70, h100, 8, tpot_s=target, top=20)
+    assert all(c.tpot_s <= target and c.meets_targets for c in rec.candidates)
+    assert rec.winner.output_tok_s_per_gpu <= rec8.winner.output_tok_s_per_gpu
+    lat = recommend(l70, h100, 8, objective="latency", top=20)
+    tpots = [c.tpot_s for c in lat.candidates]
+    assert tpots == sorted(tpots) and lat.winner.tpot_s == pytest.approx(min(p["tpot_s"] for p in rec8.pareto))
+    cost = recommend(l70, h100, 8, objective="cost", gpu_hour_price=2.0, top=20)
+    assert [c.label for c in cost.candidates] == [c.label for c in rec8.candidates[:20]]
+    for c in cost.candidates:
+        assert c.cost_per_mtok == pytest.approx(2.0 / 3600 / c.output_tok_s_per_gpu * 1e6)
+    with pytest.raises(TargetsNotMetError) as err:
+        recommend(l70, h100, 8, tpot_s=0.001)
+    closest = err.value.recommendation
+    assert closest.candidates and not any(c.meets_targets for c in closest.candidates)
+    assert closest.candidates[0].tpot_s == pytest.approx(min(p["tpot_s"] for p in rec8.pareto))
+
+
+def test_given_batch_or_concurrency(l70, h100):
+    rec = recommend(l70, h100, 8, batch=16, top=20)
+    assert {c.batch for c in rec.candidates} == {16}
+    rec = recommend(l70, h100, 8, concurrency=64, top=20)
+    assert all(c.batch == math.ceil(64 / c.split.dp) for c in rec.candidates)
+
+
+def test_multi_node_keeps_tp_inside_a_node(l70, h100):
+    rec = recommend(l70, h100, 64, nodes=8, top=100)
+    assert rec.candidates and all(c.split.tp <= 8 and c.split.gpus == 64 for c in rec.candidates)
+    assert all("tp_spans_nodes" not in c.flags for c in rec.candidates)
+    placed = {r["tp"] for r in rec.to_json()["rejected"] if r["kind"] == "placement"}
+    assert placed == {16, 32, 64}
+
+
+def test_allow_idle_searches_fewer_gpus(l70, h100):
+    """64 heads do not divide by 3 or 6: on 6 GPUs only TP in {1, 2} uses all of them."""
+    exact = recommend(l70, h100, 6, top=50)
+    assert {c.split.gpus for c in exact.candidates} == {6}
+    idle = recommend(l70, h100, 6, top=50, allow_idle=True)
+    assert {4, 6} <= {c.split.gpus for c in idle.candidates}
+    assert idle.winner.output_tok_s_per_gpu >= exact.winner.output_tok_s_per_gpu
+
+
+def test_bad_input_raises_input_error(l70, h100):
+    for kw in (dict(objective="speed"), dict(objective="cost"), dict(batch=4, concurrency=4),
+               dict(weight_dtypes=["fp7"]), dict(nodes=3), dict(top=0), dict(tpot_s=-1.0)):
+        with pytest.raises(InputError):
+            recommend(l70, h100, 8, **kw)
+
+
+@pytest.fixture(scope="module")
+def cfg70(tmp_path_factory):
+    path = tmp_path_factory.mktemp("llama-3.1-70b") / "config.json"
+    path.write_text(json.dumps(LLAMA_70B))
+    return str(path)
+
+
+def test_cli_table_json_and_exit_codes(cfg70, capsys):
+    code, out, _ = _cli(["--model", cfg70, "--gpus", "8"], capsys)
+    assert code == 0 and "Winner:" in out and "Why not:" in out and "Pareto frontier" in out
+    assert "TP1 PP1 (any DP) (bf16): doesn't fit" in out
+    code, out, _ = _cli(["--model", cfg70, "--gpus", "8", "--json", "--tpot", "20ms"], capsys)
+    doc = json.loads(out)
+    assert code == 0 and doc["targets"]["tpot_s"] == pytest.approx(0.02)
+    assert all(c["tpot_s"] <= 0.02 for c in doc["candidates"])
+    # impossible target: the closest candidates are still shown, then exit 1
+    code, out, err = _cli(["--model", cfg70, "--gpus", "8", "--tpot", "1ms", "--json"], capsys)
+    doc = json.loads(out)
+    assert code == 1 and doc["candidates"] and not doc["meets_targets"] and "meets the targets" in err
+    code, out, err = _cli(["--model", cfg70, "--gpus", "8", "--tpot", "1ms"], capsys)
+    assert code == 1 and "closest candidates" in out
+    code, out, err = _cli(["--model", cfg70, "--gpus", "1"], capsys)
+    assert code == 1 and out == "" and "would fit on 2 GPUs" in err
+    for bad in (["--tpot", "fast"], ["--objective", "cost"], ["--nodes", "3"], ["--weight-dtype", "fp7"],
+                ["--gpu", "h1000"], ["--batch", "2", "--concurrency", "4"], ["--topology", "torus"]):
+        code, out, err = _cli(["--model", cfg70, "--gpus", "8"] + bad, capsys)
+        assert code == 2 and out == "" and err.count("\n") == 1, bad
+
+
+def test_cli_usage_errors_exit_2(cfg70):
+    for bad in (["--objective", "speed"], ["--gpus", "0"], ["--top", "x"]):
+        with pytest.raises(SystemExit) as exc:
+            main(["recommend", "--model", cfg70, "--gpus", "8"] + bad if "--gpus" not in bad
+                 else ["recommend", "--model", cfg70] + bad)
+        assert exc.value.code == 2
+
+
+def test_pcie_topology_preset_for_socket_spanning_flag(h100):
+    """Placement: on pcie-2socket a TP=4 group stays inside a socket, TP=8 spans both."""
+    from sizer.search import placement_flags
+
+    topo = get_topology("pcie-2socket", h100, 8)
+    assert placement_flags(topo, Split(tp=4, dp=2)) == ()
+    assert placement_flags(topo, Split(tp=8)) == ("tp_spans_sockets",)
+    assert placement_flags(get_topology("nvswitch", h100, 16, nodes=2), Split(tp=16)) == ("tp_spans_nodes",)
