@@ -187,8 +187,8 @@ def pareto(rec: dict, ttft_s: float | None = None, tpot_s: float | None = None,
 
 
 def candidate_label(c: dict) -> str:
-    """'TP4 PP2 EP1 DP1 fp8/auto b64' for a recommendation candidate."""
-    s = " ".join(f"{k.upper()}{c[k]}" for k in ("tp", "pp", "ep", "dp") if c.get(k) is not None)
+    """'TP4 PP2 EP1 DP1 fp8/auto b64' for a recommendation candidate (its own label when given)."""
+    s = c["label"] if c.get("label") else " ".join(f"{k.upper()}{c[k]}" for k in ("tp", "pp", "ep", "dp") if c.get(k) is not None)
     dt = "/".join(str(c[k]) for k in ("weight_dtype", "kv_dtype") if c.get(k))
     return " ".join(x for x in (s, dt, f"b{c['batch']}" if c.get("batch") else "") if x)
 

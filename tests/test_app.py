@@ -252,3 +252,27 @@ def test_communication_view_marks_the_models_message_sizes():
     assert topo["layout"]["xaxis"]["type"] == "log" and topo["layout"]["yaxis2"]["type"] == "log"
     assert {t["name"] for t in topo["data"]} >= {"nvswitch", "pcie"}
     assert {t["name"] for t in algo["data"]} >= {"ring", "nvls", "one_shot"}
+
+
+def test_recommend_view_is_the_cli_search(capsys):
+    """DeepSeek-V3 on 16 H200 over 2 nodes with a 20 ms TPOT target: the Recommend view shows
+    `sizer recommend --json`'s document (less its wall-clock search_time_s), and the Pareto plot
+    shades the region the target rules out (interactivity below 1 / 20 ms = 50 tok/s)."""
+    sys.path.insert(0, os.path.dirname(APP))
+    from ui.core import recommend_available
+
+    if not recommend_available():
+        pytest.skip("sizer.recommend not built yet")
+    at = app(model="deepseek-v3", gpu="h200", gpus=16, nodes=2, tpot_ms=20.0, view="Recommend")
+    doc = cli(capsys, "recommend", "--model", "deepseek-v3", "--gpu", "h200", "--gpus", "16",
+              "--nodes", "2", "--tpot", "20ms")
+    doc.pop("search_time_s")
+    assert shown_json(at) == doc
+    table = at.dataframe[0].value
+    assert list(table["split"]) == [c["label"] for c in doc["candidates"]]
+    assert all(table["meets targets"])
+    (pareto,) = charts(at)
+    (shade,) = pareto["layout"]["shapes"]
+    assert shade["x1"] == pytest.approx(50.0)
+    front = [t for t in pareto["data"] if t["name"] == "Pareto front"][0]
+    assert len(front["x"]) == len(doc["pareto"])

@@ -220,19 +220,23 @@ def recommend_available() -> bool:
 
 
 @st.cache_data(max_entries=32, show_spinner=False)
-def recommend_doc(inp: Inputs, objective: str, top: int) -> dict:
-    """What `sizer recommend --json` prints for these inputs (the ranked candidates, the
-    why-not list and the Pareto front)."""
-    from sizer.recommend import recommend
+def recommend_doc(inp: Inputs, objective: str, top: int, gpu_hour_price: float | None = None) -> dict:
+    """What `sizer recommend --json` prints for these inputs (less its search_time_s): the ranked
+    candidates, the rejected list, why-not lines and the Pareto front. When no split meets the
+    targets, the closest candidates with "targets_error" set (the CLI prints them and exits 1)."""
+    from sizer.recommend import TargetsNotMetError, recommend
 
     def run():
         model, gpu = load_model(inp.model), get_gpu(inp.gpu)
-        rec = recommend(model, gpu, inp.gpus, nodes=inp.nodes, topology=inp.topology,
-                        inter_node=inp.inter_node, isl=inp.isl, osl=inp.osl, ttft_s=inp.ttft_s,
-                        tpot_s=inp.tpot_s, objective=objective,
-                        weight_dtypes=[inp.weight_dtype] if inp.weight_dtype else None,
-                        kv_dtype=inp.kv_dtype, engine=inp.engine, top=top, batch=inp.batch,
-                        concurrency=inp.concurrency, profile=load_profile(inp.profile))
+        try:
+            rec = recommend(model, gpu, inp.gpus, nodes=inp.nodes, topology=inp.topology,
+                            inter_node=inp.inter_node, isl=inp.isl, osl=inp.osl, ttft_s=inp.ttft_s,
+                            tpot_s=inp.tpot_s, objective=objective, weight_dtypes=inp.weight_dtype,
+                            kv_dtype=inp.kv_dtype, engine=inp.engine, top=top,
+                            gpu_hour_price=gpu_hour_price, batch=inp.batch,
+                            concurrency=inp.concurrency, profile=load_profile(inp.profile))
+        except TargetsNotMetError as exc:
+            return {**plain(exc.recommendation.to_json()), "targets_error": str(exc)}
         return plain(rec.to_json())
     return _guard(run)
 

@@ -99,8 +99,11 @@ def cli_command(inp: Inputs, command: str, batch: int | None = None) -> str:
     ref = inp.model
     model = ref[1] if ref[0] != "upload" else ref[1]
     parts = ["sizer", command, "--model", model, "--gpu", inp.gpu]
-    split = dict(tp=inp.tp, pp=inp.pp, dp=inp.dp, ep=inp.ep)
-    parts += [f"--{k} {v}" for k, v in split.items() if v != 1]
+    if command == "recommend":
+        parts += ["--gpus", str(inp.gpus)]
+    else:
+        split = dict(tp=inp.tp, pp=inp.pp, dp=inp.dp, ep=inp.ep)
+        parts += [f"--{k} {v}" for k, v in split.items() if v != 1]
     if inp.weight_dtype:
         parts += ["--weight-dtype", inp.weight_dtype]
     if inp.kv_dtype != "auto":
@@ -111,6 +114,8 @@ def cli_command(inp: Inputs, command: str, batch: int | None = None) -> str:
         parts += ["--batch", str(batch), "--context", str(inp.isl + inp.osl)]
     else:
         parts += ["--isl", str(inp.isl), "--osl", str(inp.osl)]
+        if command == "recommend":
+            parts += [f"--{k} {v * 1e3:g}ms" for k, v in (("ttft", inp.ttft_s), ("tpot", inp.tpot_s)) if v]
         if inp.batch:
             parts += ["--batch", str(inp.batch)]
         if inp.concurrency:

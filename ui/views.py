@@ -130,43 +130,54 @@ def recommend(inp) -> None:
         st.info("`sizer.recommend` is not installed in this build yet; the ranked table, why-not list "
                 "and Pareto plot appear here once it is.")
         return
-    c1, c2 = st.columns(2)
+    c1, c2, c3 = st.columns(3)
     objective = c1.selectbox("Objective", ("throughput", "latency", "cost"), key="rec_objective")
     top = int(c2.number_input("Show top", min_value=1, max_value=100, value=10, key="rec_top"))
-    rec = core.recommend_doc(inp, objective, top)
+    price = c3.number_input("GPU-hour price (USD)", min_value=0.0, value=0.0, step=0.5, key="rec_price",
+                            help="for cost per million tokens; 0 = none")
+    rec = core.recommend_doc(inp, objective, top, price or None)
+    st.caption(f"Same search as `{cli_command(inp, 'recommend')}`")
     if "error" in rec:
         st.error(rec["error"])
         return
+    if rec.get("targets_error"):
+        st.warning(rec["targets_error"])
+    elif rec.get("winner_reason"):
+        st.success(rec["winner_reason"])
     cands = rec.get("candidates", [])
     if cands:
         st.dataframe([_candidate_row(c) for c in cands], hide_index=True, key="rec_table")
-    else:
-        st.warning("No candidate meets the constraints; see why below.")
+    st.caption(f"{rec.get('evaluated_splits', 0)} splits, {rec.get('evaluated_points', 0)} (split, precision, "
+               f"batch) points on {rec.get('topology', '')}")
     chart(charts.pareto(rec, inp.ttft_s, inp.tpot_s), "pareto")
+    if rec.get("why_not"):
+        st.markdown("**Why not the others**\n" + "\n".join(f"- {line}" for line in rec["why_not"]))
     rejected = rec.get("rejected", [])
     if rejected:
-        with st.expander(f"Why not: {len(rejected)} rejected configurations", expanded=not cands):
+        with st.expander(f"Rejected: {len(rejected)} configurations"):
             st.dataframe([_rejected_row(r) for r in rejected], hide_index=True, key="rec_rejected")
+    for note in rec.get("notes", []):
+        st.caption(note)
     json_download(rec, "recommend")
+    with st.expander("Result JSON (sizer recommend --json)"):
+        st.json(rec, expanded=False)
 
 
 def _candidate_row(c: dict) -> dict:
-    mem = c.get("memory") or {}
-    pg = mem.get("per_gpu", mem) if isinstance(mem, dict) else {}
-    return {"split": charts.candidate_label(c), "batch": c.get("batch"),
-            "TTFT ms": round(c["ttft_s"] * 1e3, 2) if c.get("ttft_s") is not None else None,
-            "TPOT ms": round(c["tpot_s"] * 1e3, 3) if c.get("tpot_s") is not None else None,
-            "tok/s/GPU": round(c.get("output_tok_s_per_gpu") or 0, 1),
+    pg = (c.get("memory") or {}).get("per_gpu", {})
+    return {"split": c.get("label") or charts.candidate_label(c), "weights": c.get("weight_dtype"),
+            "KV": c.get("kv_dtype"), "batch": c.get("batch"),
+            "TTFT ms": round(c["ttft_s"] * 1e3, 2), "TPOT ms": round(c["tpot_s"] * 1e3, 3),
+            "tok/s/GPU": round(c["output_tok_s_per_gpu"], 1),
+            "comm share (decode)": f"{c.get('comm_share_decode', 0):.0%}",
             "GiB/GPU": round(pg["total_bytes"] / GIB, 2) if "total_bytes" in pg else None,
+            "$/Mtok": round(c["cost_per_million_tokens"], 3) if c.get("cost_per_million_tokens") else None,
             "meets targets": c.get("meets_targets")}
 
 
-def _rejected_row(r) -> dict:
-    if not isinstance(r, dict):
-        return {"configuration": str(r), "reason": ""}
-    reason = r.get("reason") or r.get("why") or r.get("reasons")
-    cfg = {k: v for k, v in r.items() if k not in ("reason", "why", "reasons") and not isinstance(v, (dict, list))}
-    return {"configuration": charts.candidate_label(r) or json.dumps(cfg), "reason": str(reason)}
+def _rejected_row(r: dict) -> dict:
+    return {"split": r.get("label") or charts.candidate_label(r), "weights": r.get("weight_dtype"),
+            "kind": r.get("kind"), "reason": r.get("reason")}
 
 
 def pipeline(inp, est: dict) -> None:
