@@ -1,0 +1,59 @@
+"""How fast `sizer recommend` answers (issue #5: 8 GPUs well under a second in a fresh process,
+64 GPUs over 8 nodes in a few seconds).
+
+Each case runs `python -m sizer recommend ... --json` in a fresh interpreter; end-to-end time is
+the wall time of that process (interpreter start, imports, search, JSON out), search time and the
+number of (split, precision, batch) points evaluated come from the JSON document. Prints a
+table, then one JSON line. The median of REPEATS runs is reported.
+
+Usage: python benchmarks/recommend_speed.py
+"""
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+REPEATS = 3
+CASES = (  # (key, arguments)
+    ("8gpu", ["--model", "70b", "--gpus", "8"]),
+    ("64gpu_8nodes", ["--model", "70b", "--gpus", "64", "--nodes", "8"]),
+    ("8gpu_moe_2dtypes", ["--model", "qwen3-235b-a22b", "--gpus", "8", "--weight-dtype", "bf16,fp8"]),
+    ("64gpu_8nodes_moe", ["--model", "deepseek-v3", "--gpus", "64", "--nodes", "8"]),
+)
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def run_case(args) -> dict:
+    """One fresh process; returns wall time and the document's search statistics."""
+    start = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "sizer", "recommend", *args, "--json"],
+                          capture_output=True, text=True, cwd=ROOT)
+    wall = time.perf_counter() - start
+    if proc.returncode not in (0, 1):
+        raise SystemExit(f"sizer recommend {' '.join(args)} failed: {proc.stderr.strip()}")
+    doc = json.loads(proc.stdout)
+    return {"e2e_s": wall, "search_s": doc["search_time_s"], "points": doc["evaluated_points"],
+            "splits": doc["evaluated_splits"], "winner": doc["candidates"][0]["label"]}
+
+
+def main() -> None:
+    subprocess.run([sys.executable, "-c", "import sizer.cmd_recommend"], cwd=ROOT, check=True)  # bytecode
+    print(f"{'case':<20}{'splits':>8}{'points':>8}{'search s':>10}{'points/s':>11}{'e2e s':>8}  winner")
+    summary = {}
+    for key, args in CASES:
+        runs = [run_case(args) for _ in range(REPEATS)]
+        med = {k: statistics.median(r[k] for r in runs) for k in ("e2e_s", "search_s")}
+        r0 = runs[0]
+        rate = r0["points"] / med["search_s"] if med["search_s"] else float("inf")
+        print(f"{key:<20}{r0['splits']:>8}{r0['points']:>8}{med['search_s']:>10.3f}{rate:>11,.0f}"
+              f"{med['e2e_s']:>8.2f}  {r0['winner']}")
+        summary[key] = {"e2e_s": round(med["e2e_s"], 3), "search_s": round(med["search_s"], 4),
+                        "points": r0["points"], "points_per_s": round(rate)}
+    print(json.dumps({"benchmark": "recommend_speed", "repeats": REPEATS, **summary}))
+
+
+if __name__ == "__main__":
+    main()
