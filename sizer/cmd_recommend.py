@@ -110,13 +110,13 @@ def render(rec, elapsed_s: float = 0.0) -> str:
     if not rec.meets_targets:
         lines.append("NO split meets the targets; the closest candidates:")
     show_cost = any(c.cost_per_mtok is not None for c in rec.candidates)
-    head = (f"{'#':>2}  {'split':<18}{'weights':<8}{'KV':<6}{'batch':>6}{'free/GPU':>11}{'TTFT':>10}"
+    head = (f"{'#':>2}  {'split':<18}{'weights':<10}{'KV':<6}{'batch':>6}{'free/GPU':>11}{'TTFT':>10}"
             f"{'TPOT':>10}{'tok/s/GPU':>11}{'comm':>17}" + (f"{'$/Mtok':>9}" if show_cost else ""))
     lines += [head, "-" * len(head)]
     for i, c in enumerate(rec.candidates, 1):
         comm = f"{c.comm_share_decode:.0%} {_OP_SHORT.get(c.comm_op, c.comm_op)}" if c.comm_op else "-"
         mark = "" if c.meets_targets else " x"
-        row = (f"{i:>2}  {c.label:<18}{c.weight_dtype:<8}{c.kv_dtype:<6}{c.batch:>6}"
+        row = (f"{i:>2}  {c.label:<18}{c.weight_dtype:<10}{c.kv_dtype:<6}{c.batch:>6}"
                f"{c.headroom_bytes / GIB:>7.1f} GiB{_t(c.ttft_s):>10}{_t(c.tpot_s):>10}"
                f"{c.output_tok_s_per_gpu:>11,.0f}{comm:>17}")
         if show_cost:
@@ -138,9 +138,9 @@ def render(rec, elapsed_s: float = 0.0) -> str:
             lines.append(f"  ... {len(rec.why_not) - MAX_WHY_NOT} more in --json")
     if rec.pareto:
         lines += ["", "Pareto frontier (tok/s per GPU vs interactivity = 1/TPOT):",
-                  f"  {'TPOT':>9}{'tok/s/user':>12}{'tok/s/GPU':>11}  {'split':<18}{'weights':<8}{'batch':>6}"]
+                  f"  {'TPOT':>9}{'tok/s/user':>12}{'tok/s/GPU':>11}  {'split':<18}{'weights':<10}{'batch':>6}"]
         for p in rec.pareto:
             lines.append(f"  {_t(p['tpot_s']):>9}{p['interactivity_tok_s']:>12.1f}"
-                         f"{p['output_tok_s_per_gpu']:>11,.0f}  {p['label']:<18}{p['weight_dtype']:<8}{p['batch']:>6}"
+                         f"{p['output_tok_s_per_gpu']:>11,.0f}  {p['label']:<18}{p['weight_dtype']:<10}{p['batch']:>6}"
                          + ("" if p["meets_targets"] else "  (misses targets)"))
     return "\n".join(lines)

@@ -298,13 +298,22 @@ def _search_split(model, device, split, wd, kd, wl, topo, profile, mem, batch, c
     return out
 
 
+def _weight_label(weight_dtype, precision: dict) -> str:
+    """The user's --weight-dtype, or the checkpoint's own: 'bf16', or 'bf16+fp4' when its
+    experts are stored differently (gpt-oss: MXFP4 experts, bf16 attention)."""
+    if weight_dtype:
+        return weight_dtype
+    w, e = precision["weights"], precision["experts"]
+    return w if w == e else f"{w}+{e}"
+
+
 def _reject(split, wd, plan, what) -> dict:
     pg = plan.to_json()["per_gpu"]
     need = plan.weights_bytes + plan.activation_bytes + plan.overhead_bytes + \
         plan.kv_bytes_per_token * plan.context * max(plan.batch, 1)
     reason = (f"doesn't fit: {what} of {plan.context} tokens needs {need / GIB:.1f} GiB per GPU "
               f"of {pg['capacity_bytes'] / GIB:.1f} GiB (weights {plan.weights_bytes / GIB:.1f} GiB)")
-    return {**_split_json(split), "weight_dtype": wd or plan.precision["weights"], "kind": "memory",
+    return {**_split_json(split), "weight_dtype": _weight_label(wd, plan.precision), "kind": "memory",
             "reason": reason, "needs_bytes": need, "capacity_bytes": pg["capacity_bytes"]}
 
 
@@ -329,7 +338,7 @@ def _candidate(r, objective, targets, price, mem, topo) -> Candidate:
     op_group = {"tp_all_reduce": "tp", "tp_reduce_scatter+all_gather": "tp", "logits_all_gather": "tp",
                 "ep_all_to_all": "ep", "pp_send_recv": "pp"}.get(pts.comm_op)
     return Candidate(
-        split=pts.split, weight_dtype=pts.weight_dtype or plan.precision["weights"],
+        split=pts.split, weight_dtype=_weight_label(pts.weight_dtype, plan.precision),
         kv_dtype=plan.precision["kv_cache"], batch=b, ttft_s=float(pts.ttft_s[i]),
         tpot_s=float(pts.tpot_s[i]), e2e_s=float(pts.e2e_s[i]), output_tok_s=float(pts.output_tok_s[i]),
         output_tok_s_per_gpu=tok_gpu, comm_share_decode=float(pts.comm_share_decode[i]),
@@ -358,7 +367,7 @@ def _pareto(fitted, targets) -> list[dict]:
     """Points not dominated in (tokens/s per GPU up, TPOT down), by TPOT ascending."""
     rows = []
     for r in fitted:
-        pts, wd = r["points"], r["weight_dtype"] or r["plan1"].precision["weights"]
+        pts, wd = r["points"], _weight_label(r["weight_dtype"], r["plan1"].precision)
         for i in range(len(pts.batch)):
             rows.append((float(pts.tpot_s[i]), -float(pts.output_tok_s_per_gpu[i]), pts, i, wd))
     rows.sort(key=lambda r: (r[0], r[1]))

@@ -46,10 +46,14 @@ def _cause(c, w, objective="throughput", targets=None) -> str:
     if c.split.pp > w.split.pp and c.tpot_s > w.tpot_s:
         causes.append(f"a token crosses {c.split.pp} pipeline stages per decode step "
                       f"(TPOT {_ms(c.tpot_s)} vs {_ms(w.tpot_s)})")
+    if c.split.ep < w.split.ep and c.tpot_s > w.tpot_s:
+        causes.append(f"each GPU holds 1/{c.split.ep} of the experts instead of 1/{w.split.ep}, "
+                      f"so a decode step reads more expert weights (TPOT {_ms(c.tpot_s)} vs {_ms(w.tpot_s)})")
     if not causes and c.comm_op and c.comm_op_share > w.comm_op_share + 0.02:
         causes.append(_comm_text(c))
     if not causes:
-        causes.append(f"TPOT {_ms(c.tpot_s)} vs {_ms(w.tpot_s)} at batch {c.batch} vs {w.batch}")
+        same = "the same batch" if c.batch == w.batch else f"batch {c.batch} vs {w.batch}"
+        causes.append(f"TPOT {_ms(c.tpot_s)} vs {_ms(w.tpot_s)} at {same}")
     if "tp_spans_sockets" in c.flags:
         causes.append("its TP group spans both CPU sockets")
     if "tp_spans_nodes" in c.flags:
@@ -144,11 +148,12 @@ def fit_hint(model, gpu, gpus, topo, dtypes, kv_dtypes, wl, results) -> str:
             hints.append(f"it fits in {d} (--weight-dtype {d}, e.g. {fits[0].label()})")
             break
     per_node = max(topo.gpus_per_node, int(gpu.gpus_per_node or 1))  # a bigger request fills whole nodes
-    counts = sorted({1 << k for k in range(1, 13)} | {per_node * k for k in range(1, 513)})
+    counts = sorted({1 << k for k in range(1, 13)} | {per_node * k for k in range(1, 65)})
     for n in (c for c in counts if gpus < c <= 4096):
         valid, _ = enumerate_splits(model, n)
-        lean_splits = sorted((s for s in valid if s.dp == 1 and s.tp <= per_node
-                              and s.ep == _max_ep(model, s.tp)), key=lambda s: -s.tp)
+        # the leanest splits: no DP for dense models; MoE experts spread over all TP x DP ranks
+        lean_splits = sorted((s for s in valid if s.tp <= per_node and s.ep == _max_ep(model, s.tp * s.dp)
+                              and (model.is_moe or s.dp == 1)), key=lambda s: (-s.tp, s.pp))
         ok = next((s for s in lean_splits if mem.max_batch(s, dtypes[0], kd) >= 1), None)
         if ok is not None:
             nodes = -(-n // per_node)
@@ -161,8 +166,8 @@ def fit_hint(model, gpu, gpus, topo, dtypes, kv_dtypes, wl, results) -> str:
 
 
 
-def _max_ep(model, tp: int) -> int:
-    """The widest EP a DP=1 split of TP ranks can form (1 for dense models)."""
+def _max_ep(model, ranks: int) -> int:
+    """The widest EP a stage of `ranks` TP x DP ranks can form (1 for dense models)."""
     if not model.is_moe:
         return 1
-    return max(e for e in divisors(tp) if model.num_experts % e == 0)
+    return max(e for e in divisors(ranks) if model.num_experts % e == 0)
