@@ -274,3 +274,20 @@ def test_pcie_topology_preset_for_socket_spanning_flag(h100):
     assert placement_flags(topo, Split(tp=4, dp=2)) == ()
     assert placement_flags(topo, Split(tp=8)) == ("tp_spans_sockets",)
     assert placement_flags(get_topology("nvswitch", h100, 16, nodes=2), Split(tp=16)) == ("tp_spans_nodes",)
+
+
+def test_tp_across_nodes_only_when_nothing_else_fits(h100):
+    """61 layers (a prime, as DeepSeek-V3 has) forbid PP=2; a 70B-class dense model then fits
+    two single-GPU nodes only as TP=2 across them: searched, flagged and noted."""
+    prime = model_from_config(dict(LLAMA_70B, num_hidden_layers=61), "dense-61-layers")
+    rec = recommend(prime, h100, 2, nodes=2)
+    assert [c.label for c in rec.candidates] == ["TP2 PP1 DP1"]
+    assert rec.winner.flags == ("tp_spans_nodes",) and "spanning nodes" in rec.notes[0]
+
+
+def test_weight_dtype_list_searches_each_precision(l70, h100):
+    rec = recommend(l70, h100, 8, weight_dtypes="bf16,fp8", top=100)
+    assert {c.weight_dtype for c in rec.candidates} == {"bf16", "fp8"}
+    assert rec.winner.weight_dtype == "fp8"  # half the bytes per decode step, twice the KV room
+    fp8 = [c for c in rec.candidates if c.weight_dtype == "fp8"]
+    assert all(c.memory["precision"]["weights"] == "fp8" for c in fp8)
