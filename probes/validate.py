@@ -214,7 +214,8 @@ class Predictor:
         head, which the stack does not run); pipelines: the GPipe makespan (m + p - 1) x the
         slowest stage's time per micro-batch (sizer.pipeline.Schedule)."""
         if self.device is None:
-            return {"predicted_s": None, "predicted_compute_s": None, "predicted_comm_s": None}
+            return {"predicted_s": None, "predicted_compute_s": None, "predicted_comm_s": None,
+                    "predicted_ops": []}
         from sizer.pipeline import Schedule
         from sizer.step import step_time
 
@@ -227,7 +228,10 @@ class Predictor:
         comm = sum(float(o.time_s) for o in kept if o.bound == "comm")
         clocks = Schedule(lay.pp, lay.micro, 1.0).clocks if lay.pp > 1 else 1
         return {"predicted_s": (comp + comm) * clocks, "predicted_compute_s": comp * clocks,
-                "predicted_comm_s": comm * clocks}
+                "predicted_comm_s": comm * clocks,
+                "predicted_ops": [{"name": o.name, "time_s": float(o.time_s) * clocks,
+                                   "flops": float(o.flops) * clocks, "bound": o.bound}
+                                  for o in kept]}
 
 
 def calibrate_profile(backend: str, world: int, timeout_s: float):
@@ -264,22 +268,21 @@ def _group_size(label: str, lay: Layout) -> int:
 
 
 def collectives(per_rank: list, lay: Layout, pred: Predictor) -> list:
-    """One entry per (op, label): mean bytes and mean seconds per call over calls and ranks,
-    calls per rank per forward, and collective_time's prediction for the mean size."""
+    """One entry per (op, label): mean bytes and median seconds per call over the calls of one
+    traced forward on every rank (the median keeps a descheduled rank's outlier out), the
+    number of calls, and collective_time's prediction for the mean size."""
     acc = {}
     for res in per_rank:
         for op, label, nbytes, secs in res["trace"]:
-            a = acc.setdefault((op, label), [0, 0.0, 0.0])
-            a[0] += 1
-            a[1] += nbytes
-            a[2] += secs
+            acc.setdefault((op, label), []).append((nbytes, secs))
     out = []
-    for (op, label), (n, nbytes, secs) in sorted(acc.items(), key=lambda kv: kv[0][1]):
+    for (op, label), calls in sorted(acc.items(), key=lambda kv: kv[0][1]):
         ranks = _group_size(label, lay)
-        size = nbytes / n
+        size = sum(b for b, _ in calls) / len(calls)
+        secs = statistics.median(t for _, t in calls)
         p = pred.collective(op, size, ranks)
-        out.append({"op": op, "label": label, "ranks": ranks, "bytes": size, "calls": n,
-                    "measured_s": secs / n, "predicted_s": p, "error_pct": _pct(p, secs / n),
+        out.append({"op": op, "label": label, "ranks": ranks, "bytes": size, "calls": len(calls),
+                    "measured_s": secs, "predicted_s": p, "error_pct": _pct(p, secs),
                     "prediction": "measured fit" if pred.fitted(op, ranks) else
                     ("time model" if p is not None else None)})
     return out
@@ -343,7 +346,7 @@ def render(doc: dict) -> str:
              _num(c["error_pct"], "+.1f"), c["prediction"] or "-"]
             for r in doc["rows"] for c in r["collectives"]]
     if coll:
-        out.append("\ncollectives (per call, mean over calls and ranks)\n")
+        out.append("\ncollectives (per call: median time, mean bytes, over calls and ranks)\n")
         out.append(_table(["strategy", "collective", "ranks", "bytes", "calls", "measured us",
                            "predicted us", "err %", "prediction"], coll))
     for s in doc["skipped"]:
@@ -452,6 +455,11 @@ def run(args) -> int:
            "profile": args.profile or ("quick calibration" if profile is not None else None),
            "profile_device": profile.env.get("device") if profile is not None else None,
            "prediction": pred.why or "sizer.step.step_time on device_from_profile",
+           "profile_compute": {k: v for k, v in (profile.compute if profile is not None else {}).items()
+                               if k != "fit_error_pct"},
+           "notes": ([] if gpu else [f"cpu ranks share {os.cpu_count()} cores ({max(1, (os.cpu_count() or 1) // world)} "
+                                     "thread(s) each); the profile's compute constants were measured "
+                                     "by one rank on all cores"]),
            "inject_bug": args.inject_bug, "quick": bool(args.quick)}
     doc = {"rows": rows, "env": env, "skipped": skipped}
     if args.json:
