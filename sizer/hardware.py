@@ -58,8 +58,8 @@ def device_for(gpu, profile=None) -> Device:
 
     def pick(key, default, dtype=None):
         measured = profile.compute_value(key, dtype) if profile is not None else None
-        prov[f"{key}:{dtype}" if dtype else key] = "measured" if measured else "default"
-        return measured if measured else default
+        prov[f"{key}:{dtype}" if dtype else key] = "default" if measured is None else "measured"
+        return default if measured is None else measured
 
     mm = {}
     for dtype in ("bf16", "fp16", "fp8", "int8", "fp32"):

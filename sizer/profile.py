@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 from .errors import InputError
 
 PROFILE_VERSION = 1
+ZERO_ALLOWED = ("matmul_half_rows",)
 
 
 @dataclass(frozen=True)
@@ -70,7 +71,11 @@ class Profile:
         value = self.compute.get(key)
         if isinstance(value, dict):
             value = value.get(dtype) if dtype else None
-        return float(value) if isinstance(value, (int, float)) and value > 0 else None
+        if not isinstance(value, (int, float)) or isinstance(value, bool):
+            return None
+        # rates must be positive; a half-efficiency row count of 0 means "full rate at any M"
+        ok = value >= 0 if key in ZERO_ALLOWED else value > 0
+        return float(value) if ok else None
 
     def provenance(self) -> dict:
         """Which constants are measured here: {name: 'measured'}; everything else is default."""

@@ -57,9 +57,13 @@ def device_from_profile(profile, name: str = "profiled-device") -> Device:
     if "graph" not in (c.get("kernel_launch_s") or {}):
         launch["graph"] = launch["eager"]  # no CUDA graphs measured (CPU): same floor
     return Device(name=profile.env.get("device", name), hbm_bytes_per_s=profile.compute_value("hbm_bytes_per_s"),
-                  matmul_flops_per_s=mm, matmul_half_rows=profile.compute_value("matmul_half_rows") or MATMUL_HALF_ROWS,
+                  matmul_flops_per_s=mm, matmul_half_rows=_or(profile.compute_value("matmul_half_rows"), MATMUL_HALF_ROWS),
                   attention_flops_per_s=att or max(mm.values()) * 0.5, decode_attention_bw_efficiency=1.0,
                   kernel_launch_s=launch, provenance={"all": "measured"})
+
+
+def _or(value, default):
+    return default if value is None else value
 
 
 class _Comm:
