@@ -140,11 +140,12 @@ def _resolve_topology(topology, gpu, gpus, nodes, inter_node):
     return default_topology(gpu, gpus, nodes, inter_node)
 
 
-def _objective_key(objective: str, tok_gpu, tpot, ttft):
-    """Lexicographic sort keys, smaller is better (module docstring)."""
+def _objective_key(objective: str, tok_gpu, tpot, ttft, gpus=0):
+    """Lexicographic sort keys, smaller is better (module docstring); a full tie goes to the
+    split using more of the GPUs (more tokens/s in all)."""
     if objective == "latency":
-        return (tpot, ttft, -tok_gpu)
-    return (-tok_gpu, tpot, ttft)  # throughput; cost is monotone in tokens/s per GPU
+        return (tpot, ttft, -tok_gpu, -gpus)
+    return (-tok_gpu, tpot, ttft, -gpus)  # throughput; cost is monotone in tokens/s per GPU
 
 
 def recommend(model, gpu, gpus: int, *, nodes: int = 1, topology=None, inter_node=None,
@@ -232,7 +233,7 @@ def recommend(model, gpu, gpus: int, *, nodes: int = 1, topology=None, inter_nod
     meeting = [c for c in cands if c.meets_targets]
     if meeting:
         ranked = sorted(meeting, key=lambda c: _objective_key(objective, c.output_tok_s_per_gpu,
-                                                              c.tpot_s, c.ttft_s))
+                                                              c.tpot_s, c.ttft_s, c.split.gpus))
     else:
         ranked = sorted(cands, key=lambda c: (c.miss, -c.output_tok_s_per_gpu))
     for c in cands:
