@@ -20,7 +20,7 @@ weights and keeps its shard, and `reference` computes the same stack on one devi
 `inject` of "wrong-shard" takes one shard from the neighbouring rank (the check must catch it).
 """
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 import math
 
 import torch
@@ -65,22 +65,27 @@ class Layout:
 # ----- weights ------------------------------------------------------------------------------
 
 def layer_weights(dims: Dims, i: int, dtype=torch.float32, device="cpu") -> dict:
-    """Full (unsharded) weights of layer i, N(0, 1/fan_in) so activations keep their scale."""
-    g = torch.Generator().manual_seed(dims.seed * 100003 + i)
+    """Full (unsharded) weights of layer i, N(0, 1/fan_in) so activations keep their scale.
+    Drawn on `device` by a generator seeded by (seed, i): every rank of one device type draws
+    the same numbers."""
+    device = torch.device(device)
+    g = torch.Generator(device=device).manual_seed(dims.seed * 100003 + i)
     h, d = dims.hidden, dims.head_dim
 
     def w(*shape):
-        return torch.randn(*shape, generator=g) / math.sqrt(shape[-2])
+        return torch.randn(*shape, generator=g, device=device) / math.sqrt(shape[-2])
 
-    out = {"norm1": 1 + 0.1 * torch.randn(h, generator=g), "wq": w(h, dims.heads * d),
-           "wk": w(h, dims.kv_heads * d), "wv": w(h, dims.kv_heads * d),
-           "wo": w(dims.heads * d, h), "norm2": 1 + 0.1 * torch.randn(h, generator=g)}
+    def norm():
+        return 1 + 0.1 * torch.randn(h, generator=g, device=device)
+
+    out = {"norm1": norm(), "wq": w(h, dims.heads * d), "wk": w(h, dims.kv_heads * d),
+           "wv": w(h, dims.kv_heads * d), "wo": w(dims.heads * d, h), "norm2": norm()}
     if i in dims.moe_layers:
         e, f = dims.experts, dims.moe_inter
         out.update(router=w(h, e), eg=w(e, h, f), eu=w(e, h, f), ed=w(e, f, h))
     else:
         out.update(wg=w(h, dims.inter), wu=w(h, dims.inter), wd=w(dims.inter, h))
-    return {k: v.to(device=device, dtype=dtype) for k, v in out.items()}
+    return {k: v.to(dtype=dtype) for k, v in out.items()}
 
 
 def kv_range(dims: Dims, tp: int, r: int) -> tuple[int, int]:
@@ -122,7 +127,6 @@ class Comm:
 
     ctx: object = None
     trace: list | None = None
-    groups: dict = field(default_factory=dict)
 
     def _fence(self, group):
         t = torch.zeros(1, device=self.ctx.device)
@@ -269,16 +273,18 @@ def block(x, w, dims: Dims, rope, comm, tp_group=None, ep=None):
 
 def inputs(dims: Dims, batch: int, seq: int, dtype, device):
     """The hidden states entering the stack (seeded), shape (batch, seq, hidden)."""
-    g = torch.Generator().manual_seed(dims.seed * 100003 + 99991)
-    return torch.randn(batch, seq, dims.hidden, generator=g).to(device=device, dtype=dtype)
+    device = torch.device(device)
+    g = torch.Generator(device=device).manual_seed(dims.seed * 100003 + 99991)
+    return torch.randn(batch, seq, dims.hidden, generator=g, device=device).to(dtype)
 
 
-def reference(dims: Dims, x, weights):
-    """The whole stack on one device: the answer every strategy must reproduce."""
+def reference(dims: Dims, x):
+    """The whole stack on one device: the answer every strategy must reproduce (each layer's
+    full weights are drawn when it runs, so only one layer is held at a time)."""
     rope = rotary(dims, x.shape[1], x.dtype, x.device)
     comm = Comm()
-    for w in weights:
-        x = block(x, w, dims, rope, comm)
+    for i in range(dims.layers):
+        x = block(x, layer_weights(dims, i, x.dtype, x.device), dims, rope, comm)
     return x
 
 
@@ -323,11 +329,12 @@ class RankShard:
             self.ep = (dist.group.WORLD, lay.ep, self.replica, first)
         self.weights = []
         for i in self.layer_ids:
-            w = tp_shard(layer_weights(dims, i), dims, lay.tp, self.tp_rank, lay.inject)
+            w = tp_shard(layer_weights(dims, i, device=device), dims, lay.tp, self.tp_rank, lay.inject)
             if self.ep is not None and "router" in w:
                 w.update(eg=w["eg"][first:first + n], eu=w["eu"][first:first + n],
                          ed=w["ed"][first:first + n])
-            self.weights.append({k: v.to(device=device, dtype=dtype).contiguous() for k, v in w.items()})
+            self.weights.append({k: v.to(dtype=dtype).contiguous() for k, v in w.items()})
+            del w
 
     def rows(self, batch: int) -> slice:
         """The batch rows this rank computes (DP / EP replicas hold batch / dp each)."""
@@ -396,8 +403,7 @@ def run_layout(ctx, dims: Dims, lay: Layout, groups, batch: int, seq: int, dtype
     comm = Comm(ctx)
     with torch.no_grad():
         x32 = inputs(dims, batch, seq, torch.float32, ctx.device)
-        ref = reference(dims, x32, [layer_weights(dims, i, device=ctx.device)
-                                    for i in range(dims.layers)])
+        ref = reference(dims, x32)
         rs = RankShard(dims, lay, ctx.rank, ctx.world_size, groups, torch.float32, ctx.device, comm)
         out = rs.forward(rs.local_input(x32))
         want = rs.expected(ref)

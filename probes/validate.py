@@ -361,10 +361,10 @@ def parse_args(argv=None):
     p.add_argument("--backend", choices=("nccl", "gloo"), help="default: nccl on GPUs, else gloo")
     p.add_argument("--world-size", type=int, help="local ranks (default: one per GPU; CPU: 2)")
     p.add_argument("--model", default=DEFAULT_MODEL, help=f"preset id or config.json (default {DEFAULT_MODEL})")
-    p.add_argument("--layers", type=int, help="layers of the stack (default: 2 x ranks, at least 4)")
-    p.add_argument("--hidden", type=int, help="hidden size (default CPU 256, --quick 128; GPU the preset's, at most 4096)")
+    p.add_argument("--layers", type=int, help="layers of the stack (default: 2 x ranks up to 4 ranks, then one per rank; at least 4)")
+    p.add_argument("--hidden", type=int, help="hidden size (default CPU 256, --quick 128; GPU 1024, --quick 512)")
     p.add_argument("--batch", type=int, help="sequences (default 2 x ranks)")
-    p.add_argument("--seq", type=int, help="tokens per sequence (default CPU 64, --quick 32; GPU 1024)")
+    p.add_argument("--seq", type=int, help="tokens per sequence (default CPU 64, --quick 32; GPU 1024, --quick 256)")
     p.add_argument("--strategies", default=",".join(STRATEGIES), help="comma-separated subset of "
                    + ",".join(STRATEGIES))
     p.add_argument("--quick", action="store_true", help="a short pass: smaller shapes, fewer reps")
@@ -408,7 +408,7 @@ def run(args) -> int:
         gpu = torch.cuda.is_available()
     dtype = args.dtype or ("bf16" if gpu else "fp32")
     spec = load_spec(args.model)
-    hidden = args.hidden or (min(spec.hidden_size, 1024 if args.quick else 4096) if gpu
+    hidden = args.hidden or (min(spec.hidden_size, 512 if args.quick else 1024) if gpu
                              else (128 if args.quick else 256))
     layers = args.layers or max(4, 2 * world if world <= 4 else world)
     seq = args.seq or (256 if args.quick else 1024) if gpu else args.seq or (32 if args.quick else 64)

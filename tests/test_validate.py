@@ -226,3 +226,24 @@ def test_scaled_config_keeps_the_preset_shape():
     assert (cfg["num_local_experts"], cfg["num_experts_per_tok"]) == (8, 2)
     assert cfg["moe_intermediate_size"] == 448
     assert "layers 32 -> 4" in notes[0]
+
+
+def test_without_profile_the_quick_calibration_runs_first(monkeypatch):
+    """No --profile: validate runs `python -m probes.calibrate --quick --backend B --world-size N
+    --out F` as a child process and predicts from the profile it wrote (the child is stubbed
+    here; tests/test_calibrate.py runs the real one)."""
+    seen = {}
+
+    def fake_run(cmd, **kw):
+        seen["cmd"] = cmd
+        with open(cmd[cmd.index("--out") + 1], "w") as fh:
+            json.dump(_profile_doc(), fh)
+        return subprocess.CompletedProcess(cmd, 0)
+
+    monkeypatch.setattr(val.subprocess, "run", fake_run)
+    prof = val.calibrate_profile("gloo", 4, 60.0)
+    assert seen["cmd"][1:8] == ["-m", "probes.calibrate", "--quick", "--backend", "gloo",
+                                "--world-size", "4"]
+    assert prof.collective("all_reduce", 4) is not None
+    assert prof.compute_value("matmul_flops_per_s", "fp32") == 5e10
+    assert not os.path.exists(seen["cmd"][seen["cmd"].index("--out") + 1])  # temp file removed
