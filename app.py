@@ -24,31 +24,35 @@ def main() -> None:
     t0 = time.perf_counter()
     st.title("sizer: what if?")
     inp = sidebar()
+    draw = _views(inp)
+    # Only the open tab runs (state-tracked tabs): an interaction pays for one view's charts. The
+    # tab bar is drawn on every run, even without a model, so the open view is kept.
+    for tab, name in zip(st.tabs(TABS, key="view", on_change="rerun"), TABS):
+        if tab.open:
+            with tab:
+                draw(name)
+    st.caption(f"rendered in {(time.perf_counter() - t0) * 1e3:.0f} ms", help="script run time of this interaction")
+
+
+def _views(inp):
+    """Draw the headline numbers; return the function that draws one view."""
     if inp is None:
         st.info("Choose a model in the sidebar: a preset, an uploaded Hugging Face config.json, or a path.")
-        return
+        return lambda name: None
     try:
         model = core.load_model(inp.model)
     except core.InputError as exc:
         st.error(str(exc))
-        return
+        return lambda name: None
     est = core.estimate_doc(inp)
     dp = f"DP{inp.dp}" if inp.gpus % (inp.tp * inp.pp) == 0 else "DP?"
     st.caption(f"{model.name} on {inp.gpus} x {inp.gpu} ({inp.nodes} node(s)): TP{inp.tp} PP{inp.pp} {dp}"
                + (f" EP{inp.ep}" if inp.ep > 1 else "") + f"; ISL {inp.isl}, OSL {inp.osl}")
     views.headline(est)
-    # Only the open tab runs (state-tracked tabs): an interaction pays for one view's charts.
     draw = {"Fit": lambda: views.fit(inp, est), "Latency": lambda: views.latency(inp, est),
             "Communication": lambda: views.communication(inp, est), "Recommend": lambda: views.recommend(inp),
             "Pipeline": lambda: views.pipeline(inp, est), "Calibration": lambda: views.calibration(inp)}
-    # `default` brings the last view back when the tabs were not drawn in between (no model).
-    tabs = st.tabs(TABS, key="view", on_change="rerun", default=st.session_state.get("last_view"))
-    for tab, name in zip(tabs, TABS):
-        if tab.open:
-            st.session_state["last_view"] = name
-            with tab:
-                draw[name]()
-    st.caption(f"rendered in {(time.perf_counter() - t0) * 1e3:.0f} ms", help="script run time of this interaction")
+    return lambda name: draw[name]()
 
 
 main()

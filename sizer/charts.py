@@ -24,10 +24,9 @@ _AXIS = dict(gridcolor="#EBF0F8", zerolinecolor="#EBF0F8", linecolor="#CCC", aut
 
 def _layout(fig: go.Figure, title: str, shapes=(), annotations=(), **kw) -> go.Figure:
     """Common look: a light grid on white (the "none" template, styled here: plotly's named
-    templates cost tens of ms per figure to copy), a horizontal legend, the given shapes."""
+    templates cost tens of ms per figure to copy), the legend on the right, the given shapes."""
     fig.update_layout(title=title, template="none", plot_bgcolor="white", paper_bgcolor="white",
                       font=dict(family="sans-serif", size=12), margin=dict(l=60, r=20, t=70, b=50),
-                      legend=dict(orientation="h", yanchor="bottom", y=1.02, x=0),
                       shapes=list(shapes), annotations=list(fig.layout.annotations) + list(annotations), **kw)
     fig.update_xaxes(**_AXIS)
     fig.update_yaxes(**_AXIS)

@@ -64,8 +64,9 @@ def fit(inp, est: dict) -> None:
         st.success(f"Fits: {fmt_bytes(pg['total_bytes'])} of {fmt_bytes(pg['capacity_bytes'])} on the most loaded GPU.")
     else:
         st.error(f"Does not fit: {fmt_bytes(pg['total_bytes'])} needed, {fmt_bytes(pg['capacity_bytes'])} available.")
+    prec = ", ".join(f"{k} {v}" for k, v in mem["precision"].items())
     st.caption(f"{mem['params_total'] / 1e9:.2f}B parameters ({mem['params_active'] / 1e9:.2f}B active); "
-               f"precision {mem['precision']}; KV {mem['kv_bytes_per_token']:,.0f} bytes/token per GPU")
+               f"precision: {prec}; KV {mem['kv_bytes_per_token']:,.0f} bytes/token per GPU")
     left, right = st.columns(2)
     with left:
         chart(charts.memory_bars(mem, f"{mem['model']} on {mem['gpu']}, TP{inp.tp} PP{inp.pp}"), "memory")
