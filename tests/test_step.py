@@ -8,7 +8,6 @@ from sizer.gpus import get_gpu
 from sizer.models import model_from_config
 from sizer.ops import expected_experts
 from sizer.pipeline import Schedule
-from sizer.split import Split
 from sizer.step import step_time
 
 # Llama-3.1-8B shapes (official config.json; reference R00750.. in model_architecture.json)
