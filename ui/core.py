@@ -6,15 +6,14 @@ the matching CLI command prints with --json (numbers identical: same calls, same
 """
 
 import json
-import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
 import streamlit as st
 
 from sizer.cli import _jsonable
-from sizer.collectives import CUSTOM_ALGOS, NCCL_ALGOS, collective_time
+from sizer.collectives import collective_time
 from sizer.engines import memory_plan
 from sizer.errors import InfeasibleError, InputError
 from sizer.estimate import estimate
@@ -241,10 +240,6 @@ def recommend_doc(inp: Inputs, objective: str, top: int, gpu_hour_price: float |
     return _guard(run)
 
 
-def with_split(inp: Inputs, **kw) -> Inputs:
-    return replace(inp, **kw)
-
-
 def message_sizes(est: dict, op: str) -> list[dict]:
     """The chosen deployment's per-call message sizes for `op` (bytes of one collective: an
     op row's bytes / its count), from the estimate's prefill and decode op rows."""
@@ -258,6 +253,3 @@ def message_sizes(est: dict, op: str) -> list[dict]:
                 out.append({"label": f"{phase} {row['name']}", "bytes": row["bytes"] / row["count"]})
     return out
 
-
-def fmt_ms(s: float) -> str:
-    return "n/a" if s is None or not math.isfinite(s) else f"{s * 1e3:.3f} ms"
