@@ -205,7 +205,7 @@ def gantt(schedule: dict, title: str) -> go.Figure:
                     base=[c["start_s"] * 1e3 for c in part], orientation="h", name=f"micro-batch {mb}",
                     marker_color=_palette(mb), marker_line=dict(color="white", width=1),
                     text=[str(mb) for _ in part], textposition="inside",
-                    hovertemplate="%{y}, micro-batch " + str(mb) + ": %{base:.3f} - %{x:.3f} ms<extra></extra>")
+                    hovertemplate="%{y}, micro-batch " + str(mb) + ": starts %{base:.3f} ms, runs %{x:.3f} ms<extra></extra>")
     stages = [f"stage {s}" for s in range(schedule["stages"])]
     sub = (f"{schedule['microbatches']} micro-batches x {schedule['stages']} stages, "
            f"bubble {schedule['bubble_fraction']:.1%}, makespan {schedule['makespan_s'] * 1e3:.2f} ms")
