@@ -244,11 +244,12 @@ def moe(x, w, dims: Dims, comm=None, ep_group=None, ep: int = 1, ep_rank: int = 
         recv_counts = torch.empty_like(send_counts)
         comm.all_to_all(recv_counts, send_counts, None, None, ep_group, "ep_counts")
         ins, outs = send_counts.tolist(), recv_counts.tolist()
-        recv_ids = eids.new_empty(sum(outs))
-        comm.all_to_all(recv_ids, eids[order].contiguous(), outs, ins, ep_group, "ep_expert_ids")
-        recv = rows.new_empty(sum(outs), shape[-1])
-        comm.all_to_all(recv, rows[order].contiguous(), outs, ins, ep_group, "ep_dispatch")
-        done = run_experts(recv, recv_ids, w, first)
+        # Each row travels with its expert id in one extra column (DeepEP's dispatch also sends
+        # topk_idx with the data); ids < 2^8 are exact in bf16/fp16/fp32.
+        send = torch.cat([rows[order], eids[order].to(rows.dtype).unsqueeze(1)], dim=1)
+        recv = rows.new_empty(sum(outs), shape[-1] + 1)
+        comm.all_to_all(recv, send, outs, ins, ep_group, "ep_dispatch")
+        done = run_experts(recv[:, :-1], recv[:, -1].long(), w, first)
         back = rows.new_empty(rows.shape)
         comm.all_to_all(back, done, ins, outs, ep_group, "ep_combine")
         y = torch.empty_like(back)
