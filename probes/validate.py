@@ -173,7 +173,7 @@ class Predictor:
     """sizer's time model on the profiled device: step_time for a layout, collective_time for
     one collective. `why` says why there is no prediction when it cannot be built."""
 
-    def __init__(self, profile, model, world: int, dtype: str):
+    def __init__(self, profile, model, world: int, dtype: str, nodes: int = 1):
         self.profile, self.model, self.dtype, self.why = profile, model, dtype, None
         self.device = self.topology = None
         if profile is None:
@@ -194,13 +194,18 @@ class Predictor:
                 from sizer.hardware import device_for
                 self.device = device_for(gpu, profile)
             # CPU ranks: a PCIe node only names the group; the profile's fits price the collectives.
-            self.topology = (default_topology(gpu, world) if gpu is not None
+            self.topology = (default_topology(gpu, world, nodes) if gpu is not None
                              else get_topology("pcie", get_gpu("l40s"), max(world, 2)))
         except (InputError, ImportError) as exc:
             self.device, self.why = None, f"cannot build the device from the profile: {exc}"
 
     def fitted(self, op: str, ranks: int) -> bool:
-        return self.profile is not None and self.profile.collective(op, ranks, 1) is not None
+        """True when the profile holds a fit for this op over ranks 0..ranks-1 (which decides
+        collective_time's answer); False: the time model's link constants answer."""
+        if self.profile is None or self.topology is None:
+            return False
+        spanned = -(-ranks // self.topology.gpus_per_node)
+        return self.profile.collective(op, ranks, spanned) is not None
 
     def collective(self, op: str, nbytes: float, ranks: int):
         if self.device is None or ranks < 2:
@@ -445,7 +450,8 @@ def run(args) -> int:
         return 1
     if not rank0:
         return 0
-    pred = Predictor(profile, model, world, dtype)
+    local = int(os.environ.get("LOCAL_WORLD_SIZE", world)) if torchrun else world
+    pred = Predictor(profile, model, world, dtype, nodes=max(1, world // max(local, 1)))
     rows = [make_row(lay, per_rank, world, batch, seq, dtype, pred)
             for lay, per_rank in zip(layouts, results)]
     import torch
