@@ -273,8 +273,8 @@ def _group_size(label: str, lay: Layout) -> int:
 
 
 def collectives(per_rank: list, lay: Layout, pred: Predictor) -> list:
-    """One entry per (op, label): mean bytes and median seconds per call over the calls of one
-    traced forward on every rank (the median keeps a descheduled rank's outlier out), the
+    """One entry per (op, label): mean bytes and median seconds per call over the calls of the
+    traced forwards (ceil(reps / 2)) on every rank (the median keeps a descheduled rank's outlier out), the
     number of calls, and collective_time's prediction for the mean size."""
     acc = {}
     for res in per_rank:

@@ -119,7 +119,7 @@ def test_collective_sizes_follow_the_shapes(run):
     by = {r["strategy"]: r for r in doc["rows"]}
     (ar,) = by["tp"]["collectives"]
     assert ar["bytes"] == act
-    assert ar["calls"] == 2 * e["config"]["num_hidden_layers"] * n  # per forward, summed over ranks
+    assert ar["calls"] == 2 * e["config"]["num_hidden_layers"] * n  # one traced forward (--reps 2)
     (sr,) = by["pp"]["collectives"]
     assert sr["bytes"] == act / by["pp"]["microbatches"]
 
