@@ -35,7 +35,8 @@ def run(args) -> int:
         return 0
     b = est.breakdown
     print(f"{model.name} on {split.gpus}x {gpu.id}, {split.label()}: isl {args.isl}, osl {args.osl}, "
-          f"batch {est.batch} per replica")
+          f"{'static batch' if est.mode == 'static' else 'continuous batching, concurrency'} "
+          f"{est.batch} per replica")
     print(f"  TTFT  {fmt_seconds(est.ttft_s):>12}   (compute {fmt_seconds(b['prefill']['compute_s'])}, "
           f"comm {fmt_seconds(b['prefill']['comm_s'])}, bubble {fmt_seconds(b['prefill']['bubble_s'])})")
     print(f"  TPOT  {fmt_seconds(est.tpot_s):>12}   (compute {fmt_seconds(b['decode']['compute_s'])}, "

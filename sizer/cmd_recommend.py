@@ -123,8 +123,12 @@ def render(rec, elapsed_s: float = 0.0) -> str:
             row += f"{c.cost_per_mtok:>9.3f}"
         flags = {"tp_spans_sockets": " (TP spans sockets)", "tp_spans_nodes": " (TP spans nodes)"}
         lines.append(row + mark + "".join(flags.get(f, "") for f in c.flags))
-    lines.append("batch = sequences per replica (static batch of isl+osl each); comm = largest "
-                 "collective's share of a decode step")
+    if rec.workload.get("mode") == "static":
+        lines.append("batch = sequences per replica, a static batch of isl+osl each; comm = largest "
+                     "collective's share of a decode step")
+    else:
+        lines.append("batch = concurrent sequences per replica in continuous batching (steady state, "
+                     "chunked prefill); comm = largest collective's share of a decode step")
     if rec.winner_reason:
         lines += ["", "Winner: " + rec.winner_reason]
     if not any(tg.values()) and rec.candidates:

@@ -183,7 +183,7 @@ def recommend(model, gpu, gpus: int, *, nodes: int = 1, topology=None, inter_nod
     rules = get_engine(engine)
     wl = Workload(isl, osl, max_batch or (rules.max_num_seqs if rules else DEFAULT_MAX_BATCH),
                   max_num_tokens or (rules.max_num_batched_tokens if rules else DEFAULT_MAX_NUM_TOKENS),
-                  engine, cuda_graphs)
+                  engine, cuda_graphs, "static" if batch is not None else "continuous")
     dtypes = _weight_dtypes(weight_dtypes)
     kv_dtypes = [kv_dtype] if isinstance(kv_dtype, str) or kv_dtype is None else list(kv_dtype)
     kv_dtypes = [canonical(k or "auto", ("auto", "bf16", "fp16", "fp32", "fp8", "int8")) for k in kv_dtypes]
@@ -246,6 +246,7 @@ def recommend(model, gpu, gpus: int, *, nodes: int = 1, topology=None, inter_nod
         objective=objective, targets=targets,
         workload={"isl": isl, "osl": osl, "engine": wl.engine, "max_batch": wl.max_batch,
                   "max_num_tokens": wl.max_num_tokens, "batch": batch, "concurrency": concurrency,
+                  "mode": wl.mode,
                   "allow_idle": allow_idle, "gpu_hour_price": gpu_hour_price},
         candidates=tuple(ranked[:top]), rejected=tuple(rejected), pareto=tuple(pareto),
         why_not=tuple(why_not_lines(ranked, results, targets, objective)),

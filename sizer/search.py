@@ -2,16 +2,10 @@
 
 Why a module of its own: the recommender asks the same question as `sizer estimate` for hundreds
 of (split, precision, batch) points. Building an Estimate per point would spend most of the time
-in Python objects, so here one split is costed for a whole numpy vector of batch sizes with ONE
-`step_time` call per phase, reproducing sizer/estimate.py's semantics element by element:
-- prefill: `b x isl` tokens cut into max(ceil(b x isl / max_num_tokens), min(b, p) if p > 1)
-  chunks; TTFT = chunks x step (p = 1), or (chunks + p - 1) x slowest stage (GPipe fill-run-drain,
-  sizer/pipeline.py);
-- decode: min(b, p) micro-batches at the mean KV length isl + (osl - 1) / 2;
-  TPOT = step (p = 1) or p x slowest stage;
-- e2e = TTFT + (osl - 1) x TPOT, output tokens/s = dp x b x osl / e2e.
-The slowest stage is taken per batch size (np.max over the stage axis), as estimate() takes it
-for its one batch. tests/test_recommend.py checks equality with estimate() to 1e-6.
+in Python objects, so one split is costed for a whole numpy vector of batch sizes with
+sizer.estimate.serving_curve (one step_time call per phase), the function estimate() itself uses:
+continuous batching by default, a static batch when the user fixes --batch.
+tests/test_recommend.py checks equality with estimate() to 1e-6.
 
 Splits follow sizer/split.py: GPUs = TP x PP x DP, EP formed inside TP x DP. Placement follows
 sizer/placement.py (TP innermost, consecutive GPUs of a node); a TP group wider than a node is
@@ -27,7 +21,7 @@ from .engines import memory_plan
 from .errors import InputError
 from .placement import layout
 from .split import Split, check_split
-from .step import step_time
+from .estimate import serving_curve
 
 GIB = 2**30
 
@@ -43,6 +37,7 @@ class Workload:
     max_num_tokens: int
     engine: str | None = None
     cuda_graphs: bool | None = None
+    mode: str = "continuous"  # "static" when the user fixes --batch (sizer/estimate.py)
 
     @property
     def context(self) -> int:
@@ -181,49 +176,25 @@ class Points:
     comm_op_share: np.ndarray
 
 
-def _per_element_stage_max(result, shape) -> np.ndarray:
-    return np.max(np.stack([np.broadcast_to(np.asarray(t, dtype=float), shape)
-                            for t in result.stage_times_s]), axis=0)
-
-
 def evaluate(model, device, split: Split, batches, wl: Workload, *, weight_dtype=None,
              kv_dtype="auto", topology=None, profile=None) -> Points:
-    """estimate()'s TTFT/TPOT/throughput for every batch in `batches` (module docstring), with
-    one step_time call per phase. `device` is a catalog GPUSpec or a ready hardware Device."""
-    b = np.asarray(batches, dtype=float)
-    p, isl, osl = split.pp, wl.isl, wl.osl
-    kw = dict(weight_dtype=weight_dtype, kv_dtype=kv_dtype, topology=topology, profile=profile)
-    total_tokens = b * isl
-    chunks = np.ceil(total_tokens / wl.max_num_tokens)
-    if p > 1:
-        chunks = np.maximum(chunks, np.maximum(1, np.minimum(b, p)))
-    chunks = np.maximum(chunks, 1)
-    pre = step_time(model, device, split, phase="prefill", batch=total_tokens / chunks / isl,
-                    seq_len=isl, cuda_graphs=False if wl.cuda_graphs is None else wl.cuda_graphs, **kw)
-    if p > 1:
-        ttft = (chunks + p - 1) * _per_element_stage_max(pre, b.shape)
-    else:
-        ttft = chunks * np.broadcast_to(pre.time_s, b.shape)
-    mb = np.maximum(1, np.minimum(b, p))
-    mean_ctx = isl + (osl - 1) / 2.0
-    dec = step_time(model, device, split, phase="decode", batch=b / mb,
-                    context_len=max(1, round(mean_ctx)), cuda_graphs=wl.cuda_graphs, **kw)
+    """estimate()'s TTFT/TPOT/throughput for every batch in `batches`: the same
+    sizer.estimate.serving_curve, one step_time call per phase for the whole vector.
+    `device` is a catalog GPUSpec or a ready hardware Device."""
+    b = np.atleast_1d(np.asarray(batches, dtype=float))
+    c = serving_curve(model, device, split, b, isl=wl.isl, osl=wl.osl,
+                      max_num_tokens=wl.max_num_tokens, mode=wl.mode, cuda_graphs=wl.cuda_graphs,
+                      weight_dtype=weight_dtype, kv_dtype=kv_dtype, topology=topology, profile=profile)
+    dec = c.decode
     dec_time = np.broadcast_to(np.asarray(dec.time_s, dtype=float), b.shape)
-    tpot = p * _per_element_stage_max(dec, b.shape) if p > 1 else dec_time
-    e2e = ttft + (osl - 1) * tpot
-    tok_s = split.dp * b * osl / e2e
     comm_rows = [o for o in dec.ops if o.bound == "comm"]
     top = max(comm_rows, key=lambda o: float(np.max(o.time_s)), default=None)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        share_dec = np.where(dec_time > 0, np.asarray(dec.comm_s) / dec_time, 0.0)
-        pre_time = np.asarray(pre.time_s, dtype=float)
-        share_pre = np.broadcast_to(np.where(pre_time > 0, np.asarray(pre.comm_s) / pre_time, 0.0), b.shape)
-        op_share = (np.broadcast_to(np.asarray(top.time_s) / dec_time, b.shape) if top is not None
-                    else np.zeros_like(b))
-    return Points(split, weight_dtype, kv_dtype, b, np.asarray(ttft, dtype=float),
-                  np.asarray(tpot, dtype=float), e2e, tok_s, tok_s / split.gpus,
-                  np.broadcast_to(share_dec, b.shape), share_pre, 1 - mb / p,
-                  top.name if top is not None else "", op_share)
+    op_share = (np.broadcast_to(np.asarray(top.time_s) / dec_time, b.shape) if top is not None
+                else np.zeros_like(b))
+    return Points(split, weight_dtype, kv_dtype, b, c.ttft_s, c.tpot_s, c.e2e_s, c.output_tok_s,
+                  c.output_tok_s_per_gpu, c.comm_share_decode, c.comm_share_prefill,
+                  np.broadcast_to(c.bubble_decode, b.shape), top.name if top is not None else "",
+                  op_share)
 
 
 def concurrency_batch(concurrency: int, split: Split) -> int:

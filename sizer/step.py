@@ -109,9 +109,14 @@ class _Comm:
 def step_time(model, gpu, split: Split | None = None, *, tp=1, pp=1, ep=1, dp=1, phase="decode",
               batch=1, seq_len=None, context_len=None, weight_dtype=None, kv_dtype="auto",
               cuda_graphs=None, topology=None, profile=None, sequence_parallel=False,
-              overlap=False, moe_imbalance=1.0) -> StepResult:
+              overlap=False, moe_imbalance=1.0, prefill_tokens=0) -> StepResult:
     """Cost one step (see module docstring). `gpu` is a catalog GPUSpec (defaults + profile) or
-    a ready Device (e.g. device_from_profile). `batch` may be a numpy array."""
+    a ready Device (e.g. device_from_profile). `batch` may be a numpy array.
+
+    A decode step may also carry `prefill_tokens` tokens of prompts of `seq_len` tokens, as
+    chunked prefill mixes them into the running batch (vLLM/SGLang continuous batching): the
+    linear layers then see batch + prefill_tokens rows, attention adds the chunk's causal
+    prefill, and the LM head one row per completed prompt."""
     split = split or Split(tp=tp, pp=pp, dp=dp, ep=ep)
     check_split(model, split)
     if phase not in ("prefill", "decode"):
@@ -128,7 +133,10 @@ def step_time(model, gpu, split: Split | None = None, *, tp=1, pp=1, ep=1, dp=1,
         ctx = int(context_len if context_len is not None else (seq_len or 0))
         if ctx <= 0:
             raise InputError("decode needs --context > 0")
-        tokens = b
+        pre = np.asarray(prefill_tokens, dtype=float)
+        if np.any(pre > 0) and not seq_len:
+            raise InputError("prefill tokens in a decode step need the prompt length (seq_len)")
+        tokens = b + pre
     dev = gpu if isinstance(gpu, Device) else device_for(gpu, profile)
     graphs = (phase == "decode") if cuda_graphs is None else bool(cuda_graphs)
     floor = dev.kernel_launch_s["graph" if graphs else "eager"]
@@ -193,6 +201,16 @@ def _stage_ops(model, split, prec, dev, comm, stage, layers, phase, b, tokens, c
             att.append(ops.decode_attention("attention", dev, b, min(ctx, model.sliding_window), kv_tok_layer,
                                             heads, dec_hd, dec_vd, floor, len(sliding)))
         rows.append(_merge("attention", att))
+        chunk = tokens - b  # chunked-prefill tokens riding in this step
+        if np.any(chunk > 0):
+            prompts = chunk / seq_len
+            att = [ops.prefill_attention("attention", dev, prompts, seq_len, heads, hd, vd, kv_rank, a,
+                                         floor, full)] if full else []
+            if sliding:
+                att.append(ops.prefill_attention("attention", dev, prompts, seq_len, heads, hd, vd, kv_rank,
+                                                 a, floor, len(sliding), window=model.sliding_window))
+            rows.append(_only_where(_merge("prefill_chunk_attention", att), chunk > 0))
+            rows.append(_only_where(ops.elementwise("kv_cache_write", dev, chunk * kv_tok_layer, floor, n), chunk > 0))
     rows.append(ops.gemm("o_proj", dev, tokens, h, heads * vd, wl, a, cd_lin, floor, n))
     hidden_bytes = tokens * h * a
     tp_reduces = n + dense_layers + (len(moe_layers) if split.ep == 1 else 0)
@@ -227,14 +245,21 @@ def _stage_ops(model, split, prec, dev, comm, stage, layers, phase, b, tokens, c
             t = comm.time("all_reduce", hidden_bytes, comm.tp_group(stage))
             rows.append(ops.comm("tp_all_reduce", t, hidden_bytes, count=tp_reduces))
     if stage == split.pp - 1:
-        rows.append(ops.elementwise("final_norm", dev, b * h * a * 3, floor))
-        rows.append(ops.gemm("lm_head", dev, b, model.vocab_size / tp, h, prec.bytes("base"), a, prec.base, floor))
+        rows_out = b if phase == "prefill" else b + (tokens - b) / (seq_len or 1)  # last tokens
+        rows.append(ops.elementwise("final_norm", dev, rows_out * h * a * 3, floor))
+        rows.append(ops.gemm("lm_head", dev, rows_out, model.vocab_size / tp, h, prec.bytes("base"), a, prec.base, floor))
         if tp > 1:
-            logits = b * model.vocab_size * a  # gathered output, nccl-tests all_gather size
+            logits = rows_out * model.vocab_size * a  # gathered output, nccl-tests all_gather size
             rows.append(ops.comm("logits_all_gather", comm.time("all_gather", logits, comm.tp_group(stage)), logits))
     else:
         rows.append(ops.comm("pp_send_recv", comm.time("send_recv", hidden_bytes, comm.pp_pair(stage)), hidden_bytes))
     return rows
+
+
+def _only_where(op: ops.OpCost, mask) -> ops.OpCost:
+    """The op where `mask` holds, nothing elsewhere (no kernel floor for absent work)."""
+    m = np.asarray(mask, dtype=float)
+    return ops.OpCost(op.name, op.time_s * m, op.flops * m, op.bytes * m, op.bound, op.count)
 
 
 def _merge(name, parts) -> ops.OpCost:

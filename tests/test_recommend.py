@@ -90,12 +90,19 @@ def test_pareto_frontier_is_non_dominated_and_ends_at_the_throughput_winner(rec8
 @pytest.mark.parametrize("split", [Split(tp=8), Split(tp=2, pp=2, dp=2), Split(tp=2, pp=4), Split(tp=1, pp=8)])
 def test_vectorised_points_equal_estimate(l70, h100, split):
     """One step_time call per phase over a batch vector reproduces estimate() for each batch
-    (TTFT, TPOT, e2e, tokens/s per GPU, comm share) to 1e-6 relative."""
+    (TTFT, TPOT, e2e, tokens/s per GPU, comm share) to 1e-6 relative, in both serving modes."""
     topo = default_topology(h100, 8)
     batches = np.array([1, 3, 8, 100, 256], dtype=float)
-    pts = evaluate(l70, h100, split, batches, Workload(1024, 256, 256, 8192), topology=topo)
+    static = evaluate(l70, h100, split, batches, Workload(1024, 256, 256, 8192, mode="static"), topology=topo)
+    cont = evaluate(l70, h100, split, batches, Workload(1024, 256, 256, 8192), topology=topo)
+    for pts, kw in ((static, "batch"), (cont, "concurrency")):
+        _check_points(l70, h100, split, topo, batches, pts, kw)
+
+
+def _check_points(l70, h100, split, topo, batches, pts, kw):
     for i, b in enumerate(batches):
-        est = estimate(l70, h100, split, isl=1024, osl=256, batch=int(b), topology=topo)
+        n = int(b) if kw == "batch" else int(b) * split.dp
+        est = estimate(l70, h100, split, isl=1024, osl=256, topology=topo, **{kw: n})
         assert pts.ttft_s[i] == pytest.approx(est.ttft_s, rel=1e-6)
         assert pts.tpot_s[i] == pytest.approx(est.tpot_s, rel=1e-6)
         assert pts.e2e_s[i] == pytest.approx(est.e2e_s, rel=1e-6)
@@ -111,7 +118,7 @@ def test_recommended_candidates_equal_estimate_including_moe_and_memory(h100):
     topo = default_topology(h100, 4)
     assert any(c.split.ep > 1 for c in rec.candidates)
     for c in rec.candidates:
-        est = estimate(moe, h100, c.split, isl=512, osl=128, batch=c.batch, topology=topo)
+        est = estimate(moe, h100, c.split, isl=512, osl=128, concurrency=c.batch * c.split.dp, topology=topo)
         assert c.ttft_s == pytest.approx(est.ttft_s, rel=1e-6)
         assert c.tpot_s == pytest.approx(est.tpot_s, rel=1e-6)
         assert c.output_tok_s_per_gpu == pytest.approx(est.output_tok_s_per_gpu, rel=1e-6)
