@@ -52,7 +52,8 @@ def write_html(doc: dict, path: str) -> None:
         parts.append(fig.to_html(full_html=False, include_plotlyjs="cdn" if i == 0 else False))
     ok = sum(r["matches_reference"] for r in doc["rows"])
     parts.append(f"<p>{ok}/{len(doc['rows'])} strategies match their single-device reference; "
-                 f"skipped: {', '.join(s['strategy'] + ' (' + s['reason'] + ')' for s in doc['skipped']) or 'none'}</p>")
+                 "skipped: " + (", ".join(f"{s['strategy']} ({s['reason']})" for s in doc["skipped"])
+                                or "none") + "</p>")
     with open(path, "w", encoding="utf-8") as fh:
         fh.write("<!doctype html><html><head><meta charset='utf-8'><title>validate</title></head><body>"
                  + "\n".join(parts) + "</body></html>\n")

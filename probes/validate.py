@@ -26,145 +26,10 @@ import tempfile
 from sizer.errors import InputError
 
 from .parallel import STRATEGIES, Dims, Layout
+from .stack import DEFAULT_MODEL, dims_of, load_spec, plan, scaled_config
 
 TOLERANCE = {"fp32": 1e-4, "bf16": 3e-2, "fp16": 5e-3}  # max |err| / max |reference|
-DEFAULT_MODEL = "mixtral-8x7b"
 EXCLUDED_OPS = ("embedding", "final_norm", "lm_head", "logits_all_gather")  # not in the stack
-TORCH_DTYPE = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
-MAX_EXPERTS = 32  # expert ids ride in the dispatched rows: exact below 256 in bf16
-# Mixtral-8x7B's shape ratios (official config.json), used when the preset files are absent.
-BUILTIN = {"model_type": "mixtral", "hidden_size": 4096, "num_hidden_layers": 32,
-           "num_attention_heads": 32, "num_key_value_heads": 8, "intermediate_size": 14336,
-           "num_local_experts": 8, "num_experts_per_tok": 2, "vocab_size": 32000}
-
-
-# ----- the model: a preset scaled down ------------------------------------------------------
-
-def _round_to(x: float, step: int) -> int:
-    return max(step, int(round(x / step)) * step)
-
-
-def load_spec(name: str):
-    """The preset's ModelSpec (sizer.models), or the built-in Mixtral shape when presets are
-    missing and the default was asked for."""
-    from sizer.models import get_model, model_from_config
-
-    try:
-        return get_model(name)
-    except InputError:
-        if name != DEFAULT_MODEL:
-            raise
-        return model_from_config(BUILTIN, name=DEFAULT_MODEL, path="built-in")
-
-
-def scaled_config(spec, hidden: int, layers: int, dtype: str, seq: int) -> tuple[dict, list]:
-    """An HF config.json-style dict of the stack that runs: the preset with hidden scaled to
-    `hidden` (heads halved, with KV heads, until head_dim >= 16; FFN widths scaled and rounded to
-    64), `layers` layers, every layer MoE when the preset has experts. Returns (config, notes)."""
-    if hidden < 16 or hidden % 2:
-        raise InputError(f"--hidden must be an even number >= 16, got {hidden}")
-    notes = []
-    heads, kv = spec.num_heads, spec.num_kv_heads
-    while hidden // heads < 16 and heads % 2 == 0 and heads > 1:
-        heads //= 2
-        kv = kv // 2 if kv % 2 == 0 else kv
-    kv = min(kv, heads)
-    if hidden % heads:
-        raise InputError(f"--hidden {hidden} does not divide into {heads} attention heads")
-    head_dim = hidden // heads
-    if head_dim % 2:
-        raise InputError(f"head_dim {head_dim} (= hidden {hidden} / {heads} heads) must be even for rotary")
-    ratio = hidden / spec.hidden_size
-    cfg = {"model_type": "mixtral" if spec.is_moe else "llama", "hidden_size": hidden,
-           "num_hidden_layers": layers, "num_attention_heads": heads, "num_key_value_heads": kv,
-           "head_dim": head_dim, "vocab_size": spec.vocab_size, "torch_dtype": TORCH_DTYPE[dtype],
-           "tie_word_embeddings": False, "max_position_embeddings": seq}
-    if spec.is_moe:
-        experts = min(spec.num_experts, MAX_EXPERTS)
-        if experts < spec.num_experts:
-            notes.append(f"experts {spec.num_experts} -> {experts}")
-        width = _round_to(spec.moe_intermediate_size * ratio, 64)
-        cfg.update(num_local_experts=experts, num_experts_per_tok=min(spec.experts_per_token, experts),
-                   moe_intermediate_size=width, intermediate_size=width)
-        if len(spec.moe_layers) < spec.num_layers:
-            notes.append("dense leading/interleaved layers made MoE")
-        if spec.num_shared_experts or spec.shared_expert_intermediate_size:
-            notes.append("shared experts dropped")
-    else:
-        cfg["intermediate_size"] = _round_to(spec.intermediate_size * ratio, 64)
-    if spec.is_mla:
-        notes.append("MLA attention run as GQA")
-    if spec.sliding_layers:
-        notes.append("sliding-window layers run with full attention")
-    if spec.qkv_bias or spec.mlp_bias or spec.qk_norm:
-        notes.append("biases / q-k norms dropped")
-    notes.insert(0, f"hidden {spec.hidden_size} -> {hidden}, heads {spec.num_heads}/{spec.num_kv_heads}"
-                    f" -> {heads}/{kv}, layers {spec.num_layers} -> {layers}")
-    return cfg, notes
-
-
-def dims_of(model) -> Dims:
-    return Dims(hidden=model.hidden_size, layers=model.num_layers, heads=model.num_heads,
-                kv_heads=model.num_kv_heads, head_dim=model.head_dim,
-                inter=model.intermediate_size, experts=model.num_experts,
-                top_k=model.experts_per_token, moe_inter=model.moe_intermediate_size,
-                moe_layers=tuple(model.moe_layers))
-
-
-# ----- which strategies the world hosts -----------------------------------------------------
-
-def _micro(batch: int, pp: int) -> int:
-    """Micro-batches: the largest divisor of the batch up to 2 x stages."""
-    return max(d for d in range(1, min(batch, 2 * pp) + 1) if batch % d == 0)
-
-
-def _tp_reason(d: Dims, tp: int):
-    if d.heads % tp:
-        return f"{d.heads} attention heads do not divide by TP={tp}"
-    if d.kv_heads % tp and tp % d.kv_heads:
-        return f"{d.kv_heads} KV heads and TP={tp}: one must divide the other"
-    width = d.moe_inter if d.moe_layers else d.inter
-    if width % tp or (d.inter and d.inter % tp):
-        return f"FFN width {width} does not divide by TP={tp}"
-    return None
-
-
-def plan(d: Dims, world: int, batch: int, wanted, inject=None) -> tuple[list, list]:
-    """(layouts to run, skipped [{strategy, reason}]) for this world size."""
-    runs, skipped = [], []
-    for s in wanted:
-        reason, lay = None, None
-        if world < 2:
-            reason = f"needs at least 2 ranks, the world has {world}"
-        elif s == "dp":
-            reason = batch % world and f"batch {batch} does not divide over {world} ranks"
-            lay = Layout("dp", dp=world, inject=inject)
-        elif s == "tp":
-            reason = _tp_reason(d, world)
-            lay = Layout("tp", tp=world, inject=inject)
-        elif s == "pp":
-            reason = d.layers % world and f"{d.layers} layers do not divide into {world} stages"
-            lay = Layout("pp", pp=world, micro=_micro(batch, world), inject=inject)
-        elif s == "ep":
-            if not d.experts:
-                reason = "the model is dense: EP needs a mixture-of-experts model"
-            elif d.experts % world:
-                reason = f"{d.experts} experts do not divide over EP={world}"
-            elif batch % world:
-                reason = f"batch {batch} does not divide over {world} ranks (EP runs attention data-parallel)"
-            lay = Layout("ep", dp=world, ep=world, inject=inject)
-        elif s == "tp+pp":
-            if world < 4 or world % 2:
-                reason = f"needs an even world of at least 4 ranks (TP2 x PP2), the world has {world}"
-            else:
-                pp = world // 2
-                reason = _tp_reason(d, 2) or (d.layers % pp and f"{d.layers} layers do not divide into {pp} stages")
-                lay = Layout("tp+pp", tp=2, pp=pp, micro=_micro(batch, pp), inject=inject)
-        if reason:
-            skipped.append({"strategy": s, "world_size": world, "reason": reason})
-        else:
-            runs.append(lay)
-    return runs, skipped
 
 
 # ----- predictions --------------------------------------------------------------------------
@@ -274,8 +139,8 @@ def _group_size(label: str, lay: Layout) -> int:
 
 def collectives(per_rank: list, lay: Layout, pred: Predictor) -> list:
     """One entry per (op, label): mean bytes and median seconds per call over the calls of the
-    traced forwards (ceil(reps / 2)) on every rank (the median keeps a descheduled rank's outlier out), the
-    number of calls, and collective_time's prediction for the mean size."""
+    traced forwards (ceil(reps / 2)) on every rank -- the median keeps a descheduled rank's
+    outlier out --, the number of calls, and collective_time's prediction for the mean size."""
     acc = {}
     for res in per_rank:
         for op, label, nbytes, secs in res["trace"]:
@@ -362,14 +227,19 @@ def render(doc: dict) -> str:
 # ----- command line -------------------------------------------------------------------------
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(prog="python -m probes.validate", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m probes.validate",
+                                description=__doc__.splitlines()[0])
     p.add_argument("--backend", choices=("nccl", "gloo"), help="default: nccl on GPUs, else gloo")
     p.add_argument("--world-size", type=int, help="local ranks (default: one per GPU; CPU: 2)")
-    p.add_argument("--model", default=DEFAULT_MODEL, help=f"preset id or config.json (default {DEFAULT_MODEL})")
-    p.add_argument("--layers", type=int, help="layers of the stack (default: 2 x ranks up to 4 ranks, then one per rank; at least 4)")
-    p.add_argument("--hidden", type=int, help="hidden size (default CPU 256, --quick 128; GPU 1024, --quick 512)")
+    p.add_argument("--model", default=DEFAULT_MODEL,
+                   help=f"preset id or config.json (default {DEFAULT_MODEL})")
+    p.add_argument("--layers", type=int,
+                   help="layers of the stack (default 2 x ranks up to 4 ranks, then one per rank)")
+    p.add_argument("--hidden", type=int,
+                   help="hidden size (default CPU 256, --quick 128; GPU 1024, --quick 512)")
     p.add_argument("--batch", type=int, help="sequences (default 2 x ranks)")
-    p.add_argument("--seq", type=int, help="tokens per sequence (default CPU 64, --quick 32; GPU 1024, --quick 256)")
+    p.add_argument("--seq", type=int,
+                   help="tokens per sequence (default CPU 64, --quick 32; GPU 1024, --quick 256)")
     p.add_argument("--strategies", default=",".join(STRATEGIES), help="comma-separated subset of "
                    + ",".join(STRATEGIES))
     p.add_argument("--quick", action="store_true", help="a short pass: smaller shapes, fewer reps")
@@ -389,8 +259,45 @@ def _positive(name, value):
         raise InputError(f"--{name} must be a positive integer, got {value}")
 
 
+def _launch_target(args) -> tuple[int, str | None, bool, bool]:
+    """(world, backend, gpu, torchrun): what the ranks will be."""
+    from .launch import LaunchError, resolve, under_torchrun
+
+    if under_torchrun():
+        world, backend = int(os.environ["WORLD_SIZE"]), args.backend
+        if backend is None:
+            import torch
+            return world, None, torch.cuda.is_available(), True
+        return world, backend, backend == "nccl", True
+    try:
+        world, backend = resolve(args.world_size, args.backend)
+    except LaunchError as exc:
+        raise InputError(str(exc)) from None
+    return world, backend, backend == "nccl", False
+
+
+def _env(args, spec, cfg, notes, shape, world, backend, gpu, profile, pred) -> dict:
+    import torch
+
+    cores = os.cpu_count() or 1
+    cpu_note = (f"cpu ranks share {cores} cores ({max(1, cores // world)} thread(s) each); the "
+                "profile's compute constants were measured by one rank on all cores")
+    compute = profile.compute if profile is not None else {}
+    return {"model": spec.name, "config": cfg, "scaled": notes, **shape,
+            "backend": backend or ("nccl" if gpu else "gloo"), "world_size": world,
+            "device": "cuda" if gpu else "cpu", "torch": torch.__version__,
+            "profile": args.profile or ("quick calibration" if profile is not None else None),
+            "profile_device": profile.env.get("device") if profile is not None else None,
+            "profile_compute": {k: v for k, v in compute.items() if k != "fit_error_pct"},
+            "prediction": pred.why or "sizer.step.step_time on device_from_profile",
+            "notes": [] if gpu else [cpu_note], "inject_bug": args.inject_bug,
+            "quick": bool(args.quick)}
+
+
 def run(args) -> int:
-    from .launch import LaunchError, RankFailure, resolve, run_ranks, under_torchrun
+    from sizer.models import model_from_config
+
+    from .launch import LaunchError, RankFailure, run_ranks
     from .parallel import run_all
 
     for name in ("world_size", "layers", "hidden", "batch", "seq", "reps"):
@@ -398,36 +305,27 @@ def run(args) -> int:
     wanted = [s.strip() for s in args.strategies.split(",") if s.strip()]
     bad = [s for s in wanted if s not in STRATEGIES]
     if bad or not wanted:
-        raise InputError(f"unknown strategy {', '.join(bad) or '(none)'}; choose from {', '.join(STRATEGIES)}")
-    torchrun = under_torchrun()
-    if torchrun:
-        world, backend = int(os.environ["WORLD_SIZE"]), args.backend or None
-    else:
-        try:
-            world, backend = resolve(args.world_size, args.backend)
-        except LaunchError as exc:
-            raise InputError(str(exc)) from None
-    gpu = (backend or "nccl") == "nccl" and not (torchrun and args.backend == "gloo")
-    if torchrun and backend is None:
-        import torch
-        gpu = torch.cuda.is_available()
+        raise InputError(f"unknown strategy {', '.join(bad) or '(none)'}; "
+                         f"choose from {', '.join(STRATEGIES)}")
+    world, backend, gpu, torchrun = _launch_target(args)
     dtype = args.dtype or ("bf16" if gpu else "fp32")
     spec = load_spec(args.model)
-    hidden = args.hidden or (min(spec.hidden_size, 512 if args.quick else 1024) if gpu
-                             else (128 if args.quick else 256))
+    if gpu:
+        hidden = args.hidden or min(spec.hidden_size, 512 if args.quick else 1024)
+        seq = args.seq or (256 if args.quick else 1024)
+    else:
+        hidden = args.hidden or (128 if args.quick else 256)
+        seq = args.seq or (32 if args.quick else 64)
     layers = args.layers or max(4, 2 * world if world <= 4 else world)
-    seq = args.seq or (256 if args.quick else 1024) if gpu else args.seq or (32 if args.quick else 64)
-    batch = args.batch or 2 * world
-    reps = args.reps or (3 if args.quick else 5)
+    shape = {"batch": args.batch or 2 * world, "seq": seq, "dtype": dtype,
+             "reps": args.reps or (3 if args.quick else 5)}
     cfg, notes = scaled_config(spec, hidden, layers, dtype, seq)
-    from sizer.models import model_from_config
-
     model = model_from_config(cfg, name=f"{spec.name}-scaled", path="scaled config")
-    dims = dims_of(model)
-    dims = Dims(**{**dims.__dict__, "seed": args.seed})
-    layouts, skipped = plan(dims, world, batch, wanted, args.inject_bug)
+    dims = Dims(**{**dims_of(model).__dict__, "seed": args.seed})
+    layouts, skipped = plan(dims, world, shape["batch"], wanted, args.inject_bug)
     if not layouts:
-        raise InputError("no strategy can run: " + "; ".join(f"{s['strategy']}: {s['reason']}" for s in skipped))
+        raise InputError("no strategy can run: "
+                         + "; ".join(f"{s['strategy']}: {s['reason']}" for s in skipped))
     rank0 = not torchrun or int(os.environ["RANK"]) == 0
     if args.profile:
         from sizer.profile import load_profile
@@ -440,7 +338,7 @@ def run(args) -> int:
     else:
         profile = calibrate_profile(backend, world, args.timeout)
     try:
-        results = run_ranks(run_all, (dims, layouts, batch, seq, dtype, reps),
+        results = run_ranks(run_all, (dims, layouts, shape["batch"], seq, dtype, shape["reps"]),
                             world_size=None if torchrun else world, backend=backend,
                             timeout_s=args.timeout)[0]
     except LaunchError as exc:
@@ -452,22 +350,10 @@ def run(args) -> int:
         return 0
     local = int(os.environ.get("LOCAL_WORLD_SIZE", world)) if torchrun else world
     pred = Predictor(profile, model, world, dtype, nodes=max(1, world // max(local, 1)))
-    rows = [make_row(lay, per_rank, world, batch, seq, dtype, pred)
+    rows = [make_row(lay, per_rank, world, shape["batch"], seq, dtype, pred)
             for lay, per_rank in zip(layouts, results)]
-    import torch
-    env = {"model": spec.name, "config": cfg, "scaled": notes, "batch": batch, "seq": seq,
-           "dtype": dtype, "reps": reps, "backend": backend or ("nccl" if gpu else "gloo"),
-           "world_size": world, "device": "cuda" if gpu else "cpu", "torch": torch.__version__,
-           "profile": args.profile or ("quick calibration" if profile is not None else None),
-           "profile_device": profile.env.get("device") if profile is not None else None,
-           "prediction": pred.why or "sizer.step.step_time on device_from_profile",
-           "profile_compute": {k: v for k, v in (profile.compute if profile is not None else {}).items()
-                               if k != "fit_error_pct"},
-           "notes": ([] if gpu else [f"cpu ranks share {os.cpu_count()} cores ({max(1, (os.cpu_count() or 1) // world)} "
-                                     "thread(s) each); the profile's compute constants were measured "
-                                     "by one rank on all cores"]),
-           "inject_bug": args.inject_bug, "quick": bool(args.quick)}
-    doc = {"rows": rows, "env": env, "skipped": skipped}
+    doc = {"rows": rows, "skipped": skipped,
+           "env": _env(args, spec, cfg, notes, shape, world, backend, gpu, profile, pred)}
     if args.json:
         from sizer.cli import emit_json
         emit_json(doc)

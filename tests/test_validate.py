@@ -19,6 +19,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from probes import parallel as par  # noqa: E402
+from probes import stack  # noqa: E402
 from probes import validate as val  # noqa: E402
 from sizer.profile import profile_from_dict  # noqa: E402
 
@@ -156,7 +157,7 @@ def test_bad_input_exits_2_with_one_line(args, message, capsys):
 
 def test_planner_says_why_a_strategy_is_skipped():
     """World 3: 8 heads, 4 experts, 4 layers and batch 4 divide by none of it."""
-    runs, skipped = val.plan(DIMS, 3, 4, par.STRATEGIES)
+    runs, skipped = stack.plan(DIMS, 3, 4, par.STRATEGIES)
     reasons = {s["strategy"]: s["reason"] for s in skipped}
     assert runs == []
     assert "batch 4 does not divide over 3 ranks" in reasons["dp"]
@@ -164,7 +165,7 @@ def test_planner_says_why_a_strategy_is_skipped():
     assert "4 layers do not divide into 3 stages" in reasons["pp"]
     assert "4 experts do not divide over EP=3" in reasons["ep"]
     dense = par.Dims(**{**DIMS.__dict__, "experts": 0, "top_k": 0, "moe_layers": ()})
-    _, skipped = val.plan(dense, 2, 4, ("ep",))
+    _, skipped = stack.plan(dense, 2, 4, ("ep",))
     assert "dense" in skipped[0]["reason"]
 
 
@@ -203,7 +204,7 @@ def test_pipeline_prediction_is_the_gpipe_makespan():
     from sizer.models import model_from_config
     from sizer.step import step_time
 
-    cfg, _ = val.scaled_config(val.load_spec("mixtral-8x7b"), 128, 4, "fp32", 32)
+    cfg, _ = stack.scaled_config(stack.load_spec("mixtral-8x7b"), 128, 4, "fp32", 32)
     model = model_from_config(cfg)
     pred = val.Predictor(profile_from_dict(_profile_doc()), model, 2, "fp32")
     lay = par.Layout("pp", pp=2, micro=4)
@@ -221,7 +222,7 @@ def test_scaled_config_keeps_the_preset_shape():
     """Mixtral-8x7B (official config: 32 heads, 8 KV heads, 8 experts, top-2) at hidden 128:
     heads and KV heads halve together until head_dim >= 16 (32/8 -> 8/2, head_dim 16), the GQA
     ratio stays 4, experts and top-k stay, the expert width scales with hidden (14336/32 = 448)."""
-    cfg, notes = val.scaled_config(val.load_spec("mixtral-8x7b"), 128, 4, "fp32", 32)
+    cfg, notes = stack.scaled_config(stack.load_spec("mixtral-8x7b"), 128, 4, "fp32", 32)
     assert (cfg["num_attention_heads"], cfg["num_key_value_heads"], cfg["head_dim"]) == (8, 2, 16)
     assert (cfg["num_local_experts"], cfg["num_experts_per_tok"]) == (8, 2)
     assert cfg["moe_intermediate_size"] == 448
