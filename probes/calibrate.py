@@ -127,7 +127,7 @@ def build_profile(raw: dict, status: str, phases) -> dict:
         notes.append("collectives not measured: phase 'coll' not selected")
     if e["device"] == "cpu":
         notes.append("cpu ranks: collective numbers are gloo over loopback, compute numbers are "
-                     "this CPU's (rank 0 alone, all cores)")
+                     "one rank's share of this CPU (cpu_count / world threads, all ranks measuring at once)")
     collectives = fit.fit_collectives(raw.get("collectives", []))
     comp, detail = fit.fit_compute(raw)
     fwd = fit.check_forward(raw.get("sharded_forward", []), comp)

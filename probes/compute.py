@@ -15,7 +15,6 @@ On a CPU these are CPU numbers, which is what a gloo profile should say. GPU-onl
 graphs, fp8 `_scaled_mm`) are thin and guarded; nothing here needs a GPU to run.
 """
 
-import os
 
 import torch
 import torch.nn.functional as F
@@ -188,21 +187,15 @@ def attention_probe(ctx, p: dict, prog=None) -> list[dict]:
 
 
 def run_compute(ctx, quick: bool) -> dict:
-    """All compute probes on this rank's device. On CPU only rank 0 measures (the ranks share
-    the cores), using every core; on GPUs every rank measures its own GPU."""
+    """All compute probes on this rank's device; every rank measures its own device at once.
+    On CPU the ranks share the cores: each keeps its thread share (cpu_count / world, set by
+    probes.launch) and measures while the others do, so the profile describes one rank's
+    share of the machine under contention, which is what a sharded forward on CPU ranks gets."""
     gpu = ctx.device.type == "cuda"
-    if not gpu and ctx.rank != 0:
-        return {}
-    threads = torch.get_num_threads()
-    if not gpu:
-        torch.set_num_threads(os.cpu_count() or 1)
-    try:
-        p = plan(gpu, quick)
-        total = len(p["dtypes"]) * len(p["m"]) + len(p["copy"]) + 2 + len(p["attn_s"])
-        prog = Progress("compute", total, enabled=ctx.rank == 0)
-        out = {"gemm": gemm_sweep(ctx, p, prog), "membw": membw_sweep(ctx, p, prog),
-               "launch": launch_probe(ctx, p, prog), "attention": attention_probe(ctx, p, prog)}
-        prog.close()
-        return out
-    finally:
-        torch.set_num_threads(threads)
+    p = plan(gpu, quick)
+    total = len(p["dtypes"]) * len(p["m"]) + len(p["copy"]) + 2 + len(p["attn_s"])
+    prog = Progress("compute", total, enabled=ctx.rank == 0)
+    out = {"gemm": gemm_sweep(ctx, p, prog), "membw": membw_sweep(ctx, p, prog),
+           "launch": launch_probe(ctx, p, prog), "attention": attention_probe(ctx, p, prog)}
+    prog.close()
+    return out

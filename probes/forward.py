@@ -118,47 +118,38 @@ def plan(gpu: bool, quick: bool) -> dict:
 
 def run_forward(ctx, quick: bool) -> list[dict]:
     """Time one rank's share of a `layers`-deep stack for every TP and EP degree, prefill and
-    decode. CPU: rank 0 only (ranks share the cores); GPU: every rank on its own GPU."""
+    decode, on every rank at once (on CPU each with its thread share, as probes.compute)."""
     gpu = ctx.device.type == "cuda"
-    if not gpu and ctx.rank != 0:
-        return []
     p = plan(gpu, quick)
     configs = [("dense", tp, 1) for tp in p["tp"]] + [("moe", 1, ep) for ep in p["ep"]]
     prog = Progress("forward", 2 * len(configs), enabled=ctx.rank == 0)
     rows = []
-    threads = torch.get_num_threads()
-    if not gpu:
-        import os
-        torch.set_num_threads(os.cpu_count() or 1)
-    try:
-        for kind, tp, ep in configs:
-            layers = [Shard(p[kind], tp, ep, p["dtype"], ctx.device) for _ in range(p["layers"])]
-            for phase in ("prefill", "decode"):
-                prog.step(note=f"{kind} tp={tp} ep={ep} {phase}")
-                batch, s = p[phase]
-                q_len = s if phase == "prefill" else 1
-                sh = layers[0]
-                x = torch.randn(batch * q_len, sh.cfg["hidden"], device=ctx.device, dtype=sh.dt)
-                kc = torch.randn(batch, sh.kv, s, sh.cfg["head_dim"], device=ctx.device,
-                                 dtype=sh.dt)
+    for kind, tp, ep in configs:
+        layers = [Shard(p[kind], tp, ep, p["dtype"], ctx.device) for _ in range(p["layers"])]
+        for phase in ("prefill", "decode"):
+            prog.step(note=f"{kind} tp={tp} ep={ep} {phase}")
+            batch, s = p[phase]
+            q_len = s if phase == "prefill" else 1
+            sh = layers[0]
+            x = torch.randn(batch * q_len, sh.cfg["hidden"], device=ctx.device, dtype=sh.dt)
+            kc = torch.randn(batch, sh.kv, s, sh.cfg["head_dim"], device=ctx.device,
+                             dtype=sh.dt)
 
-                def stack():
-                    y = x
-                    for layer in layers:
-                        y = layer.forward(y, batch, q_len, kc, kc)
-                    return y
+            def stack():
+                y = x
+                for layer in layers:
+                    y = layer.forward(y, batch, q_len, kc, kc)
+                return y
 
-                with torch.no_grad():
-                    t = time_adaptive(ctx, stack, 0.05, 50)
-                kernels = [k for layer in layers for k in layer.kernels(batch, q_len, s)]
-                rows.append({"op": "sharded_forward", "model": kind, "tp": tp, "ep": ep,
-                             "phase": phase, "layers": p["layers"], "batch": batch,
-                             "seq": s, "tokens": batch * q_len, "dtype": p["dtype"],
-                             "time_s": t, "kernels": kernels, "rank": ctx.rank,
-                             "attn_flops": sum(attention_flops(k[1], k[2], k[4], k[4], k[5], True)
-                                               for k in kernels if k[0] == "attn_prefill")})
-            del layers
-    finally:
-        torch.set_num_threads(threads)
+            with torch.no_grad():
+                t = time_adaptive(ctx, stack, 0.05, 50)
+            kernels = [k for layer in layers for k in layer.kernels(batch, q_len, s)]
+            rows.append({"op": "sharded_forward", "model": kind, "tp": tp, "ep": ep,
+                         "phase": phase, "layers": p["layers"], "batch": batch,
+                         "seq": s, "tokens": batch * q_len, "dtype": p["dtype"],
+                         "time_s": t, "kernels": kernels, "rank": ctx.rank,
+                         "attn_flops": sum(attention_flops(k[1], k[2], k[4], k[4], k[5], True)
+                                           for k in kernels if k[0] == "attn_prefill")})
+        del layers
     prog.close()
     return rows

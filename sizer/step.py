@@ -171,6 +171,8 @@ def _stage_ops(model, split, prec, dev, comm, stage, layers, phase, b, tokens, c
     full = len(layers) - len(sliding)
     n = len(layers)
     rows = []
+    if dev.step_overhead_s:
+        rows.append(ops.OpCost("engine_step_overhead", np.full(np.shape(b), dev.step_overhead_s), 0.0, 0.0, "latency"))
     if stage == 0:
         rows.append(ops.elementwise("embedding", dev, tokens * h * a * 2, floor))
     rows.append(ops.elementwise("norms+residual", dev, tokens * h * a * 3, floor, count=2 * n))

@@ -49,10 +49,10 @@ def test_measured_constants_replace_defaults_and_say_so():
 
 def test_profile_changes_step_prediction(tmp_path, capsys):
     path = tmp_path / "p.json"
-    path.write_text(json.dumps(_doc(hbm_bytes_per_s=1.0e12)))
+    path.write_text(json.dumps(_doc(hbm_bytes_per_s=0.5e12)))
     argv = ["step", "--model", "8b", "--phase", "decode", "--batch", "1", "--context", "1024", "--json"]
     assert main(argv) == 0
     base = json.loads(capsys.readouterr().out)["time_s"]
     assert main(argv + ["--profile", str(path)]) == 0
     slow = json.loads(capsys.readouterr().out)["time_s"]
-    assert slow > 2 * base  # decode is bandwidth-bound: 1.0 TB/s instead of 0.85 x 3.35 TB/s
+    assert slow > 3 * base  # decode is bandwidth-bound: 0.5 TB/s instead of 0.60 x 3.35 TB/s
