@@ -39,10 +39,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def emit_json(doc) -> None:
     """The one JSON document of a --json run."""
-    sys.stdout.write(json.dumps(doc, indent=2, default=_jsonable) + "\n")
+    sys.stdout.write(json.dumps(doc, indent=2, default=jsonable) + "\n")
 
 
-def _jsonable(obj):
+def jsonable(obj):
     import numpy as np
 
     if isinstance(obj, np.generic):

@@ -12,7 +12,7 @@ from functools import lru_cache
 import numpy as np
 import streamlit as st
 
-from sizer.cli import _jsonable
+from sizer.cli import jsonable
 from sizer.collectives import collective_time
 from sizer.engines import memory_plan
 from sizer.errors import InfeasibleError, InputError
@@ -67,7 +67,7 @@ class Inputs:
 
 def plain(doc):
     """The document exactly as `sizer ... --json` prints it (numpy scalars to floats)."""
-    return json.loads(json.dumps(doc, default=_jsonable))
+    return json.loads(json.dumps(doc, default=jsonable))
 
 
 @lru_cache(maxsize=64)
