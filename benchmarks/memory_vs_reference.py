@@ -97,6 +97,10 @@ def transformers_rows(facts):
 
 def main(argv):
     path = argv[1] if len(argv) > 1 else DEFAULT
+    if not os.path.isfile(path):
+        sys.stderr.write(f"memory_vs_reference: {path} not found; pass the path to "
+                         "shared/reference/memory_facts.json\n")
+        sys.exit(2)
     with open(path) as fh:
         facts = json.load(fh)
     rows = vllm_rows(facts) + transformers_rows(facts)

@@ -56,18 +56,22 @@ def split_from_args(args) -> Split:
     return Split(tp=args.tp, pp=args.pp, dp=args.dp, ep=args.ep)
 
 
-def engine_fraction(args):
-    engine = get_engine(args.engine)
-    if engine is None:
-        given = [f for f in ("gpu_memory_utilization", "mem_fraction_static",
-                             "kv_cache_free_gpu_mem_fraction") if getattr(args, f)]
-        if given:
-            from .errors import InputError
+FRACTION_FLAGS = {"vllm": "gpu_memory_utilization", "sglang": "mem_fraction_static",
+                  "trtllm": "kv_cache_free_gpu_mem_fraction"}
 
-            raise InputError(f"--{given[0].replace('_', '-')} needs --engine")
-        return None
-    return {"vllm": args.gpu_memory_utilization, "sglang": args.mem_fraction_static,
-            "trtllm": args.kv_cache_free_gpu_mem_fraction}[engine.name]
+
+def engine_fraction(args):
+    """The memory fraction flag of the chosen engine; a flag of another engine is an error
+    (it would be silently ignored otherwise)."""
+    from .errors import InputError
+
+    engine = get_engine(args.engine)
+    given = [(e, f) for e, f in FRACTION_FLAGS.items() if getattr(args, f, None) is not None]
+    for owner, flag in given:
+        if engine is None or owner != engine.name:
+            need = f"--engine {owner}" if engine is None else f"--engine {owner}, not {engine.name}"
+            raise InputError(f"--{flag.replace('_', '-')} is {owner}'s flag: it needs {need}")
+    return getattr(args, FRACTION_FLAGS[engine.name]) if engine else None
 
 
 def plan_from_args(args, model=None, gpu=None, split=None, batch=None, context=None):
@@ -94,10 +98,10 @@ def deployment_from_args(args, tokens: int | None = None, what: str = "context")
     from .profile import load_profile
     from .topology import topology_from_args
 
+    from .split import check_split
+
     model, gpu = get_model(args.model), get_gpu(args.gpu)
-    split = split_from_args(args)
-    if getattr(args, "gpus", None) and args.gpus != split.gpus:
-        raise InputError(f"--gpus {args.gpus} differs from TP x PP x DP = {split.gpus}")
+    split = check_split(model, split_from_args(args), getattr(args, "gpus", None))
     if tokens and model.max_position_embeddings and tokens > model.max_position_embeddings:
         warn(f"{what} of {tokens} tokens exceeds {model.name}'s maximum context of "
              f"{model.max_position_embeddings}")

@@ -32,7 +32,8 @@ def run(args) -> int:
 
 def render(plan, model_name, gpu, args) -> str:
     pg = plan.to_json()["per_gpu"]
-    split = f"TP={args.tp} PP={args.pp} DP={args.dp} EP={args.ep} ({args.tp * args.pp * args.dp} GPUs)"
+    n = args.tp * args.pp * args.dp
+    split = f"TP={args.tp} PP={args.pp} DP={args.dp} EP={args.ep} ({n} GPU{'s' if n > 1 else ''})"
     lines = [f"{model_name} on {gpu.id} - {split}",
              f"params: {plan.params_total / 1e9:.2f}B total, {plan.params_active / 1e9:.2f}B active; "
              f"precision: weights {plan.precision['weights']}, experts {plan.precision['experts']}, "

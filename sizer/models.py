@@ -35,6 +35,11 @@ _ALIASES = {
 }
 
 
+# Architectures without attention KV caches, or encoder(-decoder)s: the formulas do not apply.
+NOT_DECODERS = ("mamba", "mamba2", "rwkv", "rwkv5", "rwkv6", "bert", "roberta", "t5", "mt5",
+                "bart", "whisper", "vit", "clip")
+
+
 @dataclass(frozen=True)
 class ModelSpec:
     """Shapes of a decoder-only transformer (sizes in elements; dtype names canonical)."""
@@ -217,6 +222,10 @@ def model_from_config(cfg: dict, name: str = "custom", path: str = "config.json"
         for key in ("torch_dtype", "tie_word_embeddings", "quantization_config"):
             if key not in cfg and key in outer:
                 cfg[key] = outer[key]
+    arch0 = str(cfg.get("model_type", "")).lower()
+    if arch0 in NOT_DECODERS or any(k in cfg for k in ("ssm_cfg", "state_size", "d_state")):
+        raise InputError(f"{path}: model_type {arch0 or 'with SSM state'!r} is not an attention "
+                         "decoder; sizer models transformer decoders (dense, MoE, MLA)")
     hidden = _positive_int(cfg, "hidden_size", path)
     layers = _positive_int(cfg, "num_layers", path)
     heads = _positive_int(cfg, "num_heads", path)
@@ -330,8 +339,10 @@ def get_model(name_or_path: str) -> ModelSpec:
             return get_model(os.path.join(name_or_path, "config.json"))
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise InputError(f"{name_or_path} is not valid JSON ({exc})") from None
-        base = os.path.basename(os.path.dirname(os.path.abspath(name_or_path))) or "custom"
-        return model_from_config(cfg, name=base, path=name_or_path)
+        stem = os.path.splitext(os.path.basename(name_or_path))[0]
+        if stem == "config":  # .../Llama-3.1-8B/config.json: the folder names the model
+            stem = os.path.basename(os.path.dirname(os.path.abspath(name_or_path))) or "custom"
+        return model_from_config(cfg, name=stem, path=name_or_path)
     names = preset_names() + [a for e in _index().values() for a in e.get("aliases", ())]
     hint = closest_names(str(name_or_path), names)
     raise InputError(f"unknown model {name_or_path!r}" + (f"; did you mean {hint}?" if hint else "")
