@@ -228,3 +228,12 @@ def test_transformers_peak_rows(rid, pid, wdtype, tokens, mib):
     prec = resolve_precision(m, wdtype)
     total = stage_weight_bytes(m, Split(), prec)[0] + kv_bytes_per_sequence(m, Split(), prec, tokens)
     assert total / 2**20 == pytest.approx(mib, rel=0.02)
+
+
+def test_another_engines_memory_flag_is_an_error(capsys):
+    """--gpu-memory-utilization is vLLM's: with --engine sglang it would be silently ignored."""
+    assert main(["memory", "--model", "70b", "--tp", "4", "--engine", "sglang",
+                 "--gpu-memory-utilization", "0.8"]) == 2
+    assert "vllm's flag" in capsys.readouterr().err
+    assert main(["memory", "--model", "70b", "--tp", "4", "--engine", "sglang",
+                 "--mem-fraction-static", "0.8", "--json"]) == 0

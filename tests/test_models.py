@@ -118,3 +118,21 @@ def test_bad_configs(cfg, needle):
 def test_unknown_model_suggests():
     with pytest.raises(InputError, match="did you mean"):
         get_model("llama-3.1-7b")
+
+
+def test_non_decoder_configs_are_rejected():
+    """An SSM (Mamba) has no KV cache: the formulas do not apply, so say so instead of guessing."""
+    with pytest.raises(InputError, match="not an attention decoder"):
+        model_from_config({"model_type": "mamba", "hidden_size": 768, "num_hidden_layers": 2,
+                           "vocab_size": 10, "state_size": 16})
+
+
+def test_custom_config_is_named_after_its_file(tmp_path):
+    cfg = {"hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4,
+           "intermediate_size": 128, "vocab_size": 100}
+    (tmp_path / "mistral.json").write_text(json.dumps(cfg))
+    (tmp_path / "My-Model").mkdir()
+    (tmp_path / "My-Model" / "config.json").write_text(json.dumps(cfg))
+    assert get_model(str(tmp_path / "mistral.json")).name == "mistral"
+    assert get_model(str(tmp_path / "My-Model" / "config.json")).name == "My-Model"
+    assert get_model(str(tmp_path / "My-Model")).name == "My-Model"
