@@ -107,7 +107,8 @@ def moe_experts(name, dev, tokens, num_experts_rank, top_k, num_experts, hidden,
     flops = 2.0 * routed * mats * hidden * inter
     byts = reached * mats * hidden * inter * w_bytes + routed * (2 * hidden + mats * inter) * a_bytes
     per_expert_rows = routed / np.maximum(reached, 1e-9)
-    rate = dev.matmul_rate(dtype) * per_expert_rows / (per_expert_rows + dev.matmul_half_rows)
+    rate = (dev.matmul_rate(dtype) * getattr(dev, "moe_gemm_efficiency", 1.0)
+            * per_expert_rows / (per_expert_rows + dev.matmul_half_rows))
     tc = flops / np.maximum(rate, 1.0)
     tm = byts / dev.hbm_bytes_per_s
     t = np.maximum(np.maximum(tc, tm), floor_s)
