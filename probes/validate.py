@@ -354,6 +354,12 @@ def run(args) -> int:
             for lay, per_rank in zip(layouts, results)]
     doc = {"rows": rows, "skipped": skipped,
            "env": _env(args, spec, cfg, notes, shape, world, backend, gpu, profile, pred)}
+    unfitted = sorted({(c["op"], c["ranks"]) for r in rows for c in r.get("collectives", ())
+                       if c.get("prediction") == "time model"})
+    if profile is not None and unfitted:
+        what = ", ".join(f"{op} over {n} ranks" for op, n in unfitted)
+        sys.stderr.write(f"validate: warning: the profile has no fit for {what}; those predictions "
+                         "use sizer's default link constants (GPU interconnects), not this machine\n")
     if args.json:
         from sizer.cli import emit_json
         emit_json(doc)
