@@ -224,16 +224,19 @@ def _stage_ops(model, split, prec, dev, comm, stage, layers, phase, b, tokens, c
         rows.append(ops.gemm("mlp_down", dev, tokens, h, inter, wl, a, cd_lin, floor, dense_layers))
     if moe_layers:
         m = len(moe_layers)
-        rows.append(ops.gemm("router", dev, tokens, model.num_experts, h, prec.bytes("base"), a, prec.base, floor, m))
+        # router GEMM + top-k/softmax; fused MoE (vLLM fused_moe): align/permute, gate_up, act,
+        # down, weighted combine = 5 kernels; a shared expert is gate_up, act, down = 3
+        rows.append(ops.gemm("router", dev, tokens, model.num_experts, h, prec.bytes("base"), a, prec.base,
+                             2 * floor, m))
         etp = split.expert_tp if split.ep > 1 else tp
         rows.append(ops.moe_experts("experts", dev, tokens, model.num_experts / split.ep,
                                     model.experts_per_token, model.num_experts, h,
-                                    model.moe_intermediate_size / etp, we, a, cd_exp, floor,
+                                    model.moe_intermediate_size / etp, we, a, cd_exp, 5 * floor,
                                     mats=3 if model.gated_mlp else 2, count=m, imbalance=imbalance,
                                     ep=max(split.ep // max(split.tp // etp, 1), 1) if split.ep > 1 else 1))
         sh = model.shared_expert_params()
         if sh:
-            rows.append(ops.gemm("shared_experts", dev, tokens, sh / h / tp, h, wl, a, cd_lin, floor, m))
+            rows.append(ops.gemm("shared_experts", dev, tokens, sh / h / tp, h, wl, a, cd_lin, 3 * floor, m))
         if split.ep > 1:
             local = tokens / tp if tp > 1 else tokens  # tokens leave split over the TP ranks
             a2a = local * model.experts_per_token * h * a
