@@ -180,6 +180,29 @@ def inter_node_names() -> list[str]:
     return [name for name, link in LINKS.items() if link.kind == "net"]
 
 
+#: words people type for a network family -> its classes (the catalog names them by speed)
+_NET_FAMILIES = (("infiniband", ("edr", "hdr", "ndr", "xdr")), ("ib", ("edr", "hdr", "ndr", "xdr")),
+                 ("roce", ("roce-100g", "roce-200g", "roce-400g")),
+                 ("ethernet", ("tcp-25g", "tcp-100g")), ("eth", ("tcp-25g", "tcp-100g")),
+                 ("tcp", ("tcp-25g", "tcp-100g")))
+
+
+def get_network_link(name: str) -> LinkClass:
+    """A link class between nodes (kind "net") by name. Suggestions list network classes only:
+    a family word ("ib", "roce", "tcp") names its classes, anything else the closest names."""
+    key = str(name).strip().lower().replace("_", "-")
+    nets = inter_node_names()
+    if key in nets:
+        return LINKS[key]
+    known = f"(network classes: {', '.join(nets)})"
+    if key in LINKS:
+        raise InputError(f"--inter-node {name!r} is a link inside a node, not between nodes {known}")
+    hint = next((", ".join(c) for word, c in _NET_FAMILIES if key.startswith(word)), "")
+    hint = hint or closest_names(key, nets)
+    raise InputError(f"unknown network link class {name!r}"
+                     + (f"; did you mean {hint}?" if hint else "") + f" {known}")
+
+
 def nic_link(nic_bits_per_s: float) -> LinkClass:
     """The RDMA class of a NIC speed from the GPU catalog (nearest standard speed; none -> TCP)."""
     if not nic_bits_per_s or nic_bits_per_s <= 0:

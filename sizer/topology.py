@@ -15,7 +15,8 @@ Presets follow the machines people rent (issue #3): `nvswitch` (HGX/DGX A100/H10
 from dataclasses import dataclass, field
 
 from .errors import InputError, closest_names
-from .links import LINKS, LinkClass, get_link, nic_link, nvlink_link, pcie_link
+from .links import (LINKS, LinkClass, get_network_link, inter_node_names, nic_link, nvlink_link,
+                    pcie_link)
 
 PRESETS = ("nvswitch", "nvlink-pairs", "pcie", "pcie-2socket", "xgmi")
 DIRECT_KINDS = ("nvlink", "xgmi")  # point-to-point links: a group can use one per peer at once
@@ -141,10 +142,10 @@ def preset_paths(name: str, per_node: int, p2p: bool = True) -> tuple:
 def _inter(gpu, inter_node) -> tuple:
     if inter_node is None:
         return nic_link(gpu.nic_bits_per_s), (gpu.nics_per_gpu or 1.0)
-    link = inter_node if isinstance(inter_node, LinkClass) else get_link(inter_node)
+    link = inter_node if isinstance(inter_node, LinkClass) else get_network_link(inter_node)
     if link.kind != "net":
         raise InputError(f"--inter-node {link.name!r} is not a network link class "
-                         f"(known: {', '.join(k for k, v in LINKS.items() if v.kind == 'net')})")
+                         f"(known: {', '.join(inter_node_names())})")
     return link, (gpu.nics_per_gpu or 1.0)
 
 
@@ -212,8 +213,6 @@ def replicate(topo: Topology, gpu, nodes: int, per_node: int, inter_node=None) -
 
 def add_topology_args(parser) -> None:
     """--topology / --topology-file / --nodes / --inter-node / --profile, shared by commands."""
-    from .links import inter_node_names
-
     g = parser.add_argument_group("topology")
     g.add_argument("--topology", metavar="T",
                    help=f"node preset: {', '.join(PRESETS)} (default: the GPU's usual node)")

@@ -9,6 +9,7 @@ import pytest
 from comm_gpus import GPUS
 from sizer.collectives import collective_time
 from sizer.errors import InputError
+from sizer.links import LINKS
 from sizer.placement import layout
 from sizer.topo_smi import parse_topo_matrix, read_topology_file
 from sizer.topology import (add_topology_args, default_topology, get_topology,
@@ -160,3 +161,25 @@ def test_placement_groups_nvlink_pairs_first():
 def test_placement_too_many_gpus():
     with pytest.raises(InputError):
         layout(get_topology("nvswitch", GPUS["h100-sxm"], 8), tp=8, pp=2)
+
+
+@pytest.mark.parametrize("typed,expect", [("ib", "edr, hdr, ndr, xdr"), ("infiniband", "edr, hdr"),
+                                          ("roce", "roce-100g, roce-200g, roce-400g"),
+                                          ("tcp", "tcp-25g, tcp-100g")])
+def test_inter_node_suggestions_are_network_classes(typed, expect):
+    """--inter-node ib once suggested "upi, qpi" (links inside a node) that --inter-node then
+    rejected: a family word names the catalog's network classes of that family."""
+    with pytest.raises(InputError) as info:
+        get_topology("nvswitch", GPUS["h100-sxm"], 16, 2, inter_node=typed)
+    msg = str(info.value)
+    assert f"did you mean {expect}" in msg
+    suggested = msg.split("did you mean ")[1].split("?")[0].split(", ")
+    assert all(LINKS[name].kind == "net" for name in suggested)
+    assert "upi" not in msg and "pcie" not in msg
+
+
+def test_intra_node_class_as_inter_node_says_so():
+    with pytest.raises(InputError, match="'upi' is a link inside a node") as info:
+        get_topology("nvswitch", GPUS["h100-sxm"], 16, 2, inter_node="upi")
+    assert "ndr" in str(info.value)
+    assert get_topology("nvswitch", GPUS["h100-sxm"], 16, 2, inter_node="NDR").inter_node.name == "ndr"
