@@ -24,6 +24,8 @@ Algorithms:
 - direct (all_to_all): every rank writes size/n to every peer; time is set by the most loaded
   resource (a GPU's link, the socket link shared by a socket, the NICs of a GPU or a node).
 - p2p (send_recv): a ring shift, priced on its slowest hop.
+- measured: a hardware profile's fit for this (op, group size, nodes) replaces all of the above;
+  "measured (extrapolated)" beyond the largest size the profile measured (profile_fit).
 """
 
 import math
@@ -39,6 +41,8 @@ PROTOS = (("ll", "LL"), ("ll128", "LL128"), ("simple", "Simple"))
 CUSTOM_ALGOS = frozenset({"one_shot", "two_shot"})
 NCCL_ALGOS = frozenset({"ring", "tree", "nvls", "hierarchical", "direct", "p2p"})
 CUSTOM_MAX_BYTES = 8 * 2**20  # vLLM custom all-reduce default max_size (8 MiB)
+MEASURED, EXTRAPOLATED = "measured", "measured (extrapolated)"  # a profile fit, within / beyond
+# the largest size the profile measured
 _CUSTOM = {"one_shot": (6e-6, 0.75), "two_shot": (10e-6, 0.75)}  # (latency_s, efficiency); no
 # public curve in the reference set: vLLM's reported ~2x lower small-message latency than NCCL.
 
@@ -238,7 +242,9 @@ def collective_time(op: str, size_bytes, ranks, topology, profile=None,
 
     `size_bytes` may be a number or a numpy array (vectorised). `algorithms`: None for every
     algorithm, "nccl" for NCCL's only (no custom all-reduce), or a set of names from
-    NCCL_ALGOS | CUSTOM_ALGOS. A measured profile fit for (op, ranks, nodes) takes precedence.
+    NCCL_ALGOS | CUSTOM_ALGOS. A measured profile fit for (op, ranks, nodes) takes precedence
+    (see profile_fit): algorithm "measured", or "measured (extrapolated)" beyond the largest size
+    the profile measured. Quiet: callers say when a fit is missing or extrapolated.
     """
     op = check_op(op)
     ranks = tuple(int(r) for r in ranks)
@@ -257,11 +263,13 @@ def collective_time(op: str, size_bytes, ranks, topology, profile=None,
         zero = np.zeros_like(sizes)
         return _pack(zero, ["none"] * len(sizes), sizes, op, max(n, 1), scalar)
     g = _analyse(ranks, topology)
-    fit = profile.collective(op, n, g.nodes) if profile is not None else None
-    if fit is not None:
+    cover = profile_fit(op, ranks, topology, profile)
+    if cover is not None:
         f = busbw_factor(op, n)
-        times = np.min([lat + sizes * f / bw for lat, bw in fit.segments], axis=0)
-        return _pack(times, ["measured"] * len(sizes), sizes, op, n, scalar)
+        times = np.min([lat + sizes * f / bw for lat, bw in cover.fit.segments], axis=0)
+        top = cover.max_bytes if cover.max_bytes is not None else np.inf
+        algos = [EXTRAPOLATED if s > top else MEASURED for s in sizes]
+        return _pack(times, algos, sizes, op, n, scalar)
     cands = [c for c in _candidates(op, g, topology) if _allowed(c[0], algorithms)]
     if not cands:
         raise InputError(f"no allowed algorithm for {op} over {n} GPUs ({algorithms})")
@@ -272,6 +280,64 @@ def collective_time(op: str, size_bytes, ranks, topology, profile=None,
     best = np.argmin(table, axis=0)
     times = table[best, np.arange(len(sizes))]
     return _pack(times, [cands[i][0] for i in best], sizes, op, n, scalar)
+
+
+@dataclass(frozen=True)
+class ProfileFit:
+    """A profile's measured curve for one (op, group size, nodes spanned), and the largest
+    size it measured (None when the profile keeps no raw rows for it: range unknown)."""
+
+    fit: object  # sizer.profile.CollectiveFit
+    nodes: int
+    max_bytes: float | None
+
+
+def profile_fit(op: str, ranks, topology, profile) -> ProfileFit | None:
+    """The measured fit collective_time would use for `op` over `ranks`, or None (the catalog
+    model answers). Cheap: a lookup by (op, len(ranks), nodes the ranks span)."""
+    if profile is None:
+        return None
+    op, n = check_op(op), len(ranks)
+    nodes = len({topology.node_of(int(r)) for r in ranks})
+    fit = profile.collective(op, n, nodes)
+    if fit is None:
+        return None
+    top = getattr(fit, "max_bytes", None)  # a profile field if the schema gains one
+    return ProfileFit(fit, nodes, float(top) if top else _measured_max(profile).get((op, n, nodes)))
+
+
+_RANGES: dict = {}
+
+
+def _measured_max(profile) -> dict:
+    """{(op, ranks, nodes): largest size_bytes} over the profile's raw nccl-tests rows (the rows
+    probes/fit.py fits: positive size and time), computed once per profile."""
+    hit = _RANGES.get(id(profile))
+    if hit is not None and hit[0] is profile:
+        return hit[1]
+    out: dict = {}
+    rows = (profile.raw or {}).get("collectives") or []
+    for r in rows if isinstance(rows, list) else []:
+        try:
+            key = (check_op(r["op"]), int(r["ranks"]), int(r.get("nodes", 1)))
+            size, t = float(r["size_bytes"]), float(r.get("time_us", 0))
+        except (KeyError, TypeError, ValueError, InputError):
+            continue
+        if size > 0 and t > 0:
+            out[key] = max(out.get(key, 0.0), size)
+    if len(_RANGES) > 64:
+        _RANGES.clear()
+    _RANGES[id(profile)] = (profile, out)
+    return out
+
+
+def algorithm_label(name: str) -> str:
+    """Human name of an algorithm: the engines' custom all-reduce apart from NCCL's."""
+    if name in CUSTOM_ALGOS:
+        return f"custom {name.replace('_', '-')} (vLLM)"
+    if name in (MEASURED, EXTRAPOLATED, "none"):
+        return name
+    return f"NCCL {name}"
 
 
 def _allowed(name: str, algorithms) -> bool:

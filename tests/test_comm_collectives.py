@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from comm_gpus import GPUS
-from sizer.collectives import OPS, busbw_factor, collective_time
+from sizer.collectives import OPS, algorithm_label, busbw_factor, collective_time, profile_fit
 from sizer.errors import InputError
 from sizer.profile import profile_from_dict
 from sizer.topology import get_topology
@@ -149,3 +149,40 @@ def test_unknown_op_is_named():
 def test_ranks_outside_topology_rejected():
     with pytest.raises(InputError):
         collective_time("all_reduce", 1, (0, 8), topo("nvswitch"))
+
+
+def test_profile_fit_says_what_a_profile_covers_and_how_far():
+    """profile_fit answers (op, group size, nodes spanned) without pricing anything; the largest
+    measured size comes from the raw nccl-tests rows; collective_time labels sizes beyond it
+    "measured (extrapolated)" and stays quiet (no warning: it is a library call)."""
+    seg = [{"latency_s": 1e-5, "busbw_bytes_per_s": 1e11}]
+    doc = {"sizer_profile_version": 1,
+           "collectives": [{"op": "all_reduce", "ranks": 8, "nodes": 1, "segments": seg},
+                           {"op": "all_reduce", "ranks": 16, "nodes": 2, "segments": seg}],
+           "raw": {"collectives": [{"op": "all_reduce", "ranks": 8, "nodes": 1, "size_bytes": s,
+                                    "time_us": 10.0} for s in (1024, 2**20, 2**26)]
+                   + [{"op": "all_reduce", "ranks": 8, "nodes": 1, "size_bytes": 2**30,
+                       "time_us": 0}]}}  # a failed row (no time) is not a measurement
+    prof = profile_from_dict(doc)
+    two = topo("nvswitch", n=16, nodes=2)
+    assert profile_fit("all_reduce", range(8), two, prof).max_bytes == 2**26
+    assert profile_fit("allreduce", range(16), two, prof).nodes == 2
+    assert profile_fit("all_reduce", range(16), two, prof).max_bytes is None  # no raw rows
+    assert profile_fit("all_reduce", (0, 1, 2, 3, 8, 9, 10, 11), two, prof) is None  # 8 over 2
+    assert profile_fit("all_gather", range(8), two, prof) is None
+    assert profile_fit("all_reduce", range(8), two, None) is None
+    c = collective_time("all_reduce", np.array([2**26, 2**26 + 1, 2**33]), tuple(range(8)),
+                        topo("nvswitch"), prof)
+    assert c.algorithm == ["measured", "measured (extrapolated)", "measured (extrapolated)"]
+    assert c.time_s[2] == pytest.approx(1e-5 + 2**33 * 1.75 / 1e11)  # the same fit, extended
+    wide = collective_time("all_reduce", 2**33, tuple(range(16)), two, prof)
+    assert wide.algorithm == "measured"  # range unknown: not claimed to be extrapolated
+
+
+def test_algorithm_labels_tell_custom_from_nccl():
+    """one_shot / two_shot are the engines' custom all-reduce (vLLM csrc/custom_all_reduce.cuh),
+    not NCCL: the labels say which is which."""
+    assert algorithm_label("one_shot") == "custom one-shot (vLLM)"
+    assert algorithm_label("two_shot") == "custom two-shot (vLLM)"
+    assert algorithm_label("ring/LL128") == "NCCL ring/LL128" and algorithm_label("nvls") == "NCCL nvls"
+    assert algorithm_label("measured (extrapolated)") == "measured (extrapolated)"
