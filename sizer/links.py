@@ -196,7 +196,8 @@ def get_network_link(name: str) -> LinkClass:
         return LINKS[key]
     known = f"(network classes: {', '.join(nets)})"
     if key in LINKS:
-        raise InputError(f"--inter-node {name!r} is a link inside a node, not between nodes {known}")
+        raise InputError(f"--inter-node {name!r} is a link inside a node, not between nodes "
+                         + known)
     hint = next((", ".join(c) for word, c in _NET_FAMILIES if key.startswith(word)), "")
     hint = hint or closest_names(key, nets)
     raise InputError(f"unknown network link class {name!r}"

@@ -184,5 +184,6 @@ def test_algorithm_labels_tell_custom_from_nccl():
     not NCCL: the labels say which is which."""
     assert algorithm_label("one_shot") == "custom one-shot (vLLM)"
     assert algorithm_label("two_shot") == "custom two-shot (vLLM)"
-    assert algorithm_label("ring/LL128") == "NCCL ring/LL128" and algorithm_label("nvls") == "NCCL nvls"
+    assert algorithm_label("ring/LL128") == "NCCL ring/LL128"
+    assert algorithm_label("nvls") == "NCCL nvls"
     assert algorithm_label("measured (extrapolated)") == "measured (extrapolated)"

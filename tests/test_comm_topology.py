@@ -182,4 +182,5 @@ def test_intra_node_class_as_inter_node_says_so():
     with pytest.raises(InputError, match="'upi' is a link inside a node") as info:
         get_topology("nvswitch", GPUS["h100-sxm"], 16, 2, inter_node="upi")
     assert "ndr" in str(info.value)
-    assert get_topology("nvswitch", GPUS["h100-sxm"], 16, 2, inter_node="NDR").inter_node.name == "ndr"
+    ndr = get_topology("nvswitch", GPUS["h100-sxm"], 16, 2, inter_node="NDR")
+    assert ndr.inter_node.name == "ndr"
