@@ -3,16 +3,27 @@
 import time
 
 from .cli import emit_json, warn
-from .cli_common import positive_int
+from .cli_common import check_profile_device, positive_int
 from .errors import InputError
 from .gpus import get_gpu
 from .models import get_model
-from .recommend import OBJECTIVES, TargetsNotMetError, recommend
+from .profile import load_profile
+from .recommend import OBJECTIVES, NothingFitsError, TargetsNotMetError, recommend
 from .search import GIB
+from .whynot import comm_pct
 from .topology import add_topology_args, topology_from_args
 from .units import parse_seconds
 
 MAX_WHY_NOT = 8
+MAX_PARETO = 16  # Pareto rows in the text report (--json has them all)
+
+
+def _thin(rows: list, k: int) -> list:
+    """At most k rows, evenly spread over the list, first and last included."""
+    if len(rows) <= k:
+        return list(rows)
+    picks = sorted({round(i * (len(rows) - 1) / (k - 1)) for i in range(k)})
+    return [rows[i] for i in picks]
 
 
 def register(sub) -> None:
@@ -55,6 +66,8 @@ def run(args) -> int:
         warn(f"isl + osl = {args.isl + args.osl} exceeds {model.name}'s maximum context of "
              f"{model.max_position_embeddings}")
     topo = topology_from_args(args, gpu, args.gpus)
+    profile = load_profile(args.profile)
+    check_profile_device(profile, gpu)
     kv = [k.strip() for k in args.kv_dtype.split(",") if k.strip()] or ["auto"]
     start = time.perf_counter()
     try:
@@ -63,10 +76,14 @@ def run(args) -> int:
                         weight_dtypes=args.weight_dtype, kv_dtype=kv if len(kv) > 1 else kv[0],
                         engine=args.engine, top=args.top, allow_idle=args.allow_idle,
                         gpu_hour_price=args.gpu_hour_price, batch=args.batch,
-                        concurrency=args.concurrency, profile=args.profile,
+                        concurrency=args.concurrency, profile=profile,
                         max_batch=args.max_batch, max_num_tokens=args.max_num_tokens)
     except TargetsNotMetError as exc:
         _show(exc.recommendation, args, time.perf_counter() - start)
+        raise
+    except NothingFitsError as exc:  # --json: still one document (no candidates, the error,
+        if args.json:  # what would fit); the message goes to stderr and the exit code is 1
+            _show(exc.recommendation, args, time.perf_counter() - start)
         raise
     _show(rec, args, time.perf_counter() - start)
     return 0
@@ -93,6 +110,23 @@ _OP_SHORT = {"tp_all_reduce": "all-reduce", "tp_reduce_scatter+all_gather": "RS+
              "logits_all_gather": "logits AG", "ep_all_to_all": "all-to-all", "pp_send_recv": "PP send"}
 
 
+def _no_target_note(w, objective: str) -> str:
+    """What the winner's batch is, said only as far as it is true: 'fills memory' only when the
+    batch is the memory limit."""
+    at = f"batch {w.batch} per replica"
+    if w.batch == w.max_batch and w.batch_limit == "memory":
+        what = f"the winner fills memory ({at}), TTFT {_t(w.ttft_s)}"
+    elif w.batch == w.max_batch and w.batch_limit == "max_num_seqs":
+        what = f"the winner runs at the max_num_seqs cap ({at}), TTFT {_t(w.ttft_s)}"
+    else:
+        what = (f"the winner runs {at} with {w.headroom_bytes / GIB:.1f} GiB free per GPU, "
+                f"TTFT {_t(w.ttft_s)}")
+    trade = ("Give --ttft / --tpot to trade throughput for latency; the Pareto points below show "
+             "the trade." if objective != "latency" else "The Pareto points below show what "
+             "larger batches give in throughput.")
+    return f"(No latency targets: {what}. {trade})"
+
+
 def render(rec, elapsed_s: float = 0.0) -> str:
     """The human report: context, ranked table, winner, why-not lines, Pareto points."""
     wl, tg = rec.workload, rec.targets
@@ -110,13 +144,16 @@ def render(rec, elapsed_s: float = 0.0) -> str:
     if not rec.meets_targets:
         lines.append("NO split meets the targets; the closest candidates:")
     show_cost = any(c.cost_per_mtok is not None for c in rec.candidates)
-    head = (f"{'#':>2}  {'split':<18}{'weights':<10}{'KV':<6}{'batch':>6}{'free/GPU':>11}{'TTFT':>10}"
+    show_gpus = bool(wl.get("allow_idle"))
+    head = (f"{'#':>2}  {'split':<18}" + (f"{'GPUs':>5}  " if show_gpus else "")
+            + f"{'weights':<10}{'KV':<6}{'batch':>6}{'free/GPU':>11}{'TTFT':>10}"
             f"{'TPOT':>10}{'tok/s/GPU':>11}{'comm':>17}" + (f"{'$/Mtok':>9}" if show_cost else ""))
     lines += [head, "-" * len(head)]
     for i, c in enumerate(rec.candidates, 1):
-        comm = f"{c.comm_share_decode:.0%} {_OP_SHORT.get(c.comm_op, c.comm_op)}" if c.comm_op else "-"
+        comm = f"{comm_pct(c.comm_op_share)} {_OP_SHORT.get(c.comm_op, c.comm_op)}" if c.comm_op else "-"
         mark = "" if c.meets_targets else " x"
-        row = (f"{i:>2}  {c.label:<18}{c.weight_dtype:<10}{c.kv_dtype:<6}{c.batch:>6}"
+        row = (f"{i:>2}  {c.label:<18}" + (f"{c.gpus_used:>5}  " if show_gpus else "")
+               + f"{c.weight_dtype:<10}{c.kv_dtype:<6}{c.batch:>6}"
                f"{c.headroom_bytes / GIB:>7.1f} GiB{_t(c.ttft_s):>10}{_t(c.tpot_s):>10}"
                f"{c.output_tok_s_per_gpu:>11,.0f}{comm:>17}")
         if show_cost:
@@ -132,18 +169,19 @@ def render(rec, elapsed_s: float = 0.0) -> str:
     if rec.winner_reason:
         lines += ["", "Winner: " + rec.winner_reason]
     if not any(tg.values()) and rec.candidates:
-        w = rec.candidates[0]
-        lines.append(f"(No latency targets: the winner fills memory, TTFT {_t(w.ttft_s)}. Give --ttft / "
-                     "--tpot to trade throughput for latency; the Pareto points below show the trade.)")
+        lines.append(_no_target_note(rec.candidates[0], rec.objective))
     if rec.why_not:
         lines += ["", "Why not:"]
         lines += [f"  - {line}" for line in rec.why_not[:MAX_WHY_NOT]]
         if len(rec.why_not) > MAX_WHY_NOT:
             lines.append(f"  ... {len(rec.why_not) - MAX_WHY_NOT} more in --json")
     if rec.pareto:
-        lines += ["", "Pareto frontier (tok/s per GPU vs interactivity = 1/TPOT):",
+        shown = _thin(rec.pareto, MAX_PARETO)
+        lines += ["", "Pareto frontier (tok/s per GPU vs interactivity = 1/TPOT)"
+                  + (f", {len(shown)} of its {len(rec.pareto)} points (all in --json):"
+                     if len(shown) < len(rec.pareto) else ":"),
                   f"  {'TPOT':>9}{'tok/s/user':>12}{'tok/s/GPU':>11}  {'split':<18}{'weights':<10}{'batch':>6}"]
-        for p in rec.pareto:
+        for p in shown:
             lines.append(f"  {_t(p['tpot_s']):>9}{p['interactivity_tok_s']:>12.1f}"
                          f"{p['output_tok_s_per_gpu']:>11,.0f}  {p['label']:<18}{p['weight_dtype']:<10}{p['batch']:>6}"
                          + ("" if p["meets_targets"] else "  (misses targets)"))

@@ -25,9 +25,9 @@ from .hardware import device_for
 from .models import get_model
 from .precision import WEIGHT_DTYPES, canonical
 from .search import (GIB, MemoryCache, Workload, batch_grid, concurrency_batch, enumerate_splits,
-                     evaluate, gpu_counts, group_links, placement_flags)
+                     evaluate, gpu_counts, group_links, placement_flags, refine_batches)
 from .split import Split
-from .whynot import fit_hint, why_not_lines, winner_reason
+from .whynot import divisibility_note, fit_hint, miss_text, why_not_lines, winner_reason
 
 OBJECTIVES = ("throughput", "latency", "cost")
 DEFAULT_MAX_BATCH = 256  # vLLM max_num_seqs (as estimate.py)
@@ -47,10 +47,10 @@ class Candidate:
     e2e_s: float
     output_tok_s: float
     output_tok_s_per_gpu: float
-    comm_share_decode: float
+    comm_share_decode: float  # all communication's share of the decode step
     comm_share_prefill: float
-    comm_op: str
-    comm_op_share: float
+    comm_op: str  # the largest collective of the decode step at this batch
+    comm_op_share: float  # its share of the decode step (the table's and the sentences' number)
     comm_links: str
     bubble_decode: float
     headroom_bytes: float
@@ -61,6 +61,12 @@ class Candidate:
     batch_limit: str = ""  # what set max_batch: "memory" | "max_num_seqs" | "given"
     flags: tuple = ()
     miss: float = 1.0  # max(ttft / target, tpot / target): <= 1 when the targets are met
+    cap: str = ""  # what stops a larger batch: batch_limit at max_batch, else the target(s) the
+    # next batch misses ("tpot", "ttft", "tpot+ttft"), else "" (the objective peaks here)
+
+    @property
+    def gpus_used(self) -> int:
+        return self.split.gpus
 
     @property
     def label(self) -> str:
@@ -68,17 +74,20 @@ class Candidate:
 
     def to_json(self) -> dict:
         s = self.split
-        return {"tp": s.tp, "pp": s.pp, "ep": s.ep, "dp": s.dp, "gpus": s.gpus, "label": self.label,
+        return {"tp": s.tp, "pp": s.pp, "ep": s.ep, "dp": s.dp, "gpus": s.gpus, "gpus_used": s.gpus,
+                "label": self.label,
                 "weight_dtype": self.weight_dtype, "kv_dtype": self.kv_dtype, "batch": self.batch,
                 "ttft_s": self.ttft_s, "tpot_s": self.tpot_s, "e2e_s": self.e2e_s,
                 "output_tok_s": self.output_tok_s, "output_tok_s_per_gpu": self.output_tok_s_per_gpu,
                 "comm_share_decode": self.comm_share_decode,
                 "comm_share_prefill": self.comm_share_prefill, "comm_op": self.comm_op,
+                "comm_op_share": self.comm_op_share,
                 "comm_links": self.comm_links, "pipeline_bubble_decode": self.bubble_decode,
                 "headroom_bytes": self.headroom_bytes,
                 "headroom_fraction": self.headroom_bytes / self.memory["per_gpu"]["capacity_bytes"],
                 "cost_per_million_tokens": self.cost_per_mtok, "meets_targets": self.meets_targets,
-                "max_batch": self.max_batch, "batch_limit": self.batch_limit, "flags": list(self.flags), "memory": self.memory}
+                "max_batch": self.max_batch, "batch_limit": self.batch_limit, "batch_cap": self.cap,
+                "flags": list(self.flags), "memory": self.memory}
 
 
 @dataclass(frozen=True)
@@ -100,6 +109,8 @@ class Recommendation:
     evaluated_splits: int
     meets_targets: bool
     notes: tuple = field(default=())
+    error: str = ""  # set when nothing fits (NothingFitsError)
+    suggestion: dict | None = None  # what would fit: weight_dtype, gpus, allow_idle_gpus (+ splits)
 
     @property
     def winner(self) -> Candidate | None:
@@ -113,11 +124,21 @@ class Recommendation:
                 "candidates": [c.to_json() for c in self.candidates],
                 "rejected": list(self.rejected), "why_not": list(self.why_not),
                 "pareto": list(self.pareto), "evaluated_points": self.evaluated_points,
-                "evaluated_splits": self.evaluated_splits, "notes": list(self.notes)}
+                "evaluated_splits": self.evaluated_splits, "notes": list(self.notes),
+                **({"error": self.error, "suggestion": self.suggestion or {}} if self.error else {})}
 
 
 class TargetsNotMetError(InfeasibleError):
     """No split meets the latency targets; `recommendation` holds the closest candidates."""
+
+    def __init__(self, message: str, recommendation: Recommendation):
+        super().__init__(message)
+        self.recommendation = recommendation
+
+
+class NothingFitsError(InfeasibleError):
+    """No split fits in memory; `recommendation` holds no candidates, the rejected splits, the
+    error and a suggestion (what --json prints)."""
 
     def __init__(self, message: str, recommendation: Recommendation):
         super().__init__(message)
@@ -193,10 +214,11 @@ def recommend(model, gpu, gpus: int, *, nodes: int = 1, topology=None, inter_nod
     mem = MemoryCache(model, gpu, wl)
     targets = {"ttft_s": ttft_s, "tpot_s": tpot_s}
 
-    splits, rejected = [], []
+    splits, rejected, dropped = [], [], []
     for n in gpu_counts(gpus, allow_idle):
         valid, invalid = enumerate_splits(model, n)
         splits += valid
+        dropped += invalid
         rejected += [{**_split_json(s), "weight_dtype": None, "kind": "divisibility", "reason": r}
                      for s, r in invalid]
     inside = [s for s in splits if "tp_spans_nodes" not in placement_flags(topo, s)]
@@ -209,11 +231,15 @@ def recommend(model, gpu, gpus: int, *, nodes: int = 1, topology=None, inter_nod
             for wd in dtypes:
                 for kd in kv_dtypes:
                     found.append(_search_split(model, device, split, wd, kd, wl, topo, profile,
-                                               mem, batch, concurrency, targets, flags))
+                                               mem, batch, concurrency, targets, flags, objective))
         return found
 
     results = search(inside)
-    notes = []
+    notes = [divisibility_note(model, dropped)] if dropped else []
+    if allow_idle and gpus > 1:
+        notes.append(f"--allow-idle: splits use different numbers of the {gpus} GPUs (column GPUs); "
+                     "tok/s per GPU counts only the GPUs a split uses, so per-GPU numbers compare "
+                     "splits of different sizes")
     if not any(r["points"] is not None for r in results) and across:
         results += search(across)
         notes.append(f"no split with TP inside a node of {topo.gpus_per_node} fits; "
@@ -226,8 +252,19 @@ def recommend(model, gpu, gpus: int, *, nodes: int = 1, topology=None, inter_nod
         if r["rejected"] is not None:
             rejected.append(r["rejected"])
     fitted = [r for r in results if r["points"] is not None]
+    workload = {"isl": isl, "osl": osl, "engine": wl.engine, "max_batch": wl.max_batch,
+                "max_num_tokens": wl.max_num_tokens, "batch": batch, "concurrency": concurrency,
+                "mode": wl.mode, "allow_idle": allow_idle, "gpu_hour_price": gpu_hour_price}
+    common = dict(model=model.name, gpu=gpu.id, gpus=gpus, nodes=topo.nodes, topology=topo.describe(),
+                  objective=objective, targets=targets, workload=workload, evaluated_splits=len(results),
+                  notes=tuple(notes))
     if not fitted:
-        raise InfeasibleError(fit_hint(model, gpu, gpus, topo, dtypes, kv_dtypes, wl, results))
+        msg, suggestion = fit_hint(model, gpu, gpus, topo, dtypes, kv_dtypes, wl, results, dropped,
+                                   allow_idle)
+        raise NothingFitsError(msg, Recommendation(
+            **common, candidates=(), rejected=tuple(rejected), pareto=(),
+            why_not=tuple(why_not_lines([], results, targets, objective)), winner_reason="",
+            evaluated_points=0, meets_targets=False, error=msg, suggestion=suggestion))
 
     cands = [_candidate(r, objective, targets, gpu_hour_price, mem, topo) for r in fitted]
     meeting = [c for c in cands if c.meets_targets]
@@ -239,25 +276,19 @@ def recommend(model, gpu, gpus: int, *, nodes: int = 1, topology=None, inter_nod
     for c in cands:
         if not c.meets_targets:
             rejected.append({**_split_json(c.split), "weight_dtype": c.weight_dtype, "kind": "targets",
-                             "reason": _miss_text(c, targets)})
+                             "reason": miss_text(c, targets)})
     pareto = _pareto(fitted, targets)
+    index = {(c.split, c.weight_dtype, c.kv_dtype): r["points"] for c, r in zip(cands, fitted)}
     rec = Recommendation(
-        model=model.name, gpu=gpu.id, gpus=gpus, nodes=topo.nodes, topology=topo.describe(),
-        objective=objective, targets=targets,
-        workload={"isl": isl, "osl": osl, "engine": wl.engine, "max_batch": wl.max_batch,
-                  "max_num_tokens": wl.max_num_tokens, "batch": batch, "concurrency": concurrency,
-                  "mode": wl.mode,
-                  "allow_idle": allow_idle, "gpu_hour_price": gpu_hour_price},
-        candidates=tuple(ranked[:top]), rejected=tuple(rejected), pareto=tuple(pareto),
-        why_not=tuple(why_not_lines(ranked, results, targets, objective)),
-        winner_reason=winner_reason(ranked, objective, targets, topo) if meeting else "",
-        evaluated_points=sum(len(r["points"].batch) for r in fitted),
-        evaluated_splits=len(results), meets_targets=bool(meeting), notes=tuple(notes))
+        **common, candidates=tuple(ranked[:top]), rejected=tuple(rejected), pareto=tuple(pareto),
+        why_not=tuple(why_not_lines(ranked, results, targets, objective, index)),
+        winner_reason=winner_reason(ranked, objective, targets, topo, index) if meeting else "",
+        evaluated_points=sum(len(r["points"].batch) for r in fitted), meets_targets=bool(meeting))
     if not meeting:
         best = ranked[0]
         raise TargetsNotMetError(
             f"no split of {model.name} on {gpus}x {gpu.id} meets the targets; closest: "
-            f"{best.label} {best.weight_dtype} at batch {best.batch} ({_miss_text(best, targets)})", rec)
+            f"{best.label} {best.weight_dtype} at batch {best.batch} ({miss_text(best, targets)})", rec)
     return rec
 
 
@@ -277,8 +308,9 @@ def _weight_dtypes(weight_dtypes) -> list:
 
 
 def _search_split(model, device, split, wd, kd, wl, topo, profile, mem, batch, concurrency,
-                  targets, flags) -> dict:
-    """Cost one split and precision over its batch grid; a `rejected` dict when it cannot fit."""
+                  targets, flags, objective="throughput") -> dict:
+    """Cost one split and precision over its batch grid, then over every batch between the best
+    grid point's neighbours (search.refine_batches); a `rejected` dict when it cannot fit."""
     out = {"split": split, "weight_dtype": wd, "kv_dtype": kd, "flags": flags, "points": None,
            "rejected": None, "plan1": mem.plan(split, wd, kd, 1), "batch_limit": "given"}
     b_max = mem.max_batch(split, wd, kd)
@@ -295,9 +327,33 @@ def _search_split(model, device, split, wd, kd, wl, topo, profile, mem, batch, c
             return out
         grid = batch_grid(b_max)
         out["batch_limit"] = "max_num_seqs" if b_max >= wl.max_batch else "memory"
-    out["points"] = evaluate(model, device, split, grid, wl, weight_dtype=wd, kv_dtype=kd,
-                             topology=topo, profile=profile)
+    kw = dict(weight_dtype=wd, kv_dtype=kd, topology=topo, profile=profile)
+    pts = evaluate(model, device, split, grid, wl, **kw)
+    extra = refine_batches(grid, _best_index(pts, objective, targets)[0]) if len(grid) > 1 else grid[:0]
+    if extra.size:
+        pts = evaluate(model, device, split, np.union1d(grid, extra), wl, **kw)
+    out["points"] = pts
     return out
+
+
+def _miss(pts, targets) -> np.ndarray:
+    miss = np.zeros_like(pts.batch)
+    for key, arr in (("ttft_s", pts.ttft_s), ("tpot_s", pts.tpot_s)):
+        if targets[key]:
+            miss = np.maximum(miss, arr / targets[key])
+    return miss
+
+
+def _best_index(pts, objective, targets) -> tuple[int, np.ndarray]:
+    """The point the objective prefers among those meeting the targets (else the closest miss),
+    and every point's miss ratio."""
+    miss = _miss(pts, targets)
+    keys = [_objective_key(objective, pts.output_tok_s_per_gpu[i], pts.tpot_s[i], pts.ttft_s[i])
+            for i in range(len(pts.batch))]
+    ok = np.flatnonzero(miss <= 1.0)
+    if ok.size:
+        return int(min(ok, key=lambda j: keys[j])), miss
+    return int(min(range(len(pts.batch)), key=lambda j: (miss[j], keys[j]))), miss
 
 
 def _weight_label(weight_dtype, precision: dict) -> str:
@@ -321,48 +377,35 @@ def _reject(split, wd, plan, what) -> dict:
 
 def _candidate(r, objective, targets, price, mem, topo) -> Candidate:
     pts = r["points"]
-    miss = np.ones_like(pts.batch) * 0.0
-    if targets["ttft_s"]:
-        miss = np.maximum(miss, pts.ttft_s / targets["ttft_s"])
-    if targets["tpot_s"]:
-        miss = np.maximum(miss, pts.tpot_s / targets["tpot_s"])
+    i, miss = _best_index(pts, objective, targets)
     ok = miss <= 1.0
-    keys = [_objective_key(objective, pts.output_tok_s_per_gpu[i], pts.tpot_s[i], pts.ttft_s[i])
-            for i in range(len(pts.batch))]
-    if ok.any():
-        i = min(np.flatnonzero(ok), key=lambda j: keys[j])
-    else:
-        i = min(range(len(pts.batch)), key=lambda j: (miss[j], keys[j]))
     b = int(pts.batch[i])
+    if b == int(pts.batch[-1]):
+        cap = r["batch_limit"]
+    elif miss[i + 1] > 1.0:  # the next batch misses a target
+        cap = "+".join(k[:-2] for k in ("tpot_s", "ttft_s") if targets[k]
+                       and getattr(pts, k)[i + 1] > targets[k]) or ""
+    else:
+        cap = ""
     plan = mem.plan(pts.split, pts.weight_dtype, pts.kv_dtype, b)
     doc = plan.to_json()
     tok_gpu = float(pts.output_tok_s_per_gpu[i])
+    comm_op = str(pts.comm_op[i])
     op_group = {"tp_all_reduce": "tp", "tp_reduce_scatter+all_gather": "tp", "logits_all_gather": "tp",
-                "ep_all_to_all": "ep", "pp_send_recv": "pp"}.get(pts.comm_op)
+                "ep_all_to_all": "ep", "pp_send_recv": "pp"}.get(comm_op)
     return Candidate(
         split=pts.split, weight_dtype=_weight_label(pts.weight_dtype, plan.precision),
         kv_dtype=plan.precision["kv_cache"], batch=b, ttft_s=float(pts.ttft_s[i]),
         tpot_s=float(pts.tpot_s[i]), e2e_s=float(pts.e2e_s[i]), output_tok_s=float(pts.output_tok_s[i]),
         output_tok_s_per_gpu=tok_gpu, comm_share_decode=float(pts.comm_share_decode[i]),
-        comm_share_prefill=float(pts.comm_share_prefill[i]), comm_op=pts.comm_op,
+        comm_share_prefill=float(pts.comm_share_prefill[i]), comm_op=comm_op,
         comm_op_share=float(pts.comm_op_share[i]),
         comm_links=group_links(topo, pts.split, op_group) if op_group else "",
         bubble_decode=float(pts.bubble_decode[i]),
         headroom_bytes=doc["per_gpu"]["capacity_bytes"] - doc["per_gpu"]["total_bytes"], memory=doc,
         meets_targets=bool(ok[i]), cost_per_mtok=(price / 3600.0 / tok_gpu * 1e6) if price else None,
-        max_batch=int(pts.batch[-1]), batch_limit=r["batch_limit"], flags=r["flags"], miss=float(miss[i]))
-
-
-def _miss_text(c: Candidate, targets) -> str:
-    parts = []
-    if targets["tpot_s"] and c.tpot_s > targets["tpot_s"]:
-        parts.append(f"misses the {targets['tpot_s'] * 1e3:g} ms TPOT target by "
-                     f"{(c.tpot_s - targets['tpot_s']) * 1e3:.1f} ms")
-    if targets["ttft_s"] and c.ttft_s > targets["ttft_s"]:
-        parts.append(f"misses the {targets['ttft_s'] * 1e3:g} ms TTFT target by "
-                     f"{(c.ttft_s - targets['ttft_s']) * 1e3:.1f} ms")
-    return (" and ".join(parts) or "meets the targets") + \
-        f" (TTFT {c.ttft_s * 1e3:.1f} ms, TPOT {c.tpot_s * 1e3:.1f} ms at batch {c.batch})"
+        max_batch=int(pts.batch[-1]), batch_limit=r["batch_limit"], flags=r["flags"], miss=float(miss[i]),
+        cap=cap)
 
 
 def _pareto(fitted, targets) -> list[dict]:

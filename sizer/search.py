@@ -54,11 +54,17 @@ def divisors(n: int) -> list[int]:
     return [d for d in range(1, n + 1) if n % d == 0]
 
 
+IDLE_ALL_COUNTS_UP_TO = 16  # with idle GPUs allowed, every count 1..gpus up to this many GPUs
+
+
 def gpu_counts(gpus: int, allow_idle: bool) -> list[int]:
-    """GPU counts to search: exactly `gpus`, or with idle GPUs allowed every divisor of it and
-    every power of two below it (the counts engines are usually run at)."""
+    """GPU counts to search, most first: exactly `gpus`; with idle GPUs allowed every count
+    1..gpus for a box of up to 16 GPUs (6 of 7 GPUs as TP2 DP3), above that every divisor of
+    `gpus` and every power of two below it (the counts engines are usually run at)."""
     if not allow_idle:
         return [gpus]
+    if gpus <= IDLE_ALL_COUNTS_UP_TO:
+        return list(range(gpus, 0, -1))
     powers = {1 << k for k in range(gpus.bit_length()) if 1 << k <= gpus}
     return sorted(set(divisors(gpus)) | powers, reverse=True)
 
@@ -82,6 +88,17 @@ def enumerate_splits(model, n: int) -> tuple[list[Split], list[tuple[Split, str]
                 eps = [e for e in divisors(tp * dp) if model.num_experts % e == 0]
             valid.extend(Split(tp=tp, pp=pp, dp=dp, ep=e) for e in eps)
     return valid, invalid
+
+
+def divisibility_cause(model, split: Split) -> tuple[str, str]:
+    """(the dimension that does not divide, what it fails to divide), in check_split's order:
+    ('TP3', '64 attention heads'), ('TP16', '8 KV heads'), ('PP3', '80 layers')."""
+    if model.num_heads % split.tp:
+        return f"TP{split.tp}", f"{model.num_heads} attention heads"
+    kv = model.num_kv_heads
+    if not model.is_mla and kv % split.tp and split.tp % kv:
+        return f"TP{split.tp}", f"{kv} KV heads"
+    return f"PP{split.pp}", f"{model.num_layers} layers"
 
 
 def placement_flags(topology, split: Split) -> tuple:
@@ -151,9 +168,28 @@ class MemoryCache:
 
 
 def batch_grid(b_max: int) -> np.ndarray:
-    """Powers of two below the memory/engine limit, and the limit itself."""
-    grid = [1 << k for k in range(b_max.bit_length()) if 1 << k < b_max] + [b_max]
-    return np.array(sorted(set(grid)), dtype=float)
+    """Every batch 1..8, then quarter-octave steps round(2^(k/4)) (10, 11, 13, 16, 19, 23, 27,
+    32, ...: neighbours at most 19% apart) below the memory/engine limit, and the limit itself.
+    The recommender then refines around the best grid point (refine_batches)."""
+    grid = {b for b in range(1, min(b_max, 8) + 1)}
+    k = 12  # 2^(12/4) = 8
+    while round(2 ** (k / 4)) < b_max:
+        grid.add(round(2 ** (k / 4)))
+        k += 1
+    grid.add(b_max)
+    return np.array(sorted(grid), dtype=float)
+
+
+def refine_batches(grid: np.ndarray, i: int) -> np.ndarray:
+    """Every integer batch strictly between the grid neighbours of grid point i (the best point
+    on the grid): the true best batch, e.g. the largest that meets a TPOT target, lies there
+    when the objective is unimodal along the batch axis. Empty when i is the largest batch."""
+    if i >= len(grid) - 1:
+        return np.array([], dtype=float)
+    lo = int(grid[i - 1]) if i > 0 else int(grid[0])
+    hi = int(grid[i + 1])
+    known = set(int(b) for b in grid)
+    return np.array([b for b in range(lo + 1, hi) if b not in known], dtype=float)
 
 
 @dataclass(frozen=True)
@@ -172,8 +208,8 @@ class Points:
     comm_share_decode: np.ndarray
     comm_share_prefill: np.ndarray
     bubble_decode: np.ndarray
-    comm_op: str  # the largest communication row of the decode step ('' when none)
-    comm_op_share: np.ndarray
+    comm_op: np.ndarray  # per batch, the largest communication row of the decode step ('' when none)
+    comm_op_share: np.ndarray  # that row's share of the decode step
 
 
 def evaluate(model, device, split: Split, batches, wl: Workload, *, weight_dtype=None,
@@ -188,13 +224,16 @@ def evaluate(model, device, split: Split, batches, wl: Workload, *, weight_dtype
     dec = c.decode
     dec_time = np.broadcast_to(np.asarray(dec.time_s, dtype=float), b.shape)
     comm_rows = [o for o in dec.ops if o.bound == "comm"]
-    top = max(comm_rows, key=lambda o: float(np.max(o.time_s)), default=None)
-    op_share = (np.broadcast_to(np.asarray(top.time_s) / dec_time, b.shape) if top is not None
-                else np.zeros_like(b))
+    if comm_rows:  # the largest row at each batch (an all-to-all may give way to an all-reduce)
+        times = np.stack([np.broadcast_to(np.asarray(o.time_s, dtype=float), b.shape) for o in comm_rows])
+        top = np.argmax(times, axis=0)
+        op = np.array([comm_rows[j].name for j in top], dtype=object)
+        op_share = times[top, np.arange(b.size)] / dec_time
+    else:
+        op, op_share = np.full(b.shape, "", dtype=object), np.zeros_like(b)
     return Points(split, weight_dtype, kv_dtype, b, c.ttft_s, c.tpot_s, c.e2e_s, c.output_tok_s,
                   c.output_tok_s_per_gpu, c.comm_share_decode, c.comm_share_prefill,
-                  np.broadcast_to(c.bubble_decode, b.shape), top.name if top is not None else "",
-                  op_share)
+                  np.broadcast_to(c.bubble_decode, b.shape), op, op_share)
 
 
 def concurrency_batch(concurrency: int, split: Split) -> int:

@@ -289,7 +289,9 @@ def test_tp_across_nodes_only_when_nothing_else_fits(h100):
     prime = model_from_config(dict(LLAMA_70B, num_hidden_layers=61), "dense-61-layers")
     rec = recommend(prime, h100, 2, nodes=2)
     assert [c.label for c in rec.candidates] == ["TP2 PP1 DP1"]
-    assert rec.winner.flags == ("tp_spans_nodes",) and "spanning nodes" in rec.notes[0]
+    assert rec.winner.flags == ("tp_spans_nodes",) and "spanning nodes" in rec.notes[1]
+    assert rec.notes[0] == ("1 split dropped because dense-61-layers does not divide into it "
+                            "(PP2: 61 layers do not divide)")
 
 
 def test_weight_dtype_list_searches_each_precision(l70, h100):
