@@ -88,7 +88,7 @@ def run(args) -> int:
     head = {"op": op, "gpus": args.gpus, "nodes": topo.nodes, "gpu": gpu.id,
             "topology": topo.name, "busbw_factor": busbw_factor(op, args.gpus),
             "profile": profile.path if profile else None,
-            "profile_max_bytes": cover.max_bytes if cover else None}
+            "profile_max_bytes": int(cover.max_bytes) if cover and cover.max_bytes else None}
     if args.json:
         if args.sweep:
             emit_json({**head, "algorithm": rows, "time_s": [r["time_s"] for r in rows],

@@ -97,7 +97,7 @@ def test_sizes_beyond_the_profiles_range_are_extrapolated(capsys, tmp_path):
     code, out, _ = run(capsys, "--op", "all_reduce", "--gpus", "2", "--sweep", "--profile", prof,
                        "--json")
     doc = json.loads(out)
-    assert doc["profile_max_bytes"] == 2**20
+    assert doc["profile_max_bytes"] == 2**20 and isinstance(doc["profile_max_bytes"], int)
     assert [r["algorithm"] for r in doc["algorithm"]] == ["measured"] * 11 + [
         "measured (extrapolated)"] * 13
 
