@@ -114,6 +114,8 @@ def fit_collectives(rows: list[dict]) -> list[dict]:
                     "fit_error_pct": fit["fit_error_pct"], "n_points": fit["n_points"],
                     "n_outliers": fit["n_outliers"],
                     "max_busbw_GBps": max(r["busbw_GBps"] for r in rs),
+                    "min_bytes": min(r["size_bytes"] for r in rs),
+                    "max_bytes": max(r["size_bytes"] for r in rs),
                     "wrong": sum(r.get("wrong", 0) for r in rs)})
     return out
 
