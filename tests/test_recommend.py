@@ -349,3 +349,77 @@ def test_a_tpot_target_gets_the_largest_batch_that_meets_it(h100, name, dtypes, 
         est = estimate(model, h100, w.split, isl=1024, osl=256, concurrency=n * w.split.dp, topology=topo,
                        weight_dtype=None if dtypes is None else w.weight_dtype)
         assert (est.tpot_s <= tpot) is ok
+
+
+# --- divisibility, infeasible requests, --allow-idle ---------------------------------------
+
+def test_seven_gpus_name_the_only_divisible_split_and_the_counts_that_work(l70, h100):
+    """64 heads and 80 layers are both prime to 7: TP7 and PP7 are dropped, TP1 PP1 DP7 is the
+    only split, and it cannot hold 141 GB of bf16 weights; 8 GPUs (TP8) or 6 of the 7 with
+    --allow-idle (TP2 DP3: 70.6 GB of weights per GPU) would."""
+    from sizer.recommend import NothingFitsError
+
+    with pytest.raises(NothingFitsError) as err:
+        recommend(l70, h100, 7)
+    msg = str(err.value)
+    assert ("with 7 GPUs the only split llama-3.1-70b divides into, TP1 PP1 DP7 (TP7: 64 attention "
+            "heads do not divide; PP7: 80 layers do not divide), needs 135.2 GiB") in msg
+    assert "leanest" not in msg
+    assert "it would fit on 8 GPUs (TP8 PP1 DP1)" in msg
+    assert "on 6 of the 7 GPUs with --allow-idle (TP2 PP1 DP3)" in msg
+    doc = err.value.recommendation.to_json()
+    assert doc["candidates"] == [] and doc["error"] == msg
+    assert doc["suggestion"] == {"weight_dtype": "fp8", "weight_dtype_split": "TP1 PP1 DP7", "gpus": 8,
+                                 "gpus_split": "TP8 PP1 DP1", "nodes": 1, "allow_idle_gpus": 6,
+                                 "allow_idle_split": "TP2 PP1 DP3"}
+    assert {(r["tp"], r["pp"]) for r in doc["rejected"] if r["kind"] == "divisibility"} == {(7, 1), (1, 7)}
+    fp8 = recommend(l70, h100, 7, weight_dtypes="fp8")
+    assert fp8.notes[0] == ("2 splits dropped because llama-3.1-70b does not divide into them "
+                            "(TP7: 64 attention heads do not divide; PP7: 80 layers do not divide)")
+
+
+def test_allow_idle_searches_every_gpu_count_up_to_16(l70, h100):
+    """With idle GPUs allowed a box of up to 16 GPUs is searched at every count (6 of 7 GPUs as
+    TP2 DP3); above 16, the divisors and the powers of two."""
+    from sizer.search import gpu_counts
+
+    assert gpu_counts(7, True) == [7, 6, 5, 4, 3, 2, 1] and gpu_counts(7, False) == [7]
+    assert gpu_counts(24, True) == [24, 16, 12, 8, 6, 4, 3, 2, 1]
+    rec = recommend(l70, h100, 7, allow_idle=True, top=100)
+    used = {c.label: c.gpus_used for c in rec.candidates}
+    assert used["TP2 PP1 DP3"] == 6 and used["TP1 PP5 DP1"] == 5 and set(used.values()) == {2, 4, 5, 6}
+    assert all(c["gpus_used"] == c["tp"] * c["pp"] * c["dp"] for c in rec.to_json()["candidates"])
+    assert any("per-GPU numbers compare splits of different sizes" in n for n in rec.notes)
+
+
+def test_cli_allow_idle_has_a_gpus_column(cfg70, capsys):
+    code, out, _ = _cli(["--model", cfg70, "--gpus", "7", "--allow-idle"], capsys)
+    head = next(line for line in out.splitlines() if line.lstrip().startswith("#"))
+    assert code == 0 and head.split()[:3] == ["#", "split", "GPUs"]
+    row = next(line for line in out.splitlines() if "TP2 PP1 DP3 " in line)
+    assert row.split()[4] == "6"
+    assert "note: --allow-idle: splits use different numbers of the 7 GPUs" in out
+    code, out, _ = _cli(["--model", cfg70, "--gpus", "8"], capsys)
+    head = next(line for line in out.splitlines() if line.lstrip().startswith("#"))
+    assert head.split()[:3] == ["#", "split", "weights"]  # every split uses all GPUs: no column
+
+
+def test_cli_json_when_nothing_fits_is_one_document(cfg70, capsys):
+    """--json prints exactly one document even when nothing fits, then exits 1 with the
+    message on stderr."""
+    code, out, err = _cli(["--model", cfg70, "--gpus", "1", "--json"], capsys)
+    doc = json.loads(out)
+    assert code == 1 and doc["candidates"] == [] and doc["error"] in err
+    assert doc["suggestion"]["gpus"] == 2 and doc["suggestion"]["weight_dtype"] == "fp8"
+    assert any(r["kind"] == "memory" for r in doc["rejected"])
+    code, out, err = _cli(["--model", cfg70, "--gpus", "1"], capsys)
+    assert code == 1 and out == "" and "would fit on 2 GPUs" in err
+
+
+def test_cli_warns_when_the_profile_was_measured_on_another_device(cfg70, capsys, tmp_path):
+    """As estimate and step do: a profile's constants replace the catalog's."""
+    path = tmp_path / "a100.json"
+    path.write_text(json.dumps({"sizer_profile_version": 1, "env": {"gpu_id": "a100-sxm"}}))
+    code, out, err = _cli(["--model", cfg70, "--gpus", "8", "--profile", str(path), "--json"], capsys)
+    assert code == 0 and json.loads(out)["candidates"]
+    assert f"profile {path} was measured on a100-sxm, not h100-sxm" in err
