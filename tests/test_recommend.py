@@ -3,6 +3,7 @@ vectorised search reproduces estimate(); placement rules; rules of thumb; exit c
 
 import json
 import math
+import re
 
 import numpy as np
 import pytest
@@ -423,3 +424,96 @@ def test_cli_warns_when_the_profile_was_measured_on_another_device(cfg70, capsys
     code, out, err = _cli(["--model", cfg70, "--gpus", "8", "--profile", str(path), "--json"], capsys)
     assert code == 0 and json.loads(out)["candidates"]
     assert f"profile {path} was measured on a100-sxm, not h100-sxm" in err
+
+
+# --- the report says only what is true ----------------------------------------------------
+
+def _note(rec):
+    from sizer.cmd_recommend import render
+
+    return next(line for line in render(rec).splitlines() if line.startswith("(No latency targets"))
+
+
+def test_fills_memory_only_when_the_batch_is_at_the_memory_limit(l70, h100, rec8):
+    """The latency winner runs one sequence with most of the GPU free; on 2 GPUs the throughput
+    winner's 46 sequences are all the KV cache holds; on 8 its 256 are the max_num_seqs cap."""
+    lat = recommend(l70, h100, 8, objective="latency")
+    assert lat.winner.batch == 1 and lat.winner.headroom_bytes > 50 * 2**30
+    assert "fills memory" not in _note(lat) and "runs batch 1 per replica with" in _note(lat)
+    two = recommend(l70, h100, 2)
+    assert two.winner.batch == two.winner.max_batch and two.winner.batch_limit == "memory"
+    assert "the winner fills memory (batch 46 per replica)" in _note(two)
+    assert rec8.winner.batch == 256 and "the max_num_seqs cap" in _note(rec8)
+    assert "fills memory" not in _note(rec8)
+
+
+def test_comm_share_is_the_same_number_in_the_table_and_the_sentences(l70, h100):
+    """One quantity (the largest collective's share of the decode step), one rounding."""
+    from sizer.cmd_recommend import render
+
+    rec = recommend(l70, h100, 8, tpot_s=0.030)
+    text = render(rec)
+    rows = {line[4:22].strip(): line for line in text.splitlines() if re.match(r"^\s*\d+\s+TP", line)}
+    for c in rec.candidates:
+        pct = f"{c.comm_op_share:.0%}"
+        assert f"{pct} all-reduce" in rows[c.label]
+    w = rec.winner
+    assert f"all-reduce is {w.comm_op_share:.0%} of the decode step" in rec.winner_reason
+    assert rec.to_json()["candidates"][0]["comm_op_share"] == w.comm_op_share
+
+
+def _all_text(rec) -> list[str]:
+    return list(rec.why_not) + [rec.winner_reason]
+
+
+@pytest.fixture(scope="module")
+def explained(h100):
+    from sizer.models import get_model
+
+    l70 = get_model("llama-3.1-70b")
+    return {"mixtral_tpot": recommend(get_model("mixtral-8x22b"), h100, 8, weight_dtypes="fp8,int4",
+                                      tpot_s=0.025, top=50),
+            "70b_ttft": recommend(l70, h100, 8, ttft_s=1.0, top=50),
+            "70b_latency": recommend(l70, h100, 8, objective="latency", top=50),
+            "gpt_oss": recommend(get_model("gpt-oss-120b"), h100, 8, top=50)}
+
+
+def test_every_cited_comparison_points_the_right_way(explained):
+    """A cause says why a loser loses: its TPOT higher than what it is compared with, its
+    sequences per GPU fewer; never a lower TPOT or a larger load cited as the reason."""
+    checked = 0
+    for key, rec in explained.items():
+        for line in _all_text(rec):
+            for cause in re.split(r"; |, because ", line)[1:]:
+                for a, b in re.findall(r"TPOT ([\d.]+) ms vs ([\d.]+) ms", cause):
+                    assert float(a) > float(b), (key, line)
+                    checked += 1
+                for a, b in re.findall(r"([\d.]+) (?:sequences )?per GPU vs ([\d.]+)", cause):
+                    assert float(a) < float(b), (key, line)
+                    checked += 1
+    assert checked >= 20
+
+
+def test_a_dimension_is_blamed_only_when_changing_it_alone_helps(explained):
+    """Like with like: TP2 PP2 DP2 has the TPOT of TP2 PP1 DP4 at the same batch, so its
+    pipeline is not why it trails TP8 at batch 1; its TP width is. EP1 is said plainly, never
+    as 'holds 1/1 of the experts'."""
+    lat = {line.split(" (")[0]: line for line in explained["70b_latency"].why_not}
+    assert "pipeline" not in lat["TP2 PP2 DP2"] and "layers split 2 ways, not 8" in lat["TP2 PP2 DP2"]
+    assert "layers split 4 ways, not 8: TPOT 20.4 ms vs 11.9 ms as TP8 PP1 DP1 at batch 1" in lat["TP4 PP1 DP2"]
+    for rec in explained.values():
+        for line in _all_text(rec):
+            assert "1/1" not in line and "1 ways" not in line
+            m = re.search(r"crosses \d+ pipeline stages per step: TPOT ([\d.]+) ms vs ([\d.]+) ms as (TP\d+ PP\d+ DP\d+)", line)
+            if m:
+                assert float(m.group(1)) > 1.05 * float(m.group(2))
+    oss = {line.split(" (")[0]: line for line in explained["gpt_oss"].why_not}
+    assert "experts not spread (EP1; the winner spreads them over 8 GPUs)" in oss["TP1 PP1 DP8"]
+
+
+def test_no_cause_is_invented_for_a_tie(explained):
+    """TP2 PP2 DP2 trails TP1 PP4 DP2 by under 1% under a 1 s TTFT target: no cause given."""
+    rec = explained["70b_ttft"]
+    line = next(x for x in rec.why_not if x.startswith("TP2 PP2 DP2"))
+    assert line == "TP2 PP2 DP2 (bf16): 0.9% fewer tok/s per GPU"
+    assert rec.winner_reason.endswith("Runner-up TP2 PP2 DP2 (bf16): 0.9% fewer tok/s per GPU.")
