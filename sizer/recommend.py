@@ -24,8 +24,9 @@ from .gpus import get_gpu
 from .hardware import device_for
 from .models import get_model
 from .precision import WEIGHT_DTYPES, canonical
-from .search import (GIB, MemoryCache, Workload, batch_grid, concurrency_batch, enumerate_splits,
-                     evaluate, gpu_counts, group_links, placement_flags, refine_batches)
+from .search import (MemoryCache, Workload, best_index, enumerate_splits, gpu_counts,
+                     group_links, objective_key, placement_flags, search_split, split_json,
+                     weight_label)
 from .split import Split
 from .whynot import divisibility_note, fit_hint, miss_text, why_not_lines, winner_reason
 
@@ -145,10 +146,6 @@ class NothingFitsError(InfeasibleError):
         self.recommendation = recommendation
 
 
-def _split_json(split: Split) -> dict:
-    return {"tp": split.tp, "pp": split.pp, "ep": split.ep, "dp": split.dp, "label": split.label()}
-
-
 def _resolve_topology(topology, gpu, gpus, nodes, inter_node):
     from .topology import Topology, default_topology, get_topology
 
@@ -159,14 +156,6 @@ def _resolve_topology(topology, gpu, gpus, nodes, inter_node):
     if topology:
         return get_topology(topology, gpu, gpus, nodes, inter_node)
     return default_topology(gpu, gpus, nodes, inter_node)
-
-
-def _objective_key(objective: str, tok_gpu, tpot, ttft, gpus=0):
-    """Lexicographic sort keys, smaller is better (module docstring); a full tie goes to the
-    split using more of the GPUs (more tokens/s in all)."""
-    if objective == "latency":
-        return (tpot, ttft, -tok_gpu, -gpus)
-    return (-tok_gpu, tpot, ttft, -gpus)  # throughput; cost is monotone in tokens/s per GPU
 
 
 def recommend(model, gpu, gpus: int, *, nodes: int = 1, topology=None, inter_node=None,
@@ -219,7 +208,7 @@ def recommend(model, gpu, gpus: int, *, nodes: int = 1, topology=None, inter_nod
         valid, invalid = enumerate_splits(model, n)
         splits += valid
         dropped += invalid
-        rejected += [{**_split_json(s), "weight_dtype": None, "kind": "divisibility", "reason": r}
+        rejected += [{**split_json(s), "weight_dtype": None, "kind": "divisibility", "reason": r}
                      for s, r in invalid]
     inside = [s for s in splits if "tp_spans_nodes" not in placement_flags(topo, s)]
     across = [s for s in splits if s not in inside]
@@ -230,7 +219,7 @@ def recommend(model, gpu, gpus: int, *, nodes: int = 1, topology=None, inter_nod
             flags = placement_flags(topo, split)
             for wd in dtypes:
                 for kd in kv_dtypes:
-                    found.append(_search_split(model, device, split, wd, kd, wl, topo, profile,
+                    found.append(search_split(model, device, split, wd, kd, wl, topo, profile,
                                                mem, batch, concurrency, targets, flags, objective))
         return found
 
@@ -245,7 +234,7 @@ def recommend(model, gpu, gpus: int, *, nodes: int = 1, topology=None, inter_nod
         notes.append(f"no split with TP inside a node of {topo.gpus_per_node} fits; "
                      "TP groups spanning nodes were searched too")
     elif across:
-        rejected += [{**_split_json(s), "weight_dtype": None, "kind": "placement",
+        rejected += [{**split_json(s), "weight_dtype": None, "kind": "placement",
                       "reason": f"TP={s.tp} would span nodes of {topo.gpus_per_node} GPUs; "
                                 "splits with TP inside a node fit"} for s in across]
     for r in results:
@@ -269,13 +258,13 @@ def recommend(model, gpu, gpus: int, *, nodes: int = 1, topology=None, inter_nod
     cands = [_candidate(r, objective, targets, gpu_hour_price, mem, topo) for r in fitted]
     meeting = [c for c in cands if c.meets_targets]
     if meeting:
-        ranked = sorted(meeting, key=lambda c: _objective_key(objective, c.output_tok_s_per_gpu,
+        ranked = sorted(meeting, key=lambda c: objective_key(objective, c.output_tok_s_per_gpu,
                                                               c.tpot_s, c.ttft_s, c.split.gpus))
     else:
         ranked = sorted(cands, key=lambda c: (c.miss, -c.output_tok_s_per_gpu))
     for c in cands:
         if not c.meets_targets:
-            rejected.append({**_split_json(c.split), "weight_dtype": c.weight_dtype, "kind": "targets",
+            rejected.append({**split_json(c.split), "weight_dtype": c.weight_dtype, "kind": "targets",
                              "reason": miss_text(c, targets)})
     pareto = _pareto(fitted, targets)
     index = {(c.split, c.weight_dtype, c.kv_dtype): r["points"] for c, r in zip(cands, fitted)}
@@ -307,77 +296,9 @@ def _weight_dtypes(weight_dtypes) -> list:
     return out or [None]
 
 
-def _search_split(model, device, split, wd, kd, wl, topo, profile, mem, batch, concurrency,
-                  targets, flags, objective="throughput") -> dict:
-    """Cost one split and precision over its batch grid, then over every batch between the best
-    grid point's neighbours (search.refine_batches); a `rejected` dict when it cannot fit."""
-    out = {"split": split, "weight_dtype": wd, "kv_dtype": kd, "flags": flags, "points": None,
-           "rejected": None, "plan1": mem.plan(split, wd, kd, 1), "batch_limit": "given"}
-    b_max = mem.max_batch(split, wd, kd)
-    if batch is not None or concurrency is not None:
-        want = batch if batch is not None else concurrency_batch(concurrency, split)
-        if b_max < want:
-            plan = mem.plan(split, wd, kd, want)
-            out["rejected"] = _reject(split, wd, plan, f"batch {want}")
-            return out
-        grid = np.array([float(want)])
-    else:
-        if b_max < 1:
-            out["rejected"] = _reject(split, wd, out["plan1"], "one sequence")
-            return out
-        grid = batch_grid(b_max)
-        out["batch_limit"] = "max_num_seqs" if b_max >= wl.max_batch else "memory"
-    kw = dict(weight_dtype=wd, kv_dtype=kd, topology=topo, profile=profile)
-    pts = evaluate(model, device, split, grid, wl, **kw)
-    extra = refine_batches(grid, _best_index(pts, objective, targets)[0]) if len(grid) > 1 else grid[:0]
-    if extra.size:
-        pts = evaluate(model, device, split, np.union1d(grid, extra), wl, **kw)
-    out["points"] = pts
-    return out
-
-
-def _miss(pts, targets) -> np.ndarray:
-    miss = np.zeros_like(pts.batch)
-    for key, arr in (("ttft_s", pts.ttft_s), ("tpot_s", pts.tpot_s)):
-        if targets[key]:
-            miss = np.maximum(miss, arr / targets[key])
-    return miss
-
-
-def _best_index(pts, objective, targets) -> tuple[int, np.ndarray]:
-    """The point the objective prefers among those meeting the targets (else the closest miss),
-    and every point's miss ratio."""
-    miss = _miss(pts, targets)
-    keys = [_objective_key(objective, pts.output_tok_s_per_gpu[i], pts.tpot_s[i], pts.ttft_s[i])
-            for i in range(len(pts.batch))]
-    ok = np.flatnonzero(miss <= 1.0)
-    if ok.size:
-        return int(min(ok, key=lambda j: keys[j])), miss
-    return int(min(range(len(pts.batch)), key=lambda j: (miss[j], keys[j]))), miss
-
-
-def _weight_label(weight_dtype, precision: dict) -> str:
-    """The user's --weight-dtype, or the checkpoint's own: 'bf16', or 'bf16+fp4' when its
-    experts are stored differently (gpt-oss: MXFP4 experts, bf16 attention)."""
-    if weight_dtype:
-        return weight_dtype
-    w, e = precision["weights"], precision["experts"]
-    return w if w == e else f"{w}+{e}"
-
-
-def _reject(split, wd, plan, what) -> dict:
-    pg = plan.to_json()["per_gpu"]
-    need = plan.weights_bytes + plan.activation_bytes + plan.overhead_bytes + \
-        plan.kv_bytes_per_token * plan.context * max(plan.batch, 1)
-    reason = (f"doesn't fit: {what} of {plan.context} tokens needs {need / GIB:.1f} GiB per GPU "
-              f"of {pg['capacity_bytes'] / GIB:.1f} GiB (weights {plan.weights_bytes / GIB:.1f} GiB)")
-    return {**_split_json(split), "weight_dtype": _weight_label(wd, plan.precision), "kind": "memory",
-            "reason": reason, "needs_bytes": need, "capacity_bytes": pg["capacity_bytes"]}
-
-
 def _candidate(r, objective, targets, price, mem, topo) -> Candidate:
     pts = r["points"]
-    i, miss = _best_index(pts, objective, targets)
+    i, miss = best_index(pts, objective, targets)
     ok = miss <= 1.0
     b = int(pts.batch[i])
     if b == int(pts.batch[-1]):
@@ -394,7 +315,7 @@ def _candidate(r, objective, targets, price, mem, topo) -> Candidate:
     op_group = {"tp_all_reduce": "tp", "tp_reduce_scatter+all_gather": "tp", "logits_all_gather": "tp",
                 "ep_all_to_all": "ep", "pp_send_recv": "pp"}.get(comm_op)
     return Candidate(
-        split=pts.split, weight_dtype=_weight_label(pts.weight_dtype, plan.precision),
+        split=pts.split, weight_dtype=weight_label(pts.weight_dtype, plan.precision),
         kv_dtype=plan.precision["kv_cache"], batch=b, ttft_s=float(pts.ttft_s[i]),
         tpot_s=float(pts.tpot_s[i]), e2e_s=float(pts.e2e_s[i]), output_tok_s=float(pts.output_tok_s[i]),
         output_tok_s_per_gpu=tok_gpu, comm_share_decode=float(pts.comm_share_decode[i]),
@@ -412,7 +333,7 @@ def _pareto(fitted, targets) -> list[dict]:
     """Points not dominated in (tokens/s per GPU up, TPOT down), by TPOT ascending."""
     rows = []
     for r in fitted:
-        pts, wd = r["points"], _weight_label(r["weight_dtype"], r["plan1"].precision)
+        pts, wd = r["points"], weight_label(r["weight_dtype"], r["plan1"].precision)
         for i in range(len(pts.batch)):
             rows.append((float(pts.tpot_s[i]), -float(pts.output_tok_s_per_gpu[i]), pts, i, wd))
     rows.sort(key=lambda r: (r[0], r[1]))
@@ -422,7 +343,7 @@ def _pareto(fitted, targets) -> list[dict]:
             best = -neg_tok
             meets = ((not targets["tpot_s"] or tpot <= targets["tpot_s"])
                      and (not targets["ttft_s"] or pts.ttft_s[i] <= targets["ttft_s"]))
-            out.append({**_split_json(pts.split), "weight_dtype": wd, "batch": int(pts.batch[i]),
+            out.append({**split_json(pts.split), "weight_dtype": wd, "batch": int(pts.batch[i]),
                         "tpot_s": tpot, "ttft_s": float(pts.ttft_s[i]), "interactivity_tok_s": 1.0 / tpot,
                         "output_tok_s_per_gpu": -neg_tok, "meets_targets": bool(meets)})
     return out

@@ -1,4 +1,5 @@
-"""The search space of `sizer recommend`, and one split evaluated over a vector of batch sizes.
+"""The search space of `sizer recommend`, one split evaluated over a vector of batch sizes, and
+the best batch of one split (a quarter-octave grid, then every integer around its best point).
 
 Why a module of its own: the recommender asks the same question as `sizer estimate` for hundreds
 of (split, precision, batch) points. Building an Estimate per point would spend most of the time
@@ -239,3 +240,83 @@ def evaluate(model, device, split: Split, batches, wl: Workload, *, weight_dtype
 def concurrency_batch(concurrency: int, split: Split) -> int:
     """Sequences per replica for a concurrency over the deployment (estimate()'s rule)."""
     return math.ceil(concurrency / split.dp)
+
+
+def split_json(split: Split) -> dict:
+    return {"tp": split.tp, "pp": split.pp, "ep": split.ep, "dp": split.dp, "label": split.label()}
+
+
+def objective_key(objective: str, tok_gpu, tpot, ttft, gpus=0):
+    """Lexicographic sort keys, smaller is better (sizer/recommend.py docstring); a full tie goes to the
+    split using more of the GPUs (more tokens/s in all)."""
+    if objective == "latency":
+        return (tpot, ttft, -tok_gpu, -gpus)
+    return (-tok_gpu, tpot, ttft, -gpus)  # throughput; cost is monotone in tokens/s per GPU
+
+
+def search_split(model, device, split, wd, kd, wl, topo, profile, mem, batch, concurrency,
+                  targets, flags, objective="throughput") -> dict:
+    """Cost one split and precision over its batch grid, then over every batch between the best
+    grid point's neighbours (refine_batches); a `rejected` dict when it cannot fit."""
+    out = {"split": split, "weight_dtype": wd, "kv_dtype": kd, "flags": flags, "points": None,
+           "rejected": None, "plan1": mem.plan(split, wd, kd, 1), "batch_limit": "given"}
+    b_max = mem.max_batch(split, wd, kd)
+    if batch is not None or concurrency is not None:
+        want = batch if batch is not None else concurrency_batch(concurrency, split)
+        if b_max < want:
+            plan = mem.plan(split, wd, kd, want)
+            out["rejected"] = reject_memory(split, wd, plan, f"batch {want}")
+            return out
+        grid = np.array([float(want)])
+    else:
+        if b_max < 1:
+            out["rejected"] = reject_memory(split, wd, out["plan1"], "one sequence")
+            return out
+        grid = batch_grid(b_max)
+        out["batch_limit"] = "max_num_seqs" if b_max >= wl.max_batch else "memory"
+    kw = dict(weight_dtype=wd, kv_dtype=kd, topology=topo, profile=profile)
+    pts = evaluate(model, device, split, grid, wl, **kw)
+    extra = refine_batches(grid, best_index(pts, objective, targets)[0]) if len(grid) > 1 else grid[:0]
+    if extra.size:
+        pts = evaluate(model, device, split, np.union1d(grid, extra), wl, **kw)
+    out["points"] = pts
+    return out
+
+
+def miss_ratio(pts, targets) -> np.ndarray:
+    miss = np.zeros_like(pts.batch)
+    for key, arr in (("ttft_s", pts.ttft_s), ("tpot_s", pts.tpot_s)):
+        if targets[key]:
+            miss = np.maximum(miss, arr / targets[key])
+    return miss
+
+
+def best_index(pts, objective, targets) -> tuple[int, np.ndarray]:
+    """The point the objective prefers among those meeting the targets (else the closest miss),
+    and every point's miss ratio."""
+    miss = miss_ratio(pts, targets)
+    keys = [objective_key(objective, pts.output_tok_s_per_gpu[i], pts.tpot_s[i], pts.ttft_s[i])
+            for i in range(len(pts.batch))]
+    ok = np.flatnonzero(miss <= 1.0)
+    if ok.size:
+        return int(min(ok, key=lambda j: keys[j])), miss
+    return int(min(range(len(pts.batch)), key=lambda j: (miss[j], keys[j]))), miss
+
+
+def weight_label(weight_dtype, precision: dict) -> str:
+    """The user's --weight-dtype, or the checkpoint's own: 'bf16', or 'bf16+fp4' when its
+    experts are stored differently (gpt-oss: MXFP4 experts, bf16 attention)."""
+    if weight_dtype:
+        return weight_dtype
+    w, e = precision["weights"], precision["experts"]
+    return w if w == e else f"{w}+{e}"
+
+
+def reject_memory(split, wd, plan, what) -> dict:
+    pg = plan.to_json()["per_gpu"]
+    need = plan.weights_bytes + plan.activation_bytes + plan.overhead_bytes + \
+        plan.kv_bytes_per_token * plan.context * max(plan.batch, 1)
+    reason = (f"doesn't fit: {what} of {plan.context} tokens needs {need / GIB:.1f} GiB per GPU "
+              f"of {pg['capacity_bytes'] / GIB:.1f} GiB (weights {plan.weights_bytes / GIB:.1f} GiB)")
+    return {**split_json(split), "weight_dtype": weight_label(wd, plan.precision), "kind": "memory",
+            "reason": reason, "needs_bytes": need, "capacity_bytes": pg["capacity_bytes"]}
