@@ -150,7 +150,8 @@ def cause(c, w, objective="throughput", targets=None, index=None) -> str:
         gap = 1 - c.output_tok_s_per_gpu / w.output_tok_s_per_gpu
         if per_gpu_load(c) < 0.95 * per_gpu_load(w):
             causes.append(_load_text(c, w, targets))
-    if gap >= TIED and c.tpot_s > 1.03 * w.tpot_s:
+    if gap >= TIED and (c.tpot_s > 1.03 * w.tpot_s or "tpot" in c.cap):
+        # a slower step, or one that reaches the TPOT target at a smaller batch
         causes += _step_causes(c, w, index)
     if gap < TIED:
         causes = []
