@@ -1,5 +1,6 @@
 """How fast `sizer recommend` answers (issue #5: 8 GPUs well under a second in a fresh process,
-64 GPUs over 8 nodes in a few seconds).
+64 GPUs over 8 nodes in a few seconds), with a latency target (the batch refinement) and with
+idle GPUs allowed (every GPU count searched).
 
 Each case runs `python -m sizer recommend ... --json` in a fresh interpreter; end-to-end time is
 the wall time of that process (interpreter start, imports, search, JSON out), search time and the
@@ -22,6 +23,11 @@ CASES = (  # (key, arguments)
     ("64gpu_8nodes", ["--model", "70b", "--gpus", "64", "--nodes", "8"]),
     ("8gpu_moe_2dtypes", ["--model", "qwen3-235b-a22b", "--gpus", "8", "--weight-dtype", "bf16,fp8"]),
     ("64gpu_8nodes_moe", ["--model", "deepseek-v3", "--gpus", "64", "--nodes", "8"]),
+    # a TPOT target: each split's best grid batch is refined over every integer around it
+    ("8gpu_moe_tpot", ["--model", "mixtral-8x22b", "--gpus", "8", "--weight-dtype", "fp8,int4",
+                       "--tpot", "25ms"]),
+    # idle GPUs allowed: every GPU count 1..16
+    ("16gpu_idle_moe", ["--model", "qwen3-235b-a22b", "--gpus", "16", "--nodes", "2", "--allow-idle"]),
 )
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
