@@ -271,7 +271,7 @@ def recommend(model, gpu, gpus: int, *, nodes: int = 1, topology=None, inter_nod
     rec = Recommendation(
         **common, candidates=tuple(ranked[:top]), rejected=tuple(rejected), pareto=tuple(pareto),
         why_not=tuple(why_not_lines(ranked, results, targets, objective, index)),
-        winner_reason=winner_reason(ranked, objective, targets, topo, index) if meeting else "",
+        winner_reason=winner_reason(ranked, objective, targets, topo, index, gpus) if meeting else "",
         evaluated_points=sum(len(r["points"].batch) for r in fitted), meets_targets=bool(meeting))
     if not meeting:
         best = ranked[0]

@@ -171,13 +171,14 @@ def _versus(c, w, objective) -> str:
     return f"{gap:.{0 if gap >= 0.095 else 1}%} fewer tok/s per GPU"
 
 
-def winner_reason(ranked, objective, targets, topo, index=None) -> str:
+def winner_reason(ranked, objective, targets, topo, index=None, gpus=None) -> str:
     """One or two sentences: what the winner achieves and why it beats the runner-up."""
     w = ranked[0]
+    idle = f" on {w.split.gpus} of the {gpus} GPUs" if gpus and w.split.gpus != gpus else ""
     what = {"throughput": "the most output tokens per GPU", "latency": "the lowest TPOT",
             "cost": "the lowest cost per token"}[objective]
     met = [f"{k[:-2].upper()} <= {_ms(v)}" for k, v in targets.items() if v]
-    text = (f"{w.label} in {w.weight_dtype} gives {what}"
+    text = (f"{w.label}{idle} in {w.weight_dtype} gives {what}"
             + (f" that meets {' and '.join(met)}" if met else "")
             + f": {w.output_tok_s_per_gpu:,.0f} tok/s per GPU at batch {w.batch} per replica, "
             f"TPOT {_ms(w.tpot_s)}, TTFT {_ms(w.ttft_s)}, {w.headroom_bytes / GIB:.1f} GiB free per GPU")

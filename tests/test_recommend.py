@@ -391,6 +391,7 @@ def test_allow_idle_searches_every_gpu_count_up_to_16(l70, h100):
     assert used["TP2 PP1 DP3"] == 6 and used["TP1 PP5 DP1"] == 5 and set(used.values()) == {2, 4, 5, 6}
     assert all(c["gpus_used"] == c["tp"] * c["pp"] * c["dp"] for c in rec.to_json()["candidates"])
     assert any("per-GPU numbers compare splits of different sizes" in n for n in rec.notes)
+    assert rec.winner_reason.startswith(f"{rec.winner.label} on {rec.winner.gpus_used} of the 7 GPUs in bf16")
 
 
 def test_cli_allow_idle_has_a_gpus_column(cfg70, capsys):
@@ -507,6 +508,9 @@ def test_a_dimension_is_blamed_only_when_changing_it_alone_helps(explained):
             m = re.search(r"crosses \d+ pipeline stages per step: TPOT ([\d.]+) ms vs ([\d.]+) ms as (TP\d+ PP\d+ DP\d+)", line)
             if m:
                 assert float(m.group(1)) > 1.05 * float(m.group(2))
+    mix = explained["mixtral_tpot"]  # int4 reaches the TPOT target at a smaller batch than fp8
+    int4 = next(x for x in mix.why_not if x.startswith(f"{mix.winner.label} (int4)"))
+    assert "TPOT target caps it" in int4 and re.search(r"int4 weights, not fp8: TPOT [\d.]+ ms vs [\d.]+ ms in fp8", int4)
     oss = {line.split(" (")[0]: line for line in explained["gpt_oss"].why_not}
     assert "experts not spread (EP1; the winner spreads them over 8 GPUs)" in oss["TP1 PP1 DP8"]
 
