@@ -297,7 +297,8 @@ def fit_hint(model, gpu, gpus, topo, dtypes, kv_dtypes, wl, results, dropped=(),
                 hints.append(f"on {n} of the {gpus} GPUs with --allow-idle ({ok.label()})")
                 suggestion.update(allow_idle_gpus=n, allow_idle_split=ok.label())
                 break
-    return msg + "; " + " or ".join(hints) + ".", suggestion
+    dropped_note = "" if "only split" in which or not dropped else f" Also: {divisibility_note(model, dropped)}."
+    return msg + "; " + " or ".join(hints) + "." + dropped_note, suggestion
 
 
 def _lean_fit(model, mem, n, per_node, dtype, kd):

@@ -521,3 +521,17 @@ def test_no_cause_is_invented_for_a_tie(explained):
     line = next(x for x in rec.why_not if x.startswith("TP2 PP2 DP2"))
     assert line == "TP2 PP2 DP2 (bf16): 0.9% fewer tok/s per GPU"
     assert rec.winner_reason.endswith("Runner-up TP2 PP2 DP2 (bf16): 0.9% fewer tok/s per GPU.")
+
+
+def test_nothing_fits_also_says_which_splits_were_dropped(h100):
+    """DeepSeek-V3/R1 has 61 layers (its config.json): no PP divides it on 8 GPUs, and in fp8
+    (671B x 1 byte) no 8-GPU split holds it."""
+    from sizer.models import get_model
+    from sizer.recommend import NothingFitsError
+
+    with pytest.raises(NothingFitsError) as err:
+        recommend(get_model("deepseek-r1"), h100, 8)
+    assert str(err.value).endswith("Also: 6 splits dropped because deepseek-v3 does not divide into "
+                                   "them (PP2, PP4, PP8: 61 layers do not divide).")
+    assert err.value.recommendation.notes == (
+        "6 splits dropped because deepseek-v3 does not divide into them (PP2, PP4, PP8: 61 layers do not divide)",)
