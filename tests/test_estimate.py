@@ -11,10 +11,8 @@ from sizer.gpus import get_gpu
 from sizer.models import model_from_config
 from sizer.split import Split
 from sizer.step import step_time
+from shapes import LLAMA_8B
 
-LLAMA_8B = dict(model_type="llama", hidden_size=4096, num_hidden_layers=32, num_attention_heads=32,
-                num_key_value_heads=8, intermediate_size=14336, vocab_size=128256,
-                torch_dtype="bfloat16", max_position_embeddings=131072)
 
 
 @pytest.fixture(scope="module")

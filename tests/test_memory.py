@@ -11,20 +11,11 @@ from sizer.gpus import get_gpu
 from sizer.memory import kv_bytes_per_token, resolve_precision, stage_weight_bytes
 from sizer.models import model_from_config
 from sizer.split import Split, check_split
+from shapes import DSV3, LLAMA_70B
+LLAMA_8B = dict(LLAMA_70B, hidden_size=4096, num_hidden_layers=32, num_attention_heads=32,
+                intermediate_size=14336, max_position_embeddings=8192)  # Meta-Llama-3-8B: 8k context
 
 GIB = 2**30
-LLAMA_70B = dict(model_type="llama", hidden_size=8192, num_hidden_layers=80, num_attention_heads=64,
-                 num_key_value_heads=8, intermediate_size=28672, vocab_size=128256,
-                 torch_dtype="bfloat16", max_position_embeddings=131072)
-LLAMA_8B = dict(LLAMA_70B, hidden_size=4096, num_hidden_layers=32, num_attention_heads=32,
-                intermediate_size=14336, max_position_embeddings=8192)
-DSV3 = dict(model_type="deepseek_v3", hidden_size=7168, num_hidden_layers=61, num_attention_heads=128,
-            num_key_value_heads=128, intermediate_size=18432, moe_intermediate_size=2048,
-            n_routed_experts=256, n_shared_experts=1, num_experts_per_tok=8, first_k_dense_replace=3,
-            moe_layer_freq=1, kv_lora_rank=512, q_lora_rank=1536, qk_rope_head_dim=64,
-            qk_nope_head_dim=128, v_head_dim=128, vocab_size=129280, torch_dtype="bfloat16",
-            max_position_embeddings=163840,
-            quantization_config={"quant_method": "fp8", "weight_block_size": [128, 128]})
 
 
 @pytest.fixture(scope="module")

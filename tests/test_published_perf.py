@@ -2,7 +2,6 @@
 citing its table). Three defaults in sizer/hardware.py were fitted to the TensorRT-LLM v0.17/v0.14
 rows; the other rows are a holdout. These tests keep the model honest on both."""
 
-import json
 import os
 import statistics
 import sys

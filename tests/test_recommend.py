@@ -17,20 +17,8 @@ from sizer.recommend import TargetsNotMetError, recommend
 from sizer.search import Workload, evaluate, enumerate_splits
 from sizer.split import Split
 from sizer.topology import default_topology, get_topology
+from shapes import GPT3, LLAMA_70B, QWEN3_MOE
 
-# Llama-3.1-70B config.json (meta-llama/Llama-3.1-70B; model_architecture.json records)
-LLAMA_70B = dict(model_type="llama", hidden_size=8192, num_hidden_layers=80, num_attention_heads=64,
-                 num_key_value_heads=8, intermediate_size=28672, vocab_size=128256,
-                 torch_dtype="bfloat16", max_position_embeddings=131072)
-# GPT-3 175B (Brown et al. 2020, Table 2.1: d_model 12288, 96 layers, 96 heads, context 2048;
-# GPT-2 BPE vocabulary of 50257; FFN 4 x d_model with GELU, i.e. not gated: model_type gpt2)
-GPT3 = dict(model_type="gpt2", n_embd=12288, n_layer=96, n_head=96, vocab_size=50257, n_inner=4 * 12288,
-            n_positions=2048, torch_dtype="bfloat16", tie_word_embeddings=True)
-# A small MoE (Qwen3-30B-A3B shapes, its config.json): 128 experts, top-8, 48 layers
-QWEN3_MOE = dict(model_type="qwen3_moe", hidden_size=2048, num_hidden_layers=48, num_attention_heads=32,
-                 num_key_value_heads=4, head_dim=128, intermediate_size=6144, moe_intermediate_size=768,
-                 num_experts=128, num_experts_per_tok=8, vocab_size=151936, torch_dtype="bfloat16",
-                 max_position_embeddings=40960)
 
 
 @pytest.fixture(scope="module")

@@ -9,14 +9,8 @@ from sizer.models import model_from_config
 from sizer.ops import expected_experts
 from sizer.pipeline import Schedule
 from sizer.step import step_time
+from shapes import LLAMA_8B, MIXTRAL_8X7B as MIXTRAL
 
-# Llama-3.1-8B shapes (official config.json; reference R00750.. in model_architecture.json)
-LLAMA_8B = dict(model_type="llama", hidden_size=4096, num_hidden_layers=32, num_attention_heads=32,
-                num_key_value_heads=8, intermediate_size=14336, vocab_size=128256,
-                torch_dtype="bfloat16", max_position_embeddings=131072)
-MIXTRAL = dict(model_type="mixtral", hidden_size=4096, num_hidden_layers=32, num_attention_heads=32,
-               num_key_value_heads=8, intermediate_size=14336, vocab_size=32000, num_local_experts=8,
-               num_experts_per_tok=2, torch_dtype="bfloat16", max_position_embeddings=32768)
 
 
 @pytest.fixture(scope="module")
