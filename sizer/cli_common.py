@@ -94,7 +94,6 @@ def deployment_from_args(args, tokens: int | None = None, what: str = "context")
     --gpus against the split, warns on a context beyond the model's maximum, reads --profile
     and the topology flags."""
     from .cli import warn
-    from .errors import InputError
     from .profile import load_profile
     from .topology import topology_from_args
 
