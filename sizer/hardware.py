@@ -8,7 +8,8 @@ Default efficiencies and their basis. Three of them are fitted, by grid search o
 |log error|, to 26 published serving measurements (data/published_perf.json: TensorRT-LLM v0.17
 max-throughput and v0.14 online-serving rows on H100/H200/A100), and checked on 24 held-out
 records (TensorRT-LLM v0.5/v0.6.1, gpt-fast, NVIDIA NIM): held-out median |error| went from 18.6%
-(datasheet-style 0.85 / 0.70 / no overhead) to 11.2% (benchmarks/time_vs_published.py).
+(datasheet-style 0.85 / 0.70 / no overhead) to 11.2%, and to 9.9% with the MoE changes below
+(benchmarks/time_vs_published.py).
 - Weight streaming (HBM): 0.60 of datasheet bandwidth (fitted). What a whole decode step
   achieves, not a copy benchmark: gpt-fast measures 1397 GB/s of the A100's 2039 (0.69) at
   batch 1; copies reach 0.85-0.9 but a step is many short kernels with ramp-up and tails.
