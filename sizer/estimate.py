@@ -118,7 +118,7 @@ def serving_curve(model, device, split: Split, batches, *, isl: int, osl: int,
     share_dec = np.broadcast_to(np.asarray(dec.comm_s) / dec_time, b.shape)
     return Curve(mode, b, np.asarray(ttft, float), np.asarray(tpot, float), np.asarray(e2e, float),
                  tok_s, tok_s / split.gpus, share_dec, np.broadcast_to(share_pre, b.shape),
-                 1 - mb / p, mb, chunks, pre_clock, dec_clock, pre, dec)
+                 np.broadcast_to(1 - mb / p, b.shape), mb, chunks, pre_clock, dec_clock, pre, dec)
 
 
 @dataclass(frozen=True)

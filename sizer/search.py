@@ -22,7 +22,7 @@ from .engines import memory_plan
 from .errors import InputError
 from .placement import layout
 from .split import Split, check_split
-from .estimate import serving_curve
+from .estimate import Curve, serving_curve
 
 GIB = 2**30
 
@@ -195,22 +195,21 @@ def refine_batches(grid: np.ndarray, i: int) -> np.ndarray:
 
 @dataclass(frozen=True)
 class Points:
-    """One split and precision over a vector of batch sizes (arrays share the batch axis)."""
+    """One split and precision over a vector of batch sizes: the estimate.Curve (batch, ttft_s,
+    tpot_s, e2e_s, output_tok_s[_per_gpu], comm shares, bubble_decode: read through), plus the
+    decode step's largest communication row per batch."""
 
     split: Split
     weight_dtype: str | None
     kv_dtype: str
-    batch: np.ndarray
-    ttft_s: np.ndarray
-    tpot_s: np.ndarray
-    e2e_s: np.ndarray
-    output_tok_s: np.ndarray
-    output_tok_s_per_gpu: np.ndarray
-    comm_share_decode: np.ndarray
-    comm_share_prefill: np.ndarray
-    bubble_decode: np.ndarray
+    curve: Curve
     comm_op: np.ndarray  # per batch, the largest communication row of the decode step ('' when none)
     comm_op_share: np.ndarray  # that row's share of the decode step
+
+    def __getattr__(self, name):  # only called for names not defined above: the curve's arrays
+        if name.startswith("__") or name == "curve":  # (unpickling: no curve yet)
+            raise AttributeError(name)
+        return getattr(self.curve, name)
 
 
 def evaluate(model, device, split: Split, batches, wl: Workload, *, weight_dtype=None,
@@ -232,9 +231,7 @@ def evaluate(model, device, split: Split, batches, wl: Workload, *, weight_dtype
         op_share = times[top, np.arange(b.size)] / dec_time
     else:
         op, op_share = np.full(b.shape, "", dtype=object), np.zeros_like(b)
-    return Points(split, weight_dtype, kv_dtype, b, c.ttft_s, c.tpot_s, c.e2e_s, c.output_tok_s,
-                  c.output_tok_s_per_gpu, c.comm_share_decode, c.comm_share_prefill,
-                  np.broadcast_to(c.bubble_decode, b.shape), op, op_share)
+    return Points(split, weight_dtype, kv_dtype, c, op, op_share)
 
 
 def concurrency_batch(concurrency: int, split: Split) -> int:
