@@ -166,11 +166,11 @@ def recommend(inp) -> None:
 
 def _candidate_row(c: dict) -> dict:
     pg = (c.get("memory") or {}).get("per_gpu", {})
-    return {"split": c.get("label") or charts.candidate_label(c), "weights": c.get("weight_dtype"),
-            "KV": c.get("kv_dtype"), "batch": c.get("batch"),
+    return {"split": c.get("label") or charts.candidate_label(c), "GPUs": c.get("gpus_used"),
+            "weights": c.get("weight_dtype"), "KV": c.get("kv_dtype"), "batch": c.get("batch"),
             "TTFT ms": round(c["ttft_s"] * 1e3, 2), "TPOT ms": round(c["tpot_s"] * 1e3, 3),
             "tok/s/GPU": round(c["output_tok_s_per_gpu"], 1),
-            "comm share (decode)": f"{c.get('comm_share_decode', 0):.0%}",
+            "comm share (decode)": f"{c.get('comm_op_share', c.get('comm_share_decode', 0)):.0%}",
             "GiB/GPU": round(pg["total_bytes"] / GIB, 2) if "total_bytes" in pg else None,
             "$/Mtok": round(c["cost_per_million_tokens"], 3) if c.get("cost_per_million_tokens") else None,
             "meets targets": c.get("meets_targets")}
