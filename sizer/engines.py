@@ -145,7 +145,9 @@ def memory_plan(model, gpu, split: Split, *, weight_dtype=None, kv_dtype="auto",
         max_tokens = _tokens_for(kv, full_tok, slide_tok, context, window)
         max_tokens -= max_tokens % rules.block_tokens
     total = weights + max(kv, 0.0) + act + over
-    fits = total <= cap if rules is None else (kv >= seq_bytes and weights + act + over <= cap)
+    # with an engine: the batch's sequences must fit the KV the engine allocates (else the
+    # engine queues them), and the fixed parts must fit the GPU
+    fits = total <= cap if rules is None else (kv >= batch * seq_bytes and weights + act + over <= cap)
     max_seqs = int(max(kv if rules else cap - weights - act - over, 0.0) // seq_bytes) if seq_bytes else 0
     return MemoryPlan(
         weights_bytes=weights, kv_cache_bytes=max(kv, 0.0), activation_bytes=act,

@@ -92,7 +92,8 @@ def serving_curve(model, device, split: Split, batches, *, isl: int, osl: int,
         forwards = np.ones_like(b)
     else:
         prompt_tokens = b * isl / osl
-        forwards = np.maximum(1, np.ceil((b + prompt_tokens) / max_num_tokens))
+        # each micro-batch in flight is its own scheduled forward with its own token budget
+        forwards = np.maximum(1, np.ceil((b + prompt_tokens) / (mb * max_num_tokens)))
         per = mb * forwards
         dec = step_time(model, device, split, phase="decode", batch=b / per, context_len=mean_ctx,
                         prefill_tokens=prompt_tokens / per, seq_len=isl, cuda_graphs=cuda_graphs, **kw)

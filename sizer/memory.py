@@ -125,9 +125,12 @@ def kv_bytes_per_token(model: ModelSpec, split: Split, prec: Precision) -> tuple
         per_layer = (model.kv_lora_rank + model.qk_rope_head_dim) * elem
     else:
         per_layer = max(model.num_kv_heads / split.tp, 1) * (model.head_dim + model.v_head_dim) * elem
-    layers = stage_layers(model, split.pp)[0]
-    sliding = sum(1 for i in layers if i in model.sliding_layers)
-    return per_layer * (len(layers) - sliding), per_layer * sliding
+    # the stage with the most full-attention layers needs the most KV at long contexts
+    # (gpt-oss alternates sliding and full layers, so stages differ under PP)
+    counts = [(len(ls) - sum(1 for i in ls if i in model.sliding_layers),
+               sum(1 for i in ls if i in model.sliding_layers)) for ls in stage_layers(model, split.pp)]
+    full, sliding = max(counts)
+    return per_layer * full, per_layer * sliding
 
 
 def kv_bytes_per_sequence(model: ModelSpec, split: Split, prec: Precision, context: int) -> float:
@@ -154,8 +157,13 @@ def activation_bytes(model: ModelSpec, split: Split, prec: Precision, tokens: in
     attn = (model.num_heads / tp * (model.head_dim + model.v_head_dim)
             + kv_rank * (model.head_dim + model.v_head_dim))
     mlp = 3 * model.intermediate_size / tp if model.intermediate_size else 0
-    moe = (model.experts_per_token * 3 * model.moe_intermediate_size / split.expert_tp
-           * (split.tp / split.ep if split.ep > 1 else 1)) if model.is_moe else 0
+    # routed rows per rank x this rank's expert width (as sizer/step.py counts them)
+    if not model.is_moe:
+        moe = 0
+    elif split.ep > 1:
+        moe = model.experts_per_token / min(split.ep, split.tp) * 3 * model.moe_intermediate_size / split.expert_tp
+    else:
+        moe = model.experts_per_token * 3 * model.moe_intermediate_size / split.tp
     layer = tokens * act * (2 * h + max(attn, mlp, moe))
     sampler = sequences * model.vocab_size * 4 * SAMPLER_LOGIT_COPIES
     return max(layer, sampler)

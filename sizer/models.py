@@ -40,6 +40,11 @@ NOT_DECODERS = ("mamba", "mamba2", "rwkv", "rwkv5", "rwkv6", "bert", "roberta", 
                 "bart", "whisper", "vit", "clip")
 
 
+# Architectures whose MLP is up -> activation -> down (no gate projection).
+NON_GATED = ("gpt2", "opt", "gpt_neox", "falcon", "gpt_bigcode", "phi", "starcoder2", "mpt",
+             "bloom", "gptj", "codegen", "gpt_neo")
+
+
 @dataclass(frozen=True)
 class ModelSpec:
     """Shapes of a decoder-only transformer (sizes in elements; dtype names canonical)."""
@@ -204,6 +209,13 @@ def _quantization(cfg: dict, path: str):
     if method == "mxfp4":
         skip = " ".join(q.get("modules_to_not_convert") or [])
         return "fp4", ("experts" if "self_attn" in skip or "attn" in skip else "linear"), False
+    if method == "compressed-tensors" and not bits:  # RedHatAI/llm-compressor checkpoints
+        for group in (q.get("config_groups") or {}).values():
+            w = (group or {}).get("weights") or {}
+            if w.get("num_bits") == 8 and w.get("type") == "float":
+                return "fp8", "linear", False
+            if w.get("num_bits") in (4, 8):
+                return ("int4" if w["num_bits"] == 4 else "int8"), "linear", False
     if method in ("gptq", "awq", "compressed-tensors") and bits in (4, 8):
         return ("int4" if bits == 4 else "int8"), "linear", False
     if method in ("bitsandbytes",) and q.get("load_in_4bit"):
@@ -250,10 +262,15 @@ def model_from_config(cfg: dict, name: str = "custom", path: str = "config.json"
         moe_inter = int(_get(cfg, "moe_intermediate_size", 0) or 0) or _positive_int(cfg, "intermediate_size", path)
         shared_inter = int(cfg.get("shared_expert_intermediate_size") or 0)
         first_dense = int(cfg.get("first_k_dense_replace") or 0)
-        freq = int(cfg.get("moe_layer_freq") or cfg.get("decoder_sparse_step") or 1)
         dense_only = set(cfg.get("mlp_only_layers") or [])
+        if cfg.get("decoder_sparse_step"):  # Qwen2/3-MoE: layer i is MoE when (i + 1) % step == 0
+            step = int(cfg["decoder_sparse_step"])
+            is_moe = [(i + 1) % step == 0 for i in range(layers)]
+        else:  # DeepSeek: moe_layer_freq counts from layer 0, after first_k_dense_replace
+            freq = int(cfg.get("moe_layer_freq") or 1)
+            is_moe = [i % freq == 0 for i in range(layers)]
         moe_layers = tuple(i for i in range(layers)
-                           if i >= first_dense and i % freq == 0 and i not in dense_only)
+                           if i >= first_dense and is_moe[i] and i not in dense_only)
         if top_k > n_exp:
             raise InputError(f"{path}: experts per token ({top_k}) exceeds experts ({n_exp})")
     else:
@@ -279,7 +296,7 @@ def model_from_config(cfg: dict, name: str = "custom", path: str = "config.json"
         head_dim=head_dim, v_head_dim=v_head_dim, intermediate_size=inter, vocab_size=vocab,
         tie_word_embeddings=bool(cfg.get("tie_word_embeddings", False)), dtype=dtype,
         max_position_embeddings=int(_get(cfg, "max_position_embeddings", 0) or 0),
-        gated_mlp=arch not in ("gpt2", "opt", "gpt_neox", "falcon", "gpt_bigcode", "phi"),
+        gated_mlp=arch not in NON_GATED,
         qkv_bias=bool(cfg.get("attention_bias", arch in ("qwen2", "qwen2_moe"))),
         o_bias=bool(cfg.get("attention_bias", False)) and arch != "qwen2",
         mlp_bias=bool(cfg.get("mlp_bias", arch == "gpt_oss")),

@@ -63,10 +63,12 @@ def elementwise(name, dev, nbytes, floor_s, count=1, flops=0.0) -> OpCost:
 def prefill_attention(name, dev, batch, seq, heads, head_dim, v_head_dim, kv_heads, a_bytes,
                       floor_s, count=1, window=0) -> OpCost:
     """Causal FlashAttention over `batch` prompts of `seq` tokens with `heads` query heads on
-    this rank: QK^T and PV each 2 x S x S_eff / 2 x d FLOPs per head (S_eff = window when the
-    layer slides); reads Q, K, V and writes O once."""
+    this rank: QK^T and PV each 2 x S x keys x d FLOPs per head, keys = the mean number of keys
+    a query attends to (S/2 causal, less with a sliding window); reads Q, K, V, writes O once."""
     batch = np.asarray(batch, dtype=float)
-    keys = np.minimum(seq, window) if window else seq / 2.0
+    # mean keys per query: S/2 causal; with a window w < S, w - w^2 / (2 S) (the first w
+    # queries see a growing prefix, the rest exactly w keys)
+    keys = seq / 2.0 if not window or seq <= window else window - window**2 / (2.0 * seq)
     flops = 2.0 * batch * heads * seq * keys * (head_dim + v_head_dim)
     byts = batch * seq * a_bytes * (heads * (head_dim + v_head_dim) + kv_heads * (head_dim + v_head_dim))
     tc = flops / dev.attention_flops_per_s
@@ -95,15 +97,16 @@ def expected_experts(num_experts: int, top_k: int, tokens) -> np.ndarray:
     return num_experts * (1.0 - (1.0 - top_k / num_experts) ** tokens)
 
 
-def moe_experts(name, dev, tokens, num_experts_rank, top_k, num_experts, hidden, inter, w_bytes,
-                a_bytes, dtype, floor_s, mats=3, count=1, imbalance=1.0, ep=1) -> OpCost:
-    """Routed experts of one rank for one step: every expert that some token reaches is read
-    once (grouped GEMM), and each routed token costs mats x 2 x H x I FLOPs. Expected reached
-    experts follow `expected_experts`; tokens per rank = tokens x k / ep x imbalance (the most
-    loaded EP rank; imbalance >= 1)."""
-    tokens = np.asarray(tokens, dtype=float)
-    reached = expected_experts(num_experts, top_k, tokens) * (num_experts_rank / num_experts)
-    routed = tokens * top_k / ep * imbalance
+def moe_experts(name, dev, group_tokens, routed_rows, num_experts_rank, top_k, num_experts, hidden,
+                inter, w_bytes, a_bytes, dtype, floor_s, mats=3, count=1, imbalance=1.0) -> OpCost:
+    """Routed experts of one rank for one step: every expert of this rank that some token of
+    the expert-parallel group reaches is read once (grouped GEMM), and each routed row costs
+    mats x 2 x H x I FLOPs (I = this rank's shard of the expert width). Reached experts follow
+    `expected_experts` over the group's `group_tokens`; `routed_rows` is the rank's share of
+    token-expert pairs, times `imbalance` (>= 1) for the most loaded rank."""
+    group_tokens = np.asarray(group_tokens, dtype=float)
+    reached = expected_experts(num_experts, top_k, group_tokens) * (num_experts_rank / num_experts)
+    routed = np.asarray(routed_rows, dtype=float) * imbalance
     flops = 2.0 * routed * mats * hidden * inter
     byts = reached * mats * hidden * inter * w_bytes + routed * (2 * hidden + mats * inter) * a_bytes
     per_expert_rows = routed / np.maximum(reached, 1e-9)

@@ -215,7 +215,9 @@ def _stage_ops(model, split, prec, dev, comm, stage, layers, phase, b, tokens, c
             rows.append(_only_where(ops.elementwise("kv_cache_write", dev, chunk * kv_tok_layer, floor, n), chunk > 0))
     rows.append(ops.gemm("o_proj", dev, tokens, h, heads * vd, wl, a, cd_lin, floor, n))
     hidden_bytes = tokens * h * a
-    tp_reduces = n + dense_layers + (len(moe_layers) if split.ep == 1 else 0)
+    # one all-reduce after attention and one after each MLP/MoE block; with EP the combined
+    # expert output (and TP-sharded shared experts) is still reduced over TP (vLLM FusedMoE)
+    tp_reduces = n + dense_layers + len(moe_layers)
     if dense_layers:
         inter = model.intermediate_size // tp
         mats = 2 if model.gated_mlp else 1
@@ -228,12 +230,19 @@ def _stage_ops(model, split, prec, dev, comm, stage, layers, phase, b, tokens, c
         # down, weighted combine = 5 kernels; a shared expert is gate_up, act, down = 3
         rows.append(ops.gemm("router", dev, tokens, model.num_experts, h, prec.bytes("base"), a, prec.base,
                              2 * floor, m))
-        etp = split.expert_tp if split.ep > 1 else tp
-        rows.append(ops.moe_experts("experts", dev, tokens, model.num_experts / split.ep,
+        # Who computes what (sizer/split.py): without EP every rank holds a 1/TP shard of every
+        # expert and sees all T x k routed rows. With EP <= TP the EP group sits inside one TP
+        # group: a rank owns E/EP experts, each split TP/EP ways, and gets T x k / EP rows. With
+        # EP > TP the group spans EP/TP replicas: whole experts, (EP/TP) x T tokens in the group,
+        # T x k / TP rows per rank. Either way a rank does 1/TP of its replica's expert FLOPs.
+        ep = split.ep
+        etp = split.expert_tp if ep > 1 else tp
+        group_tokens = tokens * max(ep / tp, 1.0) if ep > 1 else tokens
+        routed_rows = tokens * model.experts_per_token / (min(ep, tp) if ep > 1 else 1)
+        rows.append(ops.moe_experts("experts", dev, group_tokens, routed_rows, model.num_experts / ep,
                                     model.experts_per_token, model.num_experts, h,
                                     model.moe_intermediate_size / etp, we, a, cd_exp, 5 * floor,
-                                    mats=3 if model.gated_mlp else 2, count=m, imbalance=imbalance,
-                                    ep=max(split.ep // max(split.tp // etp, 1), 1) if split.ep > 1 else 1))
+                                    mats=3 if model.gated_mlp else 2, count=m, imbalance=imbalance))
         sh = model.shared_expert_params()
         if sh:
             rows.append(ops.gemm("shared_experts", dev, tokens, sh / h / tp, h, wl, a, cd_lin, 3 * floor, m))
@@ -257,7 +266,9 @@ def _stage_ops(model, split, prec, dev, comm, stage, layers, phase, b, tokens, c
             logits = rows_out * model.vocab_size * a  # gathered output, nccl-tests all_gather size
             rows.append(ops.comm("logits_all_gather", comm.time("all_gather", logits, comm.tp_group(stage)), logits))
     else:
-        rows.append(ops.comm("pp_send_recv", comm.time("send_recv", hidden_bytes, comm.pp_pair(stage)), hidden_bytes))
+        # vLLM's IntermediateTensors carry the hidden states and the residual: two tensors
+        rows.append(ops.comm("pp_send_recv", comm.time("send_recv", 2 * hidden_bytes, comm.pp_pair(stage)),
+                             2 * hidden_bytes))
     return rows
 
 

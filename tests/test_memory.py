@@ -228,3 +228,32 @@ def test_another_engines_memory_flag_is_an_error(capsys):
     assert "vllm's flag" in capsys.readouterr().err
     assert main(["memory", "--model", "70b", "--tp", "4", "--engine", "sglang",
                  "--mem-fraction-static", "0.8", "--json"]) == 0
+
+
+def test_engine_fits_only_when_the_batch_fits_its_kv(h100):
+    """With --engine the KV pool is fixed: a concurrency beyond it would queue, so `fits` says no."""
+    from sizer.models import get_model
+
+    m = get_model("70b")
+    ok = memory_plan(m, h100, Split(tp=4), engine="vllm", batch=8, context=16384)
+    assert ok.fits and ok.max_sequences >= 8
+    too_many = memory_plan(m, h100, Split(tp=4), engine="vllm", batch=256, context=16384)
+    assert not too_many.fits and too_many.max_sequences < 256
+
+
+def test_nvfp4_counts_its_16_element_e4m3_scales():
+    from sizer.precision import weight_bytes_per_param
+
+    assert weight_bytes_per_param("nvfp4") == pytest.approx(4.5 / 8)
+    assert weight_bytes_per_param("fp4") == pytest.approx(4.25 / 8)
+
+
+def test_kv_per_token_takes_the_stage_with_most_full_layers():
+    """gpt-oss-120b (alternating sliding/full over 36 layers) at PP4: stages hold 4 or 5 full
+    layers; the 5-full-layer stage decides memory at long contexts."""
+    from sizer.models import get_model
+
+    m = get_model("gpt-oss-120b")
+    full, slide = kv_bytes_per_token(m, Split(pp=4), resolve_precision(m))
+    per_layer = 8 * 128 * 2
+    assert (full, slide) == (5 * per_layer, 4 * per_layer)

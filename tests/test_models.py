@@ -136,3 +136,24 @@ def test_custom_config_is_named_after_its_file(tmp_path):
     assert get_model(str(tmp_path / "mistral.json")).name == "mistral"
     assert get_model(str(tmp_path / "My-Model" / "config.json")).name == "My-Model"
     assert get_model(str(tmp_path / "My-Model")).name == "My-Model"
+
+
+def test_qwen_decoder_sparse_step_counts_from_one():
+    """Qwen2/3-MoE: layer i is sparse when (i + 1) % decoder_sparse_step == 0 (HF modeling code)."""
+    cfg = dict(model_type="qwen3_moe", hidden_size=64, num_hidden_layers=4, num_attention_heads=4,
+               intermediate_size=128, moe_intermediate_size=32, num_experts=4, num_experts_per_tok=2,
+               vocab_size=100, decoder_sparse_step=2)
+    assert model_from_config(cfg).moe_layers == (1, 3)
+
+
+def test_compressed_tensors_fp8_checkpoint():
+    cfg = dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=128,
+               vocab_size=100, quantization_config={"quant_method": "compressed-tensors", "config_groups": {
+                   "group_0": {"weights": {"num_bits": 8, "type": "float"}, "targets": ["Linear"]}}})
+    assert model_from_config(cfg).quantization == "fp8"
+
+
+def test_starcoder2_mlp_is_not_gated():
+    cfg = dict(model_type="starcoder2", hidden_size=3072, num_hidden_layers=30, num_attention_heads=24,
+               num_key_value_heads=2, intermediate_size=12288, vocab_size=49152)
+    assert not model_from_config(cfg).gated_mlp

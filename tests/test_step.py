@@ -147,3 +147,43 @@ def test_socket_spanning_tp_pays_the_slow_link(l8):
     t_nvs = step_time(l8, l40s, tp=8, phase="prefill", batch=1, seq_len=2048, topology=nvs)
     assert float(t_pcie.comm_s) > 3 * float(t_nvs.comm_s)
     assert float(t_pcie.compute_s) == pytest.approx(float(t_nvs.compute_s))
+
+
+@pytest.mark.parametrize("tp, dp, ep", [(8, 1, 1), (8, 1, 8), (8, 1, 2), (2, 4, 8), (1, 8, 8)])
+def test_expert_flops_per_rank_are_a_tp_share_of_the_replica(h100, tp, dp, ep):
+    """However EP is laid out (inside a TP group, or across DP replicas), a rank computes 1/TP of
+    its replica's routed-expert FLOPs: 2 x T x k x 3 x H x I / TP."""
+    mix = model_from_config(MIXTRAL, "mixtral-8x7b")
+    seq = 4096
+    o = ops_by_name(step_time(mix, h100, tp=tp, dp=dp, ep=ep, phase="prefill", batch=1, seq_len=seq))
+    whole = 2.0 * seq * 2 * 3 * 4096 * 14336 * 32
+    assert float(o["experts"].flops) == pytest.approx(whole / tp)
+
+
+def test_tp_reduces_moe_outputs_also_with_ep(h100):
+    """vLLM's FusedMoE all-reduces the combined expert output over TP when EP is on too."""
+    mix = model_from_config(MIXTRAL, "mixtral-8x7b")
+    o = ops_by_name(step_time(mix, h100, tp=8, ep=8, phase="decode", batch=8, context_len=256))
+    assert o["tp_all_reduce"].count == 2 * 32 and o["ep_all_to_all"].count == 2 * 32
+
+
+def test_pipeline_send_carries_hidden_states_and_residual(h100):
+    """vLLM's IntermediateTensors: hidden states and residual. (A tiny vocabulary makes the
+    sending stage the slowest, so its ops are the ones reported.)"""
+    tiny_vocab = model_from_config(dict(LLAMA_8B, vocab_size=8), "llama-8b-tiny-vocab")
+    o = ops_by_name(step_time(tiny_vocab, h100, pp=2, phase="prefill", batch=1, seq_len=1000))
+    assert float(o["pp_send_recv"].bytes) == 2 * 1000 * 4096 * 2
+
+
+def test_sliding_window_attention_never_costs_more_than_full(h100):
+    """Mean keys per query: S/2 causal; with window w < S, w - w^2/(2S) (gpt-oss: w = 128)."""
+    from sizer.ops import prefill_attention
+    from sizer.hardware import device_for
+
+    dev = device_for(h100)
+    for s in (64, 128, 256, 4096):
+        full = prefill_attention("a", dev, 1, s, 8, 64, 64, 1, 2, 0.0)
+        slid = prefill_attention("a", dev, 1, s, 8, 64, 64, 1, 2, 0.0, window=128)
+        keys = s / 2 if s <= 128 else 128 - 128**2 / (2 * s)
+        assert float(slid.flops) == pytest.approx(2 * 8 * s * keys * 128)
+        assert float(slid.flops) <= float(full.flops)
