@@ -1,6 +1,6 @@
 """`sizer estimate`: TTFT, TPOT, throughput and memory of a deployment."""
 
-from .cli import emit_json
+from .cli import emit_json, warn
 from .cli_common import add_model_args, deployment_from_args, engine_fraction, positive_int
 from .estimate import estimate
 from .topology import add_topology_args
@@ -27,6 +27,10 @@ def run(args) -> int:
                    engine=args.engine, fraction=engine_fraction(args), max_batch=args.max_batch,
                    max_num_tokens=args.max_num_tokens or args.max_num_batched_tokens,
                    cuda_graphs=args.cuda_graphs, topology=topo, profile=profile)
+    if not est.memory["per_gpu"]["fits"]:
+        warn(f"{est.batch} sequences of {args.isl + args.osl} tokens per replica do not fit: room for "
+             f"{est.memory['max_sequences']} ({'the engine would queue the rest' if args.engine else 'see memory'}); "
+             "the timing below is for the batch as given")
     doc = est.to_json()
     doc.update(model=model.name, gpu=gpu.id, split={"tp": split.tp, "pp": split.pp, "dp": split.dp, "ep": split.ep},
                isl=args.isl, osl=args.osl)
