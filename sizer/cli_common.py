@@ -36,6 +36,8 @@ def add_model_args(p, split: bool = True) -> None:
         for name, what in (("tp", "tensor"), ("pp", "pipeline"), ("dp", "data"), ("ep", "expert")):
             p.add_argument(f"--{name}", type=positive_int, default=1, help=f"{what}-parallel size (default 1)")
         p.add_argument("--gpus", type=positive_int, help="total GPUs; must equal TP x PP x DP when given")
+        p.add_argument("--uneven-pp", action="store_true",
+                       help="allow a PP that does not divide the layers (vLLM's uneven partition)")
     p.add_argument("--weight-dtype", help="linear-layer weights: bf16, fp16, fp8, int8, int4, fp4 "
                    "(default: the checkpoint's own)")
     p.add_argument("--kv-dtype", default="auto", help="KV cache: auto (model dtype), bf16, fp16, fp8, int8")
@@ -53,7 +55,7 @@ def add_model_args(p, split: bool = True) -> None:
 
 
 def split_from_args(args) -> Split:
-    return Split(tp=args.tp, pp=args.pp, dp=args.dp, ep=args.ep)
+    return Split(tp=args.tp, pp=args.pp, dp=args.dp, ep=args.ep, uneven_pp=bool(getattr(args, "uneven_pp", False)))
 
 
 FRACTION_FLAGS = {"vllm": "gpu_memory_utilization", "sglang": "mem_fraction_static",

@@ -32,6 +32,8 @@ def register(sub) -> None:
     p.add_argument("--gpus", type=positive_int, required=True, help="GPUs to use (all of them unless --allow-idle)")
     p.add_argument("--gpu", default="h100-sxm", help="GPU id (see `sizer gpus`; default h100-sxm)")
     add_topology_args(p)
+    p.add_argument("--uneven-pp", action="store_true",
+                   help="also search PP sizes that do not divide the layers (vLLM's uneven partition)")
     w = p.add_argument_group("workload and targets")
     w.add_argument("--isl", type=positive_int, default=1024, help="input tokens per request (default 1024)")
     w.add_argument("--osl", type=positive_int, default=256, help="output tokens per request (default 256)")
@@ -77,7 +79,8 @@ def run(args) -> int:
                         engine=args.engine, top=args.top, allow_idle=args.allow_idle,
                         gpu_hour_price=args.gpu_hour_price, batch=args.batch,
                         concurrency=args.concurrency, profile=profile,
-                        max_batch=args.max_batch, max_num_tokens=args.max_num_tokens)
+                        max_batch=args.max_batch, max_num_tokens=args.max_num_tokens,
+                        uneven_pp=args.uneven_pp)
     except TargetsNotMetError as exc:
         _show(exc.recommendation, args, time.perf_counter() - start)
         raise

@@ -163,7 +163,7 @@ def recommend(model, gpu, gpus: int, *, nodes: int = 1, topology=None, inter_nod
               objective: str = "throughput", weight_dtypes=None, kv_dtype="auto", engine=None,
               top: int = 10, allow_idle: bool = False, gpu_hour_price=None, batch=None,
               concurrency=None, profile=None, max_batch=None, max_num_tokens=None,
-              cuda_graphs=None) -> Recommendation:
+              cuda_graphs=None, uneven_pp: bool = False) -> Recommendation:
     """Search, rank and explain (module docstring). Raises InputError on bad input,
     InfeasibleError when nothing fits (naming a GPU count or precision that would), and
     TargetsNotMetError (an InfeasibleError carrying the closest candidates) when nothing meets
@@ -205,7 +205,7 @@ def recommend(model, gpu, gpus: int, *, nodes: int = 1, topology=None, inter_nod
 
     splits, rejected, dropped = [], [], []
     for n in gpu_counts(gpus, allow_idle):
-        valid, invalid = enumerate_splits(model, n)
+        valid, invalid = enumerate_splits(model, n, uneven_pp)
         splits += valid
         dropped += invalid
         rejected += [{**split_json(s), "weight_dtype": None, "kind": "divisibility", "reason": r}

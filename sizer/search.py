@@ -70,7 +70,7 @@ def gpu_counts(gpus: int, allow_idle: bool) -> list[int]:
     return sorted(set(divisors(gpus)) | powers, reverse=True)
 
 
-def enumerate_splits(model, n: int) -> tuple[list[Split], list[tuple[Split, str]]]:
+def enumerate_splits(model, n: int, uneven_pp: bool = False) -> tuple[list[Split], list[tuple[Split, str]]]:
     """Every TP x PP x DP = n split the model divides into (with every valid EP for MoE
     models: EP divides TP x DP and the expert count), and the splits it does not divide
     into, each with check_split's one-line reason."""
@@ -78,7 +78,7 @@ def enumerate_splits(model, n: int) -> tuple[list[Split], list[tuple[Split, str]
     for tp in divisors(n):
         for pp in divisors(n // tp):
             dp = n // (tp * pp)
-            base = Split(tp=tp, pp=pp, dp=dp)
+            base = Split(tp=tp, pp=pp, dp=dp, uneven_pp=uneven_pp)
             try:
                 check_split(model, base)
             except InputError as exc:
@@ -87,7 +87,7 @@ def enumerate_splits(model, n: int) -> tuple[list[Split], list[tuple[Split, str]
             eps = [1]
             if model.is_moe:
                 eps = [e for e in divisors(tp * dp) if model.num_experts % e == 0]
-            valid.extend(Split(tp=tp, pp=pp, dp=dp, ep=e) for e in eps)
+            valid.extend(Split(tp=tp, pp=pp, dp=dp, ep=e, uneven_pp=uneven_pp) for e in eps)
     return valid, invalid
 
 
@@ -142,8 +142,7 @@ class MemoryCache:
                weight_dtype, kv_dtype, int(batch))
         hit = self._plans.get(key)
         if hit is None:
-            hit = memory_plan(self.model, self.gpu, Split(tp=split.tp, pp=split.pp, ep=split.ep,
-                                                          dp=split.dp), batch=int(batch),
+            hit = memory_plan(self.model, self.gpu, split, batch=int(batch),
                               **self.wl.memory_kwargs(weight_dtype, kv_dtype))
             self._plans[key] = hit
         return hit

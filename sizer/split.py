@@ -17,6 +17,7 @@ class Split:
     pp: int = 1
     dp: int = 1
     ep: int = 1
+    uneven_pp: bool = False  # allow PP that does not divide the layers (vLLM's partition)
 
     @property
     def gpus(self) -> int:
@@ -45,8 +46,11 @@ def check_split(model, split: Split, gpus: int | None = None) -> Split:
     kv = model.num_kv_heads
     if not model.is_mla and kv % split.tp and split.tp % kv:
         raise InputError(f"{model.name}: {kv} KV heads and TP={split.tp}: one must divide the other")
-    if model.num_layers % split.pp:
-        raise InputError(f"{model.name}: {model.num_layers} layers do not divide by PP={split.pp}")
+    if split.pp > model.num_layers:
+        raise InputError(f"{model.name}: PP={split.pp} exceeds its {model.num_layers} layers")
+    if model.num_layers % split.pp and not split.uneven_pp:
+        raise InputError(f"{model.name}: {model.num_layers} layers do not divide by PP={split.pp} "
+                         "(--uneven-pp splits them as vLLM does)")
     if split.ep > 1:
         if not model.is_moe:
             raise InputError(f"{model.name} is dense: EP={split.ep} needs a mixture-of-experts model")
@@ -59,6 +63,12 @@ def check_split(model, split: Split, gpus: int | None = None) -> Split:
 
 
 def stage_layers(model, pp: int) -> list[range]:
-    """Layer indices of each pipeline stage (equal counts; layers % pp checked by check_split)."""
-    per = model.num_layers // pp
-    return [range(s * per, (s + 1) * per) for s in range(pp)]
+    """Layer indices of each pipeline stage. Equal counts when PP divides the layers; otherwise
+    vLLM's partition (vllm/distributed/utils.py, get_pp_indices): every stage gets L // PP and
+    the L % PP extra layers go one each to the stages before the last, from the second-to-last
+    backwards (the last stage already holds the LM head)."""
+    counts = [model.num_layers // pp] * pp
+    for i in range(2, model.num_layers % pp + 2):
+        counts[-i] += 1
+    starts = [sum(counts[:s]) for s in range(pp)]
+    return [range(starts[s], starts[s] + counts[s]) for s in range(pp)]

@@ -257,3 +257,28 @@ def test_kv_per_token_takes_the_stage_with_most_full_layers():
     full, slide = kv_bytes_per_token(m, Split(pp=4), resolve_precision(m))
     per_layer = 8 * 128 * 2
     assert (full, slide) == (5 * per_layer, 4 * per_layer)
+
+
+def test_uneven_pp_follows_vllm_partition():
+    """vLLM get_pp_indices: L // PP layers each, the L % PP extra ones to the stages before the
+    last, second-to-last first. Only with --uneven-pp; without it a non-dividing PP is bad input."""
+    from sizer.models import get_model
+    from sizer.split import stage_layers
+
+    dsv3, l405 = get_model("deepseek-v3"), get_model("405b")
+    assert [len(r) for r in stage_layers(dsv3, 2)] == [31, 30]
+    assert [len(r) for r in stage_layers(l405, 4)] == [31, 32, 32, 31]
+    assert [r.start for r in stage_layers(l405, 4)] == [0, 31, 63, 95]
+    with pytest.raises(InputError, match="--uneven-pp"):
+        check_split(dsv3, Split(tp=8, pp=2))
+    check_split(dsv3, Split(tp=8, pp=2, uneven_pp=True))
+    with pytest.raises(InputError, match="exceeds"):
+        check_split(dsv3, Split(pp=62, uneven_pp=True))
+
+
+def test_cli_uneven_pp(capsys):
+    assert main(["memory", "--model", "deepseek-r1", "--tp", "8", "--pp", "2", "--json"]) == 2
+    capsys.readouterr()
+    assert main(["memory", "--model", "deepseek-r1", "--tp", "8", "--pp", "2", "--uneven-pp", "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert len(doc["stage_weights_bytes"]) == 2 and doc["per_gpu"]["fits"]
