@@ -32,7 +32,7 @@ def run(args) -> int:
              f"{est.memory['max_sequences']} ({'the engine would queue the rest' if args.engine else 'see memory'}); "
              "the timing below is for the batch as given")
     doc = est.to_json()
-    doc.update(model=model.name, gpu=gpu.id, split={"tp": split.tp, "pp": split.pp, "dp": split.dp, "ep": split.ep},
+    doc.update(model=model.name, gpu=gpu.id, split=split.to_json(),
                isl=args.isl, osl=args.osl)
     if args.json:
         emit_json(doc)

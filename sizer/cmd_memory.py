@@ -1,7 +1,7 @@
 """`sizer memory`: per-GPU memory of a split, and the KV capacity it leaves."""
 
 from .cli import emit_json, warn
-from .cli_common import add_model_args, plan_from_args, positive_int
+from .cli_common import add_model_args, plan_from_args, positive_int, split_from_args
 from .gpus import get_gpu
 from .models import get_model
 from .units import fmt_bytes
@@ -22,7 +22,7 @@ def run(args) -> int:
         warn(f"--context {args.context} exceeds {model.name}'s maximum of {model.max_position_embeddings}")
     plan = plan_from_args(args, model=model, gpu=gpu)
     doc = plan.to_json()
-    doc.update(model=model.name, gpu=gpu.id, split={"tp": args.tp, "pp": args.pp, "dp": args.dp, "ep": args.ep})
+    doc.update(model=model.name, gpu=gpu.id, split=split_from_args(args).to_json())
     if args.json:
         emit_json(doc)
         return 0

@@ -34,7 +34,7 @@ def run(args) -> int:
                     cuda_graphs=args.cuda_graphs, topology=topo, profile=profile,
                     sequence_parallel=args.sequence_parallel, overlap=args.overlap)
     doc = res.to_json()
-    doc.update(model=model.name, gpu=gpu.id, split={"tp": split.tp, "pp": split.pp, "dp": split.dp, "ep": split.ep},
+    doc.update(model=model.name, gpu=gpu.id, split=split.to_json(),
                batch=args.batch, profile=args.profile)
     if args.json:
         emit_json(doc)

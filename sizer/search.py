@@ -239,7 +239,7 @@ def concurrency_batch(concurrency: int, split: Split) -> int:
 
 
 def split_json(split: Split) -> dict:
-    return {"tp": split.tp, "pp": split.pp, "ep": split.ep, "dp": split.dp, "label": split.label()}
+    return split.to_json()
 
 
 def objective_key(objective: str, tok_gpu, tpot, ttft, gpus=0):

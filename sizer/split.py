@@ -28,6 +28,9 @@ class Split:
         """Tensor-parallel ways inside one expert: TP / EP when EP < TP, else 1."""
         return self.tp // self.ep if self.ep < self.tp and self.tp % self.ep == 0 else 1
 
+    def to_json(self) -> dict:
+        return {"tp": self.tp, "pp": self.pp, "dp": self.dp, "ep": self.ep, "label": self.label()}
+
     def label(self) -> str:
         s = f"TP{self.tp} PP{self.pp} DP{self.dp}"
         return s + (f" EP{self.ep}" if self.ep > 1 else "")

@@ -8,21 +8,12 @@ import pytest
 from sizer.cli import main
 from sizer.estimate import estimate
 from sizer.gpus import get_gpu
-from sizer.models import model_from_config
 from sizer.split import Split
 from sizer.step import step_time
 from shapes import LLAMA_8B
 
 
 
-@pytest.fixture(scope="module")
-def l8():
-    return model_from_config(LLAMA_8B, "llama-3.1-8b")
-
-
-@pytest.fixture(scope="module")
-def h100():
-    return get_gpu("h100-sxm")
 
 
 def test_tpot_is_the_mean_decode_step_over_the_output(l8, h100):

@@ -7,7 +7,6 @@ import pytest
 from sizer.cli import main
 from sizer.engines import memory_plan
 from sizer.errors import InputError
-from sizer.gpus import get_gpu
 from sizer.memory import kv_bytes_per_token, resolve_precision, stage_weight_bytes
 from sizer.models import model_from_config
 from sizer.split import Split, check_split
@@ -18,14 +17,6 @@ LLAMA_8B = dict(LLAMA_70B, hidden_size=4096, num_hidden_layers=32, num_attention
 GIB = 2**30
 
 
-@pytest.fixture(scope="module")
-def l70():
-    return model_from_config(LLAMA_70B, "llama-3.1-70b")
-
-
-@pytest.fixture(scope="module")
-def h100():
-    return get_gpu("h100-sxm")
 
 
 def test_llama70b_kv_bytes_per_token_exact(l70):

@@ -11,7 +11,6 @@ import pytest
 from sizer.cli import main
 from sizer.errors import InfeasibleError, InputError
 from sizer.estimate import estimate
-from sizer.gpus import get_gpu
 from sizer.models import model_from_config
 from sizer.recommend import TargetsNotMetError, recommend
 from sizer.search import Workload, evaluate, enumerate_splits
@@ -21,14 +20,6 @@ from shapes import GPT3, LLAMA_70B, QWEN3_MOE
 
 
 
-@pytest.fixture(scope="module")
-def l70():
-    return model_from_config(LLAMA_70B, "llama-3.1-70b")
-
-
-@pytest.fixture(scope="module")
-def h100():
-    return get_gpu("h100-sxm")
 
 
 @pytest.fixture(scope="module")

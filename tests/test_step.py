@@ -13,14 +13,6 @@ from shapes import LLAMA_8B, MIXTRAL_8X7B as MIXTRAL
 
 
 
-@pytest.fixture(scope="module")
-def l8():
-    return model_from_config(LLAMA_8B, "llama-3.1-8b")
-
-
-@pytest.fixture(scope="module")
-def h100():
-    return get_gpu("h100-sxm")
 
 
 def ops_by_name(res):

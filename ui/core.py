@@ -124,8 +124,7 @@ def estimate_doc(inp: Inputs) -> dict:
                        kv_dtype=inp.kv_dtype, engine=inp.engine, topology=topology(inp),
                        profile=load_profile(inp.profile))
         doc = est.to_json()
-        doc.update(model=model.name, gpu=gpu.id, split={"tp": split.tp, "pp": split.pp, "dp": split.dp,
-                                                        "ep": split.ep}, isl=inp.isl, osl=inp.osl)
+        doc.update(model=model.name, gpu=gpu.id, split=split.to_json(), isl=inp.isl, osl=inp.osl)
         return plain(doc)
     return _guard(run)
 
@@ -139,8 +138,7 @@ def memory_doc(inp: Inputs, batch: int, tp: int | None = None, pp: int | None = 
         plan = memory_plan(model, gpu, split, weight_dtype=inp.weight_dtype, kv_dtype=inp.kv_dtype,
                            batch=batch, context=inp.isl + inp.osl, engine=inp.engine)
         doc = plan.to_json()
-        doc.update(model=model.name, gpu=gpu.id, split={"tp": split.tp, "pp": split.pp, "dp": split.dp,
-                                                        "ep": split.ep})
+        doc.update(model=model.name, gpu=gpu.id, split=split.to_json())
         return plain(doc)
     return _guard(run)
 
