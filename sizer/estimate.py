@@ -151,7 +151,7 @@ class Estimate:
 def estimate(model, gpu, split: Split, *, isl: int, osl: int, batch: int | None = None,
              concurrency: int | None = None, weight_dtype=None, kv_dtype="auto", engine=None,
              fraction=None, max_batch: int | None = None, max_num_tokens: int | None = None,
-             cuda_graphs=None, topology=None, profile=None, memory_kwargs=None) -> Estimate:
+             cuda_graphs=None, topology=None, profile=None) -> Estimate:
     """Latency and throughput of `split`: a static batch with `batch`, else continuous batching
     at `concurrency` (over the deployment) or at the largest concurrency that fits."""
     if isl < 1 or osl < 1:
@@ -163,7 +163,7 @@ def estimate(model, gpu, split: Split, *, isl: int, osl: int, batch: int | None 
     max_num_tokens = max_num_tokens or (rules.max_num_batched_tokens if rules else DEFAULT_MAX_NUM_TOKENS)
     mem_kw = dict(weight_dtype=weight_dtype, kv_dtype=kv_dtype, context=isl + osl, engine=engine,
                   fraction=fraction, max_num_batched_tokens=max_num_tokens,
-                  cuda_graphs=True if cuda_graphs is None else cuda_graphs, **(memory_kwargs or {}))
+                  cuda_graphs=True if cuda_graphs is None else cuda_graphs)
     mode = "static" if batch is not None else "continuous"
     if concurrency is not None:
         batch = math.ceil(concurrency / split.dp)
