@@ -1,7 +1,7 @@
 """How far sizer's default communication model is from every public reference curve.
 
 Reads /work/shared/reference/nccl_collectives.json (override with --reference), runs
-sizer.collectives with NCCL's algorithms only (the references are NCCL runs; no custom
+sizer.cost.collectives with NCCL's algorithms only (the references are NCCL runs; no custom
 all-reduce), and prints, per system and collective, the median and worst |error| % for small
 (< 1 MB) and large (>= 1 MB) messages, then single-value references (peak busbw statements),
 then one JSON line with everything.
@@ -21,9 +21,9 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from sizer.collectives import collective_time  # noqa: E402
-from sizer.gpus import get_gpu  # noqa: E402
-from sizer.topology import get_topology  # noqa: E402
+from sizer.cost.collectives import collective_time  # noqa: E402
+from sizer.hardware.gpus import get_gpu  # noqa: E402
+from sizer.hardware.topology import get_topology  # noqa: E402
 
 REFERENCE = "/work/shared/reference/nccl_collectives.json"
 SIZE_KEYS = ("message_size_bytes", "message_size_label")

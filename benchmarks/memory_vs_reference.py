@@ -9,11 +9,11 @@ import os
 import statistics
 import sys
 
-from sizer.engines import memory_plan
-from sizer.gpus import get_gpu
-from sizer.memory import activation_bytes, kv_bytes_per_sequence, resolve_precision, stage_weight_bytes
-from sizer.models import get_model, model_from_config
-from sizer.split import Split
+from sizer.cost.engines import memory_plan
+from sizer.hardware.gpus import get_gpu
+from sizer.cost.memory import activation_bytes, kv_bytes_per_sequence, resolve_precision, stage_weight_bytes
+from sizer.model.catalog import get_model, model_from_config
+from sizer.model.split import Split
 
 GIB = 2**30
 HERE = os.path.dirname(os.path.abspath(__file__))

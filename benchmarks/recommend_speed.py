@@ -46,7 +46,7 @@ def run_case(args) -> dict:
 
 
 def main() -> None:
-    subprocess.run([sys.executable, "-c", "import sizer.cmd_recommend"], cwd=ROOT, check=True)  # bytecode
+    subprocess.run([sys.executable, "-c", "import sizer.cli.recommend"], cwd=ROOT, check=True)  # bytecode
     print(f"{'case':<20}{'splits':>8}{'points':>8}{'search s':>10}{'points/s':>11}{'e2e s':>8}  winner")
     summary = {}
     for key, args in CASES:

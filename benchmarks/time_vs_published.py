@@ -1,4 +1,4 @@
-"""The time model (sizer.estimate) against published inference measurements on A100/H100/H200:
+"""The time model (sizer.cost.estimate) against published inference measurements on A100/H100/H200:
 TensorRT-LLM's performance tables (static batch, max-throughput and online serving), gpt-fast's
 batch-1 decode and NVIDIA NIM's concurrency sweeps, one record each in data/published_perf.json.
 
@@ -20,10 +20,10 @@ import statistics
 import sys
 
 from sizer.errors import InfeasibleError, InputError
-from sizer.estimate import estimate
-from sizer.gpus import get_gpu
-from sizer.models import get_model, model_from_config
-from sizer.split import Split
+from sizer.cost.estimate import estimate
+from sizer.hardware.gpus import get_gpu
+from sizer.model.catalog import get_model, model_from_config
+from sizer.model.split import Split
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 DEFAULT = os.path.join(HERE, "..", "data", "published_perf.json")

@@ -3,7 +3,7 @@
 Starts one rank per local GPU (NCCL) or `--world-size N` CPU ranks (`--backend gloo`), or uses
 the ranks torchrun gives it; runs the phases (coll: collective sweeps, p2p: pairwise matrix,
 compute: GEMM / memory / launch / attention, forward: sharded transformer layers); fits the
-constants (probes/fit.py) and writes a version-1 profile (sizer/profile.py) that every sizer
+constants (probes/fit.py) and writes a version-1 profile (sizer/hardware/profile.py) that every sizer
 command reads with `--profile FILE`. Rank 0 draws a progress bar per phase on stderr; stdout gets
 a summary table and, last, one JSON line. Exit 0 done, 1 partial or wrong values, 2 bad input.
 Interrupted or failed runs still write what was measured (env.status says 'partial: ...').
@@ -25,7 +25,7 @@ from .launch import LaunchError, RankFailure, resolve, run_ranks, under_torchrun
 from .report import summary
 
 PHASES = ("coll", "p2p", "compute", "forward")
-PROFILE_VERSION = 1  # sizer/profile.py PROFILE_VERSION
+PROFILE_VERSION = 1  # sizer/hardware/profile.py PROFILE_VERSION
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,7 @@
 
 Each probe returns raw rows (SI units plus the derived rate, as gpt-fast prints achieved TFLOP/s
 and GB/s next to a time); probes/fit.py turns them into the profile's `compute` constants.
-The shapes follow what sizer's time model needs (sizer/step.py):
+The shapes follow what sizer's time model needs (sizer/cost/step.py):
 
 * GEMM: M (tokens) swept from 1 (decode) to prefill sizes at fixed N, K, so that
   t(M) = 2 M N K / F_eff(M) with F_eff(M) = F * M / (M + matmul_half_rows) can be fitted.

@@ -2,7 +2,7 @@
 
 Per-rank facts (host, device, memory) are collected on each rank by `rank_info`; the rest
 (versions, driver, `nvidia-smi topo -m`) once, by `capture`. The topology matrix is parsed with
-sizer/topo_smi.py where that parser knows the GPU; the raw text is always kept, and the measured
+sizer/hardware/topo_smi.py where that parser knows the GPU; the raw text is always kept, and the measured
 P2P matrix (probes/coll.py) stands in for it where nvidia-smi is absent.
 """
 
@@ -59,7 +59,7 @@ def gpu_id_for(device_name: str) -> str | None:
     (unknown hardware yields no guess: 'A100-PCIE-40GB' must not become the 80 GB part)."""
     try:
         from sizer.errors import InputError
-        from sizer.gpus import get_gpu
+        from sizer.hardware.gpus import get_gpu
     except ImportError:
         return None
     words = device_name.replace("NVIDIA", "").replace("-", " ").split()
@@ -74,14 +74,14 @@ def gpu_id_for(device_name: str) -> str | None:
 
 def topology(gpu_id: str | None, text: str | None = None) -> dict:
     """`nvidia-smi topo -m` as raw text (run here unless `text` is given), plus
-    sizer.topo_smi's reading of it when the GPU is in the catalog."""
+    sizer.hardware.topo_smi's reading of it when the GPU is in the catalog."""
     text = text if text is not None else _run(["nvidia-smi", "topo", "-m"])
     if text is None:
         return {"source": "none (nvidia-smi not found); see raw.p2p_matrix"}
     out = {"source": "nvidia-smi topo -m", "text": text}
     try:
-        from sizer.gpus import get_gpu
-        from sizer.topo_smi import parse_topo_matrix
+        from sizer.hardware.gpus import get_gpu
+        from sizer.hardware.topo_smi import parse_topo_matrix
     except ImportError:
         return out
     if gpu_id:

@@ -1,4 +1,4 @@
-"""From raw probe rows to the constants of a sizer hardware profile (schema: sizer/profile.py).
+"""From raw probe rows to the constants of a sizer hardware profile (schema: sizer/hardware/profile.py).
 
 Every fit is a least-squares line in *relative* error (times span six decades, so each point
 weighs by 1/t), with non-negative coefficients (scipy nnls), one outlier-rejection pass (a point
@@ -10,7 +10,7 @@ report), and a reported fit error: median and max of |model - measured| / measur
   Two segments are kept when they cut the squared error to below 70% of one segment's
   (and one segment does not already fit to rounding).
 * GEMM: t(M) = 2 M N K / F_eff(M), F_eff(M) = F * M / (M + matmul_half_rows), i.e. the line
-  t = (2NK/F) * M + (2NK * half_rows / F) -- the form sizer/step.py uses.
+  t = (2NK/F) * M + (2NK * half_rows / F) -- the form sizer/cost/step.py uses.
 * Memory bandwidth: t = a + bytes / hbm_bytes_per_s over the copy sweep.
 * Attention: t = a + flops / attention_flops_per_s over causal prefill lengths.
 * Launch: median per-kernel time, eager and CUDA graph.
@@ -21,7 +21,7 @@ measured) falls back to the best measured rate, and says so in `method`.
 import numpy as np
 from scipy.optimize import nnls
 
-from .harness import busbw_factor  # tests check it agrees with sizer.collectives'
+from .harness import busbw_factor  # tests check it agrees with sizer.cost.collectives'
 
 MIN_BUSBW = 1e-3  # bytes/s floor so a flat (latency-only) segment still loads
 MAX_BUSBW = 1e15  # a segment with zero slope gets this (never the cheapest at large sizes)

@@ -1,6 +1,6 @@
 """The human summary of a calibration: each fit, its error, and achieved vs datasheet.
 
-Datasheet numbers come from sizer's GPU catalog (sizer/gpus.py, cited there) when the device is
+Datasheet numbers come from sizer's GPU catalog (sizer/hardware/gpus.py, cited there) when the device is
 in it; CPU runs and unknown GPUs show '-' (unknown hardware yields no guess).
 """
 
@@ -9,7 +9,7 @@ def _datasheet(gpu_id):
     if not gpu_id:
         return None
     try:
-        from sizer.gpus import get_gpu
+        from sizer.hardware.gpus import get_gpu
 
         return get_gpu(gpu_id)
     except Exception:  # noqa: BLE001 -- no catalog, no comparison

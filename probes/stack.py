@@ -1,6 +1,6 @@
 """The stack validate runs: a model preset scaled down, and which strategies a world can host.
 
-The preset (sizer.models) keeps its shape ratios -- GQA grouping, experts and top-k, FFN width
+The preset (sizer.model.catalog) keeps its shape ratios -- GQA grouping, experts and top-k, FFN width
 relative to hidden -- at a hidden size small enough for the local devices; the result is an HF
 config.json-style dict, so sizer's time model reads exactly the model that runs. `plan` turns
 a world size into Layouts, or into a reason per strategy why the world cannot host it.
@@ -8,7 +8,7 @@ a world size into Layouts, or into a reason per strategy why the world cannot ho
 
 from sizer.errors import InputError
 
-from .parallel import Dims, Layout
+from .block import Dims, Layout
 
 DEFAULT_MODEL = "mixtral-8x7b"
 TORCH_DTYPE = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
@@ -24,9 +24,9 @@ def _round_to(x: float, step: int) -> int:
 
 
 def load_spec(name: str):
-    """The preset's ModelSpec (sizer.models), or the built-in Mixtral shape when presets are
+    """The preset's ModelSpec (sizer.model.catalog), or the built-in Mixtral shape when presets are
     missing and the default was asked for."""
-    from sizer.models import get_model, model_from_config
+    from sizer.model.catalog import get_model, model_from_config
 
     try:
         return get_model(name)

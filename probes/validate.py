@@ -25,7 +25,7 @@ import tempfile
 
 from sizer.errors import InputError
 
-from .parallel import STRATEGIES, Dims, Layout
+from .block import STRATEGIES, Dims, Layout
 from .stack import DEFAULT_MODEL, dims_of, load_spec, plan, scaled_config
 
 TOLERANCE = {"fp32": 1e-4, "bf16": 3e-2, "fp16": 5e-3}  # max |err| / max |reference|
@@ -45,9 +45,9 @@ class Predictor:
             self.why = "no hardware profile"
             return
         try:
-            from sizer.gpus import get_gpu
-            from sizer.step import device_from_profile
-            from sizer.topology import default_topology, get_topology
+            from sizer.hardware.gpus import get_gpu
+            from sizer.cost.step import device_from_profile
+            from sizer.hardware.topology import default_topology, get_topology
 
             gpu_id = profile.env.get("gpu_id")
             gpu = get_gpu(gpu_id) if gpu_id else None
@@ -56,7 +56,7 @@ class Predictor:
             except InputError:
                 if gpu is None:
                     raise
-                from sizer.hardware import device_for
+                from sizer.hardware.constants import device_for
                 self.device = device_for(gpu, profile)
             # CPU ranks: a PCIe node only names the group; the profile's fits price the collectives.
             self.topology = (default_topology(gpu, world, nodes) if gpu is not None
@@ -75,7 +75,7 @@ class Predictor:
     def collective(self, op: str, nbytes: float, ranks: int):
         if self.device is None or ranks < 2:
             return None
-        from sizer.collectives import collective_time
+        from sizer.cost.collectives import collective_time
 
         return float(collective_time(op, nbytes, tuple(range(ranks)), self.topology, self.profile).time_s)
 
@@ -86,8 +86,8 @@ class Predictor:
         if self.device is None:
             return {"predicted_s": None, "predicted_compute_s": None, "predicted_comm_s": None,
                     "predicted_ops": []}
-        from sizer.pipeline import Schedule
-        from sizer.step import step_time
+        from sizer.cost.pipeline import Schedule
+        from sizer.cost.step import step_time
 
         per_rank = batch // lay.dp // lay.micro
         res = step_time(self.model, self.device, tp=lay.tp, pp=lay.pp, ep=lay.ep, dp=lay.dp,
@@ -106,7 +106,7 @@ class Predictor:
 
 def calibrate_profile(backend: str, world: int, timeout_s: float):
     """Run the quick calibration in a child process and load what it wrote (None on failure)."""
-    from sizer.profile import load_profile
+    from sizer.hardware.profile import load_profile
 
     fd, path = tempfile.mkstemp(prefix="validate-profile-", suffix=".json")
     os.close(fd)
@@ -295,7 +295,7 @@ def _env(args, spec, cfg, notes, shape, world, backend, gpu, profile, pred) -> d
 
 
 def run(args) -> int:
-    from sizer.models import model_from_config
+    from sizer.model.catalog import model_from_config
 
     from .launch import LaunchError, RankFailure, run_ranks
     from .parallel import run_all
@@ -328,7 +328,7 @@ def run(args) -> int:
                          + "; ".join(f"{s['strategy']}: {s['reason']}" for s in skipped))
     rank0 = not torchrun or int(os.environ["RANK"]) == 0
     if args.profile:
-        from sizer.profile import load_profile
+        from sizer.hardware.profile import load_profile
         profile = load_profile(args.profile)
     elif torchrun:
         if rank0:
@@ -361,7 +361,7 @@ def run(args) -> int:
         sys.stderr.write(f"validate: warning: the profile has no fit for {what}; those predictions "
                          "use sizer's default link constants (GPU interconnects), not this machine\n")
     if args.json:
-        from sizer.cli import emit_json
+        from sizer.output import emit_json
         emit_json(doc)
     else:
         sys.stdout.write(render(doc))

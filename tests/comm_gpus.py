@@ -5,7 +5,7 @@ Sources: NVIDIA A100 / H100 / H200 / H100 NVL / A100 PCIe / RTX 4090 datasheets,
 datasheet. nvlink_bytes_per_s is the bidirectional per-GPU NVLink/xGMI total the datasheet states.
 """
 
-from sizer.gpus import GPUSpec
+from sizer.hardware.gpus import GPUSpec
 
 
 def spec(id, form, nvlink, gen, pcie, p2p, per_node, nics, nic_bits, topo, vendor="NVIDIA"):

@@ -3,8 +3,8 @@
 import pytest
 from shapes import LLAMA_8B, LLAMA_70B
 
-from sizer.gpus import get_gpu
-from sizer.models import model_from_config
+from sizer.hardware.gpus import get_gpu
+from sizer.model.catalog import model_from_config
 
 
 @pytest.fixture(scope="session")

@@ -15,7 +15,7 @@ import pytest
 pytest.importorskip("streamlit")
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
-from sizer.cli import main as sizer_main  # noqa: E402
+from sizer.cli.main import main as sizer_main  # noqa: E402
 from sizer.units import fmt_bytes, fmt_seconds  # noqa: E402
 
 APP = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "app.py")
@@ -221,7 +221,7 @@ def test_uploaded_profile_changes_numbers_as_the_cli_profile_flag(capsys, tmp_pa
 @pytest.mark.parametrize("view", VIEWS)
 def test_each_view_renders_its_charts(view, tmp_path):
     """Every tab draws plotly figures (Pipeline needs PP > 1; Calibration an uploaded profile;
-    Recommend needs sizer.recommend)."""
+    Recommend needs sizer.plan.recommend)."""
     at = app(model="mixtral-8x7b", gpus=8, tp=2, pp=2, ep=2, view=view)
     if view == "Calibration":
         _, data = _profile(tmp_path)
@@ -232,8 +232,8 @@ def test_each_view_renders_its_charts(view, tmp_path):
         from ui.core import recommend_available
 
         if not recommend_available():
-            assert any("sizer.recommend" in i.value for i in at.info)
-            pytest.skip("sizer.recommend not built yet")
+            assert any("sizer.plan.recommend" in i.value for i in at.info)
+            pytest.skip("sizer.plan.recommend not built yet")
     assert not at.exception and not at.error, [e.value for e in at.error]
     figs = charts(at)
     expected = {"Fit": 2, "Latency": 3, "Communication": 2, "Recommend": 1, "Pipeline": 2, "Calibration": 3}
@@ -262,7 +262,7 @@ def test_recommend_view_is_the_cli_search(capsys):
     from ui.core import recommend_available
 
     if not recommend_available():
-        pytest.skip("sizer.recommend not built yet")
+        pytest.skip("sizer.plan.recommend not built yet")
     at = app(model="deepseek-v3", gpu="h200", gpus=16, nodes=2, tpot_ms=20.0, view="Recommend")
     doc = cli(capsys, "recommend", "--model", "deepseek-v3", "--gpu", "h200", "--gpus", "16",
               "--nodes", "2", "--tpot", "20ms")

@@ -21,7 +21,7 @@ import urllib.request
 
 import pytest
 
-from sizer.cli import main as sizer_main
+from sizer.cli.main import main as sizer_main
 from sizer.units import fmt_seconds
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

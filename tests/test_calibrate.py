@@ -18,7 +18,7 @@ torch = pytest.importorskip("torch")
 
 from probes.harness import busbw_factor  # noqa: E402
 from probes.launch import RankFailure, run_ranks  # noqa: E402
-from sizer.profile import load_profile  # noqa: E402
+from sizer.hardware.profile import load_profile  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OPS = ("all_reduce", "all_gather", "reduce_scatter", "all_to_all", "send_recv")
@@ -184,8 +184,8 @@ def test_hang_is_stopped_by_timeout():
 def test_profile_changes_sizer_comm_prediction(quick_run, capsys):
     """`sizer comm --profile` uses the measured fit for (op, ranks, nodes): the answer moves
     from the catalog model to min_s(latency + size*factor/busbw) of the profile's segments."""
-    from sizer.cli import main
-    from sizer.profile import load_profile as load
+    from sizer.cli.main import main
+    from sizer.hardware.profile import load_profile as load
 
     n, out, _, _ = quick_run
     args = ["comm", "--op", "all_reduce", "--bytes", "1MiB", "--gpus", str(n), "--json"]

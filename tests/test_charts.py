@@ -8,11 +8,11 @@ import sys
 import pytest
 
 from sizer import charts
-from sizer.estimate import estimate
-from sizer.gpus import get_gpu
-from sizer.models import get_model
-from sizer.split import Split
-from sizer.topology import default_topology
+from sizer.cost.estimate import estimate
+from sizer.hardware.gpus import get_gpu
+from sizer.model.catalog import get_model
+from sizer.model.split import Split
+from sizer.hardware.topology import default_topology
 
 GIB = 2**30
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -52,7 +52,7 @@ def test_memory_bars_stack_to_the_plan_total_and_capacity(est70):
 
 def test_latency_bars_add_up_to_ttft_and_tpot(est70):
     """Prefill: compute + comm + bubble = TTFT (the makespan of the fill-run-drain schedule).
-    Decode with batch >= PP: compute + comm = TPOT, no bubble (sizer/estimate.py)."""
+    Decode with batch >= PP: compute + comm = TPOT, no bubble (sizer/cost/estimate.py)."""
     fig = charts.latency_breakdown(est70)
     prefill = sum(t.y[0] for t in fig.data if t.x[0] == "prefill")
     decode = sum(t.y[0] for t in fig.data if t.x[0] == "decode")
@@ -73,7 +73,7 @@ def test_comm_curves_are_log_log_with_marks():
     """busbw = algbw x 2(n-1)/n for all-reduce (nccl-tests PERFORMANCE.md) survives the chart."""
     import numpy as np
 
-    from sizer.collectives import collective_time
+    from sizer.cost.collectives import collective_time
 
     gpu = get_gpu("h100-sxm")
     topo = default_topology(gpu, 8)
@@ -137,7 +137,7 @@ def test_html_export_is_standalone(est70):
 
 def test_no_streamlit_or_torch_in_the_core_or_the_app():
     """sizer/ (charts included) never imports streamlit or torch; app.py never imports torch."""
-    code = ("import sys; import sizer.charts, sizer.estimate, sizer.recommend\n"
+    code = ("import sys; import sizer.charts, sizer.cost.estimate, sizer.plan.recommend\n"
             "assert 'streamlit' not in sys.modules and 'torch' not in sys.modules, 'core'\n"
             "from streamlit.testing.v1 import AppTest\n"
             f"at = AppTest.from_file({os.path.join(ROOT, 'app.py')!r}, default_timeout=60); at.run()\n"

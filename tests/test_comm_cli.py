@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from sizer.cli import main
+from sizer.cli.main import main
 
 DATA = os.path.join(os.path.dirname(__file__), "data", "topo")
 

@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 
 from comm_gpus import GPUS
-from sizer.collectives import OPS, algorithm_label, busbw_factor, collective_time, profile_fit
+from sizer.cost.collectives import OPS, algorithm_label, busbw_factor, collective_time, profile_fit
 from sizer.errors import InputError
-from sizer.profile import profile_from_dict
-from sizer.topology import get_topology
+from sizer.hardware.profile import profile_from_dict
+from sizer.hardware.topology import get_topology
 
 SIZES = np.array([2.0**k for k in range(10, 34)])
 

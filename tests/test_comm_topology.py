@@ -7,13 +7,13 @@ import os
 import pytest
 
 from comm_gpus import GPUS
-from sizer.collectives import collective_time
+from sizer.cost.collectives import collective_time
 from sizer.errors import InputError
-from sizer.links import LINKS
-from sizer.placement import layout
-from sizer.topo_smi import parse_topo_matrix, read_topology_file
-from sizer.topology import (add_topology_args, default_topology, get_topology,
-                            topology_from_args)
+from sizer.hardware.links import LINKS
+from sizer.hardware.placement import layout
+from sizer.hardware.topo_smi import parse_topo_matrix, read_topology_file
+from sizer.cli.common import add_topology_args, topology_from_args
+from sizer.hardware.topology import default_topology, get_topology
 
 DATA = os.path.join(os.path.dirname(__file__), "data", "topo")
 

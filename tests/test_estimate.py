@@ -5,11 +5,11 @@ import json
 import numpy as np
 import pytest
 
-from sizer.cli import main
-from sizer.estimate import estimate
-from sizer.gpus import get_gpu
-from sizer.split import Split
-from sizer.step import step_time
+from sizer.cli.main import main
+from sizer.cost.estimate import estimate
+from sizer.hardware.gpus import get_gpu
+from sizer.model.split import Split
+from sizer.cost.step import step_time
 from shapes import LLAMA_8B
 
 

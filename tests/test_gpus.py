@@ -1,4 +1,4 @@
-"""The GPU catalog (data/gpus.json + sizer.gpus) and the `sizer gpus` command.
+"""The GPU catalog (data/gpus.json + sizer.hardware.gpus) and the `sizer gpus` command.
 
 Datasheet numbers are pinned with their source; the rest are invariants every preset must keep.
 """
@@ -8,10 +8,10 @@ import json
 
 import pytest
 
-from sizer.cli import main
+from sizer.cli.main import main
 from sizer.errors import InputError
-from sizer.gpus import GPUSpec, all_gpus, get_gpu
-from sizer.resources import read_json
+from sizer.hardware.gpus import GPUSpec, all_gpus, get_gpu
+from sizer.model.resources import read_json
 
 GiB = 2**30
 IDS = ("a100-40g-sxm", "a100-80g-sxm", "a100-80g-pcie", "h100-sxm", "h100-pcie", "h100-nvl", "h200",

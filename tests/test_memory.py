@@ -4,12 +4,12 @@ import json
 
 import pytest
 
-from sizer.cli import main
-from sizer.engines import memory_plan
+from sizer.cli.main import main
+from sizer.cost.engines import memory_plan
 from sizer.errors import InputError
-from sizer.memory import kv_bytes_per_token, resolve_precision, stage_weight_bytes
-from sizer.models import model_from_config
-from sizer.split import Split, check_split
+from sizer.cost.memory import kv_bytes_per_token, resolve_precision, stage_weight_bytes
+from sizer.model.catalog import model_from_config
+from sizer.model.split import Split, check_split
 from shapes import DSV3, LLAMA_70B
 LLAMA_8B = dict(LLAMA_70B, hidden_size=4096, num_hidden_layers=32, num_attention_heads=32,
                 intermediate_size=14336, max_position_embeddings=8192)  # Meta-Llama-3-8B: 8k context
@@ -177,7 +177,7 @@ class _noop:
 def test_sglang_qwen3_235b_fp8_kv_tokens(h100):
     """SGLang log (R03114): Qwen3-235B-A22B-FP8, 4x H100, mem_fraction_static 0.93 ->
     367,404 KV tokens. SGLang's rule reproduces it within 2%."""
-    from sizer.models import get_model
+    from sizer.model.catalog import get_model
 
     plan = memory_plan(get_model("qwen3-235b-a22b"), h100, Split(tp=4), weight_dtype="fp8",
                        engine="sglang", fraction=0.93, context=40960)
@@ -188,7 +188,7 @@ def test_sglang_qwen3_235b_fp8_kv_tokens(h100):
 
 def test_gpt_oss_120b_fits_one_80gb_gpu(h100):
     """OpenAI: gpt-oss-120b 'fits a single 80GB GPU' with MXFP4 MoE weights (R00907)."""
-    from sizer.models import get_model
+    from sizer.model.catalog import get_model
 
     plan = memory_plan(get_model("gpt-oss-120b"), h100, Split(), batch=1, context=8192)
     assert plan.fits and plan.weights_bytes < 65 * GIB
@@ -203,8 +203,8 @@ def test_gpt_oss_120b_fits_one_80gb_gpu(h100):
 def test_transformers_peak_rows(rid, pid, wdtype, tokens, mib):
     """Qwen speed benchmark, HF Transformers generate, batch 1, 1 input + 2048 output tokens:
     weights + KV of 2049 tokens within 2% of the published peak (MiB)."""
-    from sizer.memory import kv_bytes_per_sequence
-    from sizer.models import get_model
+    from sizer.cost.memory import kv_bytes_per_sequence
+    from sizer.model.catalog import get_model
 
     m = get_model(pid)
     prec = resolve_precision(m, wdtype)
@@ -223,7 +223,7 @@ def test_another_engines_memory_flag_is_an_error(capsys):
 
 def test_engine_fits_only_when_the_batch_fits_its_kv(h100):
     """With --engine the KV pool is fixed: a concurrency beyond it would queue, so `fits` says no."""
-    from sizer.models import get_model
+    from sizer.model.catalog import get_model
 
     m = get_model("70b")
     ok = memory_plan(m, h100, Split(tp=4), engine="vllm", batch=8, context=16384)
@@ -233,7 +233,7 @@ def test_engine_fits_only_when_the_batch_fits_its_kv(h100):
 
 
 def test_nvfp4_counts_its_16_element_e4m3_scales():
-    from sizer.precision import weight_bytes_per_param
+    from sizer.model.precision import weight_bytes_per_param
 
     assert weight_bytes_per_param("nvfp4") == pytest.approx(4.5 / 8)
     assert weight_bytes_per_param("fp4") == pytest.approx(4.25 / 8)
@@ -242,7 +242,7 @@ def test_nvfp4_counts_its_16_element_e4m3_scales():
 def test_kv_per_token_takes_the_stage_with_most_full_layers():
     """gpt-oss-120b (alternating sliding/full over 36 layers) at PP4: stages hold 4 or 5 full
     layers; the 5-full-layer stage decides memory at long contexts."""
-    from sizer.models import get_model
+    from sizer.model.catalog import get_model
 
     m = get_model("gpt-oss-120b")
     full, slide = kv_bytes_per_token(m, Split(pp=4), resolve_precision(m))
@@ -253,8 +253,8 @@ def test_kv_per_token_takes_the_stage_with_most_full_layers():
 def test_uneven_pp_follows_vllm_partition():
     """vLLM get_pp_indices: L // PP layers each, the L % PP extra ones to the stages before the
     last, second-to-last first. Only with --uneven-pp; without it a non-dividing PP is bad input."""
-    from sizer.models import get_model
-    from sizer.split import stage_layers
+    from sizer.model.catalog import get_model
+    from sizer.model.split import stage_layers
 
     dsv3, l405 = get_model("deepseek-v3"), get_model("405b")
     assert [len(r) for r in stage_layers(dsv3, 2)] == [31, 30]

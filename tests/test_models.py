@@ -7,7 +7,7 @@ import json
 import pytest
 
 from sizer.errors import InputError
-from sizer.models import get_model, model_from_config, preset_names, resolve_preset
+from sizer.model.catalog import get_model, model_from_config, preset_names, resolve_preset
 
 # Exact counts (issue #2; Hugging Face safetensors metadata of the official checkpoints).
 EXACT = {

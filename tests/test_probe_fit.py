@@ -30,10 +30,10 @@ def test_busbw_factors_are_nccl_tests_performance_md():
 
 
 def test_busbw_factor_agrees_with_sizer_collectives():
-    """Once sizer/collectives.py defines busbw_factor, probes and sizer must agree."""
-    coll = pytest.importorskip("sizer.collectives")
+    """Once sizer/cost/collectives.py defines busbw_factor, probes and sizer must agree."""
+    coll = pytest.importorskip("sizer.cost.collectives")
     if not hasattr(coll, "busbw_factor"):
-        pytest.skip("sizer.collectives has no busbw_factor yet")
+        pytest.skip("sizer.cost.collectives has no busbw_factor yet")
     for op in ("all_reduce", "all_gather", "reduce_scatter", "all_to_all", "send_recv"):
         for n in (2, 4, 8, 16):
             try:
@@ -143,7 +143,7 @@ def test_fit_of_published_8xh100_all_reduce_curve():
 
 def test_gemm_fit_recovers_flops_and_half_rows():
     """t(M) = 2MNK / (F * M / (M + h)) with F = 700 TFLOP/s, h = 96 rows (the F_eff form
-    sizer/step.py uses) is recovered exactly."""
+    sizer/cost/step.py uses) is recovered exactly."""
     F, h, n = 700e12, 96.0, 8192
     rows = [{"op": "gemm", "dtype": "bf16", "M": m, "N": n, "K": n,
              "time_s": 2 * m * n * n / (F * m / (m + h))} for m in (2 ** i for i in range(15))]
@@ -193,9 +193,9 @@ def test_predict_kernels_is_the_documented_time_model():
 
 
 def test_profile_segments_reproduce_measured_busbw():
-    """The profile's collective time min_s(latency + size*factor/busbw) (sizer/profile.py)
+    """The profile's collective time min_s(latency + size*factor/busbw) (sizer/hardware/profile.py)
     evaluated at a large size gives back the measured busbw within the fit error."""
-    from sizer.profile import profile_from_dict
+    from sizer.hardware.profile import profile_from_dict
 
     rows = [row("reduce_scatter", s, s // 16, "float", 4, False, 15e-6 + s * 0.75 / 40e9, 0)
             for s in sweep_sizes(64, 1 << 28, 4)]
@@ -244,7 +244,7 @@ def test_cuda_device_names_map_to_catalog_ids_or_none():
 
 def test_topology_text_is_kept_and_parsed():
     """A real 8x H100 SXM `nvidia-smi topo -m` (tests/data/topo, SGLang environment report):
-    the raw text is stored and sizer.topo_smi reads 8 GPUs per node from it."""
+    the raw text is stored and sizer.hardware.topo_smi reads 8 GPUs per node from it."""
     from probes.env import topology, topology_from_p2p
 
     path = os.path.join(os.path.dirname(__file__), "data", "topo", "h100_sxm_8gpu_nv18_8nic.txt")

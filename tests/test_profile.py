@@ -4,10 +4,10 @@ import json
 
 import pytest
 
-from sizer.cli import main
-from sizer.gpus import get_gpu
-from sizer.hardware import MATMUL_HALF_ROWS, device_for
-from sizer.profile import profile_from_dict
+from sizer.cli.main import main
+from sizer.hardware.gpus import get_gpu
+from sizer.hardware.constants import MATMUL_HALF_ROWS, device_for
+from sizer.hardware.profile import profile_from_dict
 
 
 def _doc(**compute):

@@ -1,5 +1,5 @@
 """The time model against published serving measurements (data/published_perf.json, each record
-citing its table). Three defaults in sizer/hardware.py were fitted to the TensorRT-LLM v0.17/v0.14
+citing its table). Three defaults in sizer/hardware/constants.py were fitted to the TensorRT-LLM v0.17/v0.14
 rows; the other rows are a holdout. These tests keep the model honest on both."""
 
 import os
@@ -8,8 +8,8 @@ import sys
 
 import pytest
 
-from sizer.gpus import get_gpu
-from sizer.resources import read_json
+from sizer.hardware.gpus import get_gpu
+from sizer.model.resources import read_json
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "benchmarks"))

@@ -8,14 +8,14 @@ import re
 import numpy as np
 import pytest
 
-from sizer.cli import main
+from sizer.cli.main import main
 from sizer.errors import InfeasibleError, InputError
-from sizer.estimate import estimate
-from sizer.models import model_from_config
-from sizer.recommend import TargetsNotMetError, recommend
-from sizer.search import Workload, evaluate, enumerate_splits
-from sizer.split import Split
-from sizer.topology import default_topology, get_topology
+from sizer.cost.estimate import estimate
+from sizer.model.catalog import model_from_config
+from sizer.plan.recommend import TargetsNotMetError, recommend
+from sizer.plan.search import Workload, evaluate, enumerate_splits
+from sizer.model.split import Split
+from sizer.hardware.topology import default_topology, get_topology
 from shapes import GPT3, LLAMA_70B, QWEN3_MOE
 
 
@@ -255,7 +255,7 @@ def test_cli_usage_errors_exit_2(cfg70):
 
 def test_pcie_topology_preset_for_socket_spanning_flag(h100):
     """Placement: on pcie-2socket a TP=4 group stays inside a socket, TP=8 spans both."""
-    from sizer.search import placement_flags
+    from sizer.plan.search import placement_flags
 
     topo = get_topology("pcie-2socket", h100, 8)
     assert placement_flags(topo, Split(tp=4, dp=2)) == ()
@@ -287,7 +287,7 @@ def test_weight_dtype_list_searches_each_precision(l70, h100):
 def test_batch_grid_is_quarter_octave_and_refinement_fills_the_neighbourhood():
     """1..8, then round(2^(k/4)): neighbours at most 19% apart (2^(1/4) = 1.189, rounded),
     ending at the limit; refinement covers every integer between the best point's neighbours."""
-    from sizer.search import batch_grid, refine_batches
+    from sizer.plan.search import batch_grid, refine_batches
 
     g = batch_grid(256).astype(int).tolist()
     assert g[:12] == [1, 2, 3, 4, 5, 6, 7, 8, 10, 11, 13, 16] and g[-4:] == [152, 181, 215, 256]
@@ -315,7 +315,7 @@ def test_a_tpot_target_gets_the_largest_batch_that_meets_it(h100, name, dtypes, 
     """With a TPOT target every candidate's batch is the brute-force best over all integer
     batches of its split (throughput grows with the batch until the target binds), so the
     winner is not left 9-14% short as on a power-of-two grid (batch 64 where 96 meets it)."""
-    from sizer.models import get_model
+    from sizer.model.catalog import get_model
 
     model = get_model(name)
     rec = recommend(model, h100, 8, tpot_s=tpot, weight_dtypes=dtypes, top=6)
@@ -337,7 +337,7 @@ def test_seven_gpus_name_the_only_divisible_split_and_the_counts_that_work(l70, 
     """64 heads and 80 layers are both prime to 7: TP7 and PP7 are dropped, TP1 PP1 DP7 is the
     only split, and it cannot hold 141 GB of bf16 weights; 8 GPUs (TP8) or 6 of the 7 with
     --allow-idle (TP2 DP3: 70.6 GB of weights per GPU) would."""
-    from sizer.recommend import NothingFitsError
+    from sizer.plan.recommend import NothingFitsError
 
     with pytest.raises(NothingFitsError) as err:
         recommend(l70, h100, 7)
@@ -361,7 +361,7 @@ def test_seven_gpus_name_the_only_divisible_split_and_the_counts_that_work(l70, 
 def test_allow_idle_searches_every_gpu_count_up_to_16(l70, h100):
     """With idle GPUs allowed a box of up to 16 GPUs is searched at every count (6 of 7 GPUs as
     TP2 DP3); above 16, the divisors and the powers of two."""
-    from sizer.search import gpu_counts
+    from sizer.plan.search import gpu_counts
 
     assert gpu_counts(7, True) == [7, 6, 5, 4, 3, 2, 1] and gpu_counts(7, False) == [7]
     assert gpu_counts(24, True) == [24, 16, 12, 8, 6, 4, 3, 2, 1]
@@ -409,7 +409,7 @@ def test_cli_warns_when_the_profile_was_measured_on_another_device(cfg70, capsys
 # --- the report says only what is true ----------------------------------------------------
 
 def _note(rec):
-    from sizer.cmd_recommend import render
+    from sizer.cli.recommend import render
 
     return next(line for line in render(rec).splitlines() if line.startswith("(No latency targets"))
 
@@ -429,7 +429,7 @@ def test_fills_memory_only_when_the_batch_is_at_the_memory_limit(l70, h100, rec8
 
 def test_comm_share_is_the_same_number_in_the_table_and_the_sentences(l70, h100):
     """One quantity (the largest collective's share of the decode step), one rounding."""
-    from sizer.cmd_recommend import render
+    from sizer.cli.recommend import render
 
     rec = recommend(l70, h100, 8, tpot_s=0.030)
     text = render(rec)
@@ -448,7 +448,7 @@ def _all_text(rec) -> list[str]:
 
 @pytest.fixture(scope="module")
 def explained(h100):
-    from sizer.models import get_model
+    from sizer.model.catalog import get_model
 
     l70 = get_model("llama-3.1-70b")
     return {"mixtral_tpot": recommend(get_model("mixtral-8x22b"), h100, 8, weight_dtypes="fp8,int4",
@@ -505,8 +505,8 @@ def test_no_cause_is_invented_for_a_tie(explained):
 def test_nothing_fits_also_says_which_splits_were_dropped(h100):
     """DeepSeek-V3/R1 has 61 layers (its config.json): no PP divides it on 8 GPUs, and in fp8
     (671B x 1 byte) no 8-GPU split holds it."""
-    from sizer.models import get_model
-    from sizer.recommend import NothingFitsError
+    from sizer.model.catalog import get_model
+    from sizer.plan.recommend import NothingFitsError
 
     with pytest.raises(NothingFitsError) as err:
         recommend(get_model("deepseek-r1"), h100, 8)

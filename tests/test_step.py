@@ -4,11 +4,11 @@ monotonic facts and the compute + comm identity."""
 import numpy as np
 import pytest
 
-from sizer.gpus import get_gpu
-from sizer.models import model_from_config
-from sizer.ops import expected_experts
-from sizer.pipeline import Schedule
-from sizer.step import step_time
+from sizer.hardware.gpus import get_gpu
+from sizer.model.catalog import model_from_config
+from sizer.cost.ops import expected_experts
+from sizer.cost.pipeline import Schedule
+from sizer.cost.step import step_time
 from shapes import LLAMA_8B, MIXTRAL_8X7B as MIXTRAL
 
 
@@ -130,7 +130,7 @@ def test_dp_replicas_do_not_widen_the_tp_group(l8, h100):
 def test_socket_spanning_tp_pays_the_slow_link(l8):
     """TP=8 over two PCIe sockets (UPI hop) is slower than TP=4 inside one socket per byte, and
     slower than the same TP on NVSwitch."""
-    from sizer.topology import get_topology
+    from sizer.hardware.topology import get_topology
 
     l40s = get_gpu("l40s")
     two = get_topology("pcie-2socket", l40s, 8)
@@ -169,8 +169,8 @@ def test_pipeline_send_carries_hidden_states_and_residual(h100):
 
 def test_sliding_window_attention_never_costs_more_than_full(h100):
     """Mean keys per query: S/2 causal; with window w < S, w - w^2/(2S) (gpt-oss: w = 128)."""
-    from sizer.ops import prefill_attention
-    from sizer.hardware import device_for
+    from sizer.cost.ops import prefill_attention
+    from sizer.hardware.constants import device_for
 
     dev = device_for(h100)
     for s in (64, 128, 256, 4096):

@@ -18,10 +18,10 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from probes import parallel as par  # noqa: E402
+from probes import block as par  # noqa: E402
 from probes import stack  # noqa: E402
 from probes import validate as val  # noqa: E402
-from sizer.profile import profile_from_dict  # noqa: E402
+from sizer.hardware.profile import profile_from_dict  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ROW_KEYS = {"strategy", "world_size", "matches_reference", "max_abs_err", "measured_s",
@@ -32,7 +32,7 @@ DIMS = par.Dims(hidden=64, layers=4, heads=8, kv_heads=2, head_dim=8, inter=128,
 
 
 def _profile_doc() -> dict:
-    """A version-1 profile (sizer/profile.py schema) with round-number CPU constants and a
+    """A version-1 profile (sizer/hardware/profile.py schema) with round-number CPU constants and a
     one-segment fit per collective at 2 and 4 ranks."""
     fits = [{"op": op, "ranks": n, "nodes": 1,
              "segments": [{"latency_s": 2e-4, "busbw_bytes_per_s": 1e9}]}
@@ -200,9 +200,9 @@ def test_moe_shards_sum_and_routing_is_top_k():
 
 def test_pipeline_prediction_is_the_gpipe_makespan():
     """PP's prediction is (m + p - 1) clocks of one micro-batch's stage time (GPipe forward,
-    sizer/pipeline.py), and TP's is step_time without the embedding and LM head."""
-    from sizer.models import model_from_config
-    from sizer.step import step_time
+    sizer/cost/pipeline.py), and TP's is step_time without the embedding and LM head."""
+    from sizer.model.catalog import model_from_config
+    from sizer.cost.step import step_time
 
     cfg, _ = stack.scaled_config(stack.load_spec("mixtral-8x7b"), 128, 4, "fp32", 32)
     model = model_from_config(cfg)

@@ -12,17 +12,17 @@ from functools import lru_cache
 import numpy as np
 import streamlit as st
 
-from sizer.cli import jsonable
-from sizer.collectives import collective_time
-from sizer.engines import memory_plan
+from sizer.output import jsonable
+from sizer.cost.collectives import collective_time
+from sizer.cost.engines import memory_plan
 from sizer.errors import InfeasibleError, InputError
-from sizer.estimate import estimate
-from sizer.gpus import get_gpu
-from sizer.models import get_model, model_from_config
-from sizer.placement import gpu_order
-from sizer.profile import profile_from_dict
-from sizer.split import Split, check_split
-from sizer.topology import PRESETS, default_topology, get_topology
+from sizer.cost.estimate import estimate
+from sizer.hardware.gpus import get_gpu
+from sizer.model.catalog import get_model, model_from_config
+from sizer.hardware.placement import gpu_order
+from sizer.hardware.profile import profile_from_dict
+from sizer.model.split import Split, check_split
+from sizer.hardware.topology import PRESETS, default_topology, get_topology
 
 SWEEP_BYTES = np.array([2.0**k for k in range(10, 34)])  # 1 KiB .. 8 GiB, as `sizer comm --sweep`
 ALGORITHMS = ("ring", "tree", "nvls", "hierarchical", "one_shot", "two_shot", "direct", "p2p")
@@ -210,7 +210,7 @@ def curve(label, op, ranks, topo, profile, algorithms=None) -> dict:
 
 def recommend_available() -> bool:
     try:
-        import sizer.recommend  # noqa: F401
+        import sizer.plan.recommend  # noqa: F401
     except ImportError:
         return False
     return True
@@ -221,7 +221,7 @@ def recommend_doc(inp: Inputs, objective: str, top: int, gpu_hour_price: float |
     """What `sizer recommend --json` prints for these inputs (less its search_time_s): the ranked
     candidates, the rejected list, why-not lines and the Pareto front. When no split meets the
     targets, the closest candidates with "targets_error" set (the CLI prints them and exits 1)."""
-    from sizer.recommend import TargetsNotMetError, recommend
+    from sizer.plan.recommend import TargetsNotMetError, recommend
 
     def run():
         model, gpu = load_model(inp.model), get_gpu(inp.gpu)

@@ -2,11 +2,11 @@
 
 import streamlit as st
 
-from sizer.engines import ENGINES
-from sizer.gpus import all_gpus
-from sizer.links import inter_node_names
-from sizer.models import preset_names
-from sizer.topology import PRESETS
+from sizer.cost.engines import ENGINES
+from sizer.hardware.gpus import all_gpus
+from sizer.hardware.links import inter_node_names
+from sizer.model.catalog import preset_names
+from sizer.hardware.topology import PRESETS
 
 from .core import Inputs
 

@@ -7,9 +7,9 @@ import numpy as np
 import streamlit as st
 
 from sizer import charts
-from sizer.collectives import OPS
-from sizer.gpus import get_gpu
-from sizer.hardware import device_for
+from sizer.cost.collectives import OPS
+from sizer.hardware.gpus import get_gpu
+from sizer.hardware.constants import device_for
 from sizer.units import fmt_bytes, fmt_seconds
 
 from . import core
@@ -128,7 +128,7 @@ def communication(inp, est: dict) -> None:
 
 def recommend(inp) -> None:
     if not core.recommend_available():
-        st.info("`sizer.recommend` is not installed in this build yet; the ranked table, why-not list "
+        st.info("`sizer.plan.recommend` is not installed in this build yet; the ranked table, why-not list "
                 "and Pareto plot appear here once it is.")
         return
     c1, c2, c3 = st.columns(3)

@@ -1,0 +1,126 @@
+"""`sizer comm`: time, algbw, busbw and algorithm of one collective on a topology.
+
+    sizer comm --op all_reduce --bytes 16MiB --gpus 8 [--nodes K] [--gpu G]
+               [--topology T | --topology-file F] [--inter-node L] [--profile P] [--sweep] [--json]
+
+Sizes follow nccl-tests' size column; algbw = size / time, busbw = algbw x busbw_factor
+(sizer/cost/collectives.py). --sweep prints 1 KiB .. 8 GiB in powers of two. With --profile, the
+profile's fit for this (op, GPUs, nodes) answers; stderr says when it has none (the catalog model
+answers) and when sizes go beyond the largest one it measured ("measured (extrapolated)").
+"""
+
+import re
+
+import numpy as np
+
+from sizer.output import emit_json, warn
+from .common import check_profile_device
+from sizer.cost.collectives import (CUSTOM_ALGOS, CUSTOM_MAX_BYTES, EXTRAPOLATED, OPS, algorithm_label,
+                          busbw_factor, check_op, collective_time, profile_fit)
+from sizer.errors import InputError
+from sizer.hardware.gpus import get_gpu
+from sizer.hardware.profile import load_profile
+from .common import add_topology_args, topology_from_args
+from sizer.units import fmt_bytes, fmt_seconds, parse_bytes
+
+SWEEP_BYTES = np.array([2.0**k for k in range(10, 34)])  # 1 KiB .. 8 GiB
+CUSTOM_NOTE = ("custom: the engines' own all-reduce over peer memory (vLLM, SGLang, TRT-LLM), "
+               f"used up to {CUSTOM_MAX_BYTES // 2**20} MiB as vLLM does; NCCL above it, hence "
+               "the busbw step. --nccl-only: NCCL's curve as nccl-tests measures it")
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("comm", help="collective / P2P communication time on a topology",
+                              description=__doc__.splitlines()[0])
+    p.add_argument("--op", required=True, metavar="OP", help=", ".join(OPS))
+    p.add_argument("--bytes", metavar="SIZE", help="nccl-tests size: 4096, 16MiB, 1GB")
+    p.add_argument("--gpus", type=int, required=True, metavar="N", help="GPUs over all nodes")
+    p.add_argument("--gpu", default="h100-sxm", metavar="G", help="GPU type (default h100-sxm)")
+    p.add_argument("--sweep", action="store_true", help="print the curve from 1 KiB to 8 GiB")
+    p.add_argument("--nccl-only", action="store_true",
+                   help="NCCL's algorithms only (no vLLM/SGLang custom all-reduce)")
+    p.add_argument("--json", action="store_true", help="one JSON document on stdout")
+    add_topology_args(p)
+    # A value that starts with '-' and a digit ("--bytes -16MiB") is a value, not an option, as
+    # Python 3.13's argparse decides (its matcher is this one); 3.11's only takes bare numbers,
+    # so "-16MiB" read as an unknown option and the error was "expected one argument".
+    p._negative_number_matcher = re.compile(r"-\.?\d")
+    p.set_defaults(func=run)
+
+
+def parse_size(text) -> int:
+    """parse_bytes, with "-16MiB" rejected as negative rather than unparseable."""
+    body = str(text).strip()
+    if body.startswith("-"):
+        try:
+            parse_bytes(body[1:])
+        except InputError:
+            return parse_bytes(body)  # not a size even without the sign: parse_bytes' error
+        raise InputError(f"size must be positive, got {text!r}")
+    return parse_bytes(body)
+
+
+def run(args) -> int:
+    op = check_op(args.op)
+    if args.gpus is None or args.gpus < 1:
+        raise InputError(f"--gpus must be a positive integer, got {args.gpus}")
+    if not args.sweep and args.bytes is None:
+        raise InputError("give --bytes SIZE (or --sweep for the whole curve)")
+    sizes = SWEEP_BYTES if args.sweep else np.array([float(parse_size(args.bytes))])
+    gpu = get_gpu(args.gpu)
+    topo = topology_from_args(args, gpu, args.gpus)
+    profile = load_profile(getattr(args, "profile", None))
+    check_profile_device(profile, gpu)
+    if op == "send_recv" and args.gpus < 2:
+        warn("send_recv over one GPU costs nothing")
+    ranks = tuple(range(args.gpus))
+    cover = profile_fit(op, ranks, topo, profile)
+    if profile is not None and cover is None and args.gpus > 1:
+        spans = f" over {topo.nodes} nodes" if topo.nodes > 1 else ""
+        warn(f"profile has no {op} fit for {args.gpus} ranks{spans}; using the default model"
+             + _have(profile, op))
+    algos = "nccl" if args.nccl_only else None
+    cost = collective_time(op, sizes, ranks, topo, profile, algorithms=algos)
+    rows = [{"bytes": int(s), "time_s": float(t), "algbw_GBps": float(a),
+             "busbw_GBps": float(b), "algorithm": alg, "algorithm_label": algorithm_label(alg)}
+            for s, t, a, b, alg in zip(sizes, cost.time_s, cost.algbw_GBps, cost.busbw_GBps,
+                                       cost.algorithm)]
+    head = {"op": op, "gpus": args.gpus, "nodes": topo.nodes, "gpu": gpu.id,
+            "topology": topo.name, "busbw_factor": busbw_factor(op, args.gpus),
+            "profile": profile.path if profile else None,
+            "profile_max_bytes": int(cover.max_bytes) if cover and cover.max_bytes else None}
+    if args.json:
+        if args.sweep:
+            emit_json({**head, "algorithm": rows, "time_s": [r["time_s"] for r in rows],
+                       "algbw_GBps": [r["algbw_GBps"] for r in rows],
+                       "busbw_GBps": [r["busbw_GBps"] for r in rows]})
+        else:
+            emit_json({**head, **rows[0]})
+        return 0
+    if any(r["algorithm"] == EXTRAPOLATED for r in rows):
+        warn(f"profile {profile.path} measured {op} over {args.gpus} ranks up to "
+             f"{fmt_bytes(cover.max_bytes)}; larger sizes extend its fit (\"{EXTRAPOLATED}\")")
+    print(f"{op} over {args.gpus} x {gpu.id}; {topo.describe()}")
+    if args.sweep:
+        print(f"{'size':>12s} {'time':>12s} {'algbw GB/s':>11s} {'busbw GB/s':>11s}  algorithm")
+        for r in rows:
+            print(f"{fmt_bytes(r['bytes']):>12s} {fmt_seconds(r['time_s']):>12s} "
+                  f"{r['algbw_GBps']:11.2f} {r['busbw_GBps']:11.2f}  {r['algorithm_label']}")
+    else:
+        r = rows[0]
+        print(f"size       {fmt_bytes(r['bytes'])} ({r['bytes']} bytes)")
+        print(f"time       {fmt_seconds(r['time_s'])}")
+        print(f"algbw      {r['algbw_GBps']:.2f} GB/s")
+        print(f"busbw      {r['busbw_GBps']:.2f} GB/s (factor {head['busbw_factor']:.3f})")
+        print(f"algorithm  {r['algorithm_label']}")
+    if any(r["algorithm"] in CUSTOM_ALGOS for r in rows):
+        print(CUSTOM_NOTE)
+    return 0
+
+
+def _have(profile, op: str) -> str:
+    """' (it has: 2 ranks on 1 node)' -- the fits the profile does hold for op."""
+    fits = sorted((c.ranks, c.nodes) for c in profile.collectives if c.op == op)
+    if not fits:
+        return f" (it has no {op} fits)"
+    return " (it has: " + ", ".join(f"{r} ranks on {k} node{'s' * (k > 1)}" for r, k in fits) + ")"

@@ -1,0 +1,159 @@
+"""Flags shared by the model-level commands (memory, step, estimate, recommend), and turning
+them into the core's objects. Every parse error becomes one line and exit code 2."""
+
+import argparse
+
+from sizer.cost.engines import get_engine, memory_plan
+from sizer.errors import InputError
+from sizer.hardware.gpus import get_gpu
+from sizer.model.catalog import get_model
+from sizer.hardware.links import inter_node_names
+from sizer.hardware.topo_smi import read_topology_file
+from sizer.hardware.topology import PRESETS, Topology, default_topology, get_topology, replicate, split_nodes
+from sizer.model.split import Split
+from sizer.output import warn
+
+
+def positive_int(text) -> int:
+    try:
+        value = int(text)
+    except (TypeError, ValueError):
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
+    return value
+
+
+def fraction(text) -> float:
+    try:
+        value = float(text)
+    except (TypeError, ValueError):
+        raise argparse.ArgumentTypeError(f"expected a fraction in (0, 1], got {text!r}") from None
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"must be in (0, 1], got {text!r}")
+    return value
+
+
+def add_model_args(p, split: bool = True) -> None:
+    p.add_argument("--model", required=True, help="preset id/alias (see `sizer models`) or a config.json path")
+    p.add_argument("--gpu", default="h100-sxm", help="GPU id (see `sizer gpus`; default h100-sxm)")
+    if split:
+        for name, what in (("tp", "tensor"), ("pp", "pipeline"), ("dp", "data"), ("ep", "expert")):
+            p.add_argument(f"--{name}", type=positive_int, default=1, help=f"{what}-parallel size (default 1)")
+        p.add_argument("--gpus", type=positive_int, help="total GPUs; must equal TP x PP x DP when given")
+        p.add_argument("--uneven-pp", action="store_true",
+                       help="allow a PP that does not divide the layers (vLLM's uneven partition)")
+    p.add_argument("--weight-dtype", help="linear-layer weights: bf16, fp16, fp8, int8, int4, fp4 "
+                   "(default: the checkpoint's own)")
+    p.add_argument("--kv-dtype", default="auto", help="KV cache: auto (model dtype), bf16, fp16, fp8, int8")
+    p.add_argument("--engine", help="engine memory rules: vllm, sglang, trtllm")
+    p.add_argument("--gpu-memory-utilization", type=fraction, help="vLLM budget fraction (default 0.9)")
+    p.add_argument("--mem-fraction-static", type=fraction, help="SGLang static fraction (default 0.88)")
+    p.add_argument("--kv-cache-free-gpu-mem-fraction", type=fraction,
+                   help="TensorRT-LLM fraction of free memory for KV (default 0.9)")
+    p.add_argument("--max-num-batched-tokens", type=positive_int,
+                   help="tokens in the activation-profiling forward (engine default 8192)")
+    p.add_argument("--max-num-seqs", type=positive_int, help="sequences in the profiling forward")
+    p.add_argument("--cuda-graphs", action=argparse.BooleanOptionalAction, default=None,
+                   help="engine replays CUDA graphs (memory for graphs; decode launch floor)")
+    p.add_argument("--json", action="store_true", help="print one JSON document on stdout")
+
+
+def split_from_args(args) -> Split:
+    return Split(tp=args.tp, pp=args.pp, dp=args.dp, ep=args.ep, uneven_pp=bool(getattr(args, "uneven_pp", False)))
+
+
+FRACTION_FLAGS = {"vllm": "gpu_memory_utilization", "sglang": "mem_fraction_static",
+                  "trtllm": "kv_cache_free_gpu_mem_fraction"}
+
+
+def engine_fraction(args):
+    """The memory fraction flag of the chosen engine; a flag of another engine is an error
+    (it would be silently ignored otherwise)."""
+    engine = get_engine(args.engine)
+    given = [(e, f) for e, f in FRACTION_FLAGS.items() if getattr(args, f, None) is not None]
+    for owner, flag in given:
+        if engine is None or owner != engine.name:
+            need = f"--engine {owner}" if engine is None else f"--engine {owner}, not {engine.name}"
+            raise InputError(f"--{flag.replace('_', '-')} is {owner}'s flag: it needs {need}")
+    return getattr(args, FRACTION_FLAGS[engine.name]) if engine else None
+
+
+def plan_from_args(args, model=None, gpu=None, split=None, batch=None, context=None):
+    """The MemoryPlan the flags describe (shared by memory/step/estimate)."""
+    model = model or get_model(args.model)
+    gpu = gpu or get_gpu(args.gpu)
+    split = split or split_from_args(args)
+    return memory_plan(
+        model, gpu, split, weight_dtype=args.weight_dtype, kv_dtype=args.kv_dtype,
+        batch=batch or getattr(args, "batch", None) or 1,
+        context=context or getattr(args, "context", None), engine=args.engine,
+        fraction=engine_fraction(args), max_num_batched_tokens=args.max_num_batched_tokens,
+        max_num_seqs=args.max_num_seqs,
+        cuda_graphs=True if args.cuda_graphs is None else args.cuda_graphs,
+        gpus=getattr(args, "gpus", None))
+
+
+def deployment_from_args(args, tokens: int | None = None, what: str = "context"):
+    """(model, gpu, split, topology, profile) for the time commands (step, estimate): checks
+    --gpus against the split, warns on a context beyond the model's maximum, reads --profile
+    and the topology flags."""
+    from sizer.hardware.profile import load_profile
+
+    from sizer.model.split import check_split
+
+    model, gpu = get_model(args.model), get_gpu(args.gpu)
+    split = check_split(model, split_from_args(args), getattr(args, "gpus", None))
+    if tokens and model.max_position_embeddings and tokens > model.max_position_embeddings:
+        warn(f"{what} of {tokens} tokens exceeds {model.name}'s maximum context of "
+             f"{model.max_position_embeddings}")
+    profile = load_profile(args.profile)
+    check_profile_device(profile, gpu)
+    topo = topology_from_args(args, gpu, split.gpus) if split.gpus > 1 else None
+    return model, gpu, split, topo, profile
+
+
+def check_profile_device(profile, gpu) -> None:
+    """Warn when a profile was measured on another device than --gpu: its constants replace
+    the catalog's, so a CPU profile would make an H100 look like a CPU."""
+    if profile is None:
+        return
+    measured_on = profile.env.get("gpu_id")
+    if measured_on != gpu.id:
+        where = measured_on or profile.env.get("device") or "an unknown device"
+        warn(f"profile {profile.path} was measured on {where}, not {gpu.id}: its measured "
+             "constants replace the catalog's for this prediction")
+
+
+def add_topology_args(parser) -> None:
+    """--topology / --topology-file / --nodes / --inter-node / --profile, shared by commands."""
+    g = parser.add_argument_group("topology")
+    g.add_argument("--topology", metavar="T",
+                   help=f"node preset: {', '.join(PRESETS)} (default: the GPU's usual node)")
+    g.add_argument("--topology-file", metavar="F",
+                   help="text printed by `nvidia-smi topo -m` on the real machine")
+    g.add_argument("--nodes", type=int, default=1, metavar="K",
+                   help="number of nodes; it must divide the GPU count (default 1)")
+    g.add_argument("--inter-node", metavar="L",
+                   help=f"link between nodes: {', '.join(inter_node_names())} "
+                        "(default: the catalog's NIC)")
+    g.add_argument("--profile", metavar="P",
+                   help="hardware profile JSON from `python -m probes.calibrate`")
+
+
+def topology_from_args(args, gpu, n_gpus: int) -> Topology:
+    """The Topology the CLI flags describe; InputError on contradictions or bad files."""
+    nodes = getattr(args, "nodes", 1) or 1
+    name = getattr(args, "topology", None)
+    path = getattr(args, "topology_file", None)
+    inter = getattr(args, "inter_node", None)
+    if nodes < 1:
+        raise InputError(f"--nodes must be at least 1, got {nodes}")
+    if name and path:
+        raise InputError("give --topology or --topology-file, not both")
+    if path:
+        per_node = split_nodes(n_gpus, nodes)
+        return replicate(read_topology_file(path, gpu), gpu, nodes, per_node, inter)
+    if name:
+        return get_topology(name, gpu, n_gpus, nodes, inter)
+    return default_topology(gpu, n_gpus, nodes, inter)

@@ -1,0 +1,64 @@
+"""`sizer estimate`: TTFT, TPOT, throughput and memory of a deployment."""
+
+from sizer.output import emit_json, warn
+from .common import add_model_args, deployment_from_args, engine_fraction, positive_int
+from sizer.cost.estimate import estimate
+from .common import add_topology_args
+from sizer.units import fmt_seconds
+
+
+def register(sub) -> None:
+    p = sub.add_parser("estimate", help="TTFT, TPOT and throughput of a deployment")
+    add_model_args(p)
+    add_topology_args(p)
+    p.add_argument("--isl", type=positive_int, default=1024, help="input tokens per request (default 1024)")
+    p.add_argument("--osl", type=positive_int, default=256, help="output tokens per request (default 256)")
+    p.add_argument("--batch", type=positive_int, help="sequences per replica (static batch)")
+    p.add_argument("--concurrency", type=positive_int, help="concurrent requests over the deployment")
+    p.add_argument("--max-batch", type=positive_int, help="cap on sequences per replica (engine max_num_seqs; default 256)")
+    p.add_argument("--max-num-tokens", type=positive_int, help="prefill chunk tokens (default 8192)")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    model, gpu, split, topo, profile = deployment_from_args(args, args.isl + args.osl, "isl + osl")
+    est = estimate(model, gpu, split, isl=args.isl, osl=args.osl, batch=args.batch,
+                   concurrency=args.concurrency, weight_dtype=args.weight_dtype, kv_dtype=args.kv_dtype,
+                   engine=args.engine, fraction=engine_fraction(args), max_batch=args.max_batch,
+                   max_num_tokens=args.max_num_tokens or args.max_num_batched_tokens,
+                   cuda_graphs=args.cuda_graphs, topology=topo, profile=profile)
+    if not est.memory["per_gpu"]["fits"]:
+        warn(f"{est.batch} sequences of {args.isl + args.osl} tokens per replica do not fit: room for "
+             f"{est.memory['max_sequences']} ({'the engine would queue the rest' if args.engine else 'see memory'}); "
+             "the timing below is for the batch as given")
+    doc = est.to_json()
+    doc.update(model=model.name, gpu=gpu.id, split=split.to_json(),
+               isl=args.isl, osl=args.osl)
+    if args.json:
+        emit_json(doc)
+        return 0
+    b = est.breakdown
+    print(f"{model.name} on {split.gpus}x {gpu.id}, {split.label()}: isl {args.isl}, osl {args.osl}, "
+          f"{'static batch' if est.mode == 'static' else 'continuous batching, concurrency'} "
+          f"{est.batch} per replica")
+    print(f"  TTFT  {fmt_seconds(est.ttft_s):>12}   (compute {fmt_seconds(b['prefill']['compute_s'])}, "
+          f"comm {fmt_seconds(b['prefill']['comm_s'])}, bubble {fmt_seconds(b['prefill']['bubble_s'])})")
+    print(f"  TPOT  {fmt_seconds(est.tpot_s):>12}   (compute {fmt_seconds(b['decode']['compute_s'])}, "
+          f"comm {fmt_seconds(b['decode']['comm_s'])}, bubble {fmt_seconds(b['decode']['bubble_s'])})")
+    print(f"  e2e   {fmt_seconds(est.e2e_s):>12}")
+    print(f"  output {est.output_tok_s:,.0f} tok/s total, {est.output_tok_s_per_gpu:,.0f} tok/s per GPU")
+    if est.pipeline:
+        print(f"  pipeline bubble: prefill {est.pipeline['bubble_fraction_prefill']:.1%}, "
+              f"decode {est.pipeline['bubble_fraction_decode']:.1%}")
+    print(_render_mem(est.memory, model.name, gpu, split))
+    return 0
+
+
+def _render_mem(mem: dict, name, gpu, split) -> str:
+    from sizer.units import fmt_bytes
+
+    pg = mem["per_gpu"]
+    verdict = "fits" if pg["fits"] else "DOES NOT FIT"
+    return (f"  memory per GPU: weights {fmt_bytes(pg['weights_bytes'])}, KV {fmt_bytes(pg['kv_cache_bytes'])}, "
+            f"activations {fmt_bytes(pg['activation_bytes'])}, overhead {fmt_bytes(pg['overhead_bytes'])}; "
+            f"total {fmt_bytes(pg['total_bytes'])} of {fmt_bytes(pg['capacity_bytes'])} ({verdict})")

@@ -1,0 +1,59 @@
+"""The `sizer` command line: one sub-command per question.
+
+Each sub-command lives in its own module `sizer/cli/<name>.py` exposing `register(subparsers)`;
+this file only dispatches and maps errors to exit codes (0 answer, 1 infeasible, 2 bad input).
+`--json` puts exactly one JSON document on stdout; warnings go to stderr.
+"""
+
+import argparse
+import importlib
+import sys
+
+from sizer.errors import InfeasibleError, InputError
+
+COMMANDS = ("models", "gpus", "memory", "comm", "step", "estimate", "recommend")
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports usage errors in one line and exits 2."""
+
+    def error(self, message):
+        sys.stderr.write(f"sizer: error: {message} (see `{self.prog} --help`)\n")
+        sys.exit(2)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="sizer", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    for name in COMMANDS:
+        try:
+            module = importlib.import_module(f"sizer.cli.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"sizer.cli.{name}":
+                raise
+            continue  # command not built yet
+        module.register(sub)
+    return parser
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help(sys.stderr)
+        return 2
+    try:
+        code = args.func(args)
+    except InputError as exc:
+        sys.stderr.write(f"sizer: error: {exc}\n")
+        return 2
+    except InfeasibleError as exc:
+        sys.stderr.write(f"sizer: {exc}\n")
+        return 1
+    except BrokenPipeError:
+        return 0
+    return int(code or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,55 @@
+"""`sizer memory`: per-GPU memory of a split, and the KV capacity it leaves."""
+
+from sizer.output import emit_json, warn
+from .common import add_model_args, plan_from_args, positive_int, split_from_args
+from sizer.hardware.gpus import get_gpu
+from sizer.model.catalog import get_model
+from sizer.units import fmt_bytes
+
+
+def register(sub) -> None:
+    p = sub.add_parser("memory", help="per-GPU memory of a TP/PP/EP/DP split")
+    add_model_args(p)
+    p.add_argument("--batch", type=positive_int, default=1, help="concurrent sequences (default 1)")
+    p.add_argument("--context", type=positive_int,
+                   help="tokens per sequence (default: the model's maximum); with --engine, the max model length")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    model, gpu = get_model(args.model), get_gpu(args.gpu)
+    if args.context and model.max_position_embeddings and args.context > model.max_position_embeddings:
+        warn(f"--context {args.context} exceeds {model.name}'s maximum of {model.max_position_embeddings}")
+    plan = plan_from_args(args, model=model, gpu=gpu)
+    doc = plan.to_json()
+    doc.update(model=model.name, gpu=gpu.id, split=split_from_args(args).to_json())
+    if args.json:
+        emit_json(doc)
+        return 0
+    print(render(plan, model.name, gpu, args))
+    return 0
+
+
+def render(plan, model_name, gpu, args) -> str:
+    pg = plan.to_json()["per_gpu"]
+    n = args.tp * args.pp * args.dp
+    split = f"TP={args.tp} PP={args.pp} DP={args.dp} EP={args.ep} ({n} GPU{'s' if n > 1 else ''})"
+    lines = [f"{model_name} on {gpu.id} - {split}",
+             f"params: {plan.params_total / 1e9:.2f}B total, {plan.params_active / 1e9:.2f}B active; "
+             f"precision: weights {plan.precision['weights']}, experts {plan.precision['experts']}, "
+             f"KV {plan.precision['kv_cache']}", "",
+             f"{'per GPU (most loaded)':<26}{'bytes':>16}{'':>4}{'share':>8}"]
+    cap = pg["capacity_bytes"]
+    for key, label in (("weights_bytes", "weights"), ("kv_cache_bytes", "KV cache"),
+                       ("activation_bytes", "activations (peak)"), ("overhead_bytes", "runtime overhead"),
+                       ("total_bytes", "total"), ("capacity_bytes", "GPU capacity")):
+        lines.append(f"{label:<26}{fmt_bytes(pg[key]):>16}{'':>4}{pg[key] / cap:>8.1%}")
+    lines.append("")
+    lines.append(f"KV bytes per token per GPU: {plan.kv_bytes_per_token:,.0f}")
+    what = f"engine {plan.engine}" if plan.engine else "free memory"
+    lines.append(f"KV capacity ({what}): {plan.max_kv_tokens:,} tokens per replica = "
+                 f"{plan.max_sequences:,} sequences of {plan.context:,} tokens")
+    verdict = "fits" if plan.fits else "DOES NOT FIT"
+    need = f"batch {plan.batch} x {plan.context:,} tokens" if not plan.engine else f"max model length {plan.context:,}"
+    lines.append(f"verdict: {verdict} ({need}); headroom {fmt_bytes(cap - pg['total_bytes'])}")
+    return "\n".join(lines)

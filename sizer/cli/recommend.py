@@ -1,0 +1,191 @@
+"""`sizer recommend`: the best split of a model over some GPUs, ranked, with the losers explained."""
+
+import time
+
+from sizer.output import emit_json, warn
+from .common import check_profile_device, positive_int
+from sizer.errors import InputError
+from sizer.hardware.gpus import get_gpu
+from sizer.model.catalog import get_model
+from sizer.hardware.profile import load_profile
+from sizer.plan.recommend import OBJECTIVES, NothingFitsError, TargetsNotMetError, recommend
+from sizer.plan.search import GIB
+from sizer.plan.whynot import comm_pct
+from .common import add_topology_args, topology_from_args
+from sizer.units import parse_seconds
+
+MAX_WHY_NOT = 8
+MAX_PARETO = 16  # Pareto rows in the text report (--json has them all)
+
+
+def _thin(rows: list, k: int) -> list:
+    """At most k rows, evenly spread over the list, first and last included."""
+    if len(rows) <= k:
+        return list(rows)
+    picks = sorted({round(i * (len(rows) - 1) / (k - 1)) for i in range(k)})
+    return [rows[i] for i in picks]
+
+
+def register(sub) -> None:
+    p = sub.add_parser("recommend", help="the best TP/PP/EP/DP split under memory and latency targets")
+    p.add_argument("--model", required=True, help="preset id/alias (see `sizer models`) or a config.json path")
+    p.add_argument("--gpus", type=positive_int, required=True, help="GPUs to use (all of them unless --allow-idle)")
+    p.add_argument("--gpu", default="h100-sxm", help="GPU id (see `sizer gpus`; default h100-sxm)")
+    add_topology_args(p)
+    p.add_argument("--uneven-pp", action="store_true",
+                   help="also search PP sizes that do not divide the layers (vLLM's uneven partition)")
+    w = p.add_argument_group("workload and targets")
+    w.add_argument("--isl", type=positive_int, default=1024, help="input tokens per request (default 1024)")
+    w.add_argument("--osl", type=positive_int, default=256, help="output tokens per request (default 256)")
+    w.add_argument("--ttft", metavar="T", help="time-to-first-token target, seconds or with a unit (2s, 500ms)")
+    w.add_argument("--tpot", metavar="T", help="time-per-output-token target, seconds or with a unit (50ms)")
+    w.add_argument("--batch", type=positive_int, help="sequences per replica (default: search up to the memory limit)")
+    w.add_argument("--concurrency", type=positive_int, help="concurrent requests over the deployment")
+    w.add_argument("--max-batch", type=positive_int, help="cap on sequences per replica (engine max_num_seqs; default 256)")
+    w.add_argument("--max-num-tokens", type=positive_int, help="prefill chunk tokens (default 8192)")
+    s = p.add_argument_group("search")
+    s.add_argument("--objective", choices=OBJECTIVES, default="throughput",
+                   help="throughput: tokens/s per GPU (default); latency: lowest TPOT then TTFT; "
+                        "cost: $ per million output tokens (needs --gpu-hour-price)")
+    s.add_argument("--gpu-hour-price", type=float, metavar="USD", help="price of one GPU-hour, for cost per token")
+    s.add_argument("--weight-dtype", help="one or a comma list of bf16, fp16, fp8, int8, int4, fp4 "
+                   "(default: the checkpoint's own)")
+    s.add_argument("--kv-dtype", default="auto", help="one or a comma list of auto (model dtype), bf16, fp16, fp8, int8")
+    s.add_argument("--engine", help="engine memory rules: vllm, sglang, trtllm (default: memory the workload needs)")
+    s.add_argument("--top", type=positive_int, default=10, help="candidates to list (default 10)")
+    s.add_argument("--allow-idle", action="store_true", help="also consider splits that leave some GPUs idle")
+    p.add_argument("--json", action="store_true", help="print one JSON document on stdout")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    model, gpu = get_model(args.model), get_gpu(args.gpu)
+    ttft = parse_seconds(args.ttft) if args.ttft else None
+    tpot = parse_seconds(args.tpot) if args.tpot else None
+    if args.gpu_hour_price is not None and not args.gpu_hour_price > 0:
+        raise InputError(f"--gpu-hour-price must be positive, got {args.gpu_hour_price}")
+    if model.max_position_embeddings and args.isl + args.osl > model.max_position_embeddings:
+        warn(f"isl + osl = {args.isl + args.osl} exceeds {model.name}'s maximum context of "
+             f"{model.max_position_embeddings}")
+    topo = topology_from_args(args, gpu, args.gpus)
+    profile = load_profile(args.profile)
+    check_profile_device(profile, gpu)
+    kv = [k.strip() for k in args.kv_dtype.split(",") if k.strip()] or ["auto"]
+    start = time.perf_counter()
+    try:
+        rec = recommend(model, gpu, args.gpus, nodes=args.nodes, topology=topo, isl=args.isl,
+                        osl=args.osl, ttft_s=ttft, tpot_s=tpot, objective=args.objective,
+                        weight_dtypes=args.weight_dtype, kv_dtype=kv if len(kv) > 1 else kv[0],
+                        engine=args.engine, top=args.top, allow_idle=args.allow_idle,
+                        gpu_hour_price=args.gpu_hour_price, batch=args.batch,
+                        concurrency=args.concurrency, profile=profile,
+                        max_batch=args.max_batch, max_num_tokens=args.max_num_tokens,
+                        uneven_pp=args.uneven_pp)
+    except TargetsNotMetError as exc:
+        _show(exc.recommendation, args, time.perf_counter() - start)
+        raise
+    except NothingFitsError as exc:  # --json: still one document (no candidates, the error,
+        if args.json:  # what would fit); the message goes to stderr and the exit code is 1
+            _show(exc.recommendation, args, time.perf_counter() - start)
+        raise
+    _show(rec, args, time.perf_counter() - start)
+    return 0
+
+
+def _show(rec, args, elapsed_s: float) -> None:
+    if args.json:
+        doc = rec.to_json()
+        doc["search_time_s"] = elapsed_s
+        emit_json(doc)
+    else:
+        print(render(rec, elapsed_s))
+
+
+def _t(s: float) -> str:
+    if s >= 10:
+        return f"{s:.1f} s"
+    if s >= 1:
+        return f"{s:.2f} s"
+    return f"{s * 1e3:.1f} ms"
+
+
+_OP_SHORT = {"tp_all_reduce": "all-reduce", "tp_reduce_scatter+all_gather": "RS+AG",
+             "logits_all_gather": "logits AG", "ep_all_to_all": "all-to-all", "pp_send_recv": "PP send"}
+
+
+def _no_target_note(w, objective: str) -> str:
+    """What the winner's batch is, said only as far as it is true: 'fills memory' only when the
+    batch is the memory limit."""
+    at = f"batch {w.batch} per replica"
+    if w.batch == w.max_batch and w.batch_limit == "memory":
+        what = f"the winner fills memory ({at}), TTFT {_t(w.ttft_s)}"
+    elif w.batch == w.max_batch and w.batch_limit == "max_num_seqs":
+        what = f"the winner runs at the max_num_seqs cap ({at}), TTFT {_t(w.ttft_s)}"
+    else:
+        what = (f"the winner runs {at} with {w.headroom_bytes / GIB:.1f} GiB free per GPU, "
+                f"TTFT {_t(w.ttft_s)}")
+    trade = ("Give --ttft / --tpot to trade throughput for latency; the Pareto points below show "
+             "the trade." if objective != "latency" else "The Pareto points below show what "
+             "larger batches give in throughput.")
+    return f"(No latency targets: {what}. {trade})"
+
+
+def render(rec, elapsed_s: float = 0.0) -> str:
+    """The human report: context, ranked table, winner, why-not lines, Pareto points."""
+    wl, tg = rec.workload, rec.targets
+    targets = ", ".join(f"{k[:-2].upper()} <= {_t(v)}" for k, v in tg.items() if v) or "none"
+    lines = [f"{rec.model} on {rec.gpus}x {rec.gpu} ({rec.topology})",
+             f"workload: isl {wl['isl']}, osl {wl['osl']}"
+             + (f", engine {wl['engine']}" if wl["engine"] else "")
+             + (f", batch {wl['batch']}" if wl["batch"] else "")
+             + (f", concurrency {wl['concurrency']}" if wl["concurrency"] else "")
+             + f"; targets: {targets}; objective: {rec.objective}",
+             f"searched {rec.evaluated_splits} split x precision combinations, {rec.evaluated_points} "
+             f"(split, batch) points in {elapsed_s:.2f} s", ""]
+    for note in rec.notes:
+        lines.append(f"note: {note}")
+    if not rec.meets_targets:
+        lines.append("NO split meets the targets; the closest candidates:")
+    show_cost = any(c.cost_per_mtok is not None for c in rec.candidates)
+    show_gpus = bool(wl.get("allow_idle"))
+    head = (f"{'#':>2}  {'split':<18}" + (f"{'GPUs':>5}  " if show_gpus else "")
+            + f"{'weights':<10}{'KV':<6}{'batch':>6}{'free/GPU':>11}{'TTFT':>10}"
+            f"{'TPOT':>10}{'tok/s/GPU':>11}{'comm':>17}" + (f"{'$/Mtok':>9}" if show_cost else ""))
+    lines += [head, "-" * len(head)]
+    for i, c in enumerate(rec.candidates, 1):
+        comm = f"{comm_pct(c.comm_op_share)} {_OP_SHORT.get(c.comm_op, c.comm_op)}" if c.comm_op else "-"
+        mark = "" if c.meets_targets else " x"
+        row = (f"{i:>2}  {c.label:<18}" + (f"{c.gpus_used:>5}  " if show_gpus else "")
+               + f"{c.weight_dtype:<10}{c.kv_dtype:<6}{c.batch:>6}"
+               f"{c.headroom_bytes / GIB:>7.1f} GiB{_t(c.ttft_s):>10}{_t(c.tpot_s):>10}"
+               f"{c.output_tok_s_per_gpu:>11,.0f}{comm:>17}")
+        if show_cost:
+            row += f"{c.cost_per_mtok:>9.3f}"
+        flags = {"tp_spans_sockets": " (TP spans sockets)", "tp_spans_nodes": " (TP spans nodes)"}
+        lines.append(row + mark + "".join(flags.get(f, "") for f in c.flags))
+    if rec.workload.get("mode") == "static":
+        lines.append("batch = sequences per replica, a static batch of isl+osl each; comm = largest "
+                     "collective's share of a decode step")
+    else:
+        lines.append("batch = concurrent sequences per replica in continuous batching (steady state, "
+                     "chunked prefill); comm = largest collective's share of a decode step")
+    if rec.winner_reason:
+        lines += ["", "Winner: " + rec.winner_reason]
+    if not any(tg.values()) and rec.candidates:
+        lines.append(_no_target_note(rec.candidates[0], rec.objective))
+    if rec.why_not:
+        lines += ["", "Why not:"]
+        lines += [f"  - {line}" for line in rec.why_not[:MAX_WHY_NOT]]
+        if len(rec.why_not) > MAX_WHY_NOT:
+            lines.append(f"  ... {len(rec.why_not) - MAX_WHY_NOT} more in --json")
+    if rec.pareto:
+        shown = _thin(rec.pareto, MAX_PARETO)
+        lines += ["", "Pareto frontier (tok/s per GPU vs interactivity = 1/TPOT)"
+                  + (f", {len(shown)} of its {len(rec.pareto)} points (all in --json):"
+                     if len(shown) < len(rec.pareto) else ":"),
+                  f"  {'TPOT':>9}{'tok/s/user':>12}{'tok/s/GPU':>11}  {'split':<18}{'weights':<10}{'batch':>6}"]
+        for p in shown:
+            lines.append(f"  {_t(p['tpot_s']):>9}{p['interactivity_tok_s']:>12.1f}"
+                         f"{p['output_tok_s_per_gpu']:>11,.0f}  {p['label']:<18}{p['weight_dtype']:<10}{p['batch']:>6}"
+                         + ("" if p["meets_targets"] else "  (misses targets)"))
+    return "\n".join(lines)

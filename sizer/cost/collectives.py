@@ -1,0 +1,358 @@
+"""Collective and point-to-point communication time over a Topology.
+
+Every algorithm is priced as latency + bytes / bandwidth (the alpha-beta model NCCL's own tuner
+uses, NVIDIA/nccl src/graph/tuning.cc), with per-protocol constants from sizer/hardware/links.py; the
+cheapest candidate wins, as NCCL's tuner (or an engine's custom all-reduce) would pick it.
+
+Sizes follow nccl-tests (doc/PERFORMANCE.md): `size` is the buffer on each rank for all_reduce and
+broadcast, the whole gathered output for all_gather, the whole input for reduce_scatter, each
+rank's send buffer for all_to_all, and the bytes each rank sends to the next for send_recv.
+algbw = size / time and busbw = algbw * busbw_factor(op, n), in GB/s of 1e9 bytes. A ring moves
+busbw_factor x size bytes over its slowest hop, so ring time = latency + size * factor / hop_bw.
+
+Algorithms:
+- ring (protocols LL / LL128 / Simple): every op but all_to_all and send_recv; across nodes the
+  ring crosses the NICs of the node, so its bandwidth is min(intra-node hop, NICs of the node).
+- tree (all_reduce across nodes): ring bandwidth, latency growing with log2(nodes) instead of n.
+- nvls (all_reduce on NVSwitch with NVLink SHARP, Hopper and later): the switch reduces; cost
+  latency + size / (link * efficiency), independent of n.
+- hierarchical (all_reduce across nodes): reduce-scatter in the node, all-reduce of size/m over
+  each GPU's own NIC ("rail"), all-gather in the node (NCCL NVLSTree / CollNet-like, 2D rings).
+- one_shot / two_shot: the custom all-reduce of vLLM / SGLang (csrc/custom_all_reduce.cuh), one
+  node with full peer access (NVSwitch, full mesh, or 2 GPUs), at most 8 MiB: one-shot reads
+  the (n-1) peers' buffers, two-shot is reduce-scatter + all-gather through peer memory.
+- direct (all_to_all): every rank writes size/n to every peer; time is set by the most loaded
+  resource (a GPU's link, the socket link shared by a socket, the NICs of a GPU or a node).
+- p2p (send_recv): a ring shift, priced on its slowest hop.
+- measured: a hardware profile's fit for this (op, group size, nodes) replaces all of the above;
+  "measured (extrapolated)" beyond the largest size the profile measured (profile_fit).
+"""
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from sizer.errors import InputError, closest_names
+from sizer.hardware.placement import gpu_order
+
+OPS = ("all_reduce", "all_gather", "reduce_scatter", "all_to_all", "send_recv", "broadcast")
+PROTOS = (("ll", "LL"), ("ll128", "LL128"), ("simple", "Simple"))
+CUSTOM_ALGOS = frozenset({"one_shot", "two_shot"})
+NCCL_ALGOS = frozenset({"ring", "tree", "nvls", "hierarchical", "direct", "p2p"})
+CUSTOM_MAX_BYTES = 8 * 2**20  # vLLM custom all-reduce default max_size (8 MiB)
+MEASURED, EXTRAPOLATED = "measured", "measured (extrapolated)"  # a profile fit, within / beyond
+# the largest size the profile measured
+_CUSTOM = {"one_shot": (6e-6, 0.75), "two_shot": (10e-6, 0.75)}  # (latency_s, efficiency); no
+# public curve in the reference set: vLLM's reported ~2x lower small-message latency than NCCL.
+
+
+@dataclass(frozen=True)
+class CommCost:
+    """Time of one collective; arrays (and a list of algorithms) when sizes are an array."""
+
+    time_s: object
+    algorithm: object
+    algbw_GBps: object
+    busbw_GBps: object
+
+
+def busbw_factor(op: str, n: int) -> float:
+    """nccl-tests doc/PERFORMANCE.md: all_reduce 2(n-1)/n; all_gather, reduce_scatter and
+    all_to_all (n-1)/n; broadcast and send_recv 1."""
+    op = check_op(op)
+    if n <= 1:
+        return 1.0 if op in ("broadcast", "send_recv") else 0.0
+    if op == "all_reduce":
+        return 2.0 * (n - 1) / n
+    if op in ("all_gather", "reduce_scatter", "all_to_all"):
+        return (n - 1) / n
+    return 1.0
+
+
+def check_op(op: str) -> str:
+    key = str(op).strip().lower().replace("-", "_")
+    key = {"allreduce": "all_reduce", "allgather": "all_gather", "reducescatter": "reduce_scatter",
+           "alltoall": "all_to_all", "sendrecv": "send_recv", "p2p": "send_recv"}.get(key, key)
+    if key not in OPS:
+        hint = closest_names(key, OPS)
+        raise InputError(f"unknown collective {op!r}" + (f"; did you mean {hint}?" if hint else "")
+                         + f" (known: {', '.join(OPS)})")
+    return key
+
+
+@dataclass(frozen=True)
+class _Hop:
+    """A path's cost per protocol: bandwidth (bytes/s), base latency, hop latency."""
+
+    bw: dict
+    base_s: dict
+    hop_s: float
+    p2p_bw: float
+    p2p_s: float
+
+
+def _hop(links, parallel: int = 1) -> _Hop:
+    bw = {p: min(lk.bytes_per_s * lk.protocols[p].efficiency for lk in links) * parallel
+          for p, _ in PROTOS}
+    base = {p: max(lk.protocols[p].latency_s for lk in links) for p, _ in PROTOS}
+    p2p_bw = min(lk.bytes_per_s * lk.p2p.efficiency for lk in links)
+    return _Hop(bw, base, sum(lk.hop_latency_s for lk in links), p2p_bw,
+                max(lk.p2p.latency_s for lk in links))
+
+
+def _worst(hops) -> _Hop:
+    return _Hop({p: min(h.bw[p] for h in hops) for p, _ in PROTOS},
+                {p: max(h.base_s[p] for h in hops) for p, _ in PROTOS},
+                max(h.hop_s for h in hops), min(h.p2p_bw for h in hops),
+                max(h.p2p_s for h in hops))
+
+
+@dataclass(frozen=True)
+class _Group:
+    n: int
+    nodes: int
+    per_node: int
+    ring: _Hop | None  # slowest hop of the intra-node ring (None for one GPU per node)
+    shift: _Hop  # slowest hop of the send_recv ring shift
+    net: object  # LinkClass between nodes (or None)
+    nic_bytes_per_s: float  # NIC line rate one node offers this group
+    rail_bytes_per_s: float  # NIC line rate of one GPU
+    nvls: object  # Protocol or None
+    nvlink_bytes_per_s: float  # per-GPU switch bandwidth when on an NVSwitch, else 0
+    peer_bytes_per_s: float  # what one GPU can pull from all its peers at once
+    peer_access: bool  # custom all-reduce possible
+    ranks: tuple
+
+
+_CACHE: dict = {}
+
+
+def _analyse(ranks: tuple, topo) -> _Group:
+    key = (id(topo), ranks)
+    hit = _CACHE.get(key)
+    if hit is not None and hit[0] is topo:
+        return hit[1]
+    if len(_CACHE) > 4096:
+        _CACHE.clear()
+    group = _build_group(ranks, topo)
+    _CACHE[key] = (topo, group)
+    return group
+
+
+def _build_group(ranks: tuple, topo) -> _Group:
+    pos = {g: k for k, g in enumerate(gpu_order(topo))}
+    by_node: dict = {}
+    for g in sorted(ranks, key=lambda g: pos[g]):
+        by_node.setdefault(topo.node_of(g), []).append(g)
+    sub = max(by_node.values(), key=len)
+    m = len(sub)
+    ring = None
+    if m > 1:
+        mesh = all(topo.is_direct(a, b) for a in sub for b in sub if a != b)
+        parallel = m - 1 if mesh else 1  # a full mesh runs one ring per link
+        ring = _worst([_hop(topo.path(a, b), parallel) for a, b in zip(sub, sub[1:] + sub[:1])])
+    ordered = [g for node in sorted(by_node) for g in by_node[node]]
+    shift = _worst([_hop(topo.path(a, b)) for a, b in zip(ordered, ordered[1:] + ordered[:1])])
+    net = topo.inter_node if len(by_node) > 1 else None
+    nic = rail = 0.0
+    if net is not None:
+        rail = net.bytes_per_s * (1.0 / m if net.per_node else max(topo.nics_per_gpu, 1e-9))
+        nic = net.bytes_per_s if net.per_node else net.bytes_per_s * max(m * topo.nics_per_gpu, 1)
+    first = [lk for a in sub for b in sub if a != b for lk in topo.path(a, b)]
+    switched = bool(first) and all(lk.kind == "nvswitch" for lk in first)
+    nvls = first[0].nvls if switched and m > 1 else None
+    host = any(lk.kind in ("host", "net") for lk in first)
+    mesh = m > 1 and all(topo.is_direct(a, b) for a in sub for b in sub if a != b)
+    peer = len(by_node) == 1 and not host and m <= 8 and (m == 2 or mesh or switched)
+    switch_bw = first[0].bytes_per_s if switched else 0.0
+    pull = switch_bw or (min((lk.bytes_per_s for lk in first), default=0.0) * max(m - 1, 1))
+    return _Group(len(ranks), len(by_node), m, ring, shift, net, nic, rail, nvls,
+                  switch_bw, pull, peer, tuple(ordered))
+
+
+def _candidates(op: str, g: _Group, topo):
+    """(name, latency_s, seconds_per_byte) for every algorithm that applies."""
+    n, k, m = g.n, g.nodes, g.per_node
+    f = busbw_factor(op, n)
+    out = []
+    if op == "send_recv":
+        return [("p2p", g.shift.p2p_s + g.shift.hop_s, 1.0 / g.shift.p2p_bw)]
+    if op == "all_to_all":
+        return [("direct", g.shift.p2p_s + g.shift.hop_s, _a2a_seconds_per_byte(g, topo))]
+    steps = {"all_reduce": 2 * (n - 1)}.get(op, n - 1)
+    for p, label in PROTOS:
+        if k == 1:
+            bw, base, hop = g.ring.bw[p], g.ring.base_s[p], g.ring.hop_s * steps
+        else:
+            net_bw = g.nic_bytes_per_s * g.net.protocols[p].efficiency
+            bw = min(net_bw, g.ring.bw[p]) if g.ring else net_bw
+            base = max(g.net.protocols[p].latency_s, g.ring.base_s[p] if g.ring else 0.0)
+            hop = (g.ring.hop_s if g.ring else 0.0) * steps + g.net.hop_latency_s * 2 * k
+        out.append((f"ring/{label}", base + hop, f / bw))
+        if op == "all_reduce" and k > 1:
+            tree_hops = 2 * math.ceil(math.log2(k)) * g.net.hop_latency_s
+            intra = (g.ring.hop_s * 2 * (m - 1)) if g.ring else 0.0
+            out.append((f"tree/{label}", base + tree_hops + intra, f / bw))
+    if op == "all_reduce" and g.nvls is not None and k == 1:
+        out.append(("nvls", g.nvls.latency_s, 1.0 / (g.nvlink_bytes_per_s * g.nvls.efficiency)))
+    if op == "all_reduce" and k > 1 and m > 1:
+        rail = g.rail_bytes_per_s * g.net.protocols["simple"].efficiency
+        intra_spb = 2 * (m - 1) / m / g.ring.bw["simple"]
+        if g.nvls is not None:
+            intra_spb = min(intra_spb, 1.0 / (g.nvlink_bytes_per_s * g.nvls.efficiency))
+        lat = (g.ring.base_s["simple"] + g.net.protocols["simple"].latency_s
+               + 2 * (k - 1) * g.net.hop_latency_s)
+        out.append(("hierarchical", lat, intra_spb + 2 * (k - 1) / k / m / rail))
+    if op == "all_reduce" and g.peer_access:
+        bw = g.peer_bytes_per_s
+        for name, (lat, eff) in _CUSTOM.items():
+            spb = (n - 1) / (bw * eff) if name == "one_shot" else 2 * (n - 1) / n / (bw * eff)
+            out.append((name, lat + g.ring.hop_s, spb))
+    return out
+
+
+def _a2a_seconds_per_byte(g: _Group, topo) -> float:
+    """Most loaded resource when every rank sends 1/n of its buffer to every peer."""
+    load: dict = {}
+    cap: dict = {}
+    share = 1.0 / g.n
+    for a in g.ranks:
+        for b in g.ranks:
+            if a == b:
+                continue
+            for lk in topo.path(a, b):
+                if lk.kind == "net":
+                    res = ("nic", topo.node_of(a)) if lk.per_node else ("nic", a)
+                    c = lk.bytes_per_s * (1.0 if lk.per_node else max(topo.nics_per_gpu, 1e-9))
+                elif lk.kind == "cpu":
+                    res, c = ("cpu", topo.node_of(a), topo.socket(a), topo.socket(b)), lk.bytes_per_s
+                elif lk.kind in ("nvlink", "xgmi"):
+                    res, c = ("link", a, b), lk.bytes_per_s
+                else:
+                    res, c = ("out", a, lk.kind), lk.bytes_per_s
+                load[res] = load.get(res, 0.0) + share
+                cap[res] = c * lk.p2p.efficiency
+    return max(load[r] / cap[r] for r in load)
+
+
+def collective_time(op: str, size_bytes, ranks, topology, profile=None,
+                    algorithms=None) -> CommCost:
+    """Time of one `op` of nccl-tests `size_bytes` over the GPUs `ranks` of `topology`.
+
+    `size_bytes` may be a number or a numpy array (vectorised). `algorithms`: None for every
+    algorithm, "nccl" for NCCL's only (no custom all-reduce), or a set of names from
+    NCCL_ALGOS | CUSTOM_ALGOS. A measured profile fit for (op, ranks, nodes) takes precedence
+    (see profile_fit): algorithm "measured", or "measured (extrapolated)" beyond the largest size
+    the profile measured. Quiet: callers say when a fit is missing or extrapolated.
+    """
+    op = check_op(op)
+    ranks = tuple(int(r) for r in ranks)
+    if len(set(ranks)) != len(ranks):
+        raise InputError(f"ranks must be distinct GPUs, got {ranks}")
+    bad = [r for r in ranks if r < 0 or r >= topology.n_gpus]
+    if bad:
+        raise InputError(f"GPU index {bad[0]} is outside the topology (0..{topology.n_gpus - 1})")
+    size = np.asarray(size_bytes, dtype=float)
+    if np.any(~np.isfinite(size)) or np.any(size < 0):
+        raise InputError("message sizes must be finite and non-negative")
+    scalar = size.ndim == 0
+    sizes = np.atleast_1d(size)
+    n = len(ranks)
+    if n <= 1:
+        zero = np.zeros_like(sizes)
+        return _pack(zero, ["none"] * len(sizes), sizes, op, max(n, 1), scalar)
+    g = _analyse(ranks, topology)
+    cover = profile_fit(op, ranks, topology, profile)
+    if cover is not None:
+        f = busbw_factor(op, n)
+        times = np.min([lat + sizes * f / bw for lat, bw in cover.fit.segments], axis=0)
+        top = cover.max_bytes if cover.max_bytes is not None else np.inf
+        algos = [EXTRAPOLATED if s > top else MEASURED for s in sizes]
+        return _pack(times, algos, sizes, op, n, scalar)
+    cands = [c for c in _candidates(op, g, topology) if _allowed(c[0], algorithms)]
+    if not cands:
+        raise InputError(f"no allowed algorithm for {op} over {n} GPUs ({algorithms})")
+    table = np.array([lat + sizes * spb for _, lat, spb in cands])
+    for row, (name, _, _) in zip(table, cands):
+        if name in CUSTOM_ALGOS:
+            row[sizes > CUSTOM_MAX_BYTES] = np.inf
+    best = np.argmin(table, axis=0)
+    times = table[best, np.arange(len(sizes))]
+    return _pack(times, [cands[i][0] for i in best], sizes, op, n, scalar)
+
+
+@dataclass(frozen=True)
+class ProfileFit:
+    """A profile's measured curve for one (op, group size, nodes spanned), and the largest
+    size it measured (None when the profile keeps no raw rows for it: range unknown)."""
+
+    fit: object  # sizer.profile.CollectiveFit
+    nodes: int
+    max_bytes: float | None
+
+
+def profile_fit(op: str, ranks, topology, profile) -> ProfileFit | None:
+    """The measured fit collective_time would use for `op` over `ranks`, or None (the catalog
+    model answers). Cheap: a lookup by (op, len(ranks), nodes the ranks span)."""
+    if profile is None:
+        return None
+    op, n = check_op(op), len(ranks)
+    nodes = len({topology.node_of(int(r)) for r in ranks})
+    fit = profile.collective(op, n, nodes)
+    if fit is None:
+        return None
+    top = getattr(fit, "max_bytes", None)  # a profile field if the schema gains one
+    return ProfileFit(fit, nodes, float(top) if top else _measured_max(profile).get((op, n, nodes)))
+
+
+_RANGES: dict = {}
+
+
+def _measured_max(profile) -> dict:
+    """{(op, ranks, nodes): largest size_bytes} over the profile's raw nccl-tests rows (the rows
+    probes/fit.py fits: positive size and time), computed once per profile."""
+    hit = _RANGES.get(id(profile))
+    if hit is not None and hit[0] is profile:
+        return hit[1]
+    out: dict = {}
+    rows = (profile.raw or {}).get("collectives") or []
+    for r in rows if isinstance(rows, list) else []:
+        try:
+            key = (check_op(r["op"]), int(r["ranks"]), int(r.get("nodes", 1)))
+            size, t = float(r["size_bytes"]), float(r.get("time_us", 0))
+        except (KeyError, TypeError, ValueError, InputError):
+            continue
+        if size > 0 and t > 0:
+            out[key] = max(out.get(key, 0.0), size)
+    if len(_RANGES) > 64:
+        _RANGES.clear()
+    _RANGES[id(profile)] = (profile, out)
+    return out
+
+
+def algorithm_label(name: str) -> str:
+    """Human name of an algorithm: the engines' custom all-reduce apart from NCCL's."""
+    if name in CUSTOM_ALGOS:
+        return f"custom {name.replace('_', '-')} (vLLM)"
+    if name in (MEASURED, EXTRAPOLATED, "none"):
+        return name
+    return f"NCCL {name}"
+
+
+def _allowed(name: str, algorithms) -> bool:
+    family = name.split("/")[0]
+    if algorithms is None:
+        return True
+    if algorithms == "nccl":
+        return family in NCCL_ALGOS
+    return family in set(algorithms)
+
+
+def _pack(times, algos, sizes, op, n, scalar) -> CommCost:
+    with np.errstate(divide="ignore", invalid="ignore"):
+        algbw = np.where(times > 0, sizes / np.where(times > 0, times, 1) / 1e9, 0.0)
+    busbw = algbw * busbw_factor(op, n)
+    if scalar:
+        return CommCost(float(times[0]), algos[0], float(algbw[0]), float(busbw[0]))
+    return CommCost(times, algos, algbw, busbw)

@@ -1,0 +1,171 @@
+"""Engine memory rules and the per-GPU memory plan of a deployment.
+
+Each serving engine turns "memory left after weights" into a KV-cache size its own way:
+- vLLM (vllm/worker/worker.py, determine_num_available_blocks; V1 gpu_worker.py): the budget is
+  `gpu_memory_utilization` x total memory; KV = budget - weights - peak activation of a profiling
+  forward of `max_num_batched_tokens` tokens - non-torch memory; blocks of 16 tokens. Check:
+  Llama-3-8B on H100, 0.9 x 79.22 = 71.29 GiB usable, 14.96 weights, 1.26 activations,
+  1.79 non-torch -> 53.29 GiB KV (memory_facts R03097-R03101).
+- SGLang (model_runner.py, profile_max_num_token): KV = memory free after loading weights -
+  total x (1 - mem_fraction_static); activations and CUDA graphs must fit in that reserve.
+  Tokens = KV / (kv heads per rank x head_dim x 2 x layers x bytes).
+- TensorRT-LLM (KvCacheConfig.free_gpu_memory_fraction, default 0.9): KV = that fraction of the
+  memory free after weights, activations and runtime buffers.
+Without an engine, the plan says how much KV the given batch x context needs and whether it fits.
+"""
+
+from dataclasses import asdict, dataclass
+
+from sizer.errors import InputError
+from .memory import (activation_bytes, kv_bytes_per_sequence, kv_bytes_per_token,
+                     overhead_bytes, resolve_precision, stage_weight_bytes)
+from sizer.model.split import Split, check_split
+
+GIB = 2**30
+
+
+@dataclass(frozen=True)
+class EngineRules:
+    name: str
+    fraction: float  # gpu_memory_utilization | mem_fraction_static | free_gpu_memory_fraction
+    fraction_flag: str
+    max_num_batched_tokens: int
+    max_num_seqs: int
+    block_tokens: int
+    source: str
+
+
+ENGINES = {
+    "vllm": EngineRules("vllm", 0.9, "--gpu-memory-utilization", 8192, 256, 16,
+                        "vLLM EngineArgs defaults: gpu_memory_utilization=0.9, max_num_seqs=256, "
+                        "max_num_batched_tokens=8192 (chunked prefill), block_size=16"),
+    "sglang": EngineRules("sglang", 0.88, "--mem-fraction-static", 8192, 256, 1,
+                          "SGLang ServerArgs: mem_fraction_static picked by GPU memory (0.88 for "
+                          "80 GB-class GPUs at TP<=2), chunked_prefill_size=8192, page_size=1"),
+    "trtllm": EngineRules("trtllm", 0.9, "--kv-cache-free-gpu-mem-fraction", 8192, 256, 32,
+                          "TensorRT-LLM KvCacheConfig.free_gpu_memory_fraction=0.9, "
+                          "max_num_tokens=8192, tokens_per_block=32"),
+}
+
+
+@dataclass(frozen=True)
+class MemoryPlan:
+    """The most loaded GPU of a split, in bytes, plus the per-replica KV capacity."""
+
+    weights_bytes: float
+    kv_cache_bytes: float
+    activation_bytes: float
+    overhead_bytes: float
+    total_bytes: float
+    capacity_bytes: float
+    fits: bool
+    kv_bytes_per_token: float  # per GPU, full-attention layers (+ sliding ones while < window)
+    max_kv_tokens: int  # per replica (one TP x PP group)
+    max_sequences: int  # at `context` tokens each
+    params_total: int
+    params_active: int
+    precision: dict
+    engine: str | None
+    batch: int
+    context: int
+    stage_weights_bytes: tuple
+
+    def to_json(self) -> dict:
+        keys = ("weights_bytes", "kv_cache_bytes", "activation_bytes", "overhead_bytes",
+                "total_bytes", "capacity_bytes", "fits")
+        d = asdict(self)
+        return {
+            "per_gpu": {k: d[k] for k in keys},
+            "kv_bytes_per_token": self.kv_bytes_per_token,
+            "max_kv_tokens": self.max_kv_tokens,
+            "max_sequences": self.max_sequences,
+            "params_total": self.params_total,
+            "params_active": self.params_active,
+            "precision": self.precision,
+            "engine": self.engine,
+            "batch": self.batch,
+            "context": self.context,
+            "stage_weights_bytes": list(self.stage_weights_bytes),
+        }
+
+
+def get_engine(name: str | None) -> EngineRules | None:
+    if name is None:
+        return None
+    key = str(name).lower().replace("-", "").replace("_", "")
+    key = {"tensorrtllm": "trtllm", "trt": "trtllm"}.get(key, key)
+    if key not in ENGINES:
+        raise InputError(f"unknown engine {name!r}; choose one of {', '.join(ENGINES)}")
+    return ENGINES[key]
+
+
+def memory_plan(model, gpu, split: Split, *, weight_dtype=None, kv_dtype="auto", batch: int = 1,
+                context: int | None = None, engine: str | None = None, fraction: float | None = None,
+                max_num_batched_tokens: int | None = None, max_num_seqs: int | None = None,
+                cuda_graphs: bool = True, gpus: int | None = None) -> MemoryPlan:
+    """Memory of the most loaded GPU of `split` serving `batch` sequences of `context` tokens.
+
+    With an engine, the engine's rule sizes the KV cache (kv_cache_bytes is what it allocates)
+    and `context` is its maximum model length; without one, kv_cache_bytes is what the workload
+    needs. The activation term is the peak of a `max_num_batched_tokens` forward (default: the
+    engine's, else min(batch x context, 8192) as a chunked prefill would run).
+    """
+    check_split(model, split, gpus)
+    context = int(context or model.max_position_embeddings or 4096)
+    if batch < 1 or context < 1:
+        raise InputError("--batch and --context must be positive")
+    rules = get_engine(engine)
+    if fraction is not None and not 0 < fraction <= 1:
+        raise InputError(f"memory fraction must be in (0, 1], got {fraction}")
+    prec = resolve_precision(model, weight_dtype, kv_dtype)
+    stages = stage_weight_bytes(model, split, prec)
+    weights = max(stages)
+    tokens = max_num_batched_tokens or (rules.max_num_batched_tokens if rules else min(batch * context, 8192))
+    seqs = max_num_seqs or (rules.max_num_seqs if rules else batch)
+    act = activation_bytes(model, split, prec, tokens, min(seqs, tokens))
+    over = overhead_bytes(split, cuda_graphs)
+    full_tok, slide_tok = kv_bytes_per_token(model, split, prec)
+    per_token = full_tok + slide_tok
+    seq_bytes = kv_bytes_per_sequence(model, split, prec, context)
+    window = model.sliding_window or context
+    cap = float(gpu.capacity_bytes)
+    if rules is None:
+        kv = batch * seq_bytes
+        max_tokens = _tokens_for(cap - weights - act - over, full_tok, slide_tok, context, window)
+    else:
+        f = rules.fraction if fraction is None else fraction
+        if rules.name == "vllm":
+            kv = cap * f - weights - act - over
+        elif rules.name == "sglang":
+            # CUDA graphs and activations live in the (1 - fraction) reserve
+            kv = cap * f - weights - overhead_bytes(split, cuda_graphs=False)
+        else:
+            kv = (cap - weights - act - over) * f
+        kv = max(kv, 0.0)
+        max_tokens = _tokens_for(kv, full_tok, slide_tok, context, window)
+        max_tokens -= max_tokens % rules.block_tokens
+    total = weights + max(kv, 0.0) + act + over
+    # with an engine: the batch's sequences must fit the KV the engine allocates (else the
+    # engine queues them), and the fixed parts must fit the GPU
+    fits = total <= cap if rules is None else (kv >= batch * seq_bytes and weights + act + over <= cap)
+    max_seqs = int(max(kv if rules else cap - weights - act - over, 0.0) // seq_bytes) if seq_bytes else 0
+    return MemoryPlan(
+        weights_bytes=weights, kv_cache_bytes=max(kv, 0.0), activation_bytes=act,
+        overhead_bytes=over, total_bytes=total, capacity_bytes=cap, fits=bool(fits),
+        kv_bytes_per_token=per_token, max_kv_tokens=int(max_tokens), max_sequences=max_seqs,
+        params_total=model.params_total(), params_active=model.params_active(),
+        precision={"weights": prec.linear, "experts": prec.experts, "embeddings": prec.base,
+                   "kv_cache": prec.kv},
+        engine=rules.name if rules else None, batch=batch, context=context,
+        stage_weights_bytes=tuple(stages),
+    )
+
+
+def _tokens_for(kv_bytes: float, full_tok: float, slide_tok: float, context: int,
+                window: int) -> int:
+    """Tokens of KV that fit in kv_bytes. Sliding-window layers hold at most `window` tokens of a
+    sequence, so their cost is amortised over a `context`-token sequence."""
+    if kv_bytes <= 0:
+        return 0
+    rate = full_tok + slide_tok * min(1.0, window / context) if full_tok else slide_tok
+    return int(kv_bytes // rate) if rate else 0

@@ -1,0 +1,214 @@
+"""A whole deployment: TTFT, TPOT, end-to-end latency and throughput for a split.
+
+Two serving modes, per DP replica (replicas multiply throughput, not speed):
+
+Static batch (`--batch B`): B prompts arrive together.
+- TTFT: prefill of the B prompts, chunked into forwards of at most `max_num_tokens` tokens; under
+  PP the chunks are micro-batches of a fill-run-drain schedule (sizer/cost/pipeline.py).
+- TPOT: the decode step at the mean KV length over the output, isl + (osl - 1) / 2. A decode
+  step's cost is affine in the KV length (only attention reads grow with it), so this equals the
+  mean over the output exactly. Under PP, min(B, p) micro-batches are in flight and TPOT =
+  p x the slowest stage's time for one micro-batch.
+- e2e = TTFT + (osl - 1) x TPOT; output tokens/s = dp x B x osl / e2e.
+
+Continuous batching (`--concurrency N`, or the default): the steady state of an engine with
+chunked prefill (vLLM, SGLang) holding N sequences per replica. Each sequence lives osl steps, so
+N / osl new prompts start per step and every step carries N decode tokens plus N x isl / osl
+prompt tokens, split into forwards of at most `max_num_tokens` tokens.
+- TPOT: the time of such a mixed step (sizer/cost/step.py, `prefill_tokens`).
+- TTFT: a new prompt is cut into chunks of at most max_num_tokens minus the forward's decode
+  tokens; each chunk rides in a forward with the running decode batch (under PP it passes all
+  p stages). No queueing: the steady state has none by construction.
+- output tokens/s = dp x N / TPOT. With neither batch nor concurrency, N is the largest
+  concurrency whose KV (isl + osl tokens each) fits, capped by `max_batch` (max_num_seqs): the
+  max-throughput point benchmarks publish.
+"""
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from .engines import get_engine, memory_plan
+from sizer.errors import InfeasibleError, InputError
+from .pipeline import Schedule
+from sizer.model.split import Split
+from .step import step_time
+
+DEFAULT_MAX_BATCH = 256  # vLLM max_num_seqs default
+DEFAULT_MAX_NUM_TOKENS = 8192  # vLLM max_num_batched_tokens default with chunked prefill
+MODES = ("static", "continuous")
+
+
+@dataclass(frozen=True)
+class Curve:
+    """One split over a vector of batch sizes (every array shares the batch axis)."""
+
+    mode: str
+    batch: np.ndarray
+    ttft_s: np.ndarray
+    tpot_s: np.ndarray
+    e2e_s: np.ndarray
+    output_tok_s: np.ndarray
+    output_tok_s_per_gpu: np.ndarray
+    comm_share_decode: np.ndarray
+    comm_share_prefill: np.ndarray
+    bubble_decode: np.ndarray  # idle share of pipeline stages in a decode step
+    microbatches: np.ndarray
+    prefill_chunks: np.ndarray
+    prefill_clock_s: np.ndarray  # static: one prefill chunk on the slowest stage
+    decode_clock_s: np.ndarray  # one micro-batch's forward on the slowest stage
+    prefill: object  # StepResult: the prefill chunk (static) or the forward carrying a prompt
+    decode: object  # StepResult of the decode (or mixed) forward
+
+
+def _stage_max(result, shape) -> np.ndarray:
+    return np.max(np.stack([np.broadcast_to(np.asarray(t, dtype=float), shape)
+                            for t in result.stage_times_s]), axis=0)
+
+
+def serving_curve(model, device, split: Split, batches, *, isl: int, osl: int,
+                  max_num_tokens: int = DEFAULT_MAX_NUM_TOKENS, mode: str = "continuous",
+                  cuda_graphs=None, weight_dtype=None, kv_dtype="auto", topology=None,
+                  profile=None) -> Curve:
+    """TTFT/TPOT/throughput of `split` for every batch (module docstring), with one step_time
+    call per phase over the whole vector: estimate() and the recommender share this."""
+    if mode not in MODES:
+        raise InputError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
+    b = np.asarray(batches, dtype=float)  # a scalar stays 0-d: estimate() gets scalar ops
+    p = split.pp
+    kw = dict(weight_dtype=weight_dtype, kv_dtype=kv_dtype, topology=topology, profile=profile)
+    mb = np.maximum(1, np.minimum(b, p))
+    mean_ctx = max(1, round(isl + (osl - 1) / 2.0))
+    pre = None
+    if mode == "static":
+        chunks = np.maximum(np.ceil(b * isl / max_num_tokens), mb if p > 1 else 1)
+        pre = step_time(model, device, split, phase="prefill", batch=b / chunks, seq_len=isl,
+                        cuda_graphs=False if cuda_graphs is None else cuda_graphs, **kw)
+        pre_clock = _stage_max(pre, b.shape)
+        ttft = (chunks + p - 1) * pre_clock if p > 1 else chunks * np.broadcast_to(pre.time_s, b.shape)
+        dec = step_time(model, device, split, phase="decode", batch=b / mb, context_len=mean_ctx,
+                        cuda_graphs=cuda_graphs, **kw)
+        forwards = np.ones_like(b)
+    else:
+        prompt_tokens = b * isl / osl
+        # each micro-batch in flight is its own scheduled forward with its own token budget
+        forwards = np.maximum(1, np.ceil((b + prompt_tokens) / (mb * max_num_tokens)))
+        per = mb * forwards
+        dec = step_time(model, device, split, phase="decode", batch=b / per, context_len=mean_ctx,
+                        prefill_tokens=prompt_tokens / per, seq_len=isl, cuda_graphs=cuda_graphs, **kw)
+        # the forward that carries a new prompt: its micro-batch's decode tokens plus as much of
+        # the prompt as the token budget leaves (at least the steady-state share)
+        budget = np.maximum(max_num_tokens - b / per, 1.0)
+        piece = np.maximum(np.minimum(isl, budget), prompt_tokens / per)
+        chunks = np.ceil(isl / np.minimum(isl, budget))
+        pre = step_time(model, device, split, phase="decode", batch=b / per, context_len=mean_ctx,
+                        prefill_tokens=piece, seq_len=isl, cuda_graphs=cuda_graphs, **kw)
+        pre_clock = _stage_max(pre, b.shape) if p > 1 else np.broadcast_to(np.asarray(pre.time_s, float), b.shape)
+    dec_time = np.broadcast_to(np.asarray(dec.time_s, dtype=float), b.shape)
+    dec_clock = _stage_max(dec, b.shape) if p > 1 else dec_time
+    tpot = forwards * (p * dec_clock if p > 1 else dec_time)
+    share_pre = np.broadcast_to(np.asarray(pre.comm_s) / np.asarray(pre.time_s), b.shape)
+    if mode == "static":
+        e2e = ttft + (osl - 1) * tpot
+        tok_s = split.dp * b * osl / e2e
+    else:
+        ttft = chunks * (p * pre_clock if p > 1 else pre_clock)
+        e2e = ttft + (osl - 1) * tpot
+        tok_s = split.dp * b / tpot
+    share_dec = np.broadcast_to(np.asarray(dec.comm_s) / dec_time, b.shape)
+    return Curve(mode, b, np.asarray(ttft, float), np.asarray(tpot, float), np.asarray(e2e, float),
+                 tok_s, tok_s / split.gpus, share_dec, np.broadcast_to(share_pre, b.shape),
+                 np.broadcast_to(1 - mb / p, b.shape), mb, chunks, pre_clock, dec_clock, pre, dec)
+
+
+@dataclass(frozen=True)
+class Estimate:
+    ttft_s: float
+    tpot_s: float
+    e2e_s: float
+    output_tok_s: float
+    output_tok_s_per_gpu: float
+    batch: int
+    mode: str
+    memory: dict
+    breakdown: dict
+    pipeline: dict | None
+    prefill_ops: list
+    decode_ops: list
+
+    def to_json(self) -> dict:
+        doc = {"ttft_s": self.ttft_s, "tpot_s": self.tpot_s, "e2e_s": self.e2e_s,
+               "output_tok_s": self.output_tok_s, "output_tok_s_per_gpu": self.output_tok_s_per_gpu,
+               "batch": self.batch, "mode": self.mode, "memory": self.memory,
+               "breakdown": self.breakdown, "prefill_ops": self.prefill_ops,
+               "decode_ops": self.decode_ops}
+        if self.pipeline is not None:
+            doc["pipeline"] = self.pipeline
+        return doc
+
+
+def estimate(model, gpu, split: Split, *, isl: int, osl: int, batch: int | None = None,
+             concurrency: int | None = None, weight_dtype=None, kv_dtype="auto", engine=None,
+             fraction=None, max_batch: int | None = None, max_num_tokens: int | None = None,
+             cuda_graphs=None, topology=None, profile=None) -> Estimate:
+    """Latency and throughput of `split`: a static batch with `batch`, else continuous batching
+    at `concurrency` (over the deployment) or at the largest concurrency that fits."""
+    if isl < 1 or osl < 1:
+        raise InputError("--isl and --osl must be positive")
+    if batch is not None and concurrency is not None:
+        raise InputError("give --batch or --concurrency, not both")
+    rules = get_engine(engine)
+    max_batch = max_batch or (rules.max_num_seqs if rules else DEFAULT_MAX_BATCH)
+    max_num_tokens = max_num_tokens or (rules.max_num_batched_tokens if rules else DEFAULT_MAX_NUM_TOKENS)
+    mem_kw = dict(weight_dtype=weight_dtype, kv_dtype=kv_dtype, context=isl + osl, engine=engine,
+                  fraction=fraction, max_num_batched_tokens=max_num_tokens,
+                  cuda_graphs=True if cuda_graphs is None else cuda_graphs)
+    mode = "static" if batch is not None else "continuous"
+    if concurrency is not None:
+        batch = math.ceil(concurrency / split.dp)
+    if batch is None:
+        probe = memory_plan(model, gpu, split, batch=1, **mem_kw)
+        batch = min(max_batch, probe.max_sequences)
+        if batch < 1:
+            raise InfeasibleError(f"{model.name} does not fit {split.label()} on {gpu.id} with "
+                                  f"{isl + osl} tokens of context: no room for one sequence")
+    plan = memory_plan(model, gpu, split, batch=batch, **mem_kw)
+    c = serving_curve(model, gpu, split, batch, isl=isl, osl=osl, max_num_tokens=max_num_tokens,
+                      mode=mode, cuda_graphs=cuda_graphs, weight_dtype=weight_dtype,
+                      kv_dtype=kv_dtype, topology=topology, profile=profile)
+    first = {k: float(getattr(c, k)) for k in ("ttft_s", "tpot_s", "e2e_s", "output_tok_s",
+                                                   "output_tok_s_per_gpu", "comm_share_decode",
+                                                   "comm_share_prefill", "bubble_decode")}
+    p, dec = split.pp, c.decode
+    dec_scale = float(c.tpot_s) / float(dec.time_s) if float(dec.time_s) else 0.0
+    breakdown = {
+        "decode": {"compute_s": float(dec.compute_s) * dec_scale, "comm_s": float(dec.comm_s) * dec_scale,
+                   "bubble_s": first["bubble_decode"] * first["tpot_s"]},
+        "comm_share_decode": first["comm_share_decode"],
+        "comm_share_prefill": first["comm_share_prefill"],
+    }
+    if c.mode == "static":
+        pre, chunks = c.prefill, float(c.prefill_chunks)
+        busy = chunks * float(pre.time_s) if p == 1 else chunks * float(c.prefill_clock_s)
+        breakdown["prefill"] = {"compute_s": chunks * float(pre.compute_s), "comm_s": chunks * float(pre.comm_s),
+                                "bubble_s": first["ttft_s"] - busy if p > 1 else 0.0}
+    else:  # continuous: the forwards that carry the prompt's chunks
+        scale = first["ttft_s"] / float(c.prefill.time_s)
+        breakdown["prefill"] = {"compute_s": float(c.prefill.compute_s) * scale,
+                                "comm_s": float(c.prefill.comm_s) * scale, "bubble_s": 0.0}
+    pipeline = None
+    if p > 1:
+        mb = int(c.microbatches)
+        pipeline = {"decode": Schedule(p, mb, float(c.decode_clock_s)).to_json(),
+                    "bubble_fraction_decode": first["bubble_decode"]}
+        # static: the prompt chunks fill the pipeline; continuous: the forward carrying a prompt
+        # chunk is one of the decode micro-batches in flight
+        sched = Schedule(p, int(c.prefill_chunks) if c.mode == "static" else mb, float(c.prefill_clock_s))
+        pipeline["prefill"] = sched.to_json()
+        pipeline["bubble_fraction_prefill"] = (sched.bubble_fraction if c.mode == "static"
+                                               else first["bubble_decode"])
+    return Estimate(first["ttft_s"], first["tpot_s"], first["e2e_s"], first["output_tok_s"],
+                    first["output_tok_s_per_gpu"], int(batch), mode, plan.to_json(), breakdown,
+                    pipeline, [o.to_json() for o in c.prefill.ops],
+                    [o.to_json() for o in dec.ops])

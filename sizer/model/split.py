@@ -1,0 +1,77 @@
+"""A parallel split of one deployment: TP x PP x DP GPUs, with EP formed inside TP x DP.
+
+Convention of the serving engines (vLLM `--enable-expert-parallel`, SGLang `--ep-size`): EP adds
+no GPUs. The expert-parallel group of a pipeline stage is made of its TP x DP ranks, so EP must
+divide TP x DP; each EP rank holds num_experts / EP whole experts. When EP < TP, each expert is
+also tensor-sharded TP / EP ways (Megatron-Core's expert-tensor-parallel grid).
+"""
+
+from dataclasses import dataclass
+
+from sizer.errors import InputError
+
+
+@dataclass(frozen=True)
+class Split:
+    tp: int = 1
+    pp: int = 1
+    dp: int = 1
+    ep: int = 1
+    uneven_pp: bool = False  # allow PP that does not divide the layers (vLLM's partition)
+
+    @property
+    def gpus(self) -> int:
+        return self.tp * self.pp * self.dp
+
+    @property
+    def expert_tp(self) -> int:
+        """Tensor-parallel ways inside one expert: TP / EP when EP < TP, else 1."""
+        return self.tp // self.ep if self.ep < self.tp and self.tp % self.ep == 0 else 1
+
+    def to_json(self) -> dict:
+        return {"tp": self.tp, "pp": self.pp, "dp": self.dp, "ep": self.ep, "label": self.label()}
+
+    def label(self) -> str:
+        s = f"TP{self.tp} PP{self.pp} DP{self.dp}"
+        return s + (f" EP{self.ep}" if self.ep > 1 else "")
+
+
+def check_split(model, split: Split, gpus: int | None = None) -> Split:
+    """Raise InputError (one line) when the split does not divide the model or the GPU count."""
+    for name, value in (("tp", split.tp), ("pp", split.pp), ("dp", split.dp), ("ep", split.ep)):
+        if not isinstance(value, int) or value < 1:
+            raise InputError(f"--{name} must be a positive integer, got {value!r}")
+    if gpus is not None and gpus != split.gpus:
+        raise InputError(f"--gpus {gpus} differs from TP x PP x DP = {split.tp} x {split.pp} x "
+                         f"{split.dp} = {split.gpus}")
+    if model.num_heads % split.tp:
+        raise InputError(f"{model.name}: {model.num_heads} attention heads do not divide by TP={split.tp}")
+    kv = model.num_kv_heads
+    if not model.is_mla and kv % split.tp and split.tp % kv:
+        raise InputError(f"{model.name}: {kv} KV heads and TP={split.tp}: one must divide the other")
+    if split.pp > model.num_layers:
+        raise InputError(f"{model.name}: PP={split.pp} exceeds its {model.num_layers} layers")
+    if model.num_layers % split.pp and not split.uneven_pp:
+        raise InputError(f"{model.name}: {model.num_layers} layers do not divide by PP={split.pp} "
+                         "(--uneven-pp splits them as vLLM does)")
+    if split.ep > 1:
+        if not model.is_moe:
+            raise InputError(f"{model.name} is dense: EP={split.ep} needs a mixture-of-experts model")
+        if model.num_experts % split.ep:
+            raise InputError(f"{model.name}: {model.num_experts} experts do not divide by EP={split.ep}")
+        if (split.tp * split.dp) % split.ep:
+            raise InputError(f"EP={split.ep} must divide TP x DP = {split.tp * split.dp} "
+                             "(expert-parallel groups are formed from a stage's TP x DP ranks)")
+    return split
+
+
+def stage_layers(model, pp: int) -> list[range]:
+    """Layer indices of each pipeline stage. Equal counts when PP divides the layers; otherwise
+    vLLM's partition (vllm/distributed/utils.py, get_pp_indices): every stage gets L // PP and
+    the L % PP extra layers go one each to the stages before the last, from the second-to-last
+    backwards (the last stage already holds the LM head)."""
+    counts = [model.num_layers // pp] * pp
+    for i in range(2, model.num_layers % pp + 2):
+        counts[-i] += 1
+    starts = [sum(counts[:s]) for s in range(pp)]
+    return [range(starts[s], starts[s] + counts[s]) for s in range(pp)]
