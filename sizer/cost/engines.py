@@ -89,6 +89,19 @@ class MemoryPlan:
         }
 
 
+DEFAULT_MAX_NUM_SEQS = 256  # vLLM EngineArgs max_num_seqs (no engine given)
+DEFAULT_MAX_NUM_BATCHED_TOKENS = 8192  # vLLM max_num_batched_tokens with chunked prefill
+
+
+def scheduler_limits(engine: "EngineRules | None", gpu=None) -> tuple[int, int]:
+    """(max_num_seqs, max_num_batched_tokens) the engine schedules with on `gpu`: the one place
+    every command (estimate, recommend, simulate) takes its scheduler caps from. Engines set
+    some of these from the device (the GPU argument is there for that)."""
+    if engine is None:
+        return DEFAULT_MAX_NUM_SEQS, DEFAULT_MAX_NUM_BATCHED_TOKENS
+    return engine.max_num_seqs, engine.max_num_batched_tokens
+
+
 def get_engine(name: str | None) -> EngineRules | None:
     if name is None:
         return None

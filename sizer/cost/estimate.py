@@ -29,14 +29,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .engines import get_engine, memory_plan
+from .engines import DEFAULT_MAX_NUM_BATCHED_TOKENS, get_engine, memory_plan, scheduler_limits
 from sizer.errors import InfeasibleError, InputError
 from .pipeline import Schedule
 from sizer.model.split import Split
 from .step import step_time
 
-DEFAULT_MAX_BATCH = 256  # vLLM max_num_seqs default
-DEFAULT_MAX_NUM_TOKENS = 8192  # vLLM max_num_batched_tokens default with chunked prefill
 MODES = ("static", "continuous")
 
 
@@ -68,7 +66,7 @@ def _stage_max(result, shape) -> np.ndarray:
 
 
 def serving_curve(model, device, split: Split, batches, *, isl: int, osl: int,
-                  max_num_tokens: int = DEFAULT_MAX_NUM_TOKENS, mode: str = "continuous",
+                  max_num_tokens: int = DEFAULT_MAX_NUM_BATCHED_TOKENS, mode: str = "continuous",
                   cuda_graphs=None, weight_dtype=None, kv_dtype="auto", topology=None,
                   profile=None) -> Curve:
     """TTFT/TPOT/throughput of `split` for every batch (module docstring), with one step_time
@@ -159,8 +157,9 @@ def estimate(model, gpu, split: Split, *, isl: int, osl: int, batch: int | None 
     if batch is not None and concurrency is not None:
         raise InputError("give --batch or --concurrency, not both")
     rules = get_engine(engine)
-    max_batch = max_batch or (rules.max_num_seqs if rules else DEFAULT_MAX_BATCH)
-    max_num_tokens = max_num_tokens or (rules.max_num_batched_tokens if rules else DEFAULT_MAX_NUM_TOKENS)
+    seqs_cap, tokens_cap = scheduler_limits(rules, gpu)
+    max_batch = max_batch or seqs_cap
+    max_num_tokens = max_num_tokens or tokens_cap
     mem_kw = dict(weight_dtype=weight_dtype, kv_dtype=kv_dtype, context=isl + osl, engine=engine,
                   fraction=fraction, max_num_batched_tokens=max_num_tokens,
                   cuda_graphs=True if cuda_graphs is None else cuda_graphs)

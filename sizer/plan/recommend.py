@@ -31,8 +31,6 @@ from sizer.model.split import Split
 from .whynot import divisibility_note, fit_hint, miss_text, why_not_lines, winner_reason
 
 OBJECTIVES = ("throughput", "latency", "cost")
-DEFAULT_MAX_BATCH = 256  # vLLM max_num_seqs (as estimate.py)
-DEFAULT_MAX_NUM_TOKENS = 8192  # vLLM max_num_batched_tokens with chunked prefill
 
 
 @dataclass(frozen=True)
@@ -168,7 +166,7 @@ def recommend(model, gpu, gpus: int, *, nodes: int = 1, topology=None, inter_nod
     InfeasibleError when nothing fits (naming a GPU count or precision that would), and
     TargetsNotMetError (an InfeasibleError carrying the closest candidates) when nothing meets
     the targets."""
-    from sizer.cost.engines import get_engine
+    from sizer.cost.engines import get_engine, scheduler_limits
     from sizer.hardware.profile import load_profile
 
     model = get_model(model) if isinstance(model, str) else model
@@ -191,8 +189,8 @@ def recommend(model, gpu, gpus: int, *, nodes: int = 1, topology=None, inter_nod
     if not isinstance(top, int) or top < 1:
         raise InputError(f"--top must be a positive integer, got {top!r}")
     rules = get_engine(engine)
-    wl = Workload(isl, osl, max_batch or (rules.max_num_seqs if rules else DEFAULT_MAX_BATCH),
-                  max_num_tokens or (rules.max_num_batched_tokens if rules else DEFAULT_MAX_NUM_TOKENS),
+    seqs_cap, tokens_cap = scheduler_limits(rules, gpu)
+    wl = Workload(isl, osl, max_batch or seqs_cap, max_num_tokens or tokens_cap,
                   engine, cuda_graphs, "static" if batch is not None else "continuous")
     dtypes = _weight_dtypes(weight_dtypes)
     kv_dtypes = [kv_dtype] if isinstance(kv_dtype, str) or kv_dtype is None else list(kv_dtype)
