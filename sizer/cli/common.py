@@ -51,12 +51,25 @@ def add_model_args(p, split: bool = True) -> None:
     p.add_argument("--mem-fraction-static", type=fraction, help="SGLang static fraction (default 0.88)")
     p.add_argument("--kv-cache-free-gpu-mem-fraction", type=fraction,
                    help="TensorRT-LLM fraction of free memory for KV (default 0.9)")
-    p.add_argument("--max-num-batched-tokens", type=positive_int,
-                   help="tokens in the activation-profiling forward (engine default 8192)")
-    p.add_argument("--max-num-seqs", type=positive_int, help="sequences in the profiling forward")
+    add_scheduler_args(p)
     p.add_argument("--cuda-graphs", action=argparse.BooleanOptionalAction, default=None,
                    help="engine replays CUDA graphs (memory for graphs; decode launch floor)")
     p.add_argument("--json", action="store_true", help="print one JSON document on stdout")
+
+
+def add_scheduler_args(p) -> None:
+    """The engine's scheduler caps under the engines' own names, with the older sizer names as
+    aliases. One pair drives both the memory plan (the profiling forward of
+    max_num_batched_tokens tokens and max_num_seqs sequences) and the scheduling (sequences per
+    replica, tokens per forward) in every command; defaults: sizer.cost.engines.scheduler_limits."""
+    p.add_argument("--max-num-seqs", "--max-batch", dest="max_num_seqs", type=positive_int, metavar="N",
+                   help="most sequences a replica runs at once (vLLM max_num_seqs, SGLang "
+                        "max_running_requests, TensorRT-LLM max_batch_size; default: the engine's)")
+    p.add_argument("--max-num-batched-tokens", "--max-num-tokens", dest="max_num_batched_tokens",
+                   type=positive_int, metavar="T",
+                   help="most tokens per forward: the chunked-prefill budget (vLLM "
+                        "max_num_batched_tokens, SGLang chunked_prefill_size, TensorRT-LLM "
+                        "max_num_tokens; default: the engine's)")
 
 
 def split_from_args(args) -> Split:

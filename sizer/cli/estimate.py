@@ -15,8 +15,6 @@ def register(sub) -> None:
     p.add_argument("--osl", type=positive_int, default=256, help="output tokens per request (default 256)")
     p.add_argument("--batch", type=positive_int, help="sequences per replica (static batch)")
     p.add_argument("--concurrency", type=positive_int, help="concurrent requests over the deployment")
-    p.add_argument("--max-batch", type=positive_int, help="cap on sequences per replica (engine max_num_seqs; default 256)")
-    p.add_argument("--max-num-tokens", type=positive_int, help="prefill chunk tokens (default 8192)")
     p.set_defaults(func=run)
 
 
@@ -24,8 +22,8 @@ def run(args) -> int:
     model, gpu, split, topo, profile = deployment_from_args(args, args.isl + args.osl, "isl + osl")
     est = estimate(model, gpu, split, isl=args.isl, osl=args.osl, batch=args.batch,
                    concurrency=args.concurrency, weight_dtype=args.weight_dtype, kv_dtype=args.kv_dtype,
-                   engine=args.engine, fraction=engine_fraction(args), max_batch=args.max_batch,
-                   max_num_tokens=args.max_num_tokens or args.max_num_batched_tokens,
+                   engine=args.engine, fraction=engine_fraction(args), max_batch=args.max_num_seqs,
+                   max_num_tokens=args.max_num_batched_tokens,
                    cuda_graphs=args.cuda_graphs, topology=topo, profile=profile)
     if not est.memory["per_gpu"]["fits"]:
         warn(f"{est.batch} sequences of {args.isl + args.osl} tokens per replica do not fit: room for "

@@ -11,7 +11,7 @@ import sys
 
 from sizer.errors import InfeasibleError, InputError
 
-COMMANDS = ("models", "gpus", "memory", "comm", "step", "estimate", "recommend")
+COMMANDS = ("models", "gpus", "memory", "comm", "step", "estimate", "recommend", "simulate")
 
 
 class _Parser(argparse.ArgumentParser):
