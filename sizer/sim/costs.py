@@ -16,7 +16,9 @@ combine weighted by their tokens (see `effective_prompt`).
 Speed: the model is evaluated on grids, one vectorised step_time call per table:
 - b (decode tokens): every integer to 16, then steps of 12% to max_num_seqs;
 - P (prefill tokens): 0, powers of two to 32, then steps of 12% to max_num_batched_tokens;
-- ctx and L: powers of two to 128, then steps of 25%.
+- ctx and L: powers of two to 128, then steps of 25%;
+- plus `anchors` (the prompt length of a fixed-length workload) on the P and L grids, so a lone
+  prompt's forward is priced exactly as sizer estimate prices it.
 A (ctx, L) table over the (b, P) grid is built the first time a step needs it and kept; a step
 costs a multilinear interpolation (b, P, ctx, L). Decode cost is affine in ctx and GEMM cost
 piecewise-affine in the token rows (sizer/cost/ops.py), so the interpolation error is small;
@@ -72,13 +74,17 @@ class StepCosts:
 
     def __init__(self, model, device, split: Split, *, max_num_seqs: int, max_num_batched_tokens: int,
                  weight_dtype=None, kv_dtype="auto", topology=None, profile=None, cuda_graphs=None,
-                 group: int = 1):
+                 group: int = 1, anchors=()):
         self.model, self.device, self.split = model, device, split
         self.kw = dict(weight_dtype=weight_dtype, kv_dtype=kv_dtype, topology=topology, profile=profile)
         self.cuda_graphs = cuda_graphs
         self.group = group
+        hi = max(1, max_num_batched_tokens)
         self.b_grid = _grid(max(1, max_num_seqs), 16, 1.12)
-        self.p_grid = _grid(max(1, max_num_batched_tokens), 0, 1.12, start=(0, 1, 2, 4, 8, 16, 32))
+        # anchors (a fixed prompt length) are grid points: a lone prompt's forward is exact
+        self.p_grid = sorted(set(_grid(hi, 0, 1.12, start=(0, 1, 2, 4, 8, 16, 32)))
+                             | {int(a) for a in anchors if 0 < a <= hi})
+        self.l_grid = sorted(set(LOG_GRID) | {int(a) for a in anchors if a > 0})
         self._b = np.asarray(self.b_grid[1:], dtype=float)
         self._p = np.asarray(self.p_grid[1:], dtype=float)
         self._decode = {}  # ctx index -> clock per b_grid entry (b = 0 -> 0)
@@ -104,7 +110,7 @@ class StepCosts:
     def _prefill_row(self, li: int) -> np.ndarray:
         row = self._prefill.get(li)
         if row is None:
-            L = LOG_GRID[li]
+            L = self.l_grid[li]
             r = step_time(self.model, self.device, self.split, phase="prefill", batch=self._p / L, seq_len=L,
                           cuda_graphs=False if self.cuda_graphs is None else self.cuda_graphs, **self.kw)
             row = np.concatenate([[0.0], self._clock(r, len(self._p))])
@@ -120,7 +126,7 @@ class StepCosts:
             b = np.repeat(self._b, npf)
             p = np.tile(self._p, nb)
             r = step_time(self.model, self.device, self.split, phase="decode", batch=b,
-                          context_len=LOG_GRID[ci], prefill_tokens=p, seq_len=LOG_GRID[li],
+                          context_len=LOG_GRID[ci], prefill_tokens=p, seq_len=self.l_grid[li],
                           cuda_graphs=self.cuda_graphs, **self.kw)
             tab = np.empty((nb + 1, npf + 1))
             tab[1:, 1:] = self._clock(r, nb * npf).reshape(nb, npf)
@@ -146,7 +152,7 @@ class StepCosts:
             return ((1 - cw) * ((1 - bw) * lo[bi] + bw * lo[bi + 1])
                     + cw * ((1 - bw) * hi[bi] + bw * hi[bi + 1]))
         pi, pw = _locate(self.p_grid, p)
-        li, lw = _locate(LOG_GRID, max(prompt, 1.0))
+        li, lw = _locate(self.l_grid, max(prompt, 1.0))
         if b <= 0:
             lo, hi = self._prefill_row(li), self._prefill_row(li + 1)
             return ((1 - lw) * ((1 - pw) * lo[pi] + pw * lo[pi + 1])

@@ -75,9 +75,12 @@ def make_batch(ids, new, comp, need) -> Batch:
     """`comp`, `need` (tokens the request still has to compute) of the same requests."""
     dec = (new == 1) & (need == 1)
     b = int(np.count_nonzero(dec))
-    ctx_sum = float(comp[dec].sum()) + b if b else 0.0
     if b == len(new):
-        return Batch(ids, new, b, ctx_sum, 0, 1.0)
+        return Batch(ids, new, b, float(comp.sum()) + b, 0, 1.0)
+    if b == 0:
+        p = int(new.sum())
+        return Batch(ids, new, 0, 0.0, p, float((new * (2 * comp + new)).sum()) / p)
+    ctx_sum = float(comp[dec].sum()) + b
     pn, pk = new[~dec], comp[~dec]
     p = int(pn.sum())
     return Batch(ids, new, b, ctx_sum, p, float((pn * (2 * pk + pn)).sum()) / p)
@@ -99,8 +102,8 @@ class Replica:
         self.pp = pp
         self.costs = costs
         self.waiting: deque = deque()
-        z = np.zeros(0, dtype=_I)
-        self.ids, self.comp, self.known, self.out, self.osl, self.blocks = z, z, z, z, z, z
+        self.m = np.zeros((6, 0), dtype=_I)  # rows: ids, comp, known, out, osl, blocks
+        self._views()
         self.last = np.zeros(0)
         self.fly = np.zeros(0, dtype=bool)
         self.stage_free = [0.0] * pp
@@ -121,26 +124,28 @@ class Replica:
         return -(-tokens // self.block)
 
     # -- membership -------------------------------------------------------------------------
+    def _views(self) -> None:
+        self.ids, self.comp, self.known, self.out, self.osl, self.blocks = self.m
+
     def add(self, st: State, rids: list, now: float) -> None:
         """Move waiting requests `rids` (already popped) to the end of the running arrays."""
         r = np.asarray(rids, dtype=_I)
+        k, n = len(r), len(self.ids)
         st.status[r] = RUNNING
-        fresh = np.isnan(st.start_t[r])
-        st.start_t[r[fresh]] = now
-        st.pos[r] = np.arange(len(self.ids), len(self.ids) + len(r))
+        start = st.start_t[r]
+        st.start_t[r] = np.where(np.isnan(start), now, start)
+        st.pos[r] = np.arange(n, n + k)
+        add = np.zeros((6, k), dtype=_I)
         out = st.out[r]
-        self.ids = np.concatenate([self.ids, r])
-        self.comp = np.concatenate([self.comp, np.zeros(len(r), dtype=_I)])
-        self.known = np.concatenate([self.known, st.isl[r] + out])
-        self.out = np.concatenate([self.out, out])
-        self.osl = np.concatenate([self.osl, st.osl[r]])
-        self.blocks = np.concatenate([self.blocks, np.zeros(len(r), dtype=_I)])
+        add[0], add[2], add[3], add[4] = r, st.isl[r] + out, out, st.osl[r]
+        self.m = np.concatenate([self.m, add], axis=1)
+        self._views()
         self.last = np.concatenate([self.last, st.last_t[r]])
-        self.fly = np.concatenate([self.fly, np.zeros(len(r), dtype=bool)])
+        self.fly = np.concatenate([self.fly, np.zeros(k, dtype=bool)])
 
     def _keep(self, st: State, keep: np.ndarray) -> None:
-        self.ids, self.comp, self.known = self.ids[keep], self.comp[keep], self.known[keep]
-        self.out, self.osl, self.blocks = self.out[keep], self.osl[keep], self.blocks[keep]
+        self.m = self.m[:, keep]
+        self._views()
         self.last, self.fly = self.last[keep], self.fly[keep]
         st.pos[self.ids] = np.arange(len(self.ids))
 

@@ -65,13 +65,26 @@ class Deployment:
             from sizer.hardware.topology import default_topology
 
             topology = default_topology(gpu, split.gpus)
-        self.costs = StepCosts(model, device_for(gpu, profile), split, max_num_seqs=self.max_num_seqs,
-                               max_num_batched_tokens=self.max_num_batched_tokens, weight_dtype=weight_dtype,
-                               kv_dtype=kv_dtype, topology=topology, profile=profile, cuda_graphs=cuda_graphs,
-                               group=self.group)
+        self._cost_kw = dict(max_num_seqs=self.max_num_seqs, max_num_batched_tokens=self.max_num_batched_tokens,
+                             weight_dtype=weight_dtype, kv_dtype=kv_dtype, topology=topology, profile=profile,
+                             cuda_graphs=cuda_graphs, group=self.group)
+        self._device = device_for(gpu, profile)
+        self._costs = {}  # anchors -> StepCosts, kept between simulations
+        self.step_costs = None  # set to replace the step model (e.g. a fixed-cost stub)
         self.estimate_kw = dict(weight_dtype=weight_dtype, kv_dtype=kv_dtype, engine=engine, fraction=fraction,
                                 max_batch=self.max_num_seqs, max_num_tokens=self.max_num_batched_tokens,
                                 cuda_graphs=cuda_graphs, topology=topology, profile=profile)
+
+    def costs(self, wl):
+        """Step costs for a workload: tables shared by every workload with the same anchors
+        (a fixed prompt length, else none)."""
+        if self.step_costs is not None:
+            return self.step_costs
+        lengths = np.unique(wl.isl)
+        anchors = tuple(int(x) for x in lengths) if len(lengths) == 1 else ()
+        if anchors not in self._costs:
+            self._costs[anchors] = StepCosts(self.model, self._device, self.split, anchors=anchors, **self._cost_kw)
+        return self._costs[anchors]
 
     def to_json(self) -> dict:
         return {"engine": self.engine, "replicas": self.replicas, "lockstep_group": self.group,
@@ -162,10 +175,11 @@ def simulate(dep: Deployment, traffic: Traffic, *, ttft_slo_s=None, tpot_slo_s=N
     first = min(traffic.warmup, len(wl) - 1)
     st = State(wl, first)
     policy = POLICIES[dep.engine]
+    costs = dep.costs(wl)
     reps = [Replica(i, max_num_seqs=dep.max_num_seqs * dep.group,
                     max_num_batched_tokens=dep.max_num_batched_tokens * dep.group,
                     block_tokens=dep.block_tokens, kv_tokens=dep.kv_tokens * dep.group, pp=dep.split.pp,
-                    costs=dep.costs, policy_cls=policy) for i in range(dep.replicas)]
+                    costs=costs, policy_cls=policy) for i in range(dep.replicas)]
     Loop(st, reps, dep.router, traffic.concurrency).run()
     pr = metrics.per_request(st, first)
     t0 = float(np.min(st.release_t[first:]))
