@@ -157,3 +157,19 @@ def test_goodput_counts_requests_meeting_every_slo(l8, h100):
     good = (pr["ttft"] <= 0.05) & (pr["tpot"] <= 0.02)
     assert res.goodput["fraction"] == pytest.approx(good.mean())
     assert res.goodput["requests_per_s"] == pytest.approx(good.sum() / res.duration_s)
+
+
+def test_expert_parallel_across_replicas_steps_in_lockstep(h100):
+    """EP2 over TP1 x DP2 (vLLM DP attention with an EP MoE): the two engine replicas share
+    every MoE layer's all-to-all, so they are simulated as one lockstep group with twice the
+    caps; EP inside one replica (TP2 EP2) leaves replicas independent."""
+    from sizer.model.catalog import get_model
+
+    m = get_model("mixtral-8x7b")
+    wide = Deployment(m, h100, Split(tp=1, dp=2, ep=2), engine="vllm")
+    assert (wide.replicas, wide.group) == (1, 2)
+    res = simulate(wide, Traffic(rate_rps=math.inf, requests=600, **fixed(256, 32)))
+    assert res.batch["max"] > 256  # one forward of the group carries both replicas' sequences
+    check_invariants(res)
+    narrow = Deployment(m, h100, Split(tp=2, ep=2), engine="vllm")
+    assert (narrow.replicas, narrow.group) == (1, 1)
