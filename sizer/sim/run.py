@@ -256,31 +256,34 @@ def find_rate(dep: Deployment, traffic: Traffic, *, ttft_slo_s=None, tpot_slo_s=
     if traffic.concurrency:
         raise InputError("--find-rate searches the request rate; drop --concurrency")
     steady = dep.steady_state_rps(traffic)
+    slo = {"ttft_s": ttft_slo_s, "tpot_s": tpot_slo_s}
     curve, cache = [], {}
 
-    def test(rate):
+    def meets(rate) -> bool:
         if rate not in cache:
             row, misses = _point(dep, traffic, rate, ttft_slo_s, tpot_slo_s, percentile)
-            cache[rate] = (row["meets"], misses)
+            cache[rate] = misses
             curve.append(row)
-        return cache[rate]
+        return not cache[rate]
+
+    def answer(rate, limited_by):
+        curve.sort(key=lambda r: r["rate_rps"])
+        return RateSearch(rate, percentile, slo, curve, steady, limited_by)
 
     hi = 1.5 * steady
-    while test(hi)[0] and len(curve) < max_points // 2:
-        hi *= 2  # the SLOs hold past the steady-state maximum: widen
+    while meets(hi):  # the SLOs hold past the steady-state maximum: widen
+        if len(curve) >= max_points // 2:
+            return answer(hi, "search range")
+        hi *= 2
     lo = hi / 2
-    while not test(lo)[0] and len(curve) < max_points:
+    while not meets(lo):
+        if len(curve) >= max_points:
+            return answer(0.0, ",".join(cache[lo]))
         hi, lo = lo, lo / 4
-    if not cache[lo][0]:
-        curve.sort(key=lambda r: r["rate_rps"])
-        return RateSearch(0.0, percentile, {"ttft_s": ttft_slo_s, "tpot_s": tpot_slo_s}, curve, steady,
-                          ",".join(cache[lo][1]))
     while hi - lo > rel_tol * hi and len(curve) < max_points:
         mid = math.sqrt(lo * hi)
-        if test(mid)[0]:
+        if meets(mid):
             lo = mid
         else:
             hi = mid
-    curve.sort(key=lambda r: r["rate_rps"])
-    limit = ",".join(cache[hi][1]) if hi in cache and not cache[hi][0] else "none"
-    return RateSearch(lo, percentile, {"ttft_s": ttft_slo_s, "tpot_s": tpot_slo_s}, curve, steady, limit)
+    return answer(lo, ",".join(cache[hi]))
