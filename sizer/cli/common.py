@@ -9,7 +9,8 @@ from sizer.hardware.gpus import get_gpu
 from sizer.model.catalog import get_model
 from sizer.hardware.links import inter_node_names
 from sizer.hardware.topo_smi import read_topology_file
-from sizer.hardware.topology import PRESETS, Topology, default_topology, get_topology, replicate, split_nodes
+from sizer.hardware.topology import (PRESETS, RACK_PRESETS, Topology, default_topology, get_topology,
+                                     nodes_for_domain, replicate, split_nodes)
 from sizer.model.split import Split
 from sizer.output import warn
 
@@ -133,7 +134,11 @@ def add_topology_args(parser) -> None:
     g.add_argument("--topology-file", metavar="F",
                    help="text printed by `nvidia-smi topo -m` on the real machine")
     g.add_argument("--nodes", type=int, default=1, metavar="K",
-                   help="number of nodes; it must divide the GPU count (default 1)")
+                   help="number of nodes (NVLink domains on nvl72/nvl36x2); it must divide the "
+                        "GPU count (default 1)")
+    g.add_argument("--nvlink-domain", type=int, metavar="N",
+                   help="GPUs per NVLink domain (rack-scale GPUs: up to 72 on GB200/GB300 NVL72; "
+                        "default: the rack, or all GPUs when fewer); it must divide the GPU count")
     g.add_argument("--inter-node", metavar="L",
                    help=f"link between nodes: {', '.join(inter_node_names())} "
                         "(default: the catalog's NIC)")
@@ -151,6 +156,13 @@ def topology_from_args(args, gpu, n_gpus: int) -> Topology:
         raise InputError(f"--nodes must be at least 1, got {nodes}")
     if name and path:
         raise InputError("give --topology or --topology-file, not both")
+    domain = getattr(args, "nvlink_domain", None)
+    if domain is not None:
+        rack = (name or gpu.default_topology) in RACK_PRESETS and not path
+        if not rack:
+            raise InputError(f"--nvlink-domain needs a rack-scale NVLink topology (nvl72, nvl36x2 "
+                             f"on gb200/gb300); a {gpu.id} node's NVLink ends at the node: use --nodes")
+        nodes = nodes_for_domain(n_gpus, domain, nodes)
     if path:
         per_node = split_nodes(n_gpus, nodes)
         return replicate(read_topology_file(path, gpu), gpu, nodes, per_node, inter)

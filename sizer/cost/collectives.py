@@ -19,7 +19,8 @@ Algorithms:
 - hierarchical (all_reduce across nodes): reduce-scatter in the node, all-reduce of size/m over
   each GPU's own NIC ("rail"), all-gather in the node (NCCL NVLSTree / CollNet-like, 2D rings).
 - one_shot / two_shot: the custom all-reduce of vLLM / SGLang (csrc/custom_all_reduce.cuh), one
-  node with full peer access (NVSwitch, full mesh, or 2 GPUs), at most 8 MiB: one-shot reads
+  host with full peer access (NVSwitch, full mesh, or 2 GPUs; CUDA IPC handles, so not across the
+  trays of an NVL72 rack), at most 8 MiB: one-shot reads
   the (n-1) peers' buffers, two-shot is reduce-scatter + all-gather through peer memory.
 - direct (all_to_all): every rank writes size/n to every peer; time is set by the most loaded
   resource (a GPU's link, the socket link shared by a socket, the NICs of a GPU or a node).
@@ -164,7 +165,8 @@ def _build_group(ranks: tuple, topo) -> _Group:
     nvls = first[0].nvls if switched and m > 1 else None
     host = any(lk.kind in ("host", "net") for lk in first)
     mesh = m > 1 and all(topo.is_direct(a, b) for a in sub for b in sub if a != b)
-    peer = len(by_node) == 1 and not host and m <= 8 and (m == 2 or mesh or switched)
+    one_host = len({topo.host_of(g) for g in ranks}) == 1  # CUDA IPC: one OS instance
+    peer = len(by_node) == 1 and one_host and not host and m <= 8 and (m == 2 or mesh or switched)
     switch_bw = first[0].bytes_per_s if switched else 0.0
     pull = switch_bw or (min((lk.bytes_per_s for lk in first), default=0.0) * max(m - 1, 1))
     return _Group(len(ranks), len(by_node), m, ring, shift, net, nic, rail, nvls,

@@ -100,6 +100,10 @@ LINKS = {
     "pcie5": LinkClass(
         "pcie5", "pcie", 63e9, 1.0e-6, _protos((20e-6, 0.08), (30e-6, 0.6), (40e-6, 0.78)),
         Protocol(8e-6, 0.8), source="PCI-SIG PCIe 5.0: 32 GT/s x16 = 63 GB/s/direction"),
+    "pcie6": LinkClass(
+        "pcie6", "pcie", 121e9, 1.0e-6, _protos((20e-6, 0.08), (30e-6, 0.6), (40e-6, 0.78)),
+        Protocol(8e-6, 0.8), source="PCI-SIG PCIe 6.0: 64 GT/s x16 = 128 GB/s/direction raw, "
+                                    "FLIT mode (242 of 256 bytes payload) ~121 GB/s; efficiencies as PCIe 5"),
     # --- CPU socket interconnect crossed by GPU peer traffic ("SYS" in nvidia-smi topo -m).
     # One UPI link at 10.4 GT/s carries 20.8 GB/s per direction; peer writes across it reach about
     # 20 GB/s of all-reduce busbw (reference R00026: A100 3-GPU ring through SYS, nccl-tests#178).
@@ -229,8 +233,8 @@ def nvlink_link(generation: int | None, bytes_per_s_bidirectional: float, switch
 
 
 def pcie_link(gen: int | None, lanes: int | None = 16) -> LinkClass:
-    """PCIe class for a generation (3/4/5, clamped) scaled to the lane count."""
-    g = min(max(int(gen or 4), 3), 5)
+    """PCIe class for a generation (3-6, clamped) scaled to the lane count."""
+    g = min(max(int(gen or 4), 3), 6)
     link = LINKS[f"pcie{g}"]
     if lanes and lanes != 16:
         link = link.with_bandwidth(link.bytes_per_s * lanes / 16)
