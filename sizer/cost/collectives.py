@@ -18,6 +18,10 @@ Algorithms:
   latency + size / (link * efficiency), independent of n.
 - hierarchical (all_reduce across nodes): reduce-scatter in the node, all-reduce of size/m over
   each GPU's own NIC ("rail"), all-gather in the node (NCCL NVLSTree / CollNet-like, 2D rings).
+  The in-node and network phases are pipelined chunk by chunk, so the slower one sets the rate
+  (NCCL's tuner takes min(intraBw, interBw) for NVLSTree, src/graph/tuning.cc).
+- A node's traffic to other nodes spreads over at most DOMAIN_NET_CHANNELS of its NICs: on
+  an NVL72 rack (72 NICs) NCCL's inter-rack bandwidth stays near 8 NICs' worth.
 - one_shot / two_shot: the custom all-reduce of vLLM / SGLang (csrc/custom_all_reduce.cuh), one
   host with full peer access (NVSwitch, full mesh, or 2 GPUs; CUDA IPC handles, so not across the
   trays of an NVL72 rack), at most 8 MiB: one-shot reads
@@ -46,6 +50,9 @@ MEASURED, EXTRAPOLATED = "measured", "measured (extrapolated)"  # a profile fit,
 # the largest size the profile measured
 _CUSTOM = {"one_shot": (6e-6, 0.75), "two_shot": (10e-6, 0.75)}  # (latency_s, efficiency); no
 # public curve in the reference set: vLLM's reported ~2x lower small-message latency than NCCL.
+DOMAIN_NET_CHANNELS = 8  # fitted: CoreWeave GB200 NVL72 2 and 20 racks (data/nccl_multinode.json
+# M00006-17: busbw 810 GB/s over 2 racks, ~430 GB/s asymptote over 20, with 72 NDR NICs per
+# rack); binds only where a node has more than 8 NICs (NVL72 racks), never on HGX nodes.
 
 
 @dataclass(frozen=True)
@@ -159,7 +166,8 @@ def _build_group(ranks: tuple, topo) -> _Group:
     nic = rail = 0.0
     if net is not None:
         rail = net.bytes_per_s * (1.0 / m if net.per_node else max(topo.nics_per_gpu, 1e-9))
-        nic = net.bytes_per_s if net.per_node else net.bytes_per_s * max(m * topo.nics_per_gpu, 1)
+        nics = 1.0 if net.per_node else min(max(m * topo.nics_per_gpu, 1.0), DOMAIN_NET_CHANNELS)
+        nic = net.bytes_per_s * nics
     first = [lk for a in sub for b in sub if a != b for lk in topo.path(a, b)]
     switched = bool(first) and all(lk.kind == "nvswitch" for lk in first)
     nvls = first[0].nvls if switched and m > 1 else None
@@ -199,13 +207,14 @@ def _candidates(op: str, g: _Group, topo):
     if op == "all_reduce" and g.nvls is not None and k == 1:
         out.append(("nvls", g.nvls.latency_s, 1.0 / (g.nvlink_bytes_per_s * g.nvls.efficiency)))
     if op == "all_reduce" and k > 1 and m > 1:
-        rail = g.rail_bytes_per_s * g.net.protocols["simple"].efficiency
+        node_net = g.nic_bytes_per_s * g.net.protocols["simple"].efficiency
         intra_spb = 2 * (m - 1) / m / g.ring.bw["simple"]
-        if g.nvls is not None:
-            intra_spb = min(intra_spb, 1.0 / (g.nvlink_bytes_per_s * g.nvls.efficiency))
-        lat = (g.ring.base_s["simple"] + g.net.protocols["simple"].latency_s
-               + 2 * (k - 1) * g.net.hop_latency_s)
-        out.append(("hierarchical", lat, intra_spb + 2 * (k - 1) / k / m / rail))
+        intra_lat = g.ring.base_s["simple"]
+        if g.nvls is not None and 1.0 / (g.nvlink_bytes_per_s * g.nvls.efficiency) < intra_spb:
+            intra_spb = 1.0 / (g.nvlink_bytes_per_s * g.nvls.efficiency)
+            intra_lat = max(intra_lat, g.nvls.latency_s)
+        lat = intra_lat + g.net.protocols["simple"].latency_s + 2 * (k - 1) * g.net.hop_latency_s
+        out.append(("hierarchical", lat, max(intra_spb, 2 * (k - 1) / k / node_net)))
     if op == "all_reduce" and g.peer_access:
         bw = g.peer_bytes_per_s
         for name, (lat, eff) in _CUSTOM.items():

@@ -132,7 +132,8 @@ def local_links(gpu) -> dict:
              "host": LINKS["host"].with_bandwidth(pcie.bytes_per_s)}
     if gpu.nvlink_bytes_per_s:
         links["nvlink"] = nvlink_link(gpu.nvlink_generation, gpu.nvlink_bytes_per_s, False)
-        links["nvswitch"] = nvlink_link(gpu.nvlink_generation, gpu.nvlink_bytes_per_s, True)
+        links["nvswitch"] = nvlink_link(gpu.nvlink_generation, gpu.nvlink_bytes_per_s, True,
+                                        rack=gpu.domain_gpus > gpu.gpus_per_node)
     if gpu.vendor.lower() == "amd" or gpu.default_topology == "xgmi":
         per_peer = gpu.nvlink_bytes_per_s / 2 / 7 if gpu.nvlink_bytes_per_s else 64e9
         links["xgmi"] = LINKS["xgmi"].with_bandwidth(per_peer)
