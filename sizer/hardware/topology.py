@@ -178,9 +178,16 @@ def _inter(gpu, inter_node) -> tuple:
     return link, (gpu.nics_per_gpu or 1.0)
 
 
+MAX_GPUS = 1_000_000  # the largest deployment sizer prices: ~10x today's biggest clusters, and
+# the bound that keeps the largest valid request under 2 s (issue #16)
+
+
 def split_nodes(n_gpus: int, nodes: int) -> int:
     if not isinstance(n_gpus, int) or n_gpus < 1:
         raise InputError(f"number of GPUs must be a positive integer, got {n_gpus!r}")
+    if n_gpus > MAX_GPUS:
+        raise InputError(f"{n_gpus} GPUs is more than sizer prices ({MAX_GPUS:,}, about ten times "
+                         "the largest clusters built)")
     if not isinstance(nodes, int) or nodes < 1:
         raise InputError(f"--nodes must be a positive integer, got {nodes!r}")
     if n_gpus % nodes:
