@@ -126,12 +126,39 @@ def test_profile_fit_replaces_defaults():
          "segments": [{"latency_s": 1e-5, "busbw_bytes_per_s": 1e11},
                       {"latency_s": 5e-5, "busbw_bytes_per_s": 4e11}]}]}
     prof = profile_from_dict(doc)
-    c = collective_time("all_reduce", np.array([1e3, 1e9]), tuple(range(8)), topo("nvswitch"), prof)
+    c = collective_time("all_reduce", np.array([1e3, 1e9]), tuple(range(8)), topo("nvswitch"), prof,
+                        algorithms="nccl")
     assert c.algorithm == ["measured", "measured"]
     assert c.time_s[0] == pytest.approx(1e-5 + 1e3 * 1.75 / 1e11)
     assert c.time_s[1] == pytest.approx(5e-5 + 1e9 * 1.75 / 4e11)
     other = collective_time("all_gather", 1e9, tuple(range(8)), topo("nvswitch"), prof)
     assert other.algorithm != "measured"
+
+
+def test_nccl_profile_keeps_the_engines_custom_all_reduce():
+    """Issue #15 item 7: a profile measured NCCL (the probes time torch.distributed), so it must
+    not replace vLLM's custom all-reduce where vLLM uses it (up to 8 MiB on one NVSwitch host):
+    there the default curve stays; above it, and with NCCL only, the profile answers. A fit whose
+    implementation is "custom" (the engine's kernel was timed) replaces it too."""
+    seg = {"latency_s": 3e-5, "busbw_bytes_per_s": 3e11}
+    doc = {"sizer_profile_version": 1, "collectives": [
+        {"op": "all_reduce", "ranks": 8, "nodes": 1, "segments": [seg]}]}
+    sizes = np.array([4e3, 1e6, 2**30])
+    t = topo("nvswitch")
+    default = collective_time("all_reduce", sizes, tuple(range(8)), t)
+    c = collective_time("all_reduce", sizes, tuple(range(8)), t, profile_from_dict(doc))
+    for i, name in enumerate(default.algorithm):
+        if name in ("one_shot", "two_shot"):
+            assert (c.algorithm[i], c.time_s[i]) == (name, default.time_s[i])
+        else:
+            assert c.algorithm[i] == "measured"
+    assert default.algorithm[0] in ("one_shot", "two_shot") and c.algorithm[2] == "measured"
+    custom = profile_from_dict({"sizer_profile_version": 1, "collectives": [
+        {"op": "all_reduce", "ranks": 8, "nodes": 1, "segments": [seg], "implementation": "custom"}]})
+    assert collective_time("all_reduce", sizes, tuple(range(8)), t, custom).algorithm == ["measured"] * 3
+    with pytest.raises(InputError, match="implementation"):
+        profile_from_dict({"sizer_profile_version": 1, "collectives": [
+            {"op": "all_reduce", "ranks": 8, "segments": [seg], "implementation": "vllm"}]})
 
 
 @pytest.mark.parametrize("bad", [("all_reducee", 1), ("all_reduce", -1), ("all_reduce", float("nan"))])

@@ -30,7 +30,10 @@ Algorithms:
   resource (a GPU's link, the socket link shared by a socket, the NICs of a GPU or a node).
 - p2p (send_recv): a ring shift, priced on its slowest hop.
 - measured: a hardware profile's fit for this (op, group size, nodes) replaces all of the above;
-  "measured (extrapolated)" beyond the largest size the profile measured (profile_fit).
+  "measured (extrapolated)" beyond the largest size the profile measured (profile_fit). Except
+  (issue #15 item 7): a profile of NCCL (the probes time torch.distributed, i.e. NCCL) does not
+  replace the engines' custom all-reduce where they use it; only a fit whose implementation is
+  "custom" does.
 """
 
 import math
@@ -316,22 +319,34 @@ def collective_time(op: str, size_bytes, ranks, topology, profile=None,
         return _pack(zero, ["none"] * len(sizes), sizes, op, max(n, 1), scalar)
     g = _analyse(ranks, topology)
     cover = profile_fit(op, ranks, topology, profile)
+    cands = [c for c in _candidates(op, g, topology) if _allowed(c[0], algorithms)]
     if cover is not None:
         f = busbw_factor(op, n)
         times = np.min([lat + sizes * f / bw for lat, bw in cover.fit.segments], axis=0)
         top = cover.max_bytes if cover.max_bytes is not None else np.inf
         algos = [EXTRAPOLATED if s > top else MEASURED for s in sizes]
+        if getattr(cover.fit, "implementation", "nccl") != "custom" and any(
+                c[0] in CUSTOM_ALGOS for c in cands):
+            model = _best(cands, sizes)  # the engine's own all-reduce where it would use it
+            for i, name in enumerate(model[1]):
+                if name in CUSTOM_ALGOS:
+                    times[i], algos[i] = model[0][i], name
         return _pack(times, algos, sizes, op, n, scalar)
-    cands = [c for c in _candidates(op, g, topology) if _allowed(c[0], algorithms)]
     if not cands:
         raise InputError(f"no allowed algorithm for {op} over {n} GPUs ({algorithms})")
+    times, algos = _best(cands, sizes)
+    return _pack(times, algos, sizes, op, n, scalar)
+
+
+def _best(cands, sizes) -> tuple:
+    """(times, algorithm names): the cheapest candidate per size; the custom all-reduce only up
+    to CUSTOM_MAX_BYTES, as vLLM uses it."""
     table = np.array([lat + sizes * spb for _, lat, spb in cands])
     for row, (name, _, _) in zip(table, cands):
         if name in CUSTOM_ALGOS:
             row[sizes > CUSTOM_MAX_BYTES] = np.inf
     best = np.argmin(table, axis=0)
-    times = table[best, np.arange(len(sizes))]
-    return _pack(times, [cands[i][0] for i in best], sizes, op, n, scalar)
+    return table[best, np.arange(len(sizes))], [cands[i][0] for i in best]
 
 
 @dataclass(frozen=True)
