@@ -77,7 +77,7 @@ def cpu_profile(tmp_path, ranks=2, max_bytes=2**20, gpu_id=None):
 def test_profile_from_another_device_is_warned(capsys, tmp_path):
     """A CPU (gloo) profile used for --gpu h100-sxm: its fit replaces the H100's model, so stderr
     says where it was measured (cli_common.check_profile_device); an h100-sxm profile is quiet."""
-    argv = ("--op", "all_reduce", "--bytes", "16KiB", "--gpus", "2")
+    argv = ("--op", "all_reduce", "--bytes", "16KiB", "--gpus", "2", "--nccl-only")
     code, out, err = run(capsys, *argv, "--profile", cpu_profile(tmp_path))
     assert code == 0 and "measured on cpu, not h100-sxm" in err
     code, out, err = run(capsys, *argv, "--profile", cpu_profile(tmp_path, gpu_id="h100-sxm"))
