@@ -85,7 +85,7 @@ def layer_weight_bytes(model: ModelSpec, i: int, split: Split, prec: Precision) 
     lin, base = attention_params_per_rank(model, split.tp)
     total = lin * prec.bytes("linear") + (base + model.norm_params()) * prec.bytes("base")
     if i in model.moe_layers:
-        experts_per_rank = model.num_experts / split.ep
+        experts_per_rank = (model.num_experts + getattr(split, "redundant_experts", 0)) / split.ep
         expert_bytes = model.expert_params() / split.expert_tp * prec.bytes("experts")
         total += experts_per_rank * expert_bytes
         total += model.shared_expert_params() / split.tp * prec.bytes("linear")
