@@ -44,6 +44,9 @@ def add_model_args(p, split: bool = True) -> None:
         p.add_argument("--gpus", type=positive_int, help="total GPUs; must equal TP x PP x DP when given")
         p.add_argument("--uneven-pp", action="store_true",
                        help="allow a PP that does not divide the layers (vLLM's uneven partition)")
+        p.add_argument("--redundant-experts", type=non_negative_int, default=0, metavar="R",
+                       help="EPLB replicas of hot experts: EP must then divide experts + R "
+                            "(DeepSeek: 256 + 32 over EP144)")
     p.add_argument("--weight-dtype", help="linear-layer weights: bf16, fp16, fp8, int8, int4, fp4 "
                    "(default: the checkpoint's own)")
     p.add_argument("--kv-dtype", default="auto", help="KV cache: auto (model dtype), bf16, fp16, fp8, int8")
@@ -61,7 +64,33 @@ def add_model_args(p, split: bool = True) -> None:
 
 
 def split_from_args(args) -> Split:
-    return Split(tp=args.tp, pp=args.pp, dp=args.dp, ep=args.ep, uneven_pp=bool(getattr(args, "uneven_pp", False)))
+    return Split(tp=args.tp, pp=args.pp, dp=args.dp, ep=args.ep, uneven_pp=bool(getattr(args, "uneven_pp", False)),
+                 redundant_experts=getattr(args, "redundant_experts", 0) or 0)
+
+
+def non_negative_int(text) -> int:
+    try:
+        value = int(text)
+    except (TypeError, ValueError):
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be a non-negative integer, got {text!r}")
+    return value
+
+
+def bounded_float(low: float, high: float):
+    """An argparse type for a finite number in [low, high] (inf/nan/text: one-line error)."""
+    import math
+
+    def parse(text) -> float:
+        try:
+            value = float(text)
+        except (TypeError, ValueError):
+            raise argparse.ArgumentTypeError(f"expected a number in [{low:g}, {high:g}], got {text!r}") from None
+        if not math.isfinite(value) or not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"must be a number in [{low:g}, {high:g}], got {text!r}")
+        return value
+    return parse
 
 
 FRACTION_FLAGS = {"vllm": "gpu_memory_utilization", "sglang": "mem_fraction_static",
