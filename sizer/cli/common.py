@@ -127,15 +127,13 @@ def deployment_from_args(args, tokens: int | None = None, what: str = "context")
 
 
 def check_profile_device(profile, gpu) -> None:
-    """Warn when a profile was measured on another device than --gpu: its constants replace
-    the catalog's, so a CPU profile would make an H100 look like a CPU."""
-    if profile is None:
-        return
-    measured_on = profile.env.get("gpu_id")
-    if measured_on != gpu.id:
-        where = measured_on or profile.env.get("device") or "an unknown device"
-        warn(f"profile {profile.path} was measured on {where}, not {gpu.id}: its measured "
-             "constants replace the catalog's for this prediction")
+    """Warn when a profile was measured on another device than --gpu (the UI shows the same
+    line: sizer.hardware.profile.device_mismatch)."""
+    from sizer.hardware.profile import device_mismatch
+
+    message = device_mismatch(profile, gpu)
+    if message:
+        warn(message)
 
 
 def add_topology_args(parser) -> None:
