@@ -5,9 +5,10 @@ are the splits that were never ranked, and a user who asks "why not TP16 over bo
 deserves the answer in the text, not only in `--json` `rejected`. Four families:
 - memory: no room for the weights and one sequence (or the given batch): one line per TP x PP
   and precision, DP changing nothing in memory, the EP sizes tried named together;
-- placement: a TP group wider than a node (TP16 over two 8-GPU nodes is a documented SGLang
-  recipe for DeepSeek-V3/R1). The recommender ranks these only when nothing inside a node fits,
-  but costs them anyway, so the line says what they would give against the winner;
+- placement: a TP group wider than a node (`--tp 16 --nnodes 2` over two 8-GPU nodes is SGLang's
+  documented multi-node launch, docs.sglang.io/references/multi_node_deployment/multi_node, which
+  points DeepSeek-V3/R1 users to the same). The recommender ranks these only when nothing inside a
+  node fits, but costs them anyway, so the line says what they would give against the winner;
 - engine: expert layouts the chosen engine does not run (sizer/cost/engine_support.py);
 - divisibility: TP or PP sizes the model's heads or layers do not divide (sizer/model/split.py).
 """
