@@ -37,19 +37,21 @@ def describe_alternative(best, winner, alt: tuple, objective: str) -> dict:
     doc = {"weight_dtype": wd or winner.weight_dtype, "kv_dtype": kd, "flags": flags}
     if best is None or (winner.meets_targets and not best.meets_targets):
         return {**doc, "label": None, "text": f"{what}: no split fits and meets the targets either ({flags})"}
+    # gain: how much better by the objective; the text gives the quantity's own signed change
     if objective == "latency":
         gain = winner.tpot_s / best.tpot_s - 1
-        number = f"TPOT {best.tpot_s * 1e3:.1f} ms vs {winner.tpot_s * 1e3:.1f} ms"
+        number = (f"TPOT {best.tpot_s * 1e3:.1f} ms vs {winner.tpot_s * 1e3:.1f} ms "
+                  f"({best.tpot_s / winner.tpot_s - 1:+.0%})")
     elif objective == "cost" and best.cost_per_mtok is not None:
         gain = winner.cost_per_mtok / best.cost_per_mtok - 1
-        number = f"${best.cost_per_mtok:.3f} vs ${winner.cost_per_mtok:.3f} per million tokens"
+        number = (f"${best.cost_per_mtok:.3f} vs ${winner.cost_per_mtok:.3f} per million tokens "
+                  f"({best.cost_per_mtok / winner.cost_per_mtok - 1:+.0%})")
     else:
         gain = best.output_tok_s_per_gpu / winner.output_tok_s_per_gpu - 1
         number = (f"{gain:+.0%} tok/s per GPU ({best.output_tok_s_per_gpu:,.0f} vs "
                   f"{winner.output_tok_s_per_gpu:,.0f})")
-    if objective != "throughput":
-        number = f"{number}, {gain:+.0%}"
-    text = f"{what}: {best.label} at batch {best.batch} per replica, {number}; pass {flags}"
+    meets = " and meets the targets" if best.meets_targets and not winner.meets_targets else ""
+    text = f"{what}: {best.label} at batch {best.batch} per replica, {number}{meets}; pass {flags}"
     return {**doc, "label": best.label, "batch": best.batch, "tpot_s": best.tpot_s,
             "ttft_s": best.ttft_s, "output_tok_s_per_gpu": best.output_tok_s_per_gpu,
             "gain": gain, "text": text}
