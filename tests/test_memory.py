@@ -279,6 +279,9 @@ def test_cli_uneven_pp_is_the_default_and_even_pp_asks_for_equal_stages(capsys):
         assert main(["memory", "--model", "deepseek-r1", "--tp", "8", "--pp", "2", "--json", *flags]) == 0
         doc = json.loads(capsys.readouterr().out)
         assert len(doc["stage_weights_bytes"]) == 2 and doc["per_gpu"]["fits"]
+    capsys.readouterr()
+    assert main(["memory", "--model", "deepseek-r1", "--tp", "8", "--pp", "2"]) == 0
+    assert "pipeline stages: 31/30 layers (vLLM's partition" in capsys.readouterr().out
     assert main(["memory", "--model", "deepseek-r1", "--tp", "8", "--pp", "2", "--even-pp", "--json"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "31/30 layers" in err
