@@ -21,7 +21,8 @@ present, else layout_problem() here):
   _handle_data_parallelism; model_runner max_running_requests // dp_size).
 - TensorRT-LLM: trtllm-serve has no replica DP; EP dividing TP is `--ep_size` (moe TP x moe EP =
   TP); TP1 with EP = k is `enable_attention_dp` over `--tp_size k` ranks (docs/source/features/
-  parallel-strategy.md). Options without a flag go in the `--extra_llm_api_options` YAML.
+  parallel-strategy.md, commit 65b31db1). Options without a flag go in the
+  `--extra_llm_api_options` YAML.
 
 Placement over nodes of `gpus_per_node` GPUs: deployments that fit a node are packed into it
 (several per node get their own CUDA_VISIBLE_DEVICES and port); a deployment larger than a node
