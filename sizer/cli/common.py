@@ -168,3 +168,65 @@ def topology_from_args(args, gpu, n_gpus: int) -> Topology:
     if name:
         return get_topology(name, gpu, n_gpus, nodes, inter)
     return default_topology(gpu, n_gpus, nodes, inter)
+
+
+def add_emit_arg(parser) -> None:
+    """--emit E: print (or, with --json, attach) the command that starts engine E with the split.
+    Register it after --engine: that flag's default moves to `engine_default`, so that
+    resolve_emit() can tell an explicit --engine from the default one."""
+    parser.add_argument("--emit", metavar="E",
+                        help="also write the command that starts engine E (vllm, sglang, trtllm) "
+                             "with this split and its numbers; implies --engine E")
+    engine = parser._option_string_actions.get("--engine")  # argparse keeps no "was it given"
+    if engine is not None and engine.default is not None:
+        parser.set_defaults(engine_default=engine.default)
+        engine.default = None
+
+
+def resolve_emit(args) -> str | None:
+    """--emit E implies --engine E, so the plan and the command share memory rules; an explicit
+    different --engine is an error. Call first in a command's run(), before any planning: it also
+    restores --engine's default when --emit is absent. Returns the engine name or None."""
+    from sizer.plan.emit import engine_name
+
+    emit = getattr(args, "emit", None)
+    if getattr(args, "engine", None) is None and not emit:
+        args.engine = getattr(args, "engine_default", None)
+    if not emit:
+        return None
+    name = engine_name(emit)
+    if args.engine is not None:
+        rules = get_engine(args.engine)
+        if rules is None or rules.name != name:
+            raise InputError(f"--emit {name} plans with {name}'s memory rules: drop --engine "
+                             f"{args.engine} or make it --engine {name}")
+    args.engine = name
+    return name
+
+
+def emit_launch(args, model, split, *, batch: int, context: int, precision: dict,
+                max_num_batched_tokens: int, gpus_per_node: int | None = None,
+                memory_fraction: float | None = None):
+    """The Launch of --emit for `split` (None without --emit): `batch` sequences per DP
+    replica, `context` tokens of model length, the plan's precision (MemoryPlan.precision) and
+    per-replica token budget, nodes of `gpus_per_node` GPUs (default: one node)."""
+    from sizer.plan.emit import engine_command
+
+    if not getattr(args, "emit", None):
+        return None
+    return engine_command(args.engine, model, split, model_arg=args.model, precision=precision,
+                          max_num_seqs=int(batch), max_num_batched_tokens=int(max_num_batched_tokens),
+                          max_model_len=int(context), memory_fraction=memory_fraction,
+                          gpus_per_node=gpus_per_node)
+
+
+def show_emit(launch, doc: dict | None = None) -> None:
+    """With a JSON document: set its top-level `emit` field (Launch.to_json), before emit_json;
+    else print the commands, shell-quoted, after the answer. Nothing for launch None."""
+    if launch is None:
+        return
+    if doc is not None:
+        doc["emit"] = launch.to_json()
+    else:
+        print()
+        print(launch.render())

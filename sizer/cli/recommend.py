@@ -3,7 +3,8 @@
 import time
 
 from sizer.output import emit_json, warn
-from .common import add_pp_partition_args, check_profile_device, positive_int, uneven_pp_from_args
+from .common import (add_emit_arg, add_pp_partition_args, check_profile_device, emit_launch, positive_int,
+                     resolve_emit, show_emit, uneven_pp_from_args)
 from sizer.errors import InputError
 from sizer.hardware.gpus import get_gpu
 from sizer.model.catalog import get_model
@@ -53,11 +54,13 @@ def register(sub) -> None:
     s.add_argument("--engine", help="engine memory rules: vllm, sglang, trtllm (default: memory the workload needs)")
     s.add_argument("--top", type=positive_int, default=10, help="candidates to list (default 10)")
     s.add_argument("--allow-idle", action="store_true", help="also consider splits that leave some GPUs idle")
+    add_emit_arg(s)
     p.add_argument("--json", action="store_true", help="print one JSON document on stdout")
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
+    resolve_emit(args)
     model, gpu = get_model(args.model), get_gpu(args.gpu)
     ttft = parse_seconds(args.ttft) if args.ttft else None
     tpot = parse_seconds(args.tpot) if args.tpot else None
@@ -87,17 +90,26 @@ def run(args) -> int:
         if args.json:  # what would fit); the message goes to stderr and the exit code is 1
             _show(exc.recommendation, args, time.perf_counter() - start)
         raise
-    _show(rec, args, time.perf_counter() - start)
+    elapsed = time.perf_counter() - start
+    w = rec.winner
+    launch = emit_launch(args, model, w.split, batch=w.batch, context=w.memory["context"],
+                         precision=w.memory["precision"],
+                         max_num_batched_tokens=rec.workload["max_num_tokens"],
+                         gpus_per_node=args.gpus // args.nodes)
+    _show(rec, args, elapsed, launch)
     return 0
 
 
-def _show(rec, args, elapsed_s: float) -> None:
+def _show(rec, args, elapsed_s: float, launch=None) -> None:
+    """The report; --emit's command for the winner after it (in --json: its `emit` field)."""
     if args.json:
         doc = rec.to_json()
         doc["search_time_s"] = elapsed_s
+        show_emit(launch, doc)
         emit_json(doc)
     else:
         print(render(rec, elapsed_s))
+        show_emit(launch)
 
 
 def _t(s: float) -> str:
