@@ -1,8 +1,8 @@
 """How far sizer's default communication model is from every public reference curve.
 
-Reads /work/shared/reference/nccl_collectives.json (override with --reference) and the
-multi-node tables shipped in data/nccl_multinode.json (GB200 NVL72 racks 1-20, H100 2-8 nodes,
-NVL partitions; each record cites its source), runs
+Reads data/reference/nccl_collectives.json (a copy of the shared reference file, shipped with the
+repository; override with --reference) and the multi-node tables in data/nccl_multinode.json
+(GB200 NVL72 racks 1-20, H100 2-8 nodes, NVL partitions; each record cites its source), runs
 sizer.cost.collectives with NCCL's algorithms only (the references are NCCL runs; no custom
 all-reduce), and prints, per system and collective, the median and worst |error| % for small
 (< 1 MB) and large (>= 1 MB) messages, then single-value references (peak busbw statements),
@@ -29,7 +29,8 @@ from sizer.cost.collectives import collective_time  # noqa: E402
 from sizer.hardware.gpus import get_gpu  # noqa: E402
 from sizer.hardware.topology import get_topology  # noqa: E402
 
-REFERENCE = "/work/shared/reference/nccl_collectives.json"
+REFERENCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "data", "reference",
+                         "nccl_collectives.json")
 MULTINODE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "data", "nccl_multinode.json")
 BY_NODES_MIN_BYTES = 32 * 2**20  # the issue's range: 32 MiB and up
 SIZE_KEYS = ("message_size_bytes", "message_size_label")
@@ -168,17 +169,20 @@ def evaluate(path=REFERENCE, multinode=MULTINODE):
         cost = _model(op, sizes, gpu, topo, per_node, nodes, inter, ranks, algos)
         metric = rs[0]["metric"]
         model = cost.time_s * 1e6 if metric.startswith("time") else cost.busbw_GBps
-        err = np.abs(model - ref) / ref * 100
+        signed_all = (model - ref) / ref * 100
+        err = np.abs(signed_all)
         if nodes > 1:  # busbw error; a time curve's busbw error is ref time / model time - 1
             keep = sizes >= BY_NODES_MIN_BYTES
             signed = ((model[keep] - ref[keep]) / ref[keep] * 100 if metric == "busbw"
                       else (ref[keep] / model[keep] - 1) * 100)
             by_nodes.setdefault(nodes, []).extend((float(e), label) for e in signed)
+        signed = signed_all
         for part, mask in (("small", sizes < 1e6), ("large", sizes >= 1e6)):
             if mask.any():
                 rows.append({"system": label, "op": op, "n": per_node * nodes, "nodes": nodes,
                              "metric": metric, "sizes": part, "points": int(mask.sum()),
                              "median_err_pct": float(np.median(err[mask])),
+                             "median_signed_err_pct": float(np.median(signed[mask])),
                              "worst_err_pct": float(np.max(err[mask])), "first_id": rs[0]["id"],
                              "note": note})
     points = []
@@ -240,8 +244,15 @@ def main(argv=None):
               f"{r['median_signed_err_pct']:+8.1f}  {'; '.join(r['curves'])}")
     summary = {}
     for part in ("small", "large"):
-        errs = [r["median_err_pct"] for r in rows if r["sizes"] == part]
+        part_rows = [r for r in rows if r["sizes"] == part]
+        errs = [r["median_err_pct"] for r in part_rows]
         summary[f"{part}_median_of_medians_pct"] = statistics.median(errs) if errs else None
+        if part_rows:  # the worst curve (by its median) and the worst single point, with names
+            worst = max(part_rows, key=lambda r: r["median_err_pct"])
+            point = max(part_rows, key=lambda r: r["worst_err_pct"])
+            summary[f"{part}_worst_curve"] = {k: worst[k] for k in ("system", "op", "n", "median_err_pct",
+                                                                    "median_signed_err_pct")}
+            summary[f"{part}_worst_point"] = {k: point[k] for k in ("system", "op", "n", "worst_err_pct")}
     print(f"\nnotes: {VIDUR_NOTE}", file=sys.stderr)
     every = [abs(e) for r in nodes for e in [r["median_abs_err_pct"]]]
     summary["multinode_median_of_node_medians_pct"] = statistics.median(every) if every else None

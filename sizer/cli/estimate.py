@@ -1,7 +1,9 @@
 """`sizer estimate`: TTFT, TPOT, throughput and memory of a deployment."""
 
 from sizer.output import emit_json, warn
-from .common import add_model_args, bounded_float, deployment_from_args, engine_fraction, positive_int
+from .common import (add_emit_arg, add_model_args, bounded_float, deployment_from_args,
+                     emit_launch, engine_fraction, positive_int, resolve_emit, show_emit)
+from sizer.cost.engines import get_engine, scheduler_limits
 from sizer.cost.estimate import estimate
 from .common import add_topology_args
 from sizer.units import fmt_seconds
@@ -17,6 +19,7 @@ def register(sub) -> None:
     p.add_argument("--concurrency", type=positive_int, help="concurrent requests over the deployment")
     p.add_argument("--max-batch", type=positive_int, help="cap on sequences per replica (engine max_num_seqs; default 256)")
     p.add_argument("--max-num-tokens", type=positive_int, help="prefill chunk tokens (default 8192)")
+    add_emit_arg(p)
     g = p.add_argument_group("wide expert parallelism (MoE)")
     g.add_argument("--ep-a2a", default="nccl", metavar="A",
                    help="MoE dispatch/combine: nccl (all-to-all), deepep (normal kernels), deepep-ll "
@@ -34,6 +37,7 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
+    resolve_emit(args)
     from sizer.cost.moe_comm import check_a2a
     from sizer.cost.speculative import speculative_config
     from sizer.errors import InputError
@@ -56,10 +60,17 @@ def run(args) -> int:
         warn(f"{est.batch} sequences of {args.isl + args.osl} tokens per replica do not fit: room for "
              f"{est.memory['max_sequences']} ({'the engine would queue the rest' if args.engine else 'see memory'}); "
              "the timing below is for the batch as given")
+    tokens = args.max_num_tokens or args.max_num_batched_tokens or \
+        scheduler_limits(get_engine(args.engine), gpu)[1]
+    launch = emit_launch(args, model, split, batch=est.batch, context=est.memory["context"],
+                         precision=est.memory["precision"], max_num_batched_tokens=tokens,
+                         gpus_per_node=topo.host_gpus if topo is not None else split.gpus,
+                         memory_fraction=engine_fraction(args))
     doc = est.to_json()
     doc.update(model=model.name, gpu=gpu.id, split=split.to_json(),
                isl=args.isl, osl=args.osl)
     if args.json:
+        show_emit(launch, doc)
         emit_json(doc)
         return 0
     b = est.breakdown
@@ -82,6 +93,7 @@ def run(args) -> int:
               f"{fmt_seconds(sp['verify_step_s'])} + draft {fmt_seconds(sp['draft_s'])} per step; "
               f"TPOT {sp['speedup_tpot']:.2f}x vs {fmt_seconds(sp['tpot_without_s'])} without")
     print(_render_mem(est.memory, model.name, gpu, split))
+    show_emit(launch)
     return 0
 
 
