@@ -303,7 +303,7 @@ def model_from_config(cfg: dict, name: str = "custom", path: str = "config.json"
         router_bias=arch == "gpt_oss", moe_layers=moe_layers, kv_lora_rank=kv_lora,
         q_lora_rank=_int(cfg, "q_lora_rank", path, 0), qk_rope_head_dim=rope_dim,
         layer_attention=attention, quantization=quant, quantized_modules=qmodules,
-        block_scaled_fp8=block_fp8, notes=tuple(notes),
+        block_scaled_fp8=block_fp8, arch=arch, notes=tuple(notes),
     )
 
 

@@ -52,6 +52,7 @@ class ModelSpec:
     quantized_modules: str = "linear"  # "linear" | "experts" (gpt-oss: only MoE experts)
     block_scaled_fp8: bool = False
     active_counts_embedding: bool = False  # publisher's convention for "active" (see params_active)
+    arch: str = ""  # the config's model_type (engines' KV managers choose by architecture)
     notes: tuple = field(default=(), compare=False)  # what was assumed or left out, said once
 
     @property
