@@ -92,6 +92,16 @@ def test_vllm_groups_llama4_scout_as_its_pr_describes():
     assert LOGS["K0008"]["value"].count("x 12") == 4
 
 
+def test_vllm_short_sequences_hold_no_extra_window_block():
+    """A sequence shorter than the window holds ceil(L / 16) blocks in a sliding group, as in
+    a full one; past the window ceil(W / 16) + 1 (the window straddles a block boundary)."""
+    from sizer.model.attention import LayerAttention
+
+    s = LayerAttention("sliding", 128)
+    assert kv_cache._vllm_blocks(s, 100, 16) == 7 and kv_cache._vllm_blocks(s, 10_000, 16) == 9
+    assert kv_cache._vllm_blocks(s, 10_000, 16, 8192) == (127 + 8192 + 15) // 16 + 1
+
+
 def test_vllm_pads_unequal_groups_like_gemma3():
     """Gemma-3: 52 sliding + 10 full layers; group size 10 (min), 6 sliding groups + 1 full:
     7 groups, each block costing 10 layers' pages (vLLM pads the last sliding group)."""

@@ -106,7 +106,10 @@ def _vllm_blocks(a, context: int, block: int, mnbt: int = 0) -> int:
     if a.kind == FULL:
         return _cdiv(context, block)
     if a.kind == SLIDING:
-        return _cdiv(min(a.window - 1 + max(mnbt, 1), context), block) + 1
+        held = min(a.window - 1 + max(mnbt, 1), context)
+        # +1: the window need not start at a block boundary (SlidingWindowSpec); vLLM's own
+        # worst case always adds it, a sequence shorter than its window never needs it
+        return _cdiv(held, block) + (1 if mnbt or held < context else 0)
     return _cdiv(min(a.window + mnbt, context), block)
 
 
