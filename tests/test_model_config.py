@@ -194,3 +194,17 @@ def test_largest_valid_config_counts_quickly():
     m = model_from_config(cfg)
     assert m.params_total() > 0 and math.isfinite(m.params_active())
     assert time.perf_counter() - t < 1.0
+
+
+@pytest.mark.parametrize("field, value", [("num_attention_heads", 1e12), ("head_dim", -128),
+                                          ("num_hidden_layers", 10**9)])
+def test_estimate_on_an_invalid_config_exits_2(tmp_path, capsys, field, value):
+    """Before: 1e12 heads gave head_dim 0 and an 8B model read as 6.69B, `head_dim -128` 5.35B,
+    and estimate exited 1 "does not fit"; 1e9 layers looped for minutes."""
+    from sizer.cli.main import main
+
+    p = tmp_path / "config.json"
+    p.write_text(json.dumps(dict(LLAMA_8B, **{field: value})))
+    assert main(["estimate", "--model", str(p)]) == 2
+    err = capsys.readouterr().err
+    assert field in err and len(err.strip().splitlines()) == 1
