@@ -1,7 +1,8 @@
-"""The memory model against every engine-memory row of ../shared/reference/memory_facts.json
-that sizer can model, and against the hybrid-attention start-up logs of data/engine_kv_logs.json
-(gpt-oss: sliding-window + full layers). Prints a table, then one JSON line (median / worst
-|error| % per family; signed errors for the hybrid rows).
+"""The memory model against every engine-memory row of data/reference/memory_facts.json (a copy
+of the shared reference file, shipped with the repository) that sizer can model, and against
+the hybrid-attention start-up logs of data/engine_kv_logs.json (gpt-oss: sliding-window + full
+layers). Prints a table, then one JSON line (median / worst |error| % per family, and the worst
+row signed; every hybrid row's signed error).
 
 Usage: python benchmarks/memory_vs_reference.py [path/to/memory_facts.json]
 """
@@ -19,7 +20,7 @@ from sizer.model.split import Split
 
 GIB = 2**30
 HERE = os.path.dirname(os.path.abspath(__file__))
-DEFAULT = os.path.join(HERE, "..", "..", "shared", "reference", "memory_facts.json")
+DEFAULT = os.path.join(HERE, "..", "data", "reference", "memory_facts.json")
 
 # Architectures of the models in the vLLM rows that are not presets (official Meta configs).
 LLAMA2_7B = dict(model_type="llama", hidden_size=4096, num_hidden_layers=32, num_attention_heads=32,
@@ -133,8 +134,8 @@ def hybrid_rows():
 def main(argv):
     path = argv[1] if len(argv) > 1 else DEFAULT
     if not os.path.isfile(path):
-        sys.stderr.write(f"memory_vs_reference: {path} not found; pass the path to "
-                         "shared/reference/memory_facts.json\n")
+        sys.stderr.write(f"memory_vs_reference: {path} not found; it ships with the repository as "
+                         "data/reference/memory_facts.json (see data/reference/README.md)\n")
         sys.exit(2)
     with open(path) as fh:
         facts = json.load(fh)
@@ -147,12 +148,17 @@ def main(argv):
         err = (pred - meas) / meas * 100
         kind = "transformers" if what.startswith("HF") else "hybrid" if (rid, what, meas, pred) in hybrid else "engine"
         if not what.startswith("  ("):  # the 'before' line is shown, not scored
-            errs[kind].append(abs(err))
+            errs[kind].append((abs(err), err, rid, what))
             if kind == "hybrid":
                 signed.append(round(err, 2))
         print(f"{rid:<8} {what:<58}{meas:>12.2f}{pred:>12.2f}{err:>8.1f}%")
-    summary = {k: {"rows": len(v), "median_abs_err_pct": round(statistics.median(v), 2) if v else None,
-                   "max_abs_err_pct": round(max(v), 2) if v else None} for k, v in errs.items()}
+    summary = {}
+    for k, v in errs.items():
+        worst = max(v) if v else None
+        summary[k] = {"rows": len(v), "median_abs_err_pct": round(statistics.median(e[0] for e in v), 2) if v else None,
+                      "max_abs_err_pct": round(worst[0], 2) if v else None,
+                      "worst_signed_err_pct": round(worst[1], 2) if v else None,
+                      "worst_record": f"{worst[2]} {worst[3]}" if v else None}
     summary["hybrid"]["signed_err_pct"] = signed
     print(json.dumps({"benchmark": "memory_vs_reference", **summary}))
 

@@ -41,8 +41,7 @@ def add_model_args(p, split: bool = True) -> None:
         for name, what in (("tp", "tensor"), ("pp", "pipeline"), ("dp", "data"), ("ep", "expert")):
             p.add_argument(f"--{name}", type=positive_int, default=1, help=f"{what}-parallel size (default 1)")
         p.add_argument("--gpus", type=positive_int, help="total GPUs; must equal TP x PP x DP when given")
-        p.add_argument("--uneven-pp", action="store_true",
-                       help="allow a PP that does not divide the layers (vLLM's uneven partition)")
+        add_pp_partition_args(p)
     p.add_argument("--weight-dtype", help="linear-layer weights: bf16, fp16, fp8, int8, int4, fp4 "
                    "(default: the checkpoint's own)")
     p.add_argument("--kv-dtype", default="auto", help="KV cache: auto (model dtype), bf16, fp16, fp8, int8")
@@ -61,8 +60,22 @@ def add_model_args(p, split: bool = True) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON document on stdout")
 
 
+def add_pp_partition_args(p) -> None:
+    """How pipeline stages split the layers: as the engines do by default (vLLM's get_pp_indices:
+    a PP that does not divide the layers leaves the stages one layer apart), or --even-pp."""
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--even-pp", action="store_true",
+                   help="only PP sizes that divide the layers (equal stages)")
+    g.add_argument("--uneven-pp", action="store_true",
+                   help="PP need not divide the layers, stages split as vLLM does (the default)")
+
+
+def uneven_pp_from_args(args) -> bool:
+    return not getattr(args, "even_pp", False)
+
+
 def split_from_args(args) -> Split:
-    return Split(tp=args.tp, pp=args.pp, dp=args.dp, ep=args.ep, uneven_pp=bool(getattr(args, "uneven_pp", False)))
+    return Split(tp=args.tp, pp=args.pp, dp=args.dp, ep=args.ep, uneven_pp=uneven_pp_from_args(args))
 
 
 FRACTION_FLAGS = {"vllm": "gpu_memory_utilization", "sglang": "mem_fraction_static",
@@ -124,15 +137,13 @@ def deployment_from_args(args, tokens: int | None = None, what: str = "context")
 
 
 def check_profile_device(profile, gpu) -> None:
-    """Warn when a profile was measured on another device than --gpu: its constants replace
-    the catalog's, so a CPU profile would make an H100 look like a CPU."""
-    if profile is None:
-        return
-    measured_on = profile.env.get("gpu_id")
-    if measured_on != gpu.id:
-        where = measured_on or profile.env.get("device") or "an unknown device"
-        warn(f"profile {profile.path} was measured on {where}, not {gpu.id}: its measured "
-             "constants replace the catalog's for this prediction")
+    """Warn when a profile was measured on another device than --gpu (the UI shows the same
+    line: sizer.hardware.profile.device_mismatch)."""
+    from sizer.hardware.profile import device_mismatch
+
+    message = device_mismatch(profile, gpu)
+    if message:
+        warn(message)
 
 
 def add_topology_args(parser) -> None:

@@ -3,7 +3,7 @@
 import time
 
 from sizer.output import emit_json, warn
-from .common import check_profile_device, positive_int
+from .common import add_pp_partition_args, check_profile_device, positive_int, uneven_pp_from_args
 from sizer.errors import InputError
 from sizer.hardware.gpus import get_gpu
 from sizer.model.catalog import get_model
@@ -14,7 +14,7 @@ from sizer.plan.whynot import comm_pct
 from .common import add_topology_args, topology_from_args
 from sizer.units import parse_seconds
 
-MAX_WHY_NOT = 8
+MAX_WHY_NOT = 10  # every family of rejected splits comes first (sizer/plan/whynot.py)
 MAX_PARETO = 16  # Pareto rows in the text report (--json has them all)
 
 
@@ -32,8 +32,7 @@ def register(sub) -> None:
     p.add_argument("--gpus", type=positive_int, required=True, help="GPUs to use (all of them unless --allow-idle)")
     p.add_argument("--gpu", default="h100-sxm", help="GPU id (see `sizer gpus`; default h100-sxm)")
     add_topology_args(p)
-    p.add_argument("--uneven-pp", action="store_true",
-                   help="also search PP sizes that do not divide the layers (vLLM's uneven partition)")
+    add_pp_partition_args(p)
     w = p.add_argument_group("workload and targets")
     w.add_argument("--isl", type=positive_int, default=1024, help="input tokens per request (default 1024)")
     w.add_argument("--osl", type=positive_int, default=256, help="output tokens per request (default 256)")
@@ -81,7 +80,7 @@ def run(args) -> int:
                         gpu_hour_price=args.gpu_hour_price, batch=args.batch,
                         concurrency=args.concurrency, profile=profile,
                         max_batch=args.max_batch, max_num_tokens=args.max_num_tokens,
-                        uneven_pp=args.uneven_pp)
+                        uneven_pp=uneven_pp_from_args(args))
     except TargetsNotMetError as exc:
         _show(exc.recommendation, args, time.perf_counter() - start)
         raise
@@ -172,6 +171,8 @@ def render(rec, elapsed_s: float = 0.0) -> str:
                      "chunked prefill); comm = largest collective's share of a decode step")
     if rec.winner_reason:
         lines += ["", "Winner: " + rec.winner_reason]
+    if rec.precision_hint:
+        lines.append("Precision: " + rec.precision_hint["text"])
     if not any(tg.values()) and rec.candidates:
         lines.append(_no_target_note(rec.candidates[0], rec.objective))
     if rec.why_not:
@@ -184,9 +185,10 @@ def render(rec, elapsed_s: float = 0.0) -> str:
         lines += ["", "Pareto frontier (tok/s per GPU vs interactivity = 1/TPOT)"
                   + (f", {len(shown)} of its {len(rec.pareto)} points (all in --json):"
                      if len(shown) < len(rec.pareto) else ":"),
-                  f"  {'TPOT':>9}{'tok/s/user':>12}{'tok/s/GPU':>11}  {'split':<18}{'weights':<10}{'batch':>6}"]
+                  f"  {'TPOT':>9}{'tok/s/user':>12}{'tok/s/GPU':>11}  {'split':<18}{'weights':<10}{'KV':<6}{'batch':>6}"]
         for p in shown:
             lines.append(f"  {_t(p['tpot_s']):>9}{p['interactivity_tok_s']:>12.1f}"
-                         f"{p['output_tok_s_per_gpu']:>11,.0f}  {p['label']:<18}{p['weight_dtype']:<10}{p['batch']:>6}"
+                         f"{p['output_tok_s_per_gpu']:>11,.0f}  {p['label']:<18}{p['weight_dtype']:<10}"
+                         f"{p['kv_dtype']:<6}{p['batch']:>6}"
                          + ("" if p["meets_targets"] else "  (misses targets)"))
     return "\n".join(lines)
