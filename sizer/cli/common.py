@@ -3,7 +3,7 @@ them into the core's objects. Every parse error becomes one line and exit code 2
 
 import argparse
 
-from sizer.cost.engines import get_engine, memory_plan
+from sizer.cost.engines import DEFAULT_ENGINE, get_engine, memory_plan
 from sizer.errors import InputError
 from sizer.hardware.gpus import get_gpu
 from sizer.model.catalog import get_model
@@ -49,7 +49,9 @@ def add_model_args(p, split: bool = True) -> None:
     p.add_argument("--weight-dtype", help="linear-layer weights: bf16, fp16, fp8, int8, int4, fp4 "
                    "(default: the checkpoint's own)")
     p.add_argument("--kv-dtype", default="auto", help="KV cache: auto (model dtype), bf16, fp16, fp8, int8")
-    p.add_argument("--engine", help="engine memory rules: vllm, sglang, trtllm")
+    p.add_argument("--engine", default=DEFAULT_ENGINE,
+                   help=f"engine memory rules: vllm, sglang, trtllm, or none for raw capacity "
+                        f"(default {DEFAULT_ENGINE})")
     p.add_argument("--gpu-memory-utilization", type=fraction, help="vLLM budget fraction (default 0.9)")
     p.add_argument("--mem-fraction-static", type=fraction, help="SGLang static fraction (default 0.88)")
     p.add_argument("--kv-cache-free-gpu-mem-fraction", type=fraction,
@@ -111,15 +113,23 @@ FRACTION_FLAGS = {"vllm": "gpu_memory_utilization", "sglang": "mem_fraction_stat
 
 
 def engine_fraction(args):
-    """The memory fraction flag of the chosen engine; a flag of another engine is an error
-    (it would be silently ignored otherwise)."""
+    """The memory fraction flag of the chosen engine (vLLM's by default); a flag of another
+    engine, or any with --engine none, is an error (it would be silently ignored otherwise)."""
     engine = get_engine(args.engine)
     given = [(e, f) for e, f in FRACTION_FLAGS.items() if getattr(args, f, None) is not None]
     for owner, flag in given:
         if engine is None or owner != engine.name:
-            need = f"--engine {owner}" if engine is None else f"--engine {owner}, not {engine.name}"
-            raise InputError(f"--{flag.replace('_', '-')} is {owner}'s flag: it needs {need}")
+            now = "none" if engine is None else engine.name
+            now += " (the default)" if now == DEFAULT_ENGINE else ""
+            raise InputError(f"--{flag.replace('_', '-')} is {owner}'s flag: it needs --engine {owner}, "
+                             f"not --engine {now}")
     return getattr(args, FRACTION_FLAGS[engine.name]) if engine else None
+
+
+def engine_label(args) -> str:
+    """The engine whose rules an answer uses, as every header and JSON document states it."""
+    rules = get_engine(getattr(args, "engine", DEFAULT_ENGINE))
+    return rules.name if rules else "none"
 
 
 def plan_from_args(args, model=None, gpu=None, split=None, batch=None, context=None):

@@ -2,7 +2,7 @@
 
 from sizer.output import emit_json, warn
 from .common import (add_emit_arg, add_model_args, bounded_float, deployment_from_args,
-                     emit_launch, engine_fraction, positive_int, resolve_emit, show_emit)
+                     emit_launch, engine_fraction, engine_label, positive_int, resolve_emit, show_emit)
 from sizer.cost.engines import get_engine, scheduler_limits
 from sizer.cost.estimate import estimate
 from .common import add_topology_args
@@ -56,9 +56,10 @@ def run(args) -> int:
                    max_num_tokens=args.max_num_tokens or args.max_num_batched_tokens,
                    cuda_graphs=args.cuda_graphs, topology=topo, profile=profile,
                    speculative=spec, ep_a2a=a2a, moe_imbalance=args.moe_imbalance)
+    engine = engine_label(args)
     if not est.memory["per_gpu"]["fits"]:
         warn(f"{est.batch} sequences of {args.isl + args.osl} tokens per replica do not fit: room for "
-             f"{est.memory['max_sequences']} ({'the engine would queue the rest' if args.engine else 'see memory'}); "
+             f"{est.memory['max_sequences']} ({'the engine would queue the rest' if engine != 'none' else 'see memory'}); "
              "the timing below is for the batch as given")
     tokens = args.max_num_tokens or args.max_num_batched_tokens or \
         scheduler_limits(get_engine(args.engine), gpu)[1]
@@ -68,13 +69,13 @@ def run(args) -> int:
                          memory_fraction=engine_fraction(args))
     doc = est.to_json()
     doc.update(model=model.name, gpu=gpu.id, split=split.to_json(),
-               isl=args.isl, osl=args.osl)
+               isl=args.isl, osl=args.osl, engine=engine)
     if args.json:
         show_emit(launch, doc)
         emit_json(doc)
         return 0
     b = est.breakdown
-    print(f"{model.name} on {split.gpus}x {gpu.id}, {split.label()}: isl {args.isl}, osl {args.osl}, "
+    print(f"{model.name} on {split.gpus}x {gpu.id}, {split.label()}, engine {engine}: isl {args.isl}, osl {args.osl}, "
           f"{'static batch' if est.mode == 'static' else 'continuous batching, concurrency'} "
           f"{est.batch} per replica")
     print(f"  TTFT  {fmt_seconds(est.ttft_s):>12}   (compute {fmt_seconds(b['prefill']['compute_s'])}, "

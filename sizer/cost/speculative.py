@@ -103,7 +103,7 @@ def draft_layer(model, method: str):
     LM head, which step_time prices on the last stage)."""
     if method == "mtp":
         return dataclasses.replace(model, name=f"{model.name} MTP block", num_layers=1,
-                                   moe_layers=(0,) if model.is_moe else (), sliding_layers=())
+                                   moe_layers=(0,) if model.is_moe else (), layer_attention=())
     inter = model.intermediate_size or model.moe_intermediate_size * max(model.experts_per_token, 1)
     return dataclasses.replace(model, name=f"{model.name} EAGLE head", num_layers=1,
-                               moe_layers=(), sliding_layers=(), intermediate_size=inter)
+                               moe_layers=(), layer_attention=(), intermediate_size=inter)

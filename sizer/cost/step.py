@@ -22,6 +22,7 @@ from . import ops
 from sizer.errors import InputError
 from sizer.hardware.constants import Device, device_for
 from .memory import resolve_precision
+from sizer.model.attention import CHUNKED, LINEAR, SLIDING
 from .moe_comm import ep_all_to_all, effective_imbalance
 from sizer.model.precision import compute_dtype, kv_bytes_per_element, weight_bytes_per_param
 from sizer.model.split import Split, check_split, stage_layers
@@ -177,10 +178,11 @@ def _stage_ops(model, split, prec, dev, comm, stage, layers, phase, b, tokens, c
     kv_rank = max(model.num_kv_heads / tp, 1)
     hd, vd = model.head_dim, model.v_head_dim
     kv_el = kv_bytes_per_element(prec.kv)
-    moe_layers = [i for i in layers if i in model.moe_layers]
-    dense_layers = len(layers) - len(moe_layers)
-    sliding = [i for i in layers if i in model.sliding_layers]
-    full = len(layers) - len(sliding)
+    n_moe = model.moe_count(layers)
+    dense_layers = len(layers) - n_moe
+    # one attention op per kind of layer (sizer/model/attention.py); linear-attention layers
+    # read no per-token KV and are not costed as attention
+    kinds = [(a, c) for a, c in model.attention_groups(layers) if a.kind != LINEAR]
     n = len(layers)
     rows = []
     if dev.step_overhead_s:
@@ -202,43 +204,37 @@ def _stage_ops(model, split, prec, dev, comm, stage, layers, phase, b, tokens, c
         kv_tok_layer = kv_rank * (hd + vd) * kv_el
         dec_hd, dec_vd = hd, vd
     rows.append(ops.elementwise("rotary", dev, tokens * (heads + kv_rank) * hd * a * 2, floor, n))
+    def prefill_att(prompts):
+        return [ops.prefill_attention("attention", dev, prompts, seq_len, heads, hd, vd, kv_rank, a, floor, c,
+                                      window=k.window if k.kind == SLIDING else 0,
+                                      chunk=k.window if k.kind == CHUNKED else 0) for k, c in kinds]
+
     if phase == "prefill":
-        att = [ops.prefill_attention("attention", dev, b, seq_len, heads, hd, vd, kv_rank, a, floor, full)] if full else []
-        if sliding:
-            att.append(ops.prefill_attention("attention", dev, b, seq_len, heads, hd, vd, kv_rank, a,
-                                             floor, len(sliding), window=model.sliding_window))
-        rows.append(_merge("attention", att))
+        rows.append(_merge("attention", prefill_att(b)))
         rows.append(ops.elementwise("kv_cache_write", dev, tokens * kv_tok_layer, floor, n))
     else:
-        # q queries per sequence read its KV once: FLOPs scale with heads x q, bytes do not
-        att = [ops.decode_attention("attention", dev, b, ctx, kv_tok_layer, heads * q, dec_hd, dec_vd, floor, full)] if full else []
-        if sliding:
-            att.append(ops.decode_attention("attention", dev, b, min(ctx, model.sliding_window), kv_tok_layer,
-                                            heads * q, dec_hd, dec_vd, floor, len(sliding)))
+        # a decode token reads LayerAttention.decode_keys(ctx) keys: all, the window, its chunk;
+        # q queries per sequence (speculative verify) read its KV once: FLOPs scale with heads x q
+        att = [ops.decode_attention("attention", dev, b, k.decode_keys(ctx), kv_tok_layer, heads * q, dec_hd,
+                                    dec_vd, floor, c) for k, c in kinds]
         rows.append(_merge("attention", att))
         chunk = tokens - b * q  # chunked-prefill tokens riding in this step
         if np.any(chunk > 0):
-            prompts = chunk / seq_len
-            att = [ops.prefill_attention("attention", dev, prompts, seq_len, heads, hd, vd, kv_rank, a,
-                                         floor, full)] if full else []
-            if sliding:
-                att.append(ops.prefill_attention("attention", dev, prompts, seq_len, heads, hd, vd, kv_rank,
-                                                 a, floor, len(sliding), window=model.sliding_window))
-            rows.append(_only_where(_merge("prefill_chunk_attention", att), chunk > 0))
+            rows.append(_only_where(_merge("prefill_chunk_attention", prefill_att(chunk / seq_len)), chunk > 0))
             rows.append(_only_where(ops.elementwise("kv_cache_write", dev, chunk * kv_tok_layer, floor, n), chunk > 0))
     rows.append(ops.gemm("o_proj", dev, tokens, h, heads * vd, wl, a, cd_lin, floor, n))
     hidden_bytes = tokens * h * a
     # one all-reduce after attention and one after each MLP/MoE block; with EP the combined
     # expert output (and TP-sharded shared experts) is still reduced over TP (vLLM FusedMoE)
-    tp_reduces = n + dense_layers + len(moe_layers)
+    tp_reduces = n + dense_layers + n_moe
     if dense_layers:
         inter = model.intermediate_size // tp
         mats = 2 if model.gated_mlp else 1
         rows.append(ops.gemm("mlp_up", dev, tokens, mats * inter, h, wl, a, cd_lin, floor, dense_layers))
         rows.append(ops.elementwise("activation", dev, tokens * inter * a * (mats + 1), floor, dense_layers))
         rows.append(ops.gemm("mlp_down", dev, tokens, h, inter, wl, a, cd_lin, floor, dense_layers))
-    if moe_layers:
-        m = len(moe_layers)
+    if n_moe:
+        m = n_moe
         # router GEMM + top-k/softmax; fused MoE (vLLM fused_moe): align/permute, gate_up, act,
         # down, weighted combine = 5 kernels; a shared expert is gate_up, act, down = 3
         rows.append(ops.gemm("router", dev, tokens, model.num_experts, h, prec.bytes("base"), a, prec.base,
@@ -299,6 +295,8 @@ def _only_where(op: ops.OpCost, mask) -> ops.OpCost:
 def _merge(name, parts) -> ops.OpCost:
     """One row for several kernels of one logical op (MLA's four projections, full + sliding
     attention layers)."""
+    if not parts:  # no layer of this kind (e.g. every layer linear attention)
+        return ops.OpCost(name, 0.0, 0.0, 0.0, "latency", 0)
     t = sum(p.time_s for p in parts)
     bound = max(parts, key=lambda p: float(np.max(p.time_s))).bound
     return ops.OpCost(name, t, sum(p.flops for p in parts), sum(p.bytes for p in parts), bound,
