@@ -9,7 +9,8 @@ from sizer.hardware.gpus import get_gpu
 from sizer.model.catalog import get_model
 from sizer.hardware.links import inter_node_names
 from sizer.hardware.topo_smi import read_topology_file
-from sizer.hardware.topology import PRESETS, Topology, default_topology, get_topology, replicate, split_nodes
+from sizer.hardware.topology import (PRESETS, RACK_PRESETS, Topology, default_topology, get_topology,
+                                     nodes_for_domain, replicate, split_nodes)
 from sizer.model.split import Split
 from sizer.output import warn
 
@@ -42,6 +43,9 @@ def add_model_args(p, split: bool = True) -> None:
             p.add_argument(f"--{name}", type=positive_int, default=1, help=f"{what}-parallel size (default 1)")
         p.add_argument("--gpus", type=positive_int, help="total GPUs; must equal TP x PP x DP when given")
         add_pp_partition_args(p)
+        p.add_argument("--redundant-experts", type=non_negative_int, default=0, metavar="R",
+                       help="EPLB replicas of hot experts: EP must then divide experts + R "
+                            "(DeepSeek: 256 + 32 over EP144)")
     p.add_argument("--weight-dtype", help="linear-layer weights: bf16, fp16, fp8, int8, int4, fp4 "
                    "(default: the checkpoint's own)")
     p.add_argument("--kv-dtype", default="auto", help="KV cache: auto (model dtype), bf16, fp16, fp8, int8")
@@ -75,7 +79,33 @@ def uneven_pp_from_args(args) -> bool:
 
 
 def split_from_args(args) -> Split:
-    return Split(tp=args.tp, pp=args.pp, dp=args.dp, ep=args.ep, uneven_pp=uneven_pp_from_args(args))
+    return Split(tp=args.tp, pp=args.pp, dp=args.dp, ep=args.ep, uneven_pp=uneven_pp_from_args(args),
+                 redundant_experts=getattr(args, "redundant_experts", 0) or 0)
+
+
+def non_negative_int(text) -> int:
+    try:
+        value = int(text)
+    except (TypeError, ValueError):
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be a non-negative integer, got {text!r}")
+    return value
+
+
+def bounded_float(low: float, high: float):
+    """An argparse type for a finite number in [low, high] (inf/nan/text: one-line error)."""
+    import math
+
+    def parse(text) -> float:
+        try:
+            value = float(text)
+        except (TypeError, ValueError):
+            raise argparse.ArgumentTypeError(f"expected a number in [{low:g}, {high:g}], got {text!r}") from None
+        if not math.isfinite(value) or not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"must be a number in [{low:g}, {high:g}], got {text!r}")
+        return value
+    return parse
 
 
 FRACTION_FLAGS = {"vllm": "gpu_memory_utilization", "sglang": "mem_fraction_static",
@@ -154,7 +184,11 @@ def add_topology_args(parser) -> None:
     g.add_argument("--topology-file", metavar="F",
                    help="text printed by `nvidia-smi topo -m` on the real machine")
     g.add_argument("--nodes", type=int, default=1, metavar="K",
-                   help="number of nodes; it must divide the GPU count (default 1)")
+                   help="number of nodes (NVLink domains on nvl72/nvl36x2); it must divide the "
+                        "GPU count (default 1)")
+    g.add_argument("--nvlink-domain", type=int, metavar="N",
+                   help="GPUs per NVLink domain (rack-scale GPUs: up to 72 on GB200/GB300 NVL72; "
+                        "default: the rack, or all GPUs when fewer); it must divide the GPU count")
     g.add_argument("--inter-node", metavar="L",
                    help=f"link between nodes: {', '.join(inter_node_names())} "
                         "(default: the catalog's NIC)")
@@ -172,6 +206,13 @@ def topology_from_args(args, gpu, n_gpus: int) -> Topology:
         raise InputError(f"--nodes must be at least 1, got {nodes}")
     if name and path:
         raise InputError("give --topology or --topology-file, not both")
+    domain = getattr(args, "nvlink_domain", None)
+    if domain is not None:
+        rack = (name or gpu.default_topology) in RACK_PRESETS and not path
+        if not rack:
+            raise InputError(f"--nvlink-domain needs a rack-scale NVLink topology (nvl72, nvl36x2 "
+                             f"on gb200/gb300); a {gpu.id} node's NVLink ends at the node: use --nodes")
+        nodes = nodes_for_domain(n_gpus, domain, nodes)
     if path:
         per_node = split_nodes(n_gpus, nodes)
         return replicate(read_topology_file(path, gpu), gpu, nodes, per_node, inter)

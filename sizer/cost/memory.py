@@ -86,7 +86,7 @@ def _layer_bytes(model: ModelSpec, moe: bool, split: Split, prec: Precision) -> 
     lin, base = attention_params_per_rank(model, split.tp)
     total = lin * prec.bytes("linear") + (base + model.norm_params()) * prec.bytes("base")
     if moe:
-        experts_per_rank = model.num_experts / split.ep
+        experts_per_rank = (model.num_experts + getattr(split, "redundant_experts", 0)) / split.ep
         expert_bytes = model.expert_params() / split.expert_tp * prec.bytes("experts")
         total += experts_per_rank * expert_bytes
         total += model.shared_expert_params() / split.tp * prec.bytes("linear")
