@@ -85,7 +85,15 @@ def test_aliases_set_the_same_caps(capsys):
 
 def test_engine_none_is_generic_continuous_batching(capsys):
     doc = json.loads(run(capsys, *BASE, "--rate", "5", "--engine", "none", "--json")[1])
-    assert doc["deployment"]["engine"] is None
+    assert doc["deployment"]["engine"] == doc["engine"] == "none"
+    default = json.loads(run(capsys, *BASE, "--rate", "5", "--json")[1])
+    assert default["engine"] == "vllm"  # every command's default engine
+
+
+def test_emit_prints_the_engines_command_for_the_simulated_caps(capsys):
+    doc = json.loads(run(capsys, *BASE, "--rate", "5", "--emit", "vllm", "--max-num-seqs", "64", "--json")[1])
+    argv = doc["emit"]["commands"][0]["argv"]
+    assert "--max-num-seqs" in argv and argv[argv.index("--max-num-seqs") + 1] == "64"
 
 
 @pytest.mark.parametrize("args, message", [
@@ -111,7 +119,7 @@ def test_engine_none_is_generic_continuous_batching(capsys):
     (["--find-rate"], "--find-rate needs --ttft-slo"),
     (["--rate", "5", "--warmup", "60"], "leaves no request"),
     (["--rate", "5", "--router", "random"], "invalid choice"),
-    (["--rate", "5", "--gpu-memory-utilization", "0.8"], "needs --engine vllm"),
+    (["--rate", "5", "--mem-fraction-static", "0.8"], "needs --engine sglang"),
 ])
 def test_bad_input_is_one_line_and_exit_2(capsys, args, message):
     if message is None:  # --percentile 0 with --find-rate (and --rate given too)

@@ -50,7 +50,8 @@ def simulate_doc(inp: core.Inputs, rate: float, requests: int, seed: int) -> dic
         dep = deployment(inp)
         res = simulate(dep, traffic(inp, rate, requests, seed), ttft_slo_s=inp.ttft_s, tpot_slo_s=inp.tpot_s)
         model = core.load_model(inp.model)
-        doc = {"model": model.name, "gpu": inp.gpu, "split": inp.split.to_json(), "seed": seed, **res.to_json()}
+        doc = {"model": model.name, "gpu": inp.gpu, "split": inp.split.to_json(), "engine": dep.engine or "none",
+               "seed": seed, **res.to_json()}
         return {"doc": core.plain(doc), "ttft": res.per_request["ttft"].tolist(),
                 "tpot": res.per_request["tpot"].tolist(), "timeline": res.timeline}
     return core._guard(run)

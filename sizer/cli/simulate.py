@@ -13,7 +13,8 @@ from sizer.sim import Deployment, Lengths, Traffic, find_rate, parse_lengths, re
 from sizer.sim.arrivals import ARRIVALS
 from sizer.sim.loop import ROUTERS
 from sizer.units import fmt_seconds, parse_seconds
-from .common import add_model_args, add_topology_args, deployment_from_args, engine_fraction, positive_int
+from .common import (add_emit_arg, add_model_args, add_topology_args, deployment_from_args, emit_launch,
+                     engine_fraction, positive_int, resolve_emit, show_emit)
 
 METRICS = (("TTFT", "ttft_s"), ("TPOT", "tpot_s"), ("ITL", "itl_s"), ("E2E", "e2e_s"), ("queue", "queue_s"))
 
@@ -48,6 +49,7 @@ def register(sub) -> None:
     s.add_argument("--percentile", type=float, default=99.0, help="percentile the SLOs apply to with --find-rate (default 99)")
     s.add_argument("--find-rate", action="store_true", help="search the highest rate whose percentile meets the SLOs")
     p.add_argument("--requests-out", metavar="FILE", help="write one CSV row per request")
+    add_emit_arg(p)
     p.set_defaults(func=run)
 
 
@@ -112,6 +114,7 @@ def longest_request(traffic: Traffic) -> int:
 
 
 def run(args) -> int:
+    resolve_emit(args)
     if args.engine and str(args.engine).lower() == "none":
         args.engine = None  # generic continuous batching
     traffic = traffic_from_args(args)
@@ -125,16 +128,23 @@ def run(args) -> int:
                      fraction=engine_fraction(args), max_num_seqs=args.max_num_seqs,
                      max_num_batched_tokens=args.max_num_batched_tokens, cuda_graphs=args.cuda_graphs,
                      topology=topo, profile=profile, context=longest, router=args.router)
-    head = {"model": model.name, "gpu": gpu.id, "split": split.to_json(), "seed": args.seed}
+    head = {"model": model.name, "gpu": gpu.id, "split": split.to_json(), "engine": dep.engine or "none",
+            "seed": args.seed}
+    launch = emit_launch(args, model, split, batch=dep.max_num_seqs, context=longest, precision=dep.plan.precision,
+                         max_num_batched_tokens=dep.max_num_batched_tokens,
+                         gpus_per_node=topo.host_gpus if topo is not None else split.gpus,
+                         memory_fraction=engine_fraction(args))
     start = time.perf_counter()
     if args.find_rate:
         search = find_rate(dep, traffic, ttft_slo_s=ttft, tpot_slo_s=tpot, percentile=args.percentile)
         wall = time.perf_counter() - start
         doc = {**head, **search.to_json(), "traffic": traffic.describe(), "deployment": dep.to_json()}
         if args.json:
+            show_emit(launch, doc)
             emit_json(doc)
         else:
             _show_search(doc, search, wall)
+            show_emit(launch)
         if search.max_rate_rps <= 0:
             low = search.curve[0]
             q = f"p{args.percentile:g}"
@@ -150,9 +160,11 @@ def run(args) -> int:
              f"depend on --requests ({res.requests})")
     doc = {**head, **res.to_json()}
     if args.json:
+        show_emit(launch, doc)
         emit_json(doc)
         return 0
     _show(doc, res, wall)
+    show_emit(launch)
     return 0
 
 
@@ -175,7 +187,7 @@ def write_requests(path: str, res) -> None:
 def _show(doc: dict, res, wall: float) -> None:
     d = res.deployment
     print(f"{doc['model']} on {doc['split']['tp'] * doc['split']['pp'] * doc['split']['dp']}x {doc['gpu']}, "
-          f"{doc['split']['label']}, engine {d['engine'] or 'none (generic continuous batching)'}: "
+          f"{doc['split']['label']}, engine {d['engine'] if d['engine'] != 'none' else 'none (generic continuous batching)'}: "
           f"{res.requests} requests, {res.traffic}, seed {doc['seed']}")
     print(f"  {'':6} {'mean':>11} {'p50':>11} {'p90':>11} {'p99':>11} {'max':>11}")
     for label, key in METRICS:

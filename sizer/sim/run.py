@@ -5,6 +5,17 @@ whose chosen percentile meets the SLOs, with the curve it walked.
 A Deployment is independent of the traffic and keeps its step-cost tables between runs, so a
 capacity search (sizer plan, issue #13) pays for the step model once per split and then
 milliseconds to seconds per simulated point. `SimResult.to_json()` is `sizer simulate --json`.
+
+    dep = Deployment(model, gpu, Split(tp=4, dp=2), engine="vllm")
+    res = simulate(dep, Traffic(rate_rps=20, requests=1000, seed=s), ttft_slo_s=2, tpot_slo_s=0.05)
+    res.percentile("ttft", 99), res.latency["tpot_s"]["p99"], res.verdict
+    search = find_rate(dep, Traffic(requests=1000), ttft_slo_s=2, tpot_slo_s=0.05, percentile=99)
+
+Not modelled (yet): prefix caching, speculative decoding and the MoE dispatch kernels and
+imbalance that `sizer estimate` prices (the simulator's forwards use step_time's defaults),
+client-side overheads (HTTP, tokenisation) that benchmark clients include in TTFT, and the KV
+transfer of disaggregated prefill/decode pools (issue #18: a replica role that hands a request
+to a decode replica after its first token would plug into loop.Loop).
 """
 
 import math
@@ -87,7 +98,7 @@ class Deployment:
         return self._costs[anchors]
 
     def to_json(self) -> dict:
-        return {"engine": self.engine, "replicas": self.replicas, "lockstep_group": self.group,
+        return {"engine": self.engine or "none", "replicas": self.replicas, "lockstep_group": self.group,
                 "max_num_seqs": self.max_num_seqs, "max_num_batched_tokens": self.max_num_batched_tokens,
                 "kv_tokens_per_replica": self.kv_tokens, "block_tokens": self.block_tokens,
                 "router": self.router, "max_model_len": self.context}
