@@ -119,7 +119,9 @@ class CudaDevice:
         graph alive). As the torch.cuda.graph documentation requires, `fn` first runs `warmup`
         times on a side stream (lazy initialisation -- cuBLAS handles, NCCL's first-call setup --
         must not happen inside a capture). NCCL collectives may be captured with NCCL >= 2.9.6
-        (ProcessGroupNCCL.cpp, errorIfCapturingNonCapturableNCCL)."""
+        (ProcessGroupNCCL.cpp, errorIfCapturingNonCapturableNCCL). capture_error_mode=
+        "thread_local" (torch >= 2.1) lets other threads -- NCCL's watchdog querying the events
+        of work queued before the capture -- keep making CUDA calls while this one captures."""
         cuda = self.cuda
         side = cuda.Stream()
         side.wait_stream(cuda.current_stream())
@@ -128,7 +130,7 @@ class CudaDevice:
                 fn()
         cuda.current_stream().wait_stream(side)
         graph = cuda.CUDAGraph()
-        with cuda.graph(graph):
+        with cuda.graph(graph, capture_error_mode="thread_local"):
             for _ in range(n):
                 fn()
         return graph.replay

@@ -1,7 +1,7 @@
 """A recording stand-in for `torch.cuda`, for the CPU tests of the probes' GPU path.
 
 probes/device.py takes the module it calls; handing it `FakeCuda(log)` makes every call an
-entry of `log` -- ("set_device", 1), ("record", "e0"), ("event_sync", "e1"), ("capture_begin",)
+entry of `log` -- ("set_device", 1), ("record", "e0"), ("event_sync", "e1"), ("capture_begin", "thread_local")
 -- so a test can assert the order of calls the real GPU path would make. Nothing here runs on
 a GPU: tensors stay on the CPU, events report a fixed elapsed time.
 """
@@ -87,8 +87,8 @@ class FakeCuda:
         return FakeGraph(self)
 
     @contextmanager
-    def graph(self, g):
-        self.log.append(("capture_begin",))
+    def graph(self, g, capture_error_mode="global"):
+        self.log.append(("capture_begin", capture_error_mode))
         yield
         self.log.append(("capture_end",))
 

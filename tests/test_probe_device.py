@@ -61,7 +61,7 @@ def test_graph_capture_warms_up_on_a_side_stream_first():
     replay = dev.capture(lambda: log.append(("call",)), 2, warmup=1)
     assert log == [("wait_stream", "side", "current"), ("stream_enter", "side"), ("call",),
                    ("stream_exit", "side"), ("wait_stream", "current", "side"),
-                   ("capture_begin",), ("call",), ("call",), ("capture_end",)]
+                   ("capture_begin", "thread_local"), ("call",), ("call",), ("capture_end",)]
     replay()
     assert log[-1] == ("replay",)
 
