@@ -89,10 +89,6 @@ class RankContext:
         dist.barrier(group=group)
 
 
-def under_torchrun() -> bool:
-    return all(k in os.environ for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK"))
-
-
 def plan(world_size=None, backend=None, environ=None, gpus=None) -> Launch:
     """placement.decide for this process (LaunchError when it cannot start)."""
     return decide(os.environ if environ is None else environ,
