@@ -196,8 +196,8 @@ def default_out(device: str) -> str:
 
 def _device_label(launch) -> str:
     """The catalog id (or name) of this process's GPU, 'cpu' for gloo ranks: the default --out."""
-    if launch.backend != "nccl":
-        return "cpu"
+    if launch.backend != "nccl" or not launch.is_rank0:
+        return "cpu" if launch.backend != "nccl" else "gpu"
     index = launch.device_index if launch.torchrun else launch.device_for(0)
     name = CudaDevice(index).properties()["name"]
     return env.gpu_id_for(name) or name
@@ -253,7 +253,8 @@ def _inputs(args):
     except LaunchError as exc:
         raise InputError(str(exc)) from None
     out = args.out if args.out is not None else default_out(_device_label(launch))
-    out = writable_file(out, "--out", create_folder=args.out is None)
+    if launch.is_rank0:  # only rank 0 writes; other nodes need not have the folder
+        out = writable_file(out, "--out", create_folder=args.out is None)
     return phases, max_bytes, launch, out, _parse_fault(args.inject_fault)
 
 
