@@ -174,8 +174,10 @@ def _stage_ops(model, split, prec, dev, comm, stage, layers, phase, b, tokens, c
     if dev.step_overhead_s:
         rows.append(ops.OpCost("engine_step_overhead", np.full(np.shape(b), dev.step_overhead_s), 0.0, 0.0, "latency"))
     if stage == 0:
-        rows.append(ops.elementwise("embedding", dev, tokens * h * a * 2, floor))
-    rows.append(ops.elementwise("norms+residual", dev, tokens * h * a * 3, floor, count=2 * n))
+        rows.append(ops.elementwise("embedding", dev, "embedding", tokens, 2 * h * a, floor))
+    # vLLM's fused_add_rms_norm (csrc/layernorm_kernels.cu) reads the hidden state and the
+    # residual and writes both: one norm-kind kernel of 4 x hidden bytes per token, twice a layer
+    rows.append(ops.elementwise("norms+residual", dev, "norm", tokens, 4 * h * a, floor, count=2 * n))
     if model.is_mla:
         r_q, r_kv, rope = model.q_lora_rank, model.kv_lora_rank, model.qk_rope_head_dim
         parts = [ops.gemm("q_a", dev, tokens, r_q, h, wl, a, cd_lin, floor, n) if r_q else None,
@@ -189,14 +191,16 @@ def _stage_ops(model, split, prec, dev, comm, stage, layers, phase, b, tokens, c
         rows.append(ops.gemm("qkv_proj", dev, tokens, (heads + 2 * kv_rank) * hd, h, wl, a, cd_lin, floor, n))
         kv_tok_layer = kv_rank * (hd + vd) * kv_el
         dec_hd, dec_vd = hd, vd
-    rows.append(ops.elementwise("rotary", dev, tokens * (heads + kv_rank) * hd * a * 2, floor, n))
+    rows.append(ops.elementwise("rotary", dev, "rotary", tokens, (heads + kv_rank) * hd * a * 2, floor, n))
+    # every token's K/V is written to the cache (vLLM reshape_and_cache: one thread block per
+    # token, as the rotary kernel runs), decode tokens included
+    rows.append(ops.elementwise("kv_cache_write", dev, "rotary", tokens, 2 * kv_tok_layer, floor, n))
     if phase == "prefill":
         att = [ops.prefill_attention("attention", dev, b, seq_len, heads, hd, vd, kv_rank, a, floor, full)] if full else []
         if sliding:
             att.append(ops.prefill_attention("attention", dev, b, seq_len, heads, hd, vd, kv_rank, a,
                                              floor, len(sliding), window=model.sliding_window))
         rows.append(_merge("attention", att))
-        rows.append(ops.elementwise("kv_cache_write", dev, tokens * kv_tok_layer, floor, n))
     else:
         att = [ops.decode_attention("attention", dev, b, ctx, kv_tok_layer, heads, dec_hd, dec_vd, floor, full)] if full else []
         if sliding:
@@ -212,7 +216,6 @@ def _stage_ops(model, split, prec, dev, comm, stage, layers, phase, b, tokens, c
                 att.append(ops.prefill_attention("attention", dev, prompts, seq_len, heads, hd, vd, kv_rank,
                                                  a, floor, len(sliding), window=model.sliding_window))
             rows.append(_only_where(_merge("prefill_chunk_attention", att), chunk > 0))
-            rows.append(_only_where(ops.elementwise("kv_cache_write", dev, chunk * kv_tok_layer, floor, n), chunk > 0))
     rows.append(ops.gemm("o_proj", dev, tokens, h, heads * vd, wl, a, cd_lin, floor, n))
     hidden_bytes = tokens * h * a
     # one all-reduce after attention and one after each MLP/MoE block; with EP the combined
@@ -222,7 +225,8 @@ def _stage_ops(model, split, prec, dev, comm, stage, layers, phase, b, tokens, c
         inter = model.intermediate_size // tp
         mats = 2 if model.gated_mlp else 1
         rows.append(ops.gemm("mlp_up", dev, tokens, mats * inter, h, wl, a, cd_lin, floor, dense_layers))
-        rows.append(ops.elementwise("activation", dev, tokens * inter * a * (mats + 1), floor, dense_layers))
+        rows.append(ops.elementwise("activation", dev, "activation", tokens, inter * a * (mats + 1), floor,
+                                    dense_layers))
         rows.append(ops.gemm("mlp_down", dev, tokens, h, inter, wl, a, cd_lin, floor, dense_layers))
     if moe_layers:
         m = len(moe_layers)
@@ -260,7 +264,7 @@ def _stage_ops(model, split, prec, dev, comm, stage, layers, phase, b, tokens, c
             rows.append(ops.comm("tp_all_reduce", t, hidden_bytes, count=tp_reduces))
     if stage == split.pp - 1:
         rows_out = b if phase == "prefill" else b + (tokens - b) / (seq_len or 1)  # last tokens
-        rows.append(ops.elementwise("final_norm", dev, rows_out * h * a * 3, floor))
+        rows.append(ops.elementwise("final_norm", dev, "norm", rows_out, 2 * h * a, floor))
         rows.append(ops.gemm("lm_head", dev, rows_out, model.vocab_size / tp, h, prec.bytes("base"), a, prec.base, floor))
         if tp > 1:
             logits = rows_out * model.vocab_size * a  # gathered output, nccl-tests all_gather size

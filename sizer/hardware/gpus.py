@@ -20,6 +20,9 @@ class GPUSpec:
     peak_flops_per_s holds *dense* (no sparsity) peaks keyed by dtype: fp32, tf32, bf16, fp16,
     fp8, int8, fp4 (only those the part has). nvlink_bytes_per_s is the total bidirectional
     NVLink/xGMI bandwidth per GPU as datasheets state it (0 when the part has none).
+    kernel_fit names the measured part (vidur SKU: h100, a100, a40) whose kernel-level time
+    constants this GPU uses: its own, or the nearest measured architecture's, scaled by this
+    GPU's datasheet (sizer/hardware/kernels.py); sources["kernel_fit"] says which.
     """
 
     id: str
@@ -40,6 +43,7 @@ class GPUSpec:
     nic_bits_per_s: float
     default_topology: str  # "nvswitch" | "nvlink-pairs" | "pcie" | "xgmi"
     tdp_watts: float
+    kernel_fit: str = ""  # measured part whose kernel fit applies (data/kernel_fit.json)
     aliases: tuple = ()
     sources: dict = field(default_factory=dict)
 
