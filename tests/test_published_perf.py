@@ -1,6 +1,8 @@
 """The time model against published serving measurements (data/published_perf.json, each record
-citing its table). Three defaults in sizer/hardware/constants.py were fitted to the TensorRT-LLM v0.17/v0.14
-rows; the other rows are a holdout. These tests keep the model honest on both."""
+citing its table). The kernel constants come from vidur's per-kernel profiles (not these rows);
+the engine-level step overhead and KV-read efficiency of sizer/hardware/constants.py were then
+refitted on the TensorRT-LLM v0.17/v0.14 rows (benchmarks/time_vs_published.py --fit); the other
+rows are a holdout. These tests keep the model honest on both."""
 
 import os
 import statistics
@@ -31,6 +33,14 @@ def test_records_are_complete_and_resolve():
 
 def _abs_errors(rows):
     return [abs(tv.predict(r)[0] / r["value"] - 1) * 100 for r in rows]
+
+
+def test_all_records_median_and_bias_within_the_issue_bounds():
+    """Issue #14 'Done means': median |error| <= 8% and signed median within +-3% over the
+    published rows (6.8% and -2.3% at the refit)."""
+    errs = [(tv.predict(r)[0] / r["value"] - 1) * 100 for r in RECORDS]
+    assert statistics.median(abs(e) for e in errs) <= 8.0
+    assert abs(statistics.median(errs)) <= 3.0
 
 
 def test_holdout_records_median_error_below_15pct():

@@ -29,24 +29,24 @@ class EngineRules:
     name: str
     fraction: float  # gpu_memory_utilization | mem_fraction_static | free_gpu_memory_fraction
     fraction_flag: str
-    max_num_batched_tokens: int  # on a GPU the engine gives no larger default (scheduler_limits)
-    max_num_seqs: int
+    max_num_batched_tokens: int  # the memory profile's forward (memory_plan); the scheduler's
+    max_num_seqs: int  # caps on each GPU come from scheduler_limits
     block_tokens: int
     source: str
     entry_point: str = ""  # which of the engine's front ends the scheduler defaults model
 
 
 ENGINES = {
-    "vllm": EngineRules("vllm", 0.9, "--gpu-memory-utilization", 2048, 256, 16,
+    "vllm": EngineRules("vllm", 0.9, "--gpu-memory-utilization", 8192, 256, 16,
                         "vLLM EngineArgs defaults: gpu_memory_utilization=0.9, block_size=16; scheduler caps "
                         "by GPU (scheduler_limits): vllm/engine/arg_utils.py _set_default_args",
                         "vllm serve (UsageContext.OPENAI_API_SERVER)"),
-    "sglang": EngineRules("sglang", 0.88, "--mem-fraction-static", 8192, 2048, 1,
+    "sglang": EngineRules("sglang", 0.88, "--mem-fraction-static", 8192, 256, 1,
                           "SGLang ServerArgs: mem_fraction_static picked by GPU memory (0.88 for "
                           "80 GB-class GPUs at TP<=2), page_size=1; chunked_prefill_size and "
                           "max_running_requests by GPU (scheduler_limits)",
                           "python -m sglang.launch_server"),
-    "trtllm": EngineRules("trtllm", 0.9, "--kv-cache-free-gpu-mem-fraction", 8192, 4096, 32,
+    "trtllm": EngineRules("trtllm", 0.9, "--kv-cache-free-gpu-mem-fraction", 8192, 256, 32,
                           "TensorRT-LLM KvCacheConfig.free_gpu_memory_fraction=0.9, tokens_per_block=32; "
                           "scheduler caps of trtllm-bench's tuning (scheduler_limits)",
                           "trtllm-bench throughput (the published performance tables)"),
@@ -97,6 +97,8 @@ class MemoryPlan:
 DEFAULT_MAX_NUM_SEQS = 256  # vLLM's max_num_seqs on a GPU without the large-memory default
 DEFAULT_MAX_NUM_BATCHED_TOKENS = 8192  # chunked-prefill token budget when none is known
 VLLM_LARGE_GPU_BYTES = 70 * GIB
+SGLANG_MAX_RUNNING_REQUESTS = 2048
+TRTLLM_BENCH_MAX_BATCH, TRTLLM_BENCH_MAX_NUM_TOKENS = 4096, 8192
 
 
 def scheduler_limits(engine: "EngineRules | None", gpu=None) -> tuple[int, int]:
@@ -134,8 +136,8 @@ def scheduler_limits(engine: "EngineRules | None", gpu=None) -> tuple[int, int]:
         else:
             chunk = next(c for limit, c in ((20 * 1024, 2048), (60 * 1024, 4096), (160 * 1024, 8192),
                                             (float("inf"), 16384)) if mib < limit)
-        return engine.max_num_seqs, chunk
-    return engine.max_num_seqs, engine.max_num_batched_tokens
+        return SGLANG_MAX_RUNNING_REQUESTS, chunk
+    return TRTLLM_BENCH_MAX_BATCH, TRTLLM_BENCH_MAX_NUM_TOKENS
 
 
 def get_engine(name: str | None) -> EngineRules | None:
@@ -169,9 +171,8 @@ def memory_plan(model, gpu, split: Split, *, weight_dtype=None, kv_dtype="auto",
     prec = resolve_precision(model, weight_dtype, kv_dtype)
     stages = stage_weight_bytes(model, split, prec)
     weights = max(stages)
-    caps = scheduler_limits(rules, gpu) if rules else None
-    tokens = max_num_batched_tokens or (caps[1] if rules else min(batch * context, 8192))
-    seqs = max_num_seqs or (caps[0] if rules else batch)
+    tokens = max_num_batched_tokens or (rules.max_num_batched_tokens if rules else min(batch * context, 8192))
+    seqs = max_num_seqs or (rules.max_num_seqs if rules else batch)
     act = activation_bytes(model, split, prec, tokens, min(seqs, tokens))
     over = overhead_bytes(split, cuda_graphs)
     full_tok, slide_tok = kv_bytes_per_token(model, split, prec)

@@ -171,8 +171,10 @@ def _stage_ops(model, split, prec, dev, comm, stage, layers, phase, b, tokens, c
     full = len(layers) - len(sliding)
     n = len(layers)
     rows = []
-    if dev.step_overhead_s:
-        rows.append(ops.OpCost("engine_step_overhead", np.full(np.shape(b), dev.step_overhead_s), 0.0, 0.0, "latency"))
+    per_seq = getattr(dev, "step_overhead_per_seq_s", 0.0)
+    if dev.step_overhead_s or per_seq:
+        host = dev.step_overhead_s + per_seq * np.asarray(b, dtype=float)
+        rows.append(ops.OpCost("engine_step_overhead", host, 0.0, 0.0, "latency"))
     if stage == 0:
         rows.append(ops.elementwise("embedding", dev, "embedding", tokens, 2 * h * a, floor))
     # vLLM's fused_add_rms_norm (csrc/layernorm_kernels.cu) reads the hidden state and the
@@ -269,6 +271,9 @@ def _stage_ops(model, split, prec, dev, comm, stage, layers, phase, b, tokens, c
         if tp > 1:
             logits = rows_out * model.vocab_size * a  # gathered output, nccl-tests all_gather size
             rows.append(ops.comm("logits_all_gather", comm.time("all_gather", logits, comm.tp_group(stage)), logits))
+        # the sampler over the full vocabulary on the last stage (vLLM v1/sample/sampler.py:
+        # logits to fp32, temperature, softmax, sample): about four fp32 passes per row
+        rows.append(ops.elementwise("sampler", dev, "add", rows_out, 4 * 4 * model.vocab_size, floor))
     else:
         # vLLM's IntermediateTensors carry the hidden states and the residual: two tensors
         rows.append(ops.comm("pp_send_recv", comm.time("send_recv", 2 * hidden_bytes, comm.pp_pair(stage)),

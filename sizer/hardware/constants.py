@@ -12,12 +12,14 @@ by their datasheet, as their catalog entry says (`kernel_fit`). A hardware profi
 `Device.provenance` says which is which.
 
 Constants that are not kernel-level, and their basis:
-- Decode attention: KV reads at DECODE_ATTENTION_BW_EFFICIENCY x the GEMM weight-streaming
-  rate (an engine-level constant refitted on the published serving rows after the kernel fit,
-  benchmarks/time_vs_published.py --fit; vidur's attention profiles are not public in its
-  snapshot). Paged-attention reads over many sequences are long, well-overlapped streams.
-- Engine step overhead: STEP_OVERHEAD_S per forward (refitted the same way): scheduling,
-  sampling, input preparation and host synchronisation that CUDA graphs do not remove.
+- Decode attention: KV reads at KV_READ_EFFICIENCY of datasheet bandwidth (an engine-level
+  constant refitted on the published serving rows after the kernel fit,
+  benchmarks/time_vs_published.py --fit, searched up to 0.95; vidur's attention profiles are
+  not in its public snapshot). Device.decode_attention_bw_efficiency holds it relative to the
+  GEMM streaming rate, so a profile's measured HBM rate scales it too.
+- Engine step overhead: STEP_OVERHEAD_S per forward plus STEP_OVERHEAD_PER_SEQ_S per sequence
+  in it (refitted the same way): scheduling, input preparation, output processing and host
+  synchronisation that CUDA graphs do not remove, a fixed part and a per-request part.
 - Grouped expert GEMMs (MoE): MOE_GEMM_EFFICIENCY x the dense GEMM compute rate; routed tokens
   reach each expert in ragged groups (see sizer/cost/ops.py moe_experts).
 - fp8/int8 GEMMs: MATMUL_DTYPE_FACTOR x the fitted bf16 efficiency of their (doubled) peak.
@@ -38,9 +40,10 @@ from .kernels import kernel_fit_for
 MATMUL_DTYPE_FACTOR = {"bf16": 1.0, "fp16": 1.0, "fp32": 1.0, "fp8": 0.60 / 0.70, "int8": 0.60 / 0.70}
 MATMUL_HALF_ROWS = 64.0  # a profile-built device's default (probes fit it; the kernel fit does too)
 ATTENTION_EFFICIENCY = 0.45
-DECODE_ATTENTION_BW_EFFICIENCY = 1.30
+KV_READ_EFFICIENCY = 0.95  # decode attention's KV reads, fraction of datasheet HBM bandwidth
 KERNEL_LAUNCH_S = {"graph": 1.0e-6, "eager": 8.0e-6}
-STEP_OVERHEAD_S = 0.5e-3
+STEP_OVERHEAD_S = 1.8e-3
+STEP_OVERHEAD_PER_SEQ_S = 0.0  # and per sequence in the forward (per-request host work)
 MOE_GEMM_EFFICIENCY = 0.55
 
 
@@ -56,6 +59,7 @@ class Device:
     decode_attention_bw_efficiency: float
     kernel_launch_s: dict  # {"graph": s, "eager": s}
     step_overhead_s: float = STEP_OVERHEAD_S  # per forward: scheduling, sampling, host sync
+    step_overhead_per_seq_s: float = 0.0  # per sequence in the forward: per-request host work
     moe_gemm_efficiency: float = MOE_GEMM_EFFICIENCY  # grouped expert GEMMs vs dense ones
     provenance: dict = field(default_factory=dict)
     gemm_floor_s: float = 0.0  # fixed GPU time of every GEMM kernel (kernel fit)
@@ -108,9 +112,10 @@ def device_for(gpu, profile=None) -> Device:
         matmul_flops_per_s=mm,
         matmul_half_rows=pick("matmul_half_rows", kf.matmul_half_rows),
         attention_flops_per_s=pick("attention_flops_per_s", bf16_peak * ATTENTION_EFFICIENCY, "bf16"),
-        decode_attention_bw_efficiency=DECODE_ATTENTION_BW_EFFICIENCY,
+        decode_attention_bw_efficiency=KV_READ_EFFICIENCY * gpu.hbm_bytes_per_s / kf.hbm_bytes_per_s,
         kernel_launch_s=launch,
         step_overhead_s=pick("step_overhead_s", STEP_OVERHEAD_S) if profile is not None else STEP_OVERHEAD_S,
+        step_overhead_per_seq_s=STEP_OVERHEAD_PER_SEQ_S,
         moe_gemm_efficiency=MOE_GEMM_EFFICIENCY,
         provenance=prov,
         gemm_floor_s=kf.gemm_floor_s,
