@@ -336,8 +336,10 @@ def main(argv=None):
             json.dump(doc, f, indent=1)
             f.write("\n")
         print(f"wrote {os.path.relpath(OUT)}")
-    print(json.dumps({sku: {"per_group": {k: {kk: vv for kk, vv in v.items() if kk != "raw"}
+    print(json.dumps({sku: {"per_group": {k: {kk: vv for kk, vv in v.items() if kk not in ("raw", "per_tp")}
                                           for k, v in rep["per_group"].items()},
+                            "worst_op_tp_p90_pct": max((v["p90_abs_pct"], k) for k, v in rep["per_op_tp"].items()
+                                                       if not k.startswith("emb")),
                             "layer_signed_median_pct": rep["layer_signed_median_pct"]}
                       for sku, rep in reports.items()}))
     return 0

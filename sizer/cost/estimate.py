@@ -15,7 +15,9 @@ Continuous batching (`--concurrency N`, or the default): the steady state of an 
 chunked prefill (vLLM, SGLang) holding N sequences per replica. Each sequence lives osl steps, so
 N / osl new prompts start per step and every step carries N decode tokens plus N x isl / osl
 prompt tokens, split into forwards of at most `max_num_tokens` tokens.
-- TPOT: the time of such a mixed step (sizer/cost/step.py, `prefill_tokens`).
+- TPOT: the time of such a mixed step (sizer/cost/step.py, `prefill_tokens`); prompts come
+  in whole chunks, so below one chunk per forward it is the mix of forwards with and without
+  one, and under PP the round ticks at the clock of the micro-batch carrying it (chunk_clock).
 - TTFT: a new prompt is cut into chunks of at most max_num_tokens minus the forward's decode
   tokens; each chunk rides in a forward with the running decode batch (under PP it passes all
   p stages). No queueing: the steady state has none by construction.
