@@ -151,7 +151,9 @@ def moe_experts(name, dev, group_tokens, routed_rows, num_experts_rank, top_k, n
     byts = reached * mats * hidden * inter * w_bytes + routed * (2 * hidden + mats * inter) * a_bytes
     per_expert_rows = routed / np.maximum(reached, 1e-9)
     t, tc, tm = gemm_time(dev, flops, byts, per_expert_rows, dtype, hidden, getattr(dev, "moe_gemm_efficiency", 1.0))
-    t = np.maximum(t, floor_s)
+    # two grouped GEMMs (gate+up over K = hidden, down over K = inter): each pays the fitted
+    # per-GEMM floor and its K term; gemm_time charged the first
+    t = np.maximum(t + dev.gemm_floor_s + dev.gemm_floor_s_per_k * inter, floor_s)
     return OpCost(name, t * count, flops * count, byts * count, _bound(tc, tm, floor_s), count)
 
 
