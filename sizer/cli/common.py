@@ -3,13 +3,14 @@ them into the core's objects. Every parse error becomes one line and exit code 2
 
 import argparse
 
-from sizer.cost.engines import get_engine, memory_plan
+from sizer.cost.engines import DEFAULT_ENGINE, get_engine, memory_plan
 from sizer.errors import InputError
 from sizer.hardware.gpus import get_gpu
 from sizer.model.catalog import get_model
 from sizer.hardware.links import inter_node_names
 from sizer.hardware.topo_smi import read_topology_file
-from sizer.hardware.topology import PRESETS, Topology, default_topology, get_topology, replicate, split_nodes
+from sizer.hardware.topology import (PRESETS, RACK_PRESETS, Topology, default_topology, get_topology,
+                                     nodes_for_domain, replicate, split_nodes)
 from sizer.model.split import Split
 from sizer.output import warn
 
@@ -41,12 +42,16 @@ def add_model_args(p, split: bool = True) -> None:
         for name, what in (("tp", "tensor"), ("pp", "pipeline"), ("dp", "data"), ("ep", "expert")):
             p.add_argument(f"--{name}", type=positive_int, default=1, help=f"{what}-parallel size (default 1)")
         p.add_argument("--gpus", type=positive_int, help="total GPUs; must equal TP x PP x DP when given")
-        p.add_argument("--uneven-pp", action="store_true",
-                       help="allow a PP that does not divide the layers (vLLM's uneven partition)")
+        add_pp_partition_args(p)
+        p.add_argument("--redundant-experts", type=non_negative_int, default=0, metavar="R",
+                       help="EPLB replicas of hot experts: EP must then divide experts + R "
+                            "(DeepSeek: 256 + 32 over EP144)")
     p.add_argument("--weight-dtype", help="linear-layer weights: bf16, fp16, fp8, int8, int4, fp4 "
                    "(default: the checkpoint's own)")
     p.add_argument("--kv-dtype", default="auto", help="KV cache: auto (model dtype), bf16, fp16, fp8, int8")
-    p.add_argument("--engine", help="engine memory rules: vllm, sglang, trtllm")
+    p.add_argument("--engine", default=DEFAULT_ENGINE,
+                   help=f"engine memory rules: vllm, sglang, trtllm, or none for raw capacity "
+                        f"(default {DEFAULT_ENGINE})")
     p.add_argument("--gpu-memory-utilization", type=fraction, help="vLLM budget fraction (default 0.9)")
     p.add_argument("--mem-fraction-static", type=fraction, help="SGLang static fraction (default 0.88)")
     p.add_argument("--kv-cache-free-gpu-mem-fraction", type=fraction,
@@ -59,8 +64,48 @@ def add_model_args(p, split: bool = True) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON document on stdout")
 
 
+def add_pp_partition_args(p) -> None:
+    """How pipeline stages split the layers: as the engines do by default (vLLM's get_pp_indices:
+    a PP that does not divide the layers leaves the stages one layer apart), or --even-pp."""
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--even-pp", action="store_true",
+                   help="only PP sizes that divide the layers (equal stages)")
+    g.add_argument("--uneven-pp", action="store_true",
+                   help="PP need not divide the layers, stages split as vLLM does (the default)")
+
+
+def uneven_pp_from_args(args) -> bool:
+    return not getattr(args, "even_pp", False)
+
+
 def split_from_args(args) -> Split:
-    return Split(tp=args.tp, pp=args.pp, dp=args.dp, ep=args.ep, uneven_pp=bool(getattr(args, "uneven_pp", False)))
+    return Split(tp=args.tp, pp=args.pp, dp=args.dp, ep=args.ep, uneven_pp=uneven_pp_from_args(args),
+                 redundant_experts=getattr(args, "redundant_experts", 0) or 0)
+
+
+def non_negative_int(text) -> int:
+    try:
+        value = int(text)
+    except (TypeError, ValueError):
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be a non-negative integer, got {text!r}")
+    return value
+
+
+def bounded_float(low: float, high: float):
+    """An argparse type for a finite number in [low, high] (inf/nan/text: one-line error)."""
+    import math
+
+    def parse(text) -> float:
+        try:
+            value = float(text)
+        except (TypeError, ValueError):
+            raise argparse.ArgumentTypeError(f"expected a number in [{low:g}, {high:g}], got {text!r}") from None
+        if not math.isfinite(value) or not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"must be a number in [{low:g}, {high:g}], got {text!r}")
+        return value
+    return parse
 
 
 FRACTION_FLAGS = {"vllm": "gpu_memory_utilization", "sglang": "mem_fraction_static",
@@ -68,15 +113,23 @@ FRACTION_FLAGS = {"vllm": "gpu_memory_utilization", "sglang": "mem_fraction_stat
 
 
 def engine_fraction(args):
-    """The memory fraction flag of the chosen engine; a flag of another engine is an error
-    (it would be silently ignored otherwise)."""
+    """The memory fraction flag of the chosen engine (vLLM's by default); a flag of another
+    engine, or any with --engine none, is an error (it would be silently ignored otherwise)."""
     engine = get_engine(args.engine)
     given = [(e, f) for e, f in FRACTION_FLAGS.items() if getattr(args, f, None) is not None]
     for owner, flag in given:
         if engine is None or owner != engine.name:
-            need = f"--engine {owner}" if engine is None else f"--engine {owner}, not {engine.name}"
-            raise InputError(f"--{flag.replace('_', '-')} is {owner}'s flag: it needs {need}")
+            now = "none" if engine is None else engine.name
+            now += " (the default)" if now == DEFAULT_ENGINE else ""
+            raise InputError(f"--{flag.replace('_', '-')} is {owner}'s flag: it needs --engine {owner}, "
+                             f"not --engine {now}")
     return getattr(args, FRACTION_FLAGS[engine.name]) if engine else None
+
+
+def engine_label(args) -> str:
+    """The engine whose rules an answer uses, as every header and JSON document states it."""
+    rules = get_engine(getattr(args, "engine", DEFAULT_ENGINE))
+    return rules.name if rules else "none"
 
 
 def plan_from_args(args, model=None, gpu=None, split=None, batch=None, context=None):
@@ -114,15 +167,13 @@ def deployment_from_args(args, tokens: int | None = None, what: str = "context")
 
 
 def check_profile_device(profile, gpu) -> None:
-    """Warn when a profile was measured on another device than --gpu: its constants replace
-    the catalog's, so a CPU profile would make an H100 look like a CPU."""
-    if profile is None:
-        return
-    measured_on = profile.env.get("gpu_id")
-    if measured_on != gpu.id:
-        where = measured_on or profile.env.get("device") or "an unknown device"
-        warn(f"profile {profile.path} was measured on {where}, not {gpu.id}: its measured "
-             "constants replace the catalog's for this prediction")
+    """Warn when a profile was measured on another device than --gpu (the UI shows the same
+    line: sizer.hardware.profile.device_mismatch)."""
+    from sizer.hardware.profile import device_mismatch
+
+    message = device_mismatch(profile, gpu)
+    if message:
+        warn(message)
 
 
 def add_topology_args(parser) -> None:
@@ -133,7 +184,11 @@ def add_topology_args(parser) -> None:
     g.add_argument("--topology-file", metavar="F",
                    help="text printed by `nvidia-smi topo -m` on the real machine")
     g.add_argument("--nodes", type=int, default=1, metavar="K",
-                   help="number of nodes; it must divide the GPU count (default 1)")
+                   help="number of nodes (NVLink domains on nvl72/nvl36x2); it must divide the "
+                        "GPU count (default 1)")
+    g.add_argument("--nvlink-domain", type=int, metavar="N",
+                   help="GPUs per NVLink domain (rack-scale GPUs: up to 72 on GB200/GB300 NVL72; "
+                        "default: the rack, or all GPUs when fewer); it must divide the GPU count")
     g.add_argument("--inter-node", metavar="L",
                    help=f"link between nodes: {', '.join(inter_node_names())} "
                         "(default: the catalog's NIC)")
@@ -151,9 +206,78 @@ def topology_from_args(args, gpu, n_gpus: int) -> Topology:
         raise InputError(f"--nodes must be at least 1, got {nodes}")
     if name and path:
         raise InputError("give --topology or --topology-file, not both")
+    domain = getattr(args, "nvlink_domain", None)
+    if domain is not None:
+        rack = (name or gpu.default_topology) in RACK_PRESETS and not path
+        if not rack:
+            raise InputError(f"--nvlink-domain needs a rack-scale NVLink topology (nvl72, nvl36x2 "
+                             f"on gb200/gb300); a {gpu.id} node's NVLink ends at the node: use --nodes")
+        nodes = nodes_for_domain(n_gpus, domain, nodes)
     if path:
         per_node = split_nodes(n_gpus, nodes)
         return replicate(read_topology_file(path, gpu), gpu, nodes, per_node, inter)
     if name:
         return get_topology(name, gpu, n_gpus, nodes, inter)
     return default_topology(gpu, n_gpus, nodes, inter)
+
+
+def add_emit_arg(parser) -> None:
+    """--emit E: print (or, with --json, attach) the command that starts engine E with the split.
+    Register it after --engine: that flag's default moves to `engine_default`, so that
+    resolve_emit() can tell an explicit --engine from the default one."""
+    parser.add_argument("--emit", metavar="E",
+                        help="also write the command that starts engine E (vllm, sglang, trtllm) "
+                             "with this split and its numbers; implies --engine E")
+    engine = parser._option_string_actions.get("--engine")  # argparse keeps no "was it given"
+    if engine is not None and engine.default is not None:
+        parser.set_defaults(engine_default=engine.default)
+        engine.default = None
+
+
+def resolve_emit(args) -> str | None:
+    """--emit E implies --engine E, so the plan and the command share memory rules; an explicit
+    different --engine is an error. Call first in a command's run(), before any planning: it also
+    restores --engine's default when --emit is absent. Returns the engine name or None."""
+    from sizer.plan.emit import engine_name
+
+    emit = getattr(args, "emit", None)
+    if getattr(args, "engine", None) is None and not emit:
+        args.engine = getattr(args, "engine_default", None)
+    if not emit:
+        return None
+    name = engine_name(emit)
+    if args.engine is not None:
+        rules = get_engine(args.engine)
+        if rules is None or rules.name != name:
+            raise InputError(f"--emit {name} plans with {name}'s memory rules: drop --engine "
+                             f"{args.engine} or make it --engine {name}")
+    args.engine = name
+    return name
+
+
+def emit_launch(args, model, split, *, batch: int, context: int, precision: dict,
+                max_num_batched_tokens: int, gpus_per_node: int | None = None,
+                memory_fraction: float | None = None):
+    """The Launch of --emit for `split` (None without --emit): `batch` sequences per DP
+    replica, `context` tokens of model length, the plan's precision (MemoryPlan.precision) and
+    per-replica token budget, nodes of `gpus_per_node` GPUs (default: one node)."""
+    from sizer.plan.emit import engine_command
+
+    if not getattr(args, "emit", None):
+        return None
+    return engine_command(args.engine, model, split, model_arg=args.model, precision=precision,
+                          max_num_seqs=int(batch), max_num_batched_tokens=int(max_num_batched_tokens),
+                          max_model_len=int(context), memory_fraction=memory_fraction,
+                          gpus_per_node=gpus_per_node)
+
+
+def show_emit(launch, doc: dict | None = None) -> None:
+    """With a JSON document: set its top-level `emit` field (Launch.to_json), before emit_json;
+    else print the commands, shell-quoted, after the answer. Nothing for launch None."""
+    if launch is None:
+        return
+    if doc is not None:
+        doc["emit"] = launch.to_json()
+    else:
+        print()
+        print(launch.render())

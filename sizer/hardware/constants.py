@@ -25,6 +25,15 @@ Constants that are not kernel-level, and their basis:
 - fp8/int8 GEMMs: MATMUL_DTYPE_FACTOR x the fitted bf16 efficiency of their (doubled) peak.
   No per-kernel fp8 profile is in the reference data; fp8 kernels reach a smaller fraction of
   their peak, and the factor keeps the previous defaults' ratio (0.60 vs 0.70) until measured.
+- FP4 GEMMs (NVFP4 W4A4, Blackwell): 0.45 of the dense FP4 peak (FP4_MATMUL_EFFICIENCY; 0.36
+  when first fitted on the end-to-end constants, refitted the same way on the kernel fit's). Large square GEMMs reach more: Azure's cuBLASLt runs on one GB200 give
+  7.6 of 10 PFLOP/s in FP4 (0.76) and 2.9 of 5 in FP8 (0.58) at 8192-32768 cubed, but FP4 pays
+  off only on big shapes (2048 cubed: FP4 1.7 PF/s, slower than FP8's 2.2; github.com/Azure/
+  AI-benchmarking-guide Azure_Results/ND_GB200_v6_results.md), and serving GEMMs are skinny.
+  Fitted (median |error|) to the ten TensorRT-LLM v1.0 B200 Llama-3.3-70B FP4 throughput rows of
+  data/published_perf.json and checked on the GB200 70B and B200 405B FP4 rows
+  (benchmarks/time_vs_published.py). Only GPUs with an FP4 peak in the catalog get an fp4 rate;
+  elsewhere fp4 GEMMs run at the activation dtype's rate.
 - Prefill attention: 0.45 of dense bf16 peak (FlashAttention-2 reaches 335-400 TFLOP/s forward
   on H100 per the FlashAttention-3 paper, Fig. 5; FA3 reaches ~600).
 - Launch floor: every kernel occupies at least 1 us of the GPU timeline under CUDA graphs (the
@@ -39,6 +48,7 @@ from .kernels import kernel_fit_for
 
 MATMUL_DTYPE_FACTOR = {"bf16": 1.0, "fp16": 1.0, "fp32": 1.0, "fp8": 0.60 / 0.70, "int8": 0.60 / 0.70}
 MATMUL_HALF_ROWS = 64.0  # a profile-built device's default (probes fit it; the kernel fit does too)
+FP4_MATMUL_EFFICIENCY = 0.45  # of the dense FP4 peak (docstring)
 ATTENTION_EFFICIENCY = 0.45
 KV_READ_EFFICIENCY = 0.95  # decode attention's KV reads, fraction of datasheet HBM bandwidth
 KERNEL_LAUNCH_S = {"graph": 1.0e-6, "eager": 8.0e-6}
@@ -93,6 +103,8 @@ def device_for(gpu, profile=None) -> Device:
         except Exception:  # dtype absent on this GPU
             continue
         mm[dtype] = pick("matmul_flops_per_s", peak * kf.matmul_efficiency * MATMUL_DTYPE_FACTOR[dtype], dtype)
+    if gpu.peak_flops_per_s.get("fp4"):  # native FP4 tensor cores only (Blackwell, CDNA 4)
+        mm["fp4"] = pick("matmul_flops_per_s", gpu.peak_flops_per_s["fp4"] * FP4_MATMUL_EFFICIENCY, "fp4")
     bf16_peak = gpu.peak("bf16")
     launch = dict(KERNEL_LAUNCH_S)
     if profile is not None:

@@ -23,6 +23,8 @@ class GPUSpec:
     kernel_fit names the measured part (vidur SKU: h100, a100, a40) whose kernel-level time
     constants this GPU uses: its own, or the nearest measured architecture's, scaled by this
     GPU's datasheet (sizer/hardware/kernels.py); sources["kernel_fit"] says which.
+    nvlink_domain_gpus is how many GPUs one NVLink domain joins when it is larger than a node
+    (72 for GB200/GB300 NVL72 racks of 4-GPU trays); 0 means the domain is the node.
     """
 
     id: str
@@ -44,8 +46,14 @@ class GPUSpec:
     default_topology: str  # "nvswitch" | "nvlink-pairs" | "pcie" | "xgmi"
     tdp_watts: float
     kernel_fit: str = ""  # measured part whose kernel fit applies (data/kernel_fit.json)
+    nvlink_domain_gpus: int = 0
     aliases: tuple = ()
     sources: dict = field(default_factory=dict)
+
+    @property
+    def domain_gpus(self) -> int:
+        """GPUs in one NVLink domain: the rack for NVL72 parts, the node otherwise."""
+        return max(int(self.nvlink_domain_gpus or 0), int(self.gpus_per_node or 1))
 
     def peak(self, dtype: str) -> float:
         """Dense peak FLOP/s for a dtype; int4/fp4 fall back to the int8/fp8 tensor-core rate

@@ -14,6 +14,8 @@ Schema, version 1 (all numbers SI):
      {"op": "all_reduce", "ranks": 8, "nodes": 1,
       "segments": [{"latency_s": 1.2e-5, "busbw_bytes_per_s": 2.0e11}, ...],
       "min_bytes": 8, "max_bytes": 1073741824,       # measured size range (optional)
+      "implementation": "nccl",                      # what was timed (optional, default "nccl");
+                                                     #   "custom": an engine's custom all-reduce
       "fit_error_pct": {"median": 3.1, "max": 9.0}, "n_points": 24}
   ],
   "compute": {       # fitted constants of the time model; any may be absent
@@ -50,6 +52,7 @@ class CollectiveFit:
     segments: tuple  # ((latency_s, busbw_bytes_per_s), ...)
     fit_error_pct: dict = field(default_factory=dict)
     max_bytes: float | None = None  # largest size measured (beyond it the fit extrapolates)
+    implementation: str = "nccl"  # "nccl", or "custom" when the engine's own all-reduce was timed
 
 
 @dataclass(frozen=True)
@@ -110,9 +113,13 @@ def profile_from_dict(doc: dict, path: str = "<dict>") -> Profile:
             if not segs or any(lat < 0 or bw <= 0 for lat, bw in segs):
                 raise ValueError("segments need latency_s >= 0 and busbw_bytes_per_s > 0")
             top = c.get("max_bytes")
+            impl = c.get("implementation", "nccl")
+            if impl not in ("nccl", "custom"):
+                raise ValueError(f"implementation must be 'nccl' or 'custom', got {impl!r}")
             fits.append(CollectiveFit(str(c["op"]), int(c["ranks"]), int(c.get("nodes", 1)),
                                       segs, dict(c.get("fit_error_pct", {})),
-                                      float(top) if isinstance(top, (int, float)) and top > 0 else None))
+                                      float(top) if isinstance(top, (int, float)) and top > 0 else None,
+                                      impl))
     except (KeyError, TypeError, ValueError) as exc:
         raise InputError(f"{path}: malformed collectives entry ({exc})") from None
     compute = doc.get("compute", {})
@@ -135,3 +142,17 @@ def load_profile(path: str | None) -> Profile | None:
     except OSError as exc:
         raise InputError(f"cannot read profile {path}: {exc}") from None
     return profile_from_dict(doc, path)
+
+
+def device_mismatch(profile: Profile | None, gpu) -> str | None:
+    """The warning every face (CLI, UI) gives when a profile was measured on another device than
+    the GPU asked about: its measured constants replace the catalog's, so a CPU profile would
+    make an H100 look like a CPU. None when there is no profile or it names this GPU."""
+    if profile is None:
+        return None
+    measured_on = profile.env.get("gpu_id")
+    if measured_on == gpu.id:
+        return None
+    where = measured_on or profile.env.get("device") or "an unknown device"
+    return (f"profile {profile.path} was measured on {where}, not {gpu.id}: its measured "
+            "constants replace the catalog's for this prediction")
