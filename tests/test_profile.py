@@ -6,7 +6,8 @@ import pytest
 
 from sizer.cli.main import main
 from sizer.hardware.gpus import get_gpu
-from sizer.hardware.constants import MATMUL_HALF_ROWS, device_for
+from sizer.hardware.constants import device_for
+from sizer.hardware.kernels import kernel_fit_for
 from sizer.hardware.profile import profile_from_dict
 
 
@@ -44,7 +45,7 @@ def test_measured_constants_replace_defaults_and_say_so():
     assert dev.matmul_half_rows == 0.0  # a measured 0 is "full rate at any M", not "missing"
     assert dev.provenance["hbm_bytes_per_s"] == "measured"
     assert dev.provenance["attention_flops_per_s:bf16"] == "default"
-    assert device_for(gpu).matmul_half_rows == MATMUL_HALF_ROWS
+    assert device_for(gpu).matmul_half_rows == kernel_fit_for(gpu).matmul_half_rows  # the kernel fit's
 
 
 def test_profile_changes_step_prediction(tmp_path, capsys):

@@ -17,7 +17,7 @@ def register(sub) -> None:
     p.add_argument("--osl", type=positive_int, default=256, help="output tokens per request (default 256)")
     p.add_argument("--batch", type=positive_int, help="sequences per replica (static batch)")
     p.add_argument("--concurrency", type=positive_int, help="concurrent requests over the deployment")
-    p.add_argument("--max-batch", type=positive_int, help="cap on sequences per replica (engine max_num_seqs; default 256)")
+    p.add_argument("--max-batch", type=positive_int, help="cap on sequences per replica (default: the engine's max_num_seqs for the GPU)")
     p.add_argument("--max-num-tokens", type=positive_int, help="prefill chunk tokens (default 8192)")
     add_emit_arg(p)
     g = p.add_argument_group("wide expert parallelism (MoE)")

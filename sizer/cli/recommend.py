@@ -41,7 +41,7 @@ def register(sub) -> None:
     w.add_argument("--tpot", metavar="T", help="time-per-output-token target, seconds or with a unit (50ms)")
     w.add_argument("--batch", type=positive_int, help="sequences per replica (default: search up to the memory limit)")
     w.add_argument("--concurrency", type=positive_int, help="concurrent requests over the deployment")
-    w.add_argument("--max-batch", type=positive_int, help="cap on sequences per replica (engine max_num_seqs; default 256)")
+    w.add_argument("--max-batch", type=positive_int, help="cap on sequences per replica (default: the engine's max_num_seqs for the GPU)")
     w.add_argument("--max-num-tokens", type=positive_int, help="prefill chunk tokens (default 8192)")
     s = p.add_argument_group("search")
     s.add_argument("--objective", choices=OBJECTIVES, default="throughput",

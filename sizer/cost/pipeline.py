@@ -2,9 +2,18 @@
 
 Micro-batch i is at stage j at clock i + j (GPipe, Huang et al. 2019, Fig. 2): m micro-batches
 over p stages take m + p - 1 clocks, and the bubble (idle share of stage-clocks) is
-(p - 1) / (m + p - 1). In decode, serving engines keep p micro-batches in flight (vLLM's
-virtual engines), so a token of one sequence passes all p stages once per step: TPOT =
-p x stage time, with no bubble when the batch splits into at least p micro-batches.
+(p - 1) / (m + p - 1). In decode, serving engines keep p micro-batches in flight (vLLM v1's
+batch queue of max_concurrent_batches = p, v1/engine/core.py step_with_batch_queue; SGLang's
+pp_max_micro_batch_size = max_running_requests / p; TensorRT-LLM's max batch per micro-batch,
+trtllm-bench dividing its 4096 by p), so a token of one sequence passes all p stages once per
+step: TPOT = p x stage time, with no bubble when the batch splits into at least p micro-batches.
+
+What a pipeline pays beyond that (sizer/cost/estimate.py chunk_clock and pp_costs): the engine's
+cap on running sequences is shared by the micro-batches, so each is 1/p of the batch and
+re-reads its stage's weights p times a round; every micro-batch is its own scheduled forward
+with its own host overhead; the p micro-batches move in lockstep, so one carrying a prompt
+chunk sets every stage's clock for the round; and the slowest stage (the last holds the final
+norm, LM head and sampler) sets the clock for all.
 """
 
 from dataclasses import dataclass
