@@ -10,7 +10,7 @@ from sizer.units import fmt_seconds
 
 def register(sub) -> None:
     p = sub.add_parser("step", help="time of one prefill or decode step on the slowest rank")
-    add_model_args(p)
+    add_model_args(p, engine=False)  # a step is engine-agnostic: no --engine, no KV sizing flags
     add_topology_args(p)
     p.add_argument("--phase", choices=("prefill", "decode"), default="decode",
                    help="prefill (B prompts of --seq tokens) or decode (B sequences, one new token "
