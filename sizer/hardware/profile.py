@@ -153,10 +153,16 @@ def load_profile(path: str | None) -> Profile | None:
         raise InputError(f"profile file not found: {path}") from None
     except OSError as exc:
         raise InputError(f"cannot read profile {path}: {exc.strerror or exc}") from None
+    return profile_from_text(data, path)
+
+
+def profile_from_text(data: bytes | str, path: str = "<text>") -> Profile:
+    """A profile from the bytes or text of a file (the CLI's --profile, the UI's upload): at
+    most MAX_PROFILE_BYTES of strict UTF-8 JSON, then profile_from_dict."""
     if len(data) > MAX_PROFILE_BYTES:
         raise InputError(f"{path} is larger than {MAX_PROFILE_BYTES // 2**20} MiB: not a profile")
     try:
-        doc = json.loads(data.decode("utf-8"))
+        doc = json.loads(data.decode("utf-8") if isinstance(data, bytes) else data)
     except UnicodeDecodeError as exc:
         raise InputError(f"{path} is not JSON (not UTF-8 text: {exc.reason} at byte {exc.start})") from None
     except RecursionError:
