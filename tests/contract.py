@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 
 from hypothesis import strategies as st
 
+from sizer.cli.common import MAX_COUNT
 from sizer.cli.main import main
 
 # ---------------------------------------------------------------- running one case
@@ -185,7 +186,10 @@ ENGINE_FRACTION = {"vllm": "--gpu-memory-utilization", "sglang": "--mem-fraction
 
 
 def _count(lo, hi):
-    return st.integers(lo, hi).map(str)
+    """A whole number in [lo, hi], and about one time in ten the CLI's bound for counts (1e9):
+    the largest valid request must answer too."""
+    return st.integers(0, 9).flatmap(
+        lambda k: st.just(str(MAX_COUNT)) if k == 0 else st.integers(lo, hi).map(str))
 
 
 SECONDS = st.sampled_from(["2", "0.5", "500ms", "50ms", "20 ms", "1e-3", "30000us", "1min", "0.01h"])
