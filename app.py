@@ -48,6 +48,7 @@ def _views(inp):
     dp = f"DP{inp.dp}" if inp.gpus % (inp.tp * inp.pp) == 0 else "DP?"
     st.caption(f"{model.name} on {inp.gpus} x {inp.gpu} ({inp.nodes} node(s)): TP{inp.tp} PP{inp.pp} {dp}"
                + (f" EP{inp.ep}" if inp.ep > 1 else "") + f"; ISL {inp.isl}, OSL {inp.osl}")
+    views.profile_warning(inp)
     views.headline(est)
     draw = {"Fit": lambda: views.fit(inp, est), "Latency": lambda: views.latency(inp, est),
             "Communication": lambda: views.communication(inp, est), "Recommend": lambda: views.recommend(inp),

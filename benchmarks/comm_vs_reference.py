@@ -1,6 +1,7 @@
 """How far sizer's default communication model is from every public reference curve.
 
-Reads /work/shared/reference/nccl_collectives.json (override with --reference), runs
+Reads data/reference/nccl_collectives.json (a copy of the shared reference file, shipped with the
+repository; override with --reference), runs
 sizer.cost.collectives with NCCL's algorithms only (the references are NCCL runs; no custom
 all-reduce), and prints, per system and collective, the median and worst |error| % for small
 (< 1 MB) and large (>= 1 MB) messages, then single-value references (peak busbw statements),
@@ -25,7 +26,8 @@ from sizer.cost.collectives import collective_time  # noqa: E402
 from sizer.hardware.gpus import get_gpu  # noqa: E402
 from sizer.hardware.topology import get_topology  # noqa: E402
 
-REFERENCE = "/work/shared/reference/nccl_collectives.json"
+REFERENCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "data", "reference",
+                         "nccl_collectives.json")
 SIZE_KEYS = ("message_size_bytes", "message_size_label")
 
 
@@ -138,12 +140,14 @@ def evaluate(path=REFERENCE):
         cost = _model(op, sizes, gpu, topo, per_node, nodes, inter, ranks)
         metric = rs[0]["metric"]
         model = cost.time_s * 1e6 if metric.startswith("time") else cost.busbw_GBps
-        err = np.abs(model - ref) / ref * 100
+        signed = (model - ref) / ref * 100
+        err = np.abs(signed)
         for part, mask in (("small", sizes < 1e6), ("large", sizes >= 1e6)):
             if mask.any():
                 rows.append({"system": label, "op": op, "n": per_node * nodes, "nodes": nodes,
                              "metric": metric, "sizes": part, "points": int(mask.sum()),
                              "median_err_pct": float(np.median(err[mask])),
+                             "median_signed_err_pct": float(np.median(signed[mask])),
                              "worst_err_pct": float(np.max(err[mask])), "first_id": rs[0]["id"],
                              "note": note})
     points = []
@@ -181,8 +185,15 @@ def main(argv=None):
               f"{p['err_pct']:6.1f}")
     summary = {}
     for part in ("small", "large"):
-        errs = [r["median_err_pct"] for r in rows if r["sizes"] == part]
+        part_rows = [r for r in rows if r["sizes"] == part]
+        errs = [r["median_err_pct"] for r in part_rows]
         summary[f"{part}_median_of_medians_pct"] = statistics.median(errs) if errs else None
+        if part_rows:  # the worst curve (by its median) and the worst single point, with names
+            worst = max(part_rows, key=lambda r: r["median_err_pct"])
+            point = max(part_rows, key=lambda r: r["worst_err_pct"])
+            summary[f"{part}_worst_curve"] = {k: worst[k] for k in ("system", "op", "n", "median_err_pct",
+                                                                    "median_signed_err_pct")}
+            summary[f"{part}_worst_point"] = {k: point[k] for k in ("system", "op", "n", "worst_err_pct")}
     print(f"\nnotes: {VIDUR_NOTE}", file=sys.stderr)
     print(json.dumps({"benchmark": "comm_vs_reference", "curves": rows, "points": points,
                       "skipped": skipped, "summary": summary}))

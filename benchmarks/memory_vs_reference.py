@@ -1,5 +1,6 @@
-"""The memory model against every engine-memory row of ../shared/reference/memory_facts.json
-that sizer can model. Prints a table, then one JSON line (median / worst |error| %).
+"""The memory model against every engine-memory row of data/reference/memory_facts.json (a copy
+of the shared reference file, shipped with the repository) that sizer can model. Prints a table,
+then one JSON line (median / worst |error| %, and the worst row signed).
 
 Usage: python benchmarks/memory_vs_reference.py [path/to/memory_facts.json]
 """
@@ -17,7 +18,7 @@ from sizer.model.split import Split
 
 GIB = 2**30
 HERE = os.path.dirname(os.path.abspath(__file__))
-DEFAULT = os.path.join(HERE, "..", "..", "shared", "reference", "memory_facts.json")
+DEFAULT = os.path.join(HERE, "..", "data", "reference", "memory_facts.json")
 
 # Architectures of the models in the vLLM rows that are not presets (official Meta configs).
 LLAMA2_7B = dict(model_type="llama", hidden_size=4096, num_hidden_layers=32, num_attention_heads=32,
@@ -98,8 +99,8 @@ def transformers_rows(facts):
 def main(argv):
     path = argv[1] if len(argv) > 1 else DEFAULT
     if not os.path.isfile(path):
-        sys.stderr.write(f"memory_vs_reference: {path} not found; pass the path to "
-                         "shared/reference/memory_facts.json\n")
+        sys.stderr.write(f"memory_vs_reference: {path} not found; it ships with the repository as "
+                         "data/reference/memory_facts.json (see data/reference/README.md)\n")
         sys.exit(2)
     with open(path) as fh:
         facts = json.load(fh)
@@ -108,10 +109,15 @@ def main(argv):
     errs = {"engine": [], "transformers": []}
     for rid, what, meas, pred in rows:
         err = (pred - meas) / meas * 100
-        errs["transformers" if what.startswith("HF") else "engine"].append(abs(err))
+        errs["transformers" if what.startswith("HF") else "engine"].append((abs(err), err, rid, what))
         print(f"{rid:<8} {what:<58}{meas:>12.2f}{pred:>12.2f}{err:>8.1f}%")
-    summary = {k: {"rows": len(v), "median_abs_err_pct": round(statistics.median(v), 2) if v else None,
-                   "max_abs_err_pct": round(max(v), 2) if v else None} for k, v in errs.items()}
+    summary = {}
+    for k, v in errs.items():
+        worst = max(v) if v else None
+        summary[k] = {"rows": len(v), "median_abs_err_pct": round(statistics.median(e[0] for e in v), 2) if v else None,
+                      "max_abs_err_pct": round(worst[0], 2) if v else None,
+                      "worst_signed_err_pct": round(worst[1], 2) if v else None,
+                      "worst_record": f"{worst[2]} {worst[3]}" if v else None}
     print(json.dumps({"benchmark": "memory_vs_reference", **summary}))
 
 

@@ -208,7 +208,8 @@ def gantt(schedule: dict, title: str) -> go.Figure:
                     hovertemplate="%{y}, micro-batch " + str(mb) + ": starts %{base:.3f} ms, runs %{x:.3f} ms<extra></extra>")
     stages = [f"stage {s}" for s in range(schedule["stages"])]
     sub = (f"{schedule['microbatches']} micro-batches x {schedule['stages']} stages, "
-           f"bubble {schedule['bubble_fraction']:.1%}, makespan {schedule['makespan_s'] * 1e3:.2f} ms")
+           f"bubble {schedule['bubble_fraction']:.1%}, {schedule.get('span_label', 'makespan')} "
+           f"{schedule['makespan_s'] * 1e3:.2f} ms")
     _layout(fig, f"{title}<br><sup>{sub}</sup>", barmode="overlay", xaxis_title="ms",
             height=max(260, 50 * schedule["stages"] + 160), showlegend=len(mbs) <= 16)
     fig.update_yaxes(categoryorder="array", categoryarray=stages[::-1])

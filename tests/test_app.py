@@ -165,7 +165,7 @@ def test_uploaded_config_json_is_a_model(capsys, tmp_path):
     at.sidebar.file_uploader(key="model_upload").set_value(("config.json", path.read_bytes(), "application/json"))
     set_widgets(at, view="Latency")
     assert not at.exception and not at.error
-    doc = cli(capsys, "estimate", "--model", str(path))
+    doc = cli(capsys, "estimate", "--model", str(path), "--dp", "8")  # the default 8 GPUs, TP1
     shown = shown_json(at)
     assert {k: shown[k] for k in ("ttft_s", "tpot_s", "memory", "batch")} == \
         {k: doc[k] for k in ("ttft_s", "tpot_s", "memory", "batch")}
@@ -236,7 +236,8 @@ def test_each_view_renders_its_charts(view, tmp_path):
             pytest.skip("sizer.plan.recommend not built yet")
     assert not at.exception and not at.error, [e.value for e in at.error]
     figs = charts(at)
-    expected = {"Fit": 2, "Latency": 3, "Communication": 2, "Recommend": 1, "Pipeline": 2, "Calibration": 3}
+    # Pipeline: continuous batching has one schedule, the steady state (issue #15.8)
+    expected = {"Fit": 2, "Latency": 3, "Communication": 2, "Recommend": 1, "Pipeline": 1, "Calibration": 3}
     assert len(figs) == expected[view]
     assert all(f["data"] for f in figs)
     assert len([b for b in at.get("download_button") if "chart" in b.label]) == len(figs)
@@ -276,3 +277,98 @@ def test_recommend_view_is_the_cli_search(capsys):
     assert shade["x1"] == pytest.approx(50.0)
     front = [t for t in pareto["data"] if t["name"] == "Pareto front"][0]
     assert len(front["x"]) == len(doc["pareto"])
+
+
+# --- issue #15.8: a UI that does not contradict itself -----------------------------------
+
+def _titles(at) -> list[str]:
+    return [f["layout"]["title"]["text"] for f in charts(at)]
+
+
+def test_pipeline_view_has_one_bubble_number_and_it_is_the_schedule_drawn(capsys):
+    """Llama-3.1-70B TP4 PP2 in continuous batching: one schedule (the steady state of two
+    micro-batches in flight), whose bubble is the one number shown and whose span is the TPOT;
+    the TTFT is explained from the same schedule. Not 'bubble 0.0%' above a Gantt saying 33.3%
+    with a makespan no headline number has."""
+    at = app(model="llama-3.1-70b", gpus=8, tp=4, pp=2, view="Pipeline")
+    doc = cli(capsys, "estimate", "--model", "llama-3.1-70b", "--tp", "4", "--pp", "2")
+    bubble = f"{doc['pipeline']['bubble_fraction_decode']:.1%}"
+    assert metrics(at)["Pipeline bubble (steady state)"] == bubble
+    (title,) = _titles(at)
+    assert f"bubble {bubble}" in title and f"one step (TPOT) {doc['tpot_s'] * 1e3:.2f} ms" in title
+    assert any(f"TTFT {fmt_seconds(doc['ttft_s'])} = " in c.value for c in at.caption)
+    # a static batch: the prompt chunks fill and drain (makespan = TTFT), decode is steady (TPOT)
+    set_widgets(at, load="batch", batch=8)
+    doc = cli(capsys, "estimate", "--model", "llama-3.1-70b", "--tp", "4", "--pp", "2", "--batch", "8")
+    pipe, m = doc["pipeline"], metrics(at)
+    prefill, decode = _titles(at)
+    assert m["Prefill bubble (fill and drain)"] == f"{pipe['bubble_fraction_prefill']:.1%}"
+    assert m["Decode bubble (steady state)"] == f"{pipe['bubble_fraction_decode']:.1%}"
+    assert f"bubble {pipe['bubble_fraction_prefill']:.1%}, makespan {doc['ttft_s'] * 1e3:.2f} ms" in prefill
+    assert f"bubble {pipe['bubble_fraction_decode']:.1%}, one step (TPOT) {doc['tpot_s'] * 1e3:.2f} ms" in decode
+
+
+def test_a_profile_of_another_device_gets_the_cli_warning(capsys, tmp_path):
+    """A profile measured on an A100 applied to an H100: the same warning as the CLI prints."""
+    doc = {"sizer_profile_version": 1, "env": {"gpu_id": "a100-sxm", "device": "NVIDIA A100"}}
+    path = tmp_path / "a100.json"
+    path.write_text(json.dumps(doc))
+    at = app(model="llama-3.1-70b", gpus=8, tp=8)
+    assert not at.warning
+    at.sidebar.file_uploader(key="profile").set_value(("a100.json", path.read_bytes(), "application/json"))
+    at.run()
+    capsys.readouterr()
+    assert sizer_main(["estimate", "--model", "llama-3.1-70b", "--tp", "8", "--profile", str(path), "--json"]) == 0
+    line = capsys.readouterr().err.strip().removeprefix("sizer: warning: ")
+    assert [w.value for w in at.warning] == [line.replace(str(path), "a100.json")]
+
+
+def test_recommend_view_shows_a_dash_and_how_to_set_a_price(capsys):
+    """No GPU-hour price: a dash in $/Mtok (not None) and a line saying how to set one; with a
+    price, the CLI's cost per million tokens. The fp8 line is shown as on the CLI."""
+    at = app(model="llama-3.1-70b", gpus=8, view="Recommend")
+    table = at.dataframe[0].value
+    assert set(table["$/Mtok"]) == {"—"}
+    assert any("set a GPU-hour price" in c.value for c in at.caption)
+    doc = cli(capsys, "recommend", "--model", "llama-3.1-70b", "--gpus", "8")
+    assert any(i.value == doc["precision_hint"]["text"] for i in at.info)
+    set_widgets(at, rec_price=2.0)
+    doc = cli(capsys, "recommend", "--model", "llama-3.1-70b", "--gpus", "8", "--gpu-hour-price", "2")
+    table = at.dataframe[0].value
+    assert list(table["$/Mtok"]) == [f"{c['cost_per_million_tokens']:.3f}" for c in doc["candidates"]]
+    assert not any("set a GPU-hour price" in c.value for c in at.caption)
+
+
+def test_continuous_latency_view_draws_one_step_when_both_forwards_are_the_same(capsys):
+    """Llama-3.1-8B on one H100 at its default load: 256 sequences x 1024 / 256 prompt tokens
+    per step = one whole prompt, so the forward that carries a new prompt is the steady step:
+    one op chart, said so. Mixtral TP2 PP2: the two forwards differ, both drawn, the difference
+    named."""
+    at = app(gpus=1, view="Latency")
+    doc = cli(capsys, "estimate", "--model", "llama-3.1-8b")
+    assert doc["mode"] == "continuous" and doc["prefill_ops"] == doc["decode_ops"]
+    assert len(charts(at)) == 2  # latency breakdown + one step
+    assert any("TTFT and TPOT come from the same forward" in c.value for c in at.caption)
+    set_widgets(at, model="mixtral-8x7b", gpus=4, tp=2, pp=2)
+    assert len(charts(at)) == 3 and any(c.value.startswith("They differ most in: ") for c in at.caption)
+
+
+def test_default_gpu_count_is_a_node_of_8():
+    at = app()
+    assert [w.value for w in at.sidebar.number_input if w.key == "gpus"] == [8]
+    assert any("DP = GPUs / (TP x PP) = 8" in c.value for c in at.sidebar.caption)
+
+
+def test_calibration_view_without_a_profile_shows_the_default_curves(capsys):
+    """Before any upload: the constants in use with the probe that would replace each, the
+    default all-reduce curve (the CLI's `sizer comm --sweep` numbers) and the GEMM curves."""
+    at = app(model="llama-3.1-70b", gpus=8, tp=8, view="Calibration")
+    assert any("No profile uploaded" in i.value for i in at.info)
+    table = at.dataframe[0].value
+    assert set(table["source"]) == {"default"} and "a profile replaces it with" in table
+    assert list(table["default"]) == list(table["in use"])
+    ar, gemm = charts(at)
+    doc = cli(capsys, "comm", "--op", "all_reduce", "--gpus", "8", "--sweep")
+    (curve,) = ar["data"][1:]  # the measured trace is empty
+    assert curve["y"] == pytest.approx(doc["busbw_GBps"])
+    assert {t["name"] for t in gemm["data"][1:]} == {"model, bf16", "model, fp8", "model, int8"}

@@ -155,11 +155,11 @@ def browser():
 
 
 def test_page_renders_the_main_numbers(server, browser, capsys):
-    """Defaults (Llama-3.1-8B on one H100 SXM, ISL 1024, OSL 256, max-throughput batch): the page
-    shows the TTFT, TPOT and batch that `sizer estimate --json` computes; the Fit tab's charts
-    are drawn (plotly SVG in the DOM); the Communication tab opens on click."""
+    """Defaults (Llama-3.1-8B on 8 H100 SXM as 8 replicas, ISL 1024, OSL 256, max-throughput
+    batch): the page shows the TTFT, TPOT and batch that `sizer estimate --json` computes; the Fit
+    tab's charts are drawn (plotly SVG in the DOM); the Communication tab opens on click."""
     capsys.readouterr()
-    assert sizer_main(["estimate", "--model", "llama-3.1-8b", "--json"]) == 0
+    assert sizer_main(["estimate", "--model", "llama-3.1-8b", "--dp", "8", "--json"]) == 0
     doc = json.loads(capsys.readouterr().out)
     os.makedirs(ARTIFACTS, exist_ok=True)
     browser.get(server)

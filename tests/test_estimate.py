@@ -78,7 +78,8 @@ def test_cli_step_json_identity(capsys, tmp_path):
     ["step", "--phase", "prefill"],  # no --seq
     ["step", "--phase", "decode", "--batch", "0", "--context", "5"],
     ["estimate", "--isl", "-3"],
-    ["estimate", "--pp", "5"],
+    ["estimate", "--pp", "5", "--even-pp"],  # 32 layers: uneven stages unless --even-pp
+    ["estimate", "--pp", "33"],  # more stages than layers
 ])
 def test_bad_input_exit_2(capsys, tmp_path, argv):
     cfg = tmp_path / "config.json"

@@ -108,7 +108,8 @@ def test_without_engine_kv_is_the_workload(l70, h100):
 
 
 @pytest.mark.parametrize("split, needle", [
-    (Split(tp=3), "heads"), (Split(pp=3), "layers"), (Split(ep=2), "dense"), (Split(tp=0), "positive"),
+    (Split(tp=3), "heads"), (Split(pp=3, uneven_pp=False), "layers"), (Split(ep=2), "dense"),
+    (Split(tp=0), "positive"),
 ])
 def test_bad_splits_are_input_errors(l70, split, needle):
     with pytest.raises(InputError, match=needle):
@@ -242,7 +243,8 @@ def test_kv_per_token_takes_the_stage_with_most_full_layers():
 
 def test_uneven_pp_follows_vllm_partition():
     """vLLM get_pp_indices: L // PP layers each, the L % PP extra ones to the stages before the
-    last, second-to-last first. Only with --uneven-pp; without it a non-dividing PP is bad input."""
+    last, second-to-last first. The default (issue #15.2: engines split unevenly); with
+    --even-pp (uneven_pp=False) a non-dividing PP is bad input that says what the default gives."""
     from sizer.model.catalog import get_model
     from sizer.model.split import stage_layers
 
@@ -250,16 +252,32 @@ def test_uneven_pp_follows_vllm_partition():
     assert [len(r) for r in stage_layers(dsv3, 2)] == [31, 30]
     assert [len(r) for r in stage_layers(l405, 4)] == [31, 32, 32, 31]
     assert [r.start for r in stage_layers(l405, 4)] == [0, 31, 63, 95]
-    with pytest.raises(InputError, match="--uneven-pp"):
-        check_split(dsv3, Split(tp=8, pp=2))
+    with pytest.raises(InputError, match="--even-pp asks for equal stages; without it the stages get 31/30"):
+        check_split(dsv3, Split(tp=8, pp=2, uneven_pp=False))
+    check_split(dsv3, Split(tp=8, pp=2))
     check_split(dsv3, Split(tp=8, pp=2, uneven_pp=True))
+    assert Split(pp=2, uneven_pp=False) == Split(pp=2)  # the same layout: a flag, not an identity
     with pytest.raises(InputError, match="exceeds"):
         check_split(dsv3, Split(pp=62, uneven_pp=True))
 
 
-def test_cli_uneven_pp(capsys):
-    assert main(["memory", "--model", "deepseek-r1", "--tp", "8", "--pp", "2", "--json"]) == 2
+def test_cli_uneven_pp_is_the_default_and_even_pp_asks_for_equal_stages(capsys):
+    """DeepSeek-R1's 61 layers over PP2 on 2x8 H100: 31 + 30 layers by default (and with the
+    explicit --uneven-pp), bad input under --even-pp; both flags at once are a usage error."""
+    for flags in ([], ["--uneven-pp"]):
+        capsys.readouterr()
+        assert main(["memory", "--model", "deepseek-r1", "--tp", "8", "--pp", "2", "--json", *flags]) == 0
+        doc = json.loads(capsys.readouterr().out)
+        assert len(doc["stage_weights_bytes"]) == 2 and doc["per_gpu"]["fits"]
     capsys.readouterr()
-    assert main(["memory", "--model", "deepseek-r1", "--tp", "8", "--pp", "2", "--uneven-pp", "--json"]) == 0
-    doc = json.loads(capsys.readouterr().out)
-    assert len(doc["stage_weights_bytes"]) == 2 and doc["per_gpu"]["fits"]
+    assert main(["memory", "--model", "deepseek-r1", "--tp", "8", "--pp", "2"]) == 0
+    assert "pipeline stages: 31/30 layers (vLLM's partition" in capsys.readouterr().out
+    assert main(["memory", "--model", "deepseek-r1", "--tp", "8", "--pp", "2", "--even-pp", "--json"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "31/30 layers" in err
+    assert main(["memory", "--model", "deepseek-r1", "--pp", "2", "--even-pp", "--uneven-pp"]) == 2
+    for cmd in (["step", "--phase", "decode", "--context", "1024"], ["estimate"]):  # every command: the same default
+        capsys.readouterr()
+        base = [*cmd, "--model", "deepseek-r1", "--tp", "8", "--pp", "2", "--nodes", "2", "--json"]
+        assert main(base) == 0
+        assert main([*base, "--even-pp"]) == 2

@@ -226,7 +226,7 @@ def cfg70(tmp_path_factory):
 def test_cli_table_json_and_exit_codes(cfg70, capsys):
     code, out, _ = _cli(["--model", cfg70, "--gpus", "8"], capsys)
     assert code == 0 and "Winner:" in out and "Why not:" in out and "Pareto frontier" in out
-    assert "TP1 PP1 (any DP) (bf16): doesn't fit" in out
+    assert "TP1 PP1 (any DP) (bf16 weights, bf16 KV): doesn't fit" in out
     code, out, _ = _cli(["--model", cfg70, "--gpus", "8", "--json", "--tpot", "20ms"], capsys)
     doc = json.loads(out)
     assert code == 0 and doc["targets"]["tpot_s"] == pytest.approx(0.02)
@@ -262,14 +262,20 @@ def test_pcie_topology_preset_for_socket_spanning_flag(h100):
 
 
 def test_tp_across_nodes_only_when_nothing_else_fits(h100):
-    """61 layers (a prime, as DeepSeek-V3 has) forbid PP=2; a 70B-class dense model then fits
-    two single-GPU nodes only as TP=2 across them: searched, flagged and noted."""
+    """61 layers (a prime, as DeepSeek-V3 has): with --even-pp PP=2 is out and a 70B-class dense
+    model fits two single-GPU nodes only as TP=2 across them: searched, flagged and noted. By
+    default the engines' uneven stages (31 + 30 layers) keep TP inside a node, and TP2 across the
+    nodes is still costed and explained in a why-not line (issue #15.3)."""
     prime = model_from_config(dict(LLAMA_70B, num_hidden_layers=61), "dense-61-layers")
-    rec = recommend(prime, h100, 2, nodes=2)
+    rec = recommend(prime, h100, 2, nodes=2, uneven_pp=False)
     assert [c.label for c in rec.candidates] == ["TP2 PP1 DP1"]
     assert rec.winner.flags == ("tp_spans_nodes",) and "spanning nodes" in rec.notes[1]
     assert rec.notes[0] == ("1 split dropped because dense-61-layers does not divide into it "
                             "(PP2: 61 layers do not divide)")
+    uneven = recommend(prime, h100, 2, nodes=2)
+    assert [c.label for c in uneven.candidates] == ["TP1 PP2 DP1"] and not uneven.winner.flags
+    line = next(x for x in uneven.why_not if x.startswith("TP2 PP1 DP1"))
+    assert "its TP group spans 2 nodes of 1 GPUs" in line and "fewer tok/s per GPU" in line
 
 
 def test_weight_dtype_list_searches_each_precision(l70, h100):
@@ -338,20 +344,22 @@ def test_seven_gpus_name_the_only_divisible_split_and_the_counts_that_work(l70, 
     from sizer.plan.recommend import NothingFitsError
 
     with pytest.raises(NothingFitsError) as err:
-        recommend(l70, h100, 7)
+        recommend(l70, h100, 7, uneven_pp=False)
     msg = str(err.value)
     assert ("with 7 GPUs the only split llama-3.1-70b divides into, TP1 PP1 DP7 (TP7: 64 attention "
             "heads do not divide; PP7: 80 layers do not divide), needs 135.2 GiB") in msg
     assert "leanest" not in msg
     assert "it would fit on 8 GPUs (TP8 PP1 DP1)" in msg
     assert "on 6 of the 7 GPUs with --allow-idle (TP2 PP1 DP3)" in msg
+    assert "it fits with uneven pipeline stages (drop --even-pp, e.g. TP1 PP7 DP1)" in msg
     doc = err.value.recommendation.to_json()
     assert doc["candidates"] == [] and doc["error"] == msg
-    assert doc["suggestion"] == {"weight_dtype": "fp8", "weight_dtype_split": "TP1 PP1 DP7", "gpus": 8,
+    assert doc["suggestion"] == {"uneven_pp": True, "uneven_pp_split": "TP1 PP7 DP1",
+                                 "weight_dtype": "fp8", "weight_dtype_split": "TP1 PP1 DP7", "gpus": 8,
                                  "gpus_split": "TP8 PP1 DP1", "nodes": 1, "allow_idle_gpus": 6,
                                  "allow_idle_split": "TP2 PP1 DP3"}
     assert {(r["tp"], r["pp"]) for r in doc["rejected"] if r["kind"] == "divisibility"} == {(7, 1), (1, 7)}
-    fp8 = recommend(l70, h100, 7, weight_dtypes="fp8")
+    fp8 = recommend(l70, h100, 7, weight_dtypes="fp8", uneven_pp=False)
     assert fp8.notes[0] == ("2 splits dropped because llama-3.1-70b does not divide into them "
                             "(TP7: 64 attention heads do not divide; PP7: 80 layers do not divide)")
 
@@ -365,10 +373,12 @@ def test_allow_idle_searches_every_gpu_count_up_to_16(l70, h100):
     assert gpu_counts(24, True) == [24, 16, 12, 8, 6, 4, 3, 2, 1]
     rec = recommend(l70, h100, 7, allow_idle=True, top=100)
     used = {c.label: c.gpus_used for c in rec.candidates}
-    assert used["TP2 PP1 DP3"] == 6 and used["TP1 PP5 DP1"] == 5 and set(used.values()) == {2, 4, 5, 6}
+    assert used["TP2 PP1 DP3"] == 6 and used["TP1 PP5 DP1"] == 5 and set(used.values()) == {2, 3, 4, 5, 6, 7}
+    assert used["TP1 PP7 DP1"] == 7  # 80 layers over 7 stages (12 x 3 + 11 x 4), vLLM's partition
     assert all(c["gpus_used"] == c["tp"] * c["pp"] * c["dp"] for c in rec.to_json()["candidates"])
     assert any("per-GPU numbers compare splits of different sizes" in n for n in rec.notes)
-    assert rec.winner_reason.startswith(f"{rec.winner.label} on {rec.winner.gpus_used} of the 7 GPUs in bf16")
+    assert rec.winner_reason.startswith(
+        f"{rec.winner.label} on {rec.winner.gpus_used} of the 7 GPUs with bf16 weights and bf16 KV")
 
 
 def test_cli_allow_idle_has_a_gpus_column(cfg70, capsys):
@@ -486,7 +496,7 @@ def test_a_dimension_is_blamed_only_when_changing_it_alone_helps(explained):
             if m:
                 assert float(m.group(1)) > 1.05 * float(m.group(2))
     mix = explained["mixtral_tpot"]  # int4 reaches the TPOT target at a smaller batch than fp8
-    int4 = next(x for x in mix.why_not if x.startswith(f"{mix.winner.label} (int4)"))
+    int4 = next(x for x in mix.why_not if x.startswith(f"{mix.winner.label} (int4 weights, bf16 KV)"))
     assert "TPOT target caps it" in int4 and re.search(r"int4 weights, not fp8: TPOT [\d.]+ ms vs [\d.]+ ms in fp8", int4)
     oss = {line.split(" (")[0]: line for line in explained["gpt_oss"].why_not}
     assert "experts not spread (EP1; the winner spreads them over 8 GPUs)" in oss["TP1 PP1 DP8"]
@@ -496,8 +506,8 @@ def test_no_cause_is_invented_for_a_tie(explained):
     """TP2 PP2 DP2 trails TP1 PP4 DP2 by under 1% under a 1 s TTFT target: no cause given."""
     rec = explained["70b_ttft"]
     line = next(x for x in rec.why_not if x.startswith("TP2 PP2 DP2"))
-    assert line == "TP2 PP2 DP2 (bf16): 0.9% fewer tok/s per GPU"
-    assert rec.winner_reason.endswith("Runner-up TP2 PP2 DP2 (bf16): 0.9% fewer tok/s per GPU.")
+    assert line == "TP2 PP2 DP2 (bf16 weights, bf16 KV): 0.9% fewer tok/s per GPU"
+    assert rec.winner_reason.endswith("Runner-up TP2 PP2 DP2 (bf16 weights, bf16 KV): 0.9% fewer tok/s per GPU.")
 
 
 def test_nothing_fits_also_says_which_splits_were_dropped(h100):
@@ -507,8 +517,104 @@ def test_nothing_fits_also_says_which_splits_were_dropped(h100):
     from sizer.plan.recommend import NothingFitsError
 
     with pytest.raises(NothingFitsError) as err:
-        recommend(get_model("deepseek-r1"), h100, 8)
+        recommend(get_model("deepseek-r1"), h100, 8, uneven_pp=False)
     assert str(err.value).endswith("Also: 6 splits dropped because deepseek-v3 does not divide into "
                                    "them (PP2, PP4, PP8: 61 layers do not divide).")
     assert err.value.recommendation.notes == (
         "6 splits dropped because deepseek-v3 does not divide into them (PP2, PP4, PP8: 61 layers do not divide)",)
+
+
+# --- issue #15: what a new user hit ---------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def r1_16(h100):
+    from sizer.model.catalog import get_model
+
+    return recommend(get_model("deepseek-r1"), h100, 16, nodes=2, top=100)
+
+
+def test_uneven_pipeline_stages_are_searched_by_default(r1_16, capsys):
+    """DeepSeek-R1's 61 layers: on 2x8 H100 TP8 PP2 (31 + 30 layers, as vLLM splits them) is a
+    candidate again; on 6 H200 the answer is a 3-stage pipeline (21/20/20 layers) instead of exit
+    1 'does not fit'. --even-pp restores equal stages, and then says what would fit."""
+    assert "TP8 PP2 DP1" in {c.label for c in r1_16.candidates}
+    assert r1_16.workload["uneven_pp"] is True
+    code, out, err = _cli(["--model", "deepseek-r1", "--gpus", "6", "--gpu", "h200"], capsys)
+    assert code == 0 and re.search(r"^ 1  TP\d PP3 DP\d", out, re.M)
+    code, out, err = _cli(["--model", "deepseek-r1", "--gpus", "6", "--gpu", "h200", "--even-pp"], capsys)
+    assert code == 1 and out == ""
+    assert "it fits with uneven pipeline stages (drop --even-pp, e.g. TP2 PP3 DP1" in err
+    code, out, err = _cli(["--model", "deepseek-r1", "--gpus", "6", "--gpu", "h200", "--uneven-pp", "--json"], capsys)
+    assert code == 0 and json.loads(out)["candidates"][0]["pp"] == 3
+
+
+def test_every_rejected_family_gets_a_why_not_line_in_the_text(r1_16, capsys):
+    """TP16 over both nodes (a documented SGLang recipe for DeepSeek) is costed and explained in
+    the text, not only listed in --json rejected; so are the splits that do not fit and, on 6
+    GPUs, the TP sizes the 128 heads do not divide."""
+    from sizer.cli.recommend import MAX_WHY_NOT, render
+
+    shown = [line[4:] for line in render(r1_16).splitlines() if line.startswith("  - ")]
+    assert len(shown) <= MAX_WHY_NOT
+    tp16 = next(line for line in shown if line.startswith("TP16 "))
+    assert "its TP group spans 2 nodes of 8 GPUs" in tp16 and "fewer tok/s per GPU" in tp16
+    assert any("doesn't fit" in line for line in shown)
+    kinds = {r["kind"] for r in r1_16.to_json()["rejected"]}
+    assert {"placement", "memory"} <= kinds
+    placed = [r for r in r1_16.to_json()["rejected"] if r["kind"] == "placement" and r["tp"] == 16]
+    assert placed and all("output_tok_s_per_gpu" in r for r in placed if r["tp"] * r["pp"] <= 16)
+    code, out, _ = _cli(["--model", "deepseek-r1", "--gpus", "6", "--gpu", "h200"], capsys)
+    assert "  - TP3, TP6 (any PP, DP): 128 attention heads do not divide by 3, 6" in out
+
+
+def test_every_candidate_and_why_not_line_names_weight_and_kv_dtype(r1_16, capsys):
+    """A DeepSeek checkpoint is fp8 weights with a bf16 KV cache: say both, everywhere a
+    precision applies (table columns, winner, runner-up, every costed or memory line, Pareto)."""
+    assert r1_16.winner_reason.startswith(f"{r1_16.winner.label} with fp8 weights and bf16 KV gives")
+    for line in r1_16.why_not:
+        if "does not run" in line or "do not divide" in line:
+            continue  # a layout or divisibility reason holds in every precision
+        assert "(fp8 weights, bf16 KV)" in line, line
+    code, out, _ = _cli(["--model", "70b", "--gpus", "8"], capsys)
+    pareto_head = next(line for line in out.splitlines() if "tok/s/user" in line)
+    assert pareto_head.split()[-3:] == ["weights", "KV", "batch"]
+
+
+def test_one_line_says_what_fp8_weights_and_kv_would_give(l70, h100):
+    """Llama-3.1-70B is bf16 and the answer stays bf16, but an H100 has FP8 tensor cores: one
+    line gives the fp8 weights+KV winner and its gain, the same numbers `--weight-dtype fp8
+    --kv-dtype fp8` gives. No such line on an A100 (no FP8), nor when a precision was asked for."""
+    rec = recommend(l70, h100, 8)
+    fp8 = recommend(l70, h100, 8, weight_dtypes="fp8", kv_dtype="fp8")
+    hint = rec.precision_hint
+    assert rec.winner.weight_dtype == "bf16" and hint["weight_dtype"] == hint["kv_dtype"] == "fp8"
+    assert hint["label"] == fp8.winner.label
+    assert hint["output_tok_s_per_gpu"] == pytest.approx(fp8.winner.output_tok_s_per_gpu)
+    gain = fp8.winner.output_tok_s_per_gpu / rec.winner.output_tok_s_per_gpu - 1
+    assert hint["text"] == (f"fp8 weights+KV: {fp8.winner.label} at batch {fp8.winner.batch} per replica, "
+                            f"{gain:+.0%} tok/s per GPU ({fp8.winner.output_tok_s_per_gpu:,.0f} vs "
+                            f"{rec.winner.output_tok_s_per_gpu:,.0f}); pass --weight-dtype fp8 --kv-dtype fp8")
+    assert gain > 0.5  # half the weight bytes per step and twice the KV room
+    assert fp8.precision_hint is None and recommend(l70, h100, 8, weight_dtypes="bf16").precision_hint is None
+    from sizer.hardware.gpus import get_gpu
+
+    assert recommend(l70, get_gpu("a100-80g-sxm"), 8).precision_hint is None
+    from sizer.cli.recommend import render
+
+    assert f"Precision: {hint['text']}" in render(rec)
+
+
+def test_why_not_compares_at_equal_sequences_per_gpu_and_says_so(l70, h100):
+    """The issue's line 'TP2 PP1 DP4 ... TPOT 115 ms vs 63.6 ms as TP2 PP2 DP2 at batch 256' set a
+    2-GPU replica against a 4-GPU one at the same batch (128 vs 64 sequences per GPU). Now a
+    sibling is costed at the same sequences per GPU, and where none holds that load the two
+    candidates are compared directly at their equal load."""
+    rec = recommend(l70, h100, 8, weight_dtypes="fp8", kv_dtype="fp8", top=50)
+    line = next(x for x in rec.why_not if x.startswith("TP2 PP1 DP4"))
+    assert "as TP2 PP2 DP2 at batch 256" not in line
+    assert "at the same 128 sequences per GPU its decode step is slower: TPOT 115.0 ms vs 103.1 ms" in line
+    mix = recommend(model_from_config(dict(QWEN3_MOE), "qwen3-moe"), h100, 8, tpot_s=0.025, top=50)
+    sibling_lines = [x for x in mix.why_not + (mix.winner_reason,) if re.search(r" as TP\d+ PP\d+ DP\d+", x)]
+    assert len(sibling_lines) >= 5
+    for x in sibling_lines:
+        assert re.search(r" as TP\d+ PP\d+ DP\d+(?: EP\d+)? both at [\d.]+ sequences per GPU", x), x

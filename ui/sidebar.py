@@ -46,7 +46,8 @@ def sidebar() -> Inputs | None:
     gpu = sb.selectbox("GPU", ids, index=ids.index("h100-sxm") if "h100-sxm" in ids else 0,
                        format_func=lambda g: f"{g} ({gpus[g].name})", key="gpu")
     c1, c2 = sb.columns(2)
-    n = int(c1.number_input("GPUs", min_value=1, max_value=1024, value=1, step=1, key="gpus"))
+    n = int(c1.number_input("GPUs", min_value=1, max_value=1024, value=8, step=1, key="gpus",
+                            help="a node's worth by default; DP = GPUs / (TP x PP) replicas"))
     nodes = int(c2.number_input("Nodes", min_value=1, max_value=128, value=1, step=1, key="nodes"))
     c1, c2, c3 = sb.columns(3)
     tp = c1.selectbox("TP", POWERS, key="tp")

@@ -3,13 +3,12 @@ and draws numbers, plotly charts (sizer.charts) and download buttons."""
 
 import json
 
-import numpy as np
 import streamlit as st
 
 from sizer import charts
 from sizer.cost.collectives import OPS
 from sizer.hardware.gpus import get_gpu
-from sizer.hardware.constants import device_for
+from sizer.hardware.profile import device_mismatch
 from sizer.units import fmt_bytes, fmt_seconds
 
 from . import core
@@ -96,14 +95,45 @@ def latency(inp, est: dict) -> None:
             (st.success if ok else st.warning)(
                 f"{name} {fmt_seconds(est[key])} {'meets' if ok else 'misses'} the {fmt_seconds(target)} target")
     chart(charts.latency_breakdown(est), "latency")
-    left, right = st.columns(2)
-    with left:
-        chart(charts.ops_breakdown(est["prefill_ops"], "Prefill step (one chunk), slowest rank"), "prefill-ops")
-    with right:
-        chart(charts.ops_breakdown(est["decode_ops"], "Decode step, slowest rank"), "decode-ops")
+    _step_charts(est)
     json_download(est, "estimate")
     with st.expander("Result JSON (sizer estimate --json)"):
         st.json(est, expanded=False)
+
+
+def _same_ops(a: list, b: list) -> bool:
+    return [r["name"] for r in a] == [r["name"] for r in b] and all(
+        abs(x["time_s"] - y["time_s"]) <= 1e-9 * max(abs(y["time_s"]), 1e-30) for x, y in zip(a, b))
+
+
+def _step_charts(est: dict) -> None:
+    """The op rows of the two forwards the headline numbers come from. In continuous batching
+    (sizer/cost/estimate.py) both are mixed steps: the steady step (TPOT) carries the decode batch
+    and its share of prompt tokens, the TTFT forward a new prompt's chunk. When the chunk is that
+    share, the two are one step: one chart. Otherwise two, and what differs is said."""
+    pre, dec = est["prefill_ops"], est["decode_ops"]
+    if est.get("mode") != "static" and _same_ops(pre, dec):
+        chart(charts.ops_breakdown(dec, "One forward, slowest rank: the steady step carries the decode "
+                                        "batch and new prompts' chunks"), "step-ops")
+        st.caption("Continuous batching: the forward that carries a new prompt's chunk is the steady step "
+                   "itself here (each step's share of prompt tokens is a whole prompt chunk), so TTFT and "
+                   "TPOT come from the same forward.")
+        return
+    if est.get("mode") == "static":
+        titles = ("Prefill step (one chunk), slowest rank", "Decode step, slowest rank")
+    else:
+        titles = ("Forward carrying a new prompt's chunk (TTFT), slowest rank",
+                  "Steady step: decode batch + its share of prompt tokens (TPOT), slowest rank")
+    left, right = st.columns(2)
+    with left:
+        chart(charts.ops_breakdown(pre, titles[0]), "prefill-ops")
+    with right:
+        chart(charts.ops_breakdown(dec, titles[1]), "decode-ops")
+    times = {r["name"]: r["time_s"] for r in dec}
+    diffs = sorted(((abs(r["time_s"] - times.get(r["name"], 0.0)), r["name"], r["time_s"], times.get(r["name"], 0.0))
+                    for r in pre), reverse=True)[:3]
+    st.caption("They differ most in: " + "; ".join(f"{name} {fmt_seconds(a)} vs {fmt_seconds(b)}"
+                                                     for _, name, a, b in diffs if _ > 0))
 
 
 def communication(inp, est: dict) -> None:
@@ -145,9 +175,14 @@ def recommend(inp) -> None:
         st.warning(rec["targets_error"])
     elif rec.get("winner_reason"):
         st.success(rec["winner_reason"])
+    if (rec.get("precision_hint") or {}).get("text"):
+        st.info(rec["precision_hint"]["text"])
     cands = rec.get("candidates", [])
     if cands:
         st.dataframe([_candidate_row(c) for c in cands], hide_index=True, key="rec_table")
+        if not price:
+            st.caption("$/Mtok: set a GPU-hour price above (the CLI's --gpu-hour-price) to see the cost "
+                       "per million output tokens.")
     st.caption(f"{rec.get('evaluated_splits', 0)} splits, {rec.get('evaluated_points', 0)} (split, precision, "
                f"batch) points on {rec.get('topology', '')}")
     chart(charts.pareto(rec, inp.ttft_s, inp.tpot_s), "pareto")
@@ -172,95 +207,35 @@ def _candidate_row(c: dict) -> dict:
             "tok/s/GPU": round(c["output_tok_s_per_gpu"], 1),
             "comm share (decode)": f"{c.get('comm_op_share', c.get('comm_share_decode', 0)):.0%}",
             "GiB/GPU": round(pg["total_bytes"] / GIB, 2) if "total_bytes" in pg else None,
-            "$/Mtok": round(c["cost_per_million_tokens"], 3) if c.get("cost_per_million_tokens") else None,
+            "$/Mtok": f"{c['cost_per_million_tokens']:.3f}" if c.get("cost_per_million_tokens") else "—",
             "meets targets": c.get("meets_targets")}
 
 
 def _rejected_row(r: dict) -> dict:
-    return {"split": r.get("label") or charts.candidate_label(r), "weights": r.get("weight_dtype"),
-            "kind": r.get("kind"), "reason": r.get("reason")}
+    return {"split": r.get("label") or charts.candidate_label(r), "weights": r.get("weight_dtype") or "any",
+            "KV": r.get("kv_dtype") or "any", "kind": r.get("kind"), "reason": r.get("reason")}
 
 
 def pipeline(inp, est: dict) -> None:
-    if "error" in est:
-        st.error(est["error"])
-        return
-    pipe = est.get("pipeline")
-    if not pipe:
-        st.info("PP = 1: no pipeline schedule. Choose PP > 1 in the sidebar to see the fill-run-drain "
-                "schedule and its bubble.")
-        return
-    c = st.columns(2)
-    c[0].metric("Prefill bubble", f"{pipe['bubble_fraction_prefill']:.1%}")
-    c[1].metric("Decode bubble", f"{pipe['bubble_fraction_decode']:.1%}")
-    chart(charts.gantt(pipe["prefill"], "Prefill (TTFT)"), "gantt-prefill")
-    chart(charts.gantt(pipe["decode"], "Decode, one step (TPOT)"), "gantt-decode")
-    json_download(pipe, "pipeline")
+    from .pipeline import pipeline as draw
+
+    draw(inp, est, chart, json_download)
 
 
 def calibration(inp) -> None:
+    from .calibration import calibration as draw
+
+    draw(inp, chart, json_download)
+
+
+def profile_warning(inp) -> None:
+    """The CLI's warning when the uploaded profile was measured on another device than the GPU
+    chosen (sizer.hardware.profile.device_mismatch): its constants replace the catalog's."""
     if inp.profile is None:
-        st.info("Upload a hardware profile (sidebar) to compare its measurements with the model's curves "
-                "and see which constants are measured and which are defaults.")
         return
     try:
-        profile = core.load_profile(inp.profile)
-    except core.InputError as exc:
-        st.error(str(exc))
-        return
-    gpu = get_gpu(inp.gpu)
-    st.caption(f"Profile {profile.path}: device {profile.env.get('device', '?')}, "
-               f"backend {profile.env.get('backend', '?')}, {len(profile.collectives)} collective fit(s)")
-    default, measured = device_for(gpu), device_for(gpu, profile)
-    st.dataframe(_constants(default, measured), hide_index=True, key="constants")
-    raw = profile.raw or {}
-    for k, fit in enumerate(profile.collectives):
-        rows = [r for r in raw.get("collectives", []) if r.get("op") == fit.op and r.get("ranks") == fit.ranks
-                and r.get("nodes", 1) == fit.nodes and r.get("time_us")]
-        curves = []
-        try:
-            sub = core.Inputs(model=inp.model, gpu=inp.gpu, gpus=fit.ranks, nodes=fit.nodes,
-                              topology=inp.topology, inter_node=inp.inter_node)
-            topo = core.topology(sub, fit.ranks)
-            ranks = core.gpu_order(topo)[:fit.ranks]
-            curves.append(core.curve(f"model, {gpu.id} defaults", fit.op, ranks, topo, None))
-            curves.append(core.curve("model with this profile", fit.op, ranks, topo, profile))
-        except core.InputError as exc:
-            st.caption(f"{fit.op} x{fit.ranks}: no model curve ({exc})")
-        err = fit.fit_error_pct
-        title = f"{fit.op}, {fit.ranks} ranks, {fit.nodes} node(s)" + (
-            f" (fit error median {err.get('median', 0):.1f}%)" if err else "")
-        chart(charts.calibration_collectives(rows, curves, title), f"calib-{fit.op}-{fit.ranks}-{fit.nodes}-{k}")
-    gemm = [r for r in raw.get("gemm", []) if r.get("flops_per_s")]
-    for dtype in sorted({r["dtype"] for r in gemm}):
-        pts = [{"x": r["M"], "y": r["flops_per_s"] / 1e12} for r in gemm if r["dtype"] == dtype]
-        m = np.geomspace(max(min(p["x"] for p in pts), 1), max(p["x"] for p in pts), 40)
-        curves = [{"label": label, "x": m.tolist(),
-                   "y": (dev.matmul_rate(dtype) * m / (m + dev.matmul_half_rows) / 1e12).tolist()}
-                  for label, dev in (("model, defaults", default), ("model with this profile", measured))]
-        chart(charts.calibration_rates(pts, curves, f"GEMM {dtype}: achieved TFLOP/s vs rows M",
-                                       "rows M (tokens)", "TFLOP/s"), f"calib-gemm-{dtype}")
-    copies = [r for r in raw.get("membw", []) if r.get("bytes_per_s")]
-    if copies:
-        pts = [{"x": r["size_bytes"], "y": r["bytes_per_s"] / 1e9} for r in copies]
-        xs = [min(p["x"] for p in pts), max(p["x"] for p in pts)]
-        curves = [{"label": label, "x": xs, "y": [dev.hbm_bytes_per_s / 1e9] * 2}
-                  for label, dev in (("model, defaults", default), ("model with this profile", measured))]
-        chart(charts.calibration_rates(pts, curves, "Memory bandwidth (device copy)", "bytes copied", "GB/s"),
-              "calib-membw")
-    json_download({"provenance": measured.provenance, "profile": profile.provenance()}, "provenance",
-                  "Download provenance (JSON)")
-
-
-def _constants(default, measured) -> list[dict]:
-    """Each time-model constant: default, value in use, and where it came from."""
-    rows = [("hbm_bytes_per_s", default.hbm_bytes_per_s, measured.hbm_bytes_per_s, "hbm_bytes_per_s"),
-            ("matmul_half_rows", default.matmul_half_rows, measured.matmul_half_rows, "matmul_half_rows"),
-            ("attention_flops_per_s", default.attention_flops_per_s, measured.attention_flops_per_s,
-             "attention_flops_per_s:bf16")]
-    rows += [(f"matmul_flops_per_s[{d}]", default.matmul_flops_per_s[d], measured.matmul_flops_per_s.get(d),
-              f"matmul_flops_per_s:{d}") for d in default.matmul_flops_per_s]
-    rows += [(f"kernel_launch_s[{m}]", default.kernel_launch_s[m], measured.kernel_launch_s[m],
-              f"kernel_launch_s:{m}") for m in default.kernel_launch_s]
-    return [{"constant": name, "default": f"{d:.4g}", "in use": f"{u:.4g}" if u is not None else "",
-             "source": measured.provenance.get(key, "default")} for name, d, u, key in rows]
+        message = device_mismatch(core.load_profile(inp.profile), get_gpu(inp.gpu))
+    except core.InputError:
+        return  # the Calibration view says what is wrong with the file
+    if message:
+        st.warning(message)

@@ -58,8 +58,7 @@ def add_model_args(p, split: bool = True, engine: bool = True) -> None:
         for flag, what in (("tp", "tensor"), ("pp", "pipeline"), ("dp", "data"), ("ep", "expert")):
             p.add_argument(f"--{flag}", type=gpu_count, default=1, help=f"{what}-parallel size (default 1)")
         p.add_argument("--gpus", type=gpu_count, help="total GPUs; must equal TP x PP x DP when given")
-        p.add_argument("--uneven-pp", action="store_true",
-                       help="allow a PP that does not divide the layers (vLLM's uneven partition)")
+        add_pp_partition_args(p)
     p.add_argument("--weight-dtype", type=nonempty, help="linear-layer weights: bf16, fp16, fp8, int8, int4, fp4 "
                    "(default: the checkpoint's own)")
     p.add_argument("--kv-dtype", default="auto", type=nonempty,
@@ -83,8 +82,22 @@ def add_engine_args(p) -> None:
     p.add_argument("--max-num-seqs", type=positive_int, help="sequences in the profiling forward")
 
 
+def add_pp_partition_args(p) -> None:
+    """How pipeline stages split the layers: as the engines do by default (vLLM's get_pp_indices:
+    a PP that does not divide the layers leaves the stages one layer apart), or --even-pp."""
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--even-pp", action="store_true",
+                   help="only PP sizes that divide the layers (equal stages)")
+    g.add_argument("--uneven-pp", action="store_true",
+                   help="PP need not divide the layers, stages split as vLLM does (the default)")
+
+
+def uneven_pp_from_args(args) -> bool:
+    return not getattr(args, "even_pp", False)
+
+
 def split_from_args(args) -> Split:
-    return Split(tp=args.tp, pp=args.pp, dp=args.dp, ep=args.ep, uneven_pp=bool(getattr(args, "uneven_pp", False)))
+    return Split(tp=args.tp, pp=args.pp, dp=args.dp, ep=args.ep, uneven_pp=uneven_pp_from_args(args))
 
 
 FRACTION_FLAGS = {"vllm": "gpu_memory_utilization", "sglang": "mem_fraction_static",
@@ -138,15 +151,13 @@ def deployment_from_args(args, tokens: int | None = None, what: str = "context")
 
 
 def check_profile_device(profile, gpu) -> None:
-    """Warn when a profile was measured on another device than --gpu: its constants replace
-    the catalog's, so a CPU profile would make an H100 look like a CPU."""
-    if profile is None:
-        return
-    measured_on = profile.env.get("gpu_id")
-    if measured_on != gpu.id:
-        where = measured_on or profile.env.get("device") or "an unknown device"
-        warn(f"profile {profile.path} was measured on {where}, not {gpu.id}: its measured "
-             "constants replace the catalog's for this prediction")
+    """Warn when a profile was measured on another device than --gpu (the UI shows the same
+    line: sizer.hardware.profile.device_mismatch)."""
+    from sizer.hardware.profile import device_mismatch
+
+    message = device_mismatch(profile, gpu)
+    if message:
+        warn(message)
 
 
 def add_topology_args(parser) -> None:
@@ -183,3 +194,65 @@ def topology_from_args(args, gpu, n_gpus: int) -> Topology:
     if name:
         return get_topology(name, gpu, n_gpus, nodes, inter)
     return default_topology(gpu, n_gpus, nodes, inter)
+
+
+def add_emit_arg(parser) -> None:
+    """--emit E: print (or, with --json, attach) the command that starts engine E with the split.
+    Register it after --engine: that flag's default moves to `engine_default`, so that
+    resolve_emit() can tell an explicit --engine from the default one."""
+    parser.add_argument("--emit", metavar="E", type=nonempty,
+                        help="also write the command that starts engine E (vllm, sglang, trtllm) "
+                             "with this split and its numbers; implies --engine E")
+    engine = parser._option_string_actions.get("--engine")  # argparse keeps no "was it given"
+    if engine is not None and engine.default is not None:
+        parser.set_defaults(engine_default=engine.default)
+        engine.default = None
+
+
+def resolve_emit(args) -> str | None:
+    """--emit E implies --engine E, so the plan and the command share memory rules; an explicit
+    different --engine is an error. Call first in a command's run(), before any planning: it also
+    restores --engine's default when --emit is absent. Returns the engine name or None."""
+    from sizer.plan.emit import engine_name
+
+    emit = getattr(args, "emit", None)
+    if getattr(args, "engine", None) is None and not emit:
+        args.engine = getattr(args, "engine_default", None)
+    if not emit:
+        return None
+    name = engine_name(emit)
+    if args.engine is not None:
+        rules = get_engine(args.engine)
+        if rules is None or rules.name != name:
+            raise InputError(f"--emit {name} plans with {name}'s memory rules: drop --engine "
+                             f"{args.engine} or make it --engine {name}")
+    args.engine = name
+    return name
+
+
+def emit_launch(args, model, split, *, batch: int, context: int, precision: dict,
+                max_num_batched_tokens: int, gpus_per_node: int | None = None,
+                memory_fraction: float | None = None):
+    """The Launch of --emit for `split` (None without --emit): `batch` sequences per DP
+    replica, `context` tokens of model length, the plan's precision (MemoryPlan.precision) and
+    per-replica token budget, nodes of `gpus_per_node` GPUs (default: one node)."""
+    from sizer.plan.emit import engine_command
+
+    if not getattr(args, "emit", None):
+        return None
+    return engine_command(args.engine, model, split, model_arg=args.model, precision=precision,
+                          max_num_seqs=int(batch), max_num_batched_tokens=int(max_num_batched_tokens),
+                          max_model_len=int(context), memory_fraction=memory_fraction,
+                          gpus_per_node=gpus_per_node)
+
+
+def show_emit(launch, doc: dict | None = None) -> None:
+    """With a JSON document: set its top-level `emit` field (Launch.to_json), before emit_json;
+    else print the commands, shell-quoted, after the answer. Nothing for launch None."""
+    if launch is None:
+        return
+    if doc is not None:
+        doc["emit"] = launch.to_json()
+    else:
+        print()
+        print(launch.render())

@@ -1,7 +1,9 @@
 """`sizer estimate`: TTFT, TPOT, throughput and memory of a deployment."""
 
 from sizer.output import emit_json, warn
-from .common import add_model_args, deployment_from_args, engine_fraction, positive_int
+from .common import (add_emit_arg, add_model_args, deployment_from_args, emit_launch,
+                     engine_fraction, positive_int, resolve_emit, show_emit)
+from sizer.cost.engines import get_engine, scheduler_limits
 from sizer.cost.estimate import estimate
 from .common import add_topology_args
 from sizer.units import fmt_seconds
@@ -17,10 +19,12 @@ def register(sub) -> None:
     p.add_argument("--concurrency", type=positive_int, help="concurrent requests over the deployment")
     p.add_argument("--max-batch", type=positive_int, help="cap on sequences per replica (engine max_num_seqs; default 256)")
     p.add_argument("--max-num-tokens", type=positive_int, help="prefill chunk tokens (default 8192)")
+    add_emit_arg(p)
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
+    resolve_emit(args)
     model, gpu, split, topo, profile = deployment_from_args(args, args.isl + args.osl, "isl + osl")
     est = estimate(model, gpu, split, isl=args.isl, osl=args.osl, batch=args.batch,
                    concurrency=args.concurrency, weight_dtype=args.weight_dtype, kv_dtype=args.kv_dtype,
@@ -31,10 +35,17 @@ def run(args) -> int:
         warn(f"{est.batch} sequences of {args.isl + args.osl} tokens per replica do not fit: room for "
              f"{est.memory['max_sequences']} ({'the engine would queue the rest' if args.engine else 'see memory'}); "
              "the timing below is for the batch as given")
+    tokens = args.max_num_tokens or args.max_num_batched_tokens or \
+        scheduler_limits(get_engine(args.engine), gpu)[1]
+    launch = emit_launch(args, model, split, batch=est.batch, context=est.memory["context"],
+                         precision=est.memory["precision"], max_num_batched_tokens=tokens,
+                         gpus_per_node=split.gpus // args.nodes,
+                         memory_fraction=engine_fraction(args))
     doc = est.to_json()
     doc.update(model=model.name, gpu=gpu.id, split=split.to_json(),
                isl=args.isl, osl=args.osl)
     if args.json:
+        show_emit(launch, doc)
         emit_json(doc)
         return 0
     b = est.breakdown
@@ -51,6 +62,7 @@ def run(args) -> int:
         print(f"  pipeline bubble: prefill {est.pipeline['bubble_fraction_prefill']:.1%}, "
               f"decode {est.pipeline['bubble_fraction_decode']:.1%}")
     print(_render_mem(est.memory, model.name, gpu, split))
+    show_emit(launch)
     return 0
 
 

@@ -30,6 +30,18 @@ def run(args) -> int:
     return 0
 
 
+def _stages(plan, args) -> list[str]:
+    """A line naming the layers per stage when PP leaves them unequal (the default partition)."""
+    from sizer.model.catalog import get_model
+    from sizer.model.split import stage_layers
+
+    model = get_model(args.model)
+    if args.pp < 2 or model.num_layers % args.pp == 0:
+        return []
+    counts = "/".join(str(len(r)) for r in stage_layers(model, args.pp))
+    return [f"pipeline stages: {counts} layers (vLLM's partition; --even-pp asks for equal stages)"]
+
+
 def render(plan, model_name, gpu, args) -> str:
     pg = plan.to_json()["per_gpu"]
     n = args.tp * args.pp * args.dp
@@ -37,7 +49,7 @@ def render(plan, model_name, gpu, args) -> str:
     lines = [f"{model_name} on {gpu.id} - {split}",
              f"params: {plan.params_total / 1e9:.2f}B total, {plan.params_active / 1e9:.2f}B active; "
              f"precision: weights {plan.precision['weights']}, experts {plan.precision['experts']}, "
-             f"KV {plan.precision['kv_cache']}", "",
+             f"KV {plan.precision['kv_cache']}"] + _stages(plan, args) + ["",
              f"{'per GPU (most loaded)':<26}{'bytes':>16}{'':>4}{'share':>8}"]
     cap = pg["capacity_bytes"]
     for key, label in (("weights_bytes", "weights"), ("kv_cache_bytes", "KV cache"),

@@ -3,7 +3,8 @@
 import time
 
 from sizer.output import emit_json, warn
-from .common import check_profile_device, duration, gpu_count, nonempty, positive_int, price
+from .common import (add_emit_arg, add_pp_partition_args, check_profile_device, duration, emit_launch,
+                     gpu_count, nonempty, positive_int, price, resolve_emit, show_emit, uneven_pp_from_args)
 from sizer.hardware.gpus import get_gpu
 from sizer.model.catalog import get_model
 from sizer.hardware.profile import load_profile
@@ -12,7 +13,7 @@ from sizer.plan.search import GIB
 from sizer.plan.whynot import comm_pct
 from .common import add_topology_args, topology_from_args
 
-MAX_WHY_NOT = 8
+MAX_WHY_NOT = 10  # every family of rejected splits comes first (sizer/plan/whynot.py)
 MAX_PARETO = 16  # Pareto rows in the text report (--json has them all)
 
 
@@ -30,8 +31,7 @@ def register(sub) -> None:
     p.add_argument("--gpus", type=gpu_count, required=True, help="GPUs to use (all of them unless --allow-idle)")
     p.add_argument("--gpu", default="h100-sxm", type=nonempty, help="GPU id (see `sizer gpus`; default h100-sxm)")
     add_topology_args(p)
-    p.add_argument("--uneven-pp", action="store_true",
-                   help="also search PP sizes that do not divide the layers (vLLM's uneven partition)")
+    add_pp_partition_args(p)
     w = p.add_argument_group("workload and targets")
     w.add_argument("--isl", type=positive_int, default=1024, help="input tokens per request (default 1024)")
     w.add_argument("--osl", type=positive_int, default=256, help="output tokens per request (default 256)")
@@ -52,11 +52,13 @@ def register(sub) -> None:
     s.add_argument("--engine", type=nonempty, help="engine memory rules: vllm, sglang, trtllm (default: memory the workload needs)")
     s.add_argument("--top", type=positive_int, default=10, help="candidates to list (default 10)")
     s.add_argument("--allow-idle", action="store_true", help="also consider splits that leave some GPUs idle")
+    add_emit_arg(s)
     p.add_argument("--json", action="store_true", help="print one JSON document on stdout")
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
+    resolve_emit(args)
     model, gpu = get_model(args.model), get_gpu(args.gpu)
     ttft, tpot = args.ttft, args.tpot  # seconds (sizer.units.parse_seconds)
     if model.max_position_embeddings and args.isl + args.osl > model.max_position_embeddings:
@@ -75,7 +77,7 @@ def run(args) -> int:
                         gpu_hour_price=args.gpu_hour_price, batch=args.batch,
                         concurrency=args.concurrency, profile=profile,
                         max_batch=args.max_batch, max_num_tokens=args.max_num_tokens,
-                        uneven_pp=args.uneven_pp)
+                        uneven_pp=uneven_pp_from_args(args))
     except TargetsNotMetError as exc:
         _show(exc.recommendation, args, time.perf_counter() - start)
         raise
@@ -83,17 +85,26 @@ def run(args) -> int:
         if args.json:  # what would fit); the message goes to stderr and the exit code is 1
             _show(exc.recommendation, args, time.perf_counter() - start)
         raise
-    _show(rec, args, time.perf_counter() - start)
+    elapsed = time.perf_counter() - start
+    w = rec.winner
+    launch = emit_launch(args, model, w.split, batch=w.batch, context=w.memory["context"],
+                         precision=w.memory["precision"],
+                         max_num_batched_tokens=rec.workload["max_num_tokens"],
+                         gpus_per_node=args.gpus // args.nodes)
+    _show(rec, args, elapsed, launch)
     return 0
 
 
-def _show(rec, args, elapsed_s: float) -> None:
+def _show(rec, args, elapsed_s: float, launch=None) -> None:
+    """The report; --emit's command for the winner after it (in --json: its `emit` field)."""
     if args.json:
         doc = rec.to_json()
         doc["search_time_s"] = elapsed_s
+        show_emit(launch, doc)
         emit_json(doc)
     else:
         print(render(rec, elapsed_s))
+        show_emit(launch)
 
 
 def _t(s: float) -> str:
@@ -166,6 +177,8 @@ def render(rec, elapsed_s: float = 0.0) -> str:
                      "chunked prefill); comm = largest collective's share of a decode step")
     if rec.winner_reason:
         lines += ["", "Winner: " + rec.winner_reason]
+    if rec.precision_hint:
+        lines.append("Precision: " + rec.precision_hint["text"])
     if not any(tg.values()) and rec.candidates:
         lines.append(_no_target_note(rec.candidates[0], rec.objective))
     if rec.why_not:
@@ -178,9 +191,10 @@ def render(rec, elapsed_s: float = 0.0) -> str:
         lines += ["", "Pareto frontier (tok/s per GPU vs interactivity = 1/TPOT)"
                   + (f", {len(shown)} of its {len(rec.pareto)} points (all in --json):"
                      if len(shown) < len(rec.pareto) else ":"),
-                  f"  {'TPOT':>9}{'tok/s/user':>12}{'tok/s/GPU':>11}  {'split':<18}{'weights':<10}{'batch':>6}"]
+                  f"  {'TPOT':>9}{'tok/s/user':>12}{'tok/s/GPU':>11}  {'split':<18}{'weights':<10}{'KV':<6}{'batch':>6}"]
         for p in shown:
             lines.append(f"  {_t(p['tpot_s']):>9}{p['interactivity_tok_s']:>12.1f}"
-                         f"{p['output_tok_s_per_gpu']:>11,.0f}  {p['label']:<18}{p['weight_dtype']:<10}{p['batch']:>6}"
+                         f"{p['output_tok_s_per_gpu']:>11,.0f}  {p['label']:<18}{p['weight_dtype']:<10}"
+                         f"{p['kv_dtype']:<6}{p['batch']:>6}"
                          + ("" if p["meets_targets"] else "  (misses targets)"))
     return "\n".join(lines)

@@ -172,6 +172,20 @@ def profile_from_text(data: bytes | str, path: str = "<text>") -> Profile:
     return profile_from_dict(doc, path)
 
 
+def device_mismatch(profile: Profile | None, gpu) -> str | None:
+    """The warning every face (CLI, UI) gives when a profile was measured on another device than
+    the GPU asked about: its measured constants replace the catalog's, so a CPU profile would
+    make an H100 look like a CPU. None when there is no profile or it names this GPU."""
+    if profile is None:
+        return None
+    measured_on = profile.env.get("gpu_id")
+    if measured_on == gpu.id:
+        return None
+    where = measured_on or profile.env.get("device") or "an unknown device"
+    return (f"profile {profile.path} was measured on {where}, not {gpu.id}: its measured "
+            "constants replace the catalog's for this prediction")
+
+
 @lru_cache(maxsize=None)
 def _validator(version: int):
     """A jsonschema validator for one schema version, its "number" and "integer" types finite:

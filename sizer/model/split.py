@@ -4,9 +4,12 @@ Convention of the serving engines (vLLM `--enable-expert-parallel`, SGLang `--ep
 no GPUs. The expert-parallel group of a pipeline stage is made of its TP x DP ranks, so EP must
 divide TP x DP; each EP rank holds num_experts / EP whole experts. When EP < TP, each expert is
 also tensor-sharded TP / EP ways (Megatron-Core's expert-tensor-parallel grid).
+PP need not divide the layers: the stages are split as the engines split them (stage_layers);
+`--even-pp` (uneven_pp=False) asks for equal stages only. Which of these layouts a given engine
+can run is sizer/cost/engine_support.py's question.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sizer.errors import InputError
 
@@ -17,7 +20,9 @@ class Split:
     pp: int = 1
     dp: int = 1
     ep: int = 1
-    uneven_pp: bool = False  # allow PP that does not divide the layers (vLLM's partition)
+    # PP may leave stages unequal (stage_layers: vLLM's partition, the engines' default). False
+    # (--even-pp) asks for equal stages only. Not part of a split's identity: the same layout.
+    uneven_pp: bool = field(default=True, compare=False)
 
     @property
     def gpus(self) -> int:
@@ -53,7 +58,8 @@ def check_split(model, split: Split, gpus: int | None = None) -> Split:
         raise InputError(f"{model.name}: PP={split.pp} exceeds its {model.num_layers} layers")
     if model.num_layers % split.pp and not split.uneven_pp:
         raise InputError(f"{model.name}: {model.num_layers} layers do not divide by PP={split.pp} "
-                         "(--uneven-pp splits them as vLLM does)")
+                         "(--even-pp asks for equal stages; without it the stages get "
+                         f"{'/'.join(str(len(r)) for r in stage_layers(model, split.pp))} layers, as vLLM splits them)")
     if split.ep > 1:
         if not model.is_moe:
             raise InputError(f"{model.name} is dense: EP={split.ep} needs a mixture-of-experts model")
@@ -67,9 +73,13 @@ def check_split(model, split: Split, gpus: int | None = None) -> Split:
 
 def stage_layers(model, pp: int) -> list[range]:
     """Layer indices of each pipeline stage. Equal counts when PP divides the layers; otherwise
-    vLLM's partition (vllm/distributed/utils.py, get_pp_indices): every stage gets L // PP and
-    the L % PP extra layers go one each to the stages before the last, from the second-to-last
-    backwards (the last stage already holds the LM head)."""
+    vLLM's partition (vllm/distributed/utils.py, get_pp_indices, v0.8+): every stage gets
+    L // PP and the L % PP extra layers go one each to the stages before the last, from the
+    second-to-last backwards (the last stage already holds the LM head). SGLang ports the same
+    function (python/sglang/srt/distributed/utils.py, SGLANG_PP_LAYER_PARTITION to override);
+    TensorRT-LLM gives the extras to the first stages (tensorrt_llm/mapping.py, pp_layers:
+    torch.tensor_split). Either way the slowest stage holds ceil(L / PP) layers and the last
+    stage none of the extras."""
     counts = [model.num_layers // pp] * pp
     for i in range(2, model.num_layers % pp + 2):
         counts[-i] += 1

@@ -27,8 +27,12 @@ from sizer.model.precision import WEIGHT_DTYPES, canonical
 from .search import (MemoryCache, Workload, best_index, enumerate_splits, gpu_counts,
                      group_links, objective_key, placement_flags, search_split, split_json,
                      weight_label)
+from sizer.cost.engine_support import check_layout, supported_layouts
 from sizer.model.split import Split
+from .alternatives import describe_alternative, fp8_alternative
+from .families import divisibility_lines, engine_lines, memory_lines, placement_lines
 from .whynot import divisibility_note, fit_hint, miss_text, why_not_lines, winner_reason
+from .whynot import dtypes as dtypes_text
 
 OBJECTIVES = ("throughput", "latency", "cost")
 
@@ -110,6 +114,7 @@ class Recommendation:
     notes: tuple = field(default=())
     error: str = ""  # set when nothing fits (NothingFitsError)
     suggestion: dict | None = None  # what would fit: weight_dtype, gpus, allow_idle_gpus (+ splits)
+    precision_hint: dict | None = None  # what fp8 weights / KV would give (alternatives.py)
 
     @property
     def winner(self) -> Candidate | None:
@@ -124,6 +129,7 @@ class Recommendation:
                 "rejected": list(self.rejected), "why_not": list(self.why_not),
                 "pareto": list(self.pareto), "evaluated_points": self.evaluated_points,
                 "evaluated_splits": self.evaluated_splits, "notes": list(self.notes),
+                "precision_hint": self.precision_hint,
                 **({"error": self.error, "suggestion": self.suggestion or {}} if self.error else {})}
 
 
@@ -161,7 +167,7 @@ def recommend(model, gpu, gpus: int, *, nodes: int = 1, topology=None, inter_nod
               objective: str = "throughput", weight_dtypes=None, kv_dtype="auto", engine=None,
               top: int = 10, allow_idle: bool = False, gpu_hour_price=None, batch=None,
               concurrency=None, profile=None, max_batch=None, max_num_tokens=None,
-              cuda_graphs=None, uneven_pp: bool = False) -> Recommendation:
+              cuda_graphs=None, uneven_pp: bool = True) -> Recommendation:
     """Search, rank and explain (module docstring). Raises InputError on bad input,
     InfeasibleError when nothing fits (naming a GPU count or precision that would), and
     TargetsNotMetError (an InfeasibleError carrying the closest candidates) when nothing meets
@@ -201,82 +207,114 @@ def recommend(model, gpu, gpus: int, *, nodes: int = 1, topology=None, inter_nod
     mem = MemoryCache(model, gpu, wl)
     targets = {"ttft_s": ttft_s, "tpot_s": tpot_s}
 
-    splits, rejected, dropped = [], [], []
+    splits, rejected, dropped, unsupported = [], [], [], []
     for n in gpu_counts(gpus, allow_idle):
         valid, invalid = enumerate_splits(model, n, uneven_pp)
-        splits += valid
+        for s in valid:
+            why = check_layout(rules, s, model)
+            (unsupported.append((s, why)) if why else splits.append(s))
         dropped += invalid
-        rejected += [{**split_json(s), "weight_dtype": None, "kind": "divisibility", "reason": r}
-                     for s, r in invalid]
+    rejected += [{**split_json(s), "weight_dtype": None, "kv_dtype": None, "kind": "divisibility",
+                  "reason": r} for s, r in dropped]
+    rejected += [{**split_json(s), "weight_dtype": None, "kv_dtype": None, "kind": "engine",
+                  "reason": r} for s, r in unsupported]
     inside = [s for s in splits if "tp_spans_nodes" not in placement_flags(topo, s)]
     across = [s for s in splits if s not in inside]
 
-    def search(group):
+    def search(group, wds=dtypes, kds=kv_dtypes):
         found = []
         for split in group:
             flags = placement_flags(topo, split)
-            for wd in dtypes:
-                for kd in kv_dtypes:
+            for wd in wds:
+                for kd in kds:
                     found.append(search_split(model, device, split, wd, kd, wl, topo, profile,
                                                mem, batch, concurrency, targets, flags, objective))
         return found
 
-    results = search(inside)
-    notes = [divisibility_note(model, dropped)] if dropped else []
+    results, placed = search(inside), search(across)  # TP across nodes: costed, ranked only if
+    notes = [divisibility_note(model, dropped)] if dropped else []  # nothing inside a node fits
+    if unsupported:
+        notes.append(f"{len(unsupported)} split{'s' if len(unsupported) != 1 else ''} not offered: "
+                     f"{supported_layouts(rules)}")
     if allow_idle and gpus > 1:
         notes.append(f"--allow-idle: splits use different numbers of the {gpus} GPUs (column GPUs); "
                      "tok/s per GPU counts only the GPUs a split uses, so per-GPU numbers compare "
                      "splits of different sizes")
     if not any(r["points"] is not None for r in results) and across:
-        results += search(across)
+        results, placed = results + placed, []
         notes.append(f"no split with TP inside a node of {topo.gpus_per_node} fits; "
                      "TP groups spanning nodes were searched too")
-    elif across:
-        rejected += [{**split_json(s), "weight_dtype": None, "kind": "placement",
-                      "reason": f"TP={s.tp} would span nodes of {topo.gpus_per_node} GPUs; "
-                                "splits with TP inside a node fit"} for s in across]
-    for r in results:
+    for r in results + placed:
         if r["rejected"] is not None:
             rejected.append(r["rejected"])
     fitted = [r for r in results if r["points"] is not None]
-    workload = {"isl": isl, "osl": osl, "engine": wl.engine, "max_batch": wl.max_batch,
-                "max_num_tokens": wl.max_num_tokens, "batch": batch, "concurrency": concurrency,
-                "mode": wl.mode, "allow_idle": allow_idle, "gpu_hour_price": gpu_hour_price}
+    workload = {"isl": isl, "osl": osl, "engine": rules.name if rules else None,
+                "max_batch": wl.max_batch, "max_num_tokens": wl.max_num_tokens, "batch": batch,
+                "concurrency": concurrency, "mode": wl.mode, "allow_idle": allow_idle,
+                "gpu_hour_price": gpu_hour_price, "uneven_pp": uneven_pp}
     common = dict(model=model.name, gpu=gpu.id, gpus=gpus, nodes=topo.nodes, topology=topo.describe(),
                   objective=objective, targets=targets, workload=workload, evaluated_splits=len(results),
                   notes=tuple(notes))
+    families = [memory_lines(results + placed), [], engine_lines(unsupported, rules.name) if rules else [],
+                divisibility_lines(model, dropped)]
     if not fitted:
         msg, suggestion = fit_hint(model, gpu, gpus, topo, dtypes, kv_dtypes, wl, results, dropped,
-                                   allow_idle)
+                                   allow_idle, uneven_pp)
         raise NothingFitsError(msg, Recommendation(
             **common, candidates=(), rejected=tuple(rejected), pareto=(),
-            why_not=tuple(why_not_lines([], results, targets, objective)), winner_reason="",
+            why_not=tuple(why_not_lines([], targets, objective, families=families)), winner_reason="",
             evaluated_points=0, meets_targets=False, error=msg, suggestion=suggestion))
 
     cands = [_candidate(r, objective, targets, gpu_hour_price, mem, topo) for r in fitted]
-    meeting = [c for c in cands if c.meets_targets]
-    if meeting:
-        ranked = sorted(meeting, key=lambda c: objective_key(objective, c.output_tok_s_per_gpu,
-                                                              c.tpot_s, c.ttft_s, c.split.gpus))
-    else:
-        ranked = sorted(cands, key=lambda c: (c.miss, -c.output_tok_s_per_gpu))
+    ranked = _rank(cands, objective)
+    meeting = [c for c in ranked if c.meets_targets]
     for c in cands:
         if not c.meets_targets:
-            rejected.append({**split_json(c.split), "weight_dtype": c.weight_dtype, "kind": "targets",
-                             "reason": miss_text(c, targets)})
+            rejected.append({**split_json(c.split), "weight_dtype": c.weight_dtype, "kv_dtype": c.kv_dtype,
+                             "kind": "targets", "reason": miss_text(c, targets)})
     pareto = _pareto(fitted, targets)
     index = {(c.split, c.weight_dtype, c.kv_dtype): r["points"] for c, r in zip(cands, fitted)}
+    across_cands = [_candidate(r, objective, targets, gpu_hour_price, mem, topo)
+                    for r in placed if r["points"] is not None]
+    families[1] = placement_lines(across_cands, ranked[0], objective, targets, index, topo.gpus_per_node)
+    costed = {c.split: c for c in across_cands}
+    for s in (across if placed else ()):
+        row = {**split_json(s), "weight_dtype": None, "kv_dtype": None, "kind": "placement",
+               "reason": f"TP={s.tp} would span nodes of {topo.gpus_per_node} GPUs; splits with TP "
+                         "inside a node fit"}
+        if s in costed:  # what it would give, for the why-not line's numbers
+            c = costed[s]
+            row.update(weight_dtype=c.weight_dtype, kv_dtype=c.kv_dtype, batch=c.batch, tpot_s=c.tpot_s,
+                       output_tok_s_per_gpu=c.output_tok_s_per_gpu)
+        rejected.append(row)
+    hint = None
+    if dtypes == [None] and kv_dtypes == ["auto"]:
+        alt = fp8_alternative(gpu, fitted[0]["plan1"].precision)
+        if alt is not None:
+            found = [r for r in search(inside or splits, [alt[0]], [alt[1]]) if r["points"] is not None]
+            alts = _rank([_candidate(r, objective, targets, gpu_hour_price, mem, topo) for r in found], objective)
+            hint = describe_alternative(alts[0] if alts else None, ranked[0], alt, objective)
     rec = Recommendation(
         **common, candidates=tuple(ranked[:top]), rejected=tuple(rejected), pareto=tuple(pareto),
-        why_not=tuple(why_not_lines(ranked, results, targets, objective, index)),
+        why_not=tuple(why_not_lines(ranked, targets, objective, index, families)),
         winner_reason=winner_reason(ranked, objective, targets, topo, index, gpus) if meeting else "",
-        evaluated_points=sum(len(r["points"].batch) for r in fitted), meets_targets=bool(meeting))
+        evaluated_points=sum(len(r["points"].batch) for r in fitted), meets_targets=bool(meeting),
+        precision_hint=hint)
     if not meeting:
         best = ranked[0]
         raise TargetsNotMetError(
             f"no split of {model.name} on {gpus}x {gpu.id} meets the targets; closest: "
-            f"{best.label} {best.weight_dtype} at batch {best.batch} ({miss_text(best, targets)})", rec)
+            f"{best.label} ({dtypes_text(best)}) at batch {best.batch} ({miss_text(best, targets)})", rec)
     return rec
+
+
+def _rank(cands, objective) -> list:
+    """Those meeting the targets by the objective, else all by how far they miss."""
+    meeting = [c for c in cands if c.meets_targets]
+    if meeting:
+        return sorted(meeting, key=lambda c: objective_key(objective, c.output_tok_s_per_gpu,
+                                                            c.tpot_s, c.ttft_s, c.split.gpus))
+    return sorted(cands, key=lambda c: (c.miss, -c.output_tok_s_per_gpu))
 
 
 def _weight_dtypes(weight_dtypes) -> list:
@@ -341,7 +379,8 @@ def _pareto(fitted, targets) -> list[dict]:
             best = -neg_tok
             meets = ((not targets["tpot_s"] or tpot <= targets["tpot_s"])
                      and (not targets["ttft_s"] or pts.ttft_s[i] <= targets["ttft_s"]))
-            out.append({**split_json(pts.split), "weight_dtype": wd, "batch": int(pts.batch[i]),
+            out.append({**split_json(pts.split), "weight_dtype": wd, "kv_dtype": r["plan1"].precision["kv_cache"],
+                        "batch": int(pts.batch[i]),
                         "tpot_s": tpot, "ttft_s": float(pts.ttft_s[i]), "interactivity_tok_s": 1.0 / tpot,
                         "output_tok_s_per_gpu": -neg_tok, "meets_targets": bool(meets)})
     return out

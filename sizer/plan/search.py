@@ -70,10 +70,11 @@ def gpu_counts(gpus: int, allow_idle: bool) -> list[int]:
     return sorted(set(divisors(gpus)) | powers, reverse=True)
 
 
-def enumerate_splits(model, n: int, uneven_pp: bool = False) -> tuple[list[Split], list[tuple[Split, str]]]:
+def enumerate_splits(model, n: int, uneven_pp: bool = True) -> tuple[list[Split], list[tuple[Split, str]]]:
     """Every TP x PP x DP = n split the model divides into (with every valid EP for MoE
     models: EP divides TP x DP and the expert count), and the splits it does not divide
-    into, each with check_split's one-line reason."""
+    into, each with check_split's one-line reason. PP need not divide the layers unless
+    uneven_pp is False (--even-pp)."""
     valid, invalid = [], []
     for tp in divisors(n):
         for pp in divisors(n // tp):
@@ -314,5 +315,6 @@ def reject_memory(split, wd, plan, what) -> dict:
         plan.kv_bytes_per_token * plan.context * max(plan.batch, 1)
     reason = (f"doesn't fit: {what} of {plan.context} tokens needs {need / GIB:.1f} GiB per GPU "
               f"of {pg['capacity_bytes'] / GIB:.1f} GiB (weights {plan.weights_bytes / GIB:.1f} GiB)")
-    return {**split_json(split), "weight_dtype": weight_label(wd, plan.precision), "kind": "memory",
+    return {**split_json(split), "weight_dtype": weight_label(wd, plan.precision),
+            "kv_dtype": plan.precision["kv_cache"], "kind": "memory",
             "reason": reason, "needs_bytes": need, "capacity_bytes": pg["capacity_bytes"]}

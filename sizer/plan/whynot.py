@@ -9,7 +9,10 @@ and points the right way; when none does, no cause is given rather than an inven
   KV room of sizer/engines.memory_plan, the engine's max_num_seqs);
 - a slower decode step (higher TPOT) is blamed on one dimension of the split (PP, EP, TP, weight
   or KV precision) only when the same split with the winner's value of that dimension is faster
-  at the same batch per replica (both costed by sizer/estimate.serving_curve); on the
+  under the same load (both costed by sizer/estimate.serving_curve), and the line says which
+  load: for throughput and cost, the same sequences per GPU (tok/s per GPU = sequences per GPU /
+  TPOT, so a 4-GPU replica is compared at twice a 2-GPU replica's batch); for latency, the same
+  batch per replica (what one request waits for); on the
   communication share of the decode step (sizer/cost/step.py rows) when it is clearly larger; and, for
   dense TP, on the weight bytes a token's step streams per GPU (decode is bound by weight reads:
   weights per GPU x PP stages in sequence, scaling-book "All About Transformer Inference").
@@ -37,6 +40,11 @@ def _n(x: float) -> str:
 def comm_pct(share: float) -> str:
     """The one rendering of a collective's share of the decode step (table and sentences)."""
     return f"{share:.0%}"
+
+
+def dtypes(c) -> str:
+    """'bf16 weights, fp8 KV': every candidate and why-not line names both precisions."""
+    return f"{c.weight_dtype} weights, {c.kv_dtype} KV"
 
 
 def _comm_text(c) -> str:
@@ -76,12 +84,21 @@ def _load_text(c, w, targets) -> str:
     return f"{n_c} sequences per GPU vs {n_w} (its best batch, {c.batch} per replica)"
 
 
-def _tpot_at(points, batch: int):
+def _tpot_at(points, batch: float):
     """TPOT of a costed split at `batch` per replica: exact on its grid, log-linear between grid
     points, None beyond its largest batch (it does not hold that many)."""
-    if points is None or batch > points.batch[-1] or batch < points.batch[0]:
+    if points is None or batch > points.batch[-1] * (1 + 1e-9) or batch < points.batch[0] * (1 - 1e-9):
         return None
     return float(np.interp(np.log(batch), np.log(points.batch), points.tpot_s))
+
+
+def _same_load(c, split, objective) -> tuple[float, str]:
+    """The batch per replica at which `split` carries c's load, and the words for that load:
+    the same sequences per GPU (throughput, cost) or the same batch per replica (latency)."""
+    if objective == "latency":
+        return float(c.batch), f"at batch {c.batch} per replica"
+    batch = c.batch * (split.tp * split.pp) / (c.split.tp * c.split.pp)
+    return batch, f"both at {_n(per_gpu_load(c))} sequences per GPU"
 
 
 def _sibling(c, w, dim):
@@ -116,18 +133,20 @@ def _dim_text(c, w, dim) -> str:
     return f"{c.kv_dtype} KV cache, not {w.kv_dtype}"
 
 
-def _step_causes(c, w, index) -> list[str]:
-    """Why c's decode step is slower than the winner's, each checked like with like."""
+def _step_causes(c, w, index, objective="throughput") -> list[str]:
+    """Why c's decode step is slower than the winner's, each checked like with like (same
+    sequences per GPU, or for latency the same batch per replica: _same_load)."""
     out = []
     keys = {"pp": c.split.pp != w.split.pp, "ep": c.split.ep != w.split.ep, "tp": c.split.tp != w.split.tp,
             "weights": c.weight_dtype != w.weight_dtype, "kv": c.kv_dtype != w.kv_dtype}
     for dim in (d for d, differs in keys.items() if differs):
         sib = _sibling(c, w, dim)
-        t_sib = _tpot_at(index.get(sib), c.batch) if sib else None
+        at_batch, at = _same_load(c, sib[0], objective) if sib else (0.0, "")
+        t_sib = _tpot_at(index.get(sib), at_batch) if sib else None
         t_c = _tpot_at(index.get((c.split, c.weight_dtype, c.kv_dtype)), c.batch) or c.tpot_s
         if t_sib is not None and t_c > 1.05 * t_sib:
             as_ = f"in {sib[1]}" if dim == "weights" else (f"with {sib[2]} KV" if dim == "kv" else f"as {sib[0].label()}")
-            out.append(f"{_dim_text(c, w, dim)}: TPOT {_ms(t_c)} vs {_ms(t_sib)} {as_} at batch {c.batch}")
+            out.append(f"{_dim_text(c, w, dim)}: TPOT {_ms(t_c)} vs {_ms(t_sib)} {as_} {at}")
     if c.comm_op and c.comm_op_share >= 0.15 and c.comm_op_share > w.comm_op_share + 0.05:
         out.append(_comm_text(c))
     if not any(t.startswith("layers") for t in out) and c.split.tp < w.split.tp \
@@ -152,7 +171,14 @@ def cause(c, w, objective="throughput", targets=None, index=None) -> str:
             causes.append(_load_text(c, w, targets))
     if gap >= TIED and (c.tpot_s > 1.03 * w.tpot_s or "tpot" in c.cap):
         # a slower step, or one that reaches the TPOT target at a smaller batch
-        causes += _step_causes(c, w, index)
+        step = _step_causes(c, w, index, objective)
+        load = per_gpu_load(c)
+        if not step and objective != "latency" and abs(load / per_gpu_load(w) - 1) < 0.05 \
+                and c.tpot_s > 1.03 * w.tpot_s:  # the same load: the steps compare directly
+            comm = f" ({_comm_text(c)})" if c.comm_op and c.comm_op_share > w.comm_op_share + 0.05 else ""
+            step = [f"at the same {_n(load)} sequences per GPU its decode step is slower: TPOT "
+                    f"{_ms(c.tpot_s)} vs {_ms(w.tpot_s)}{comm}"]
+        causes += step
     if gap < TIED:
         causes = []
     extra = [t for f, t in (("tp_spans_sockets", "its TP group spans both CPU sockets"),
@@ -178,7 +204,7 @@ def winner_reason(ranked, objective, targets, topo, index=None, gpus=None) -> st
     what = {"throughput": "the most output tokens per GPU", "latency": "the lowest TPOT",
             "cost": "the lowest cost per token"}[objective]
     met = [f"{k[:-2].upper()} <= {_ms(v)}" for k, v in targets.items() if v]
-    text = (f"{w.label}{idle} in {w.weight_dtype} gives {what}"
+    text = (f"{w.label}{idle} with {w.weight_dtype} weights and {w.kv_dtype} KV gives {what}"
             + (f" that meets {' and '.join(met)}" if met else "")
             + f": {w.output_tok_s_per_gpu:,.0f} tok/s per GPU at batch {w.batch} per replica, "
             f"TPOT {_ms(w.tpot_s)}, TTFT {_ms(w.ttft_s)}, {w.headroom_bytes / GIB:.1f} GiB free per GPU")
@@ -191,43 +217,34 @@ def winner_reason(ranked, objective, targets, topo, index=None, gpus=None) -> st
         r = ranked[1]
         close = objective != "latency" and r.output_tok_s_per_gpu >= 0.98 * w.output_tok_s_per_gpu
         if close and r.tpot_s < w.tpot_s:
-            text += (f" Runner-up {r.label} ({r.weight_dtype}) is practically tied ({_versus(r, w, objective)})"
+            text += (f" Runner-up {r.label} ({dtypes(r)}) is practically tied ({_versus(r, w, objective)})"
                      f" with a lower TPOT, {_ms(r.tpot_s)}: prefer it if latency matters.")
         else:
             why = cause(r, w, objective, targets, index)
-            text += f" Runner-up {r.label} ({r.weight_dtype}): {_versus(r, w, objective)}" + \
+            text += f" Runner-up {r.label} ({dtypes(r)}): {_versus(r, w, objective)}" + \
                 (f", because {why}." if why else ".")
     return text
 
 
-def why_not_lines(ranked, results, targets, objective, index=None) -> list[str]:
-    """One line per notable loser: ranked losers against the winner, target misses, and splits
-    that do not fit (one line per TP x PP x EP and precision: DP does not change memory)."""
-    losers, misses, memory = [], [], []
+def why_not_lines(ranked, targets, objective, index=None, families=()) -> list[str]:
+    """One line per notable loser: ranked losers against the winner, target misses, and the
+    families of splits that never made the ranking (`families`: lists of lines from
+    sizer/plan/families.py: memory, TP across nodes, engine layouts, divisibility)."""
+    losers, misses = [], []
     meeting = [c for c in ranked if c.meets_targets]
     if meeting:
         w = meeting[0]
         for c in meeting[1:]:
             why = cause(c, w, objective, targets, index)
-            losers.append(f"{c.label} ({c.weight_dtype}): {_versus(c, w, objective)}" + (f"; {why}" if why else ""))
+            losers.append(f"{c.label} ({dtypes(c)}): {_versus(c, w, objective)}" + (f"; {why}" if why else ""))
     for c in ranked:
         if not c.meets_targets:
-            misses.append(f"{c.label} ({c.weight_dtype}): {miss_text(c, targets)}")
-    seen = set()
-    for r in results:
-        rej = r["rejected"]
-        if rej is None or rej["kind"] != "memory":
-            continue
-        s = r["split"]
-        key = (s.tp, s.pp, s.ep, rej["weight_dtype"])
-        if key in seen:
-            continue
-        seen.add(key)
-        label = f"TP{s.tp} PP{s.pp}" + (f" EP{s.ep}" if s.ep > 1 else "") + " (any DP)"
-        memory.append(f"{label} ({rej['weight_dtype']}): {rej['reason']}")
-    # priority order, so that a short display shows every kind: the closest losers, then what
-    # does not fit, then target misses, then the remaining losers
-    return losers[:4] + memory[:3] + misses[:3] + losers[4:] + memory[3:] + misses[3:]
+            misses.append(f"{c.label} ({dtypes(c)}): {miss_text(c, targets)}")
+    families = [f for f in families if f]
+    # priority order, so that a short display shows every kind: the closest losers, the first
+    # line of every family, the first target misses, then the rest
+    return (losers[:3] + [f[0] for f in families] + misses[:2] + losers[3:]
+            + [line for f in families for line in f[1:]] + misses[2:])
 
 
 def divisibility_summary(model, dropped) -> str:
@@ -251,24 +268,32 @@ def divisibility_note(model, dropped) -> str:
             f"{'them' if n != 1 else 'it'} ({divisibility_summary(model, dropped)})")
 
 
-def fit_hint(model, gpu, gpus, topo, dtypes, kv_dtypes, wl, results, dropped=(), allow_idle=False):
+def fit_hint(model, gpu, gpus, topo, dtypes, kv_dtypes, wl, results, dropped=(), allow_idle=False,
+             uneven_pp=True):
     """(message, suggestion) of an infeasible request: the leanest split's need, and the
-    precision, the GPU count or the idle-GPU split that would fit."""
+    precision, the uneven pipeline stages (under --even-pp), the GPU count or the idle-GPU split
+    that would fit."""
     rej = [r["rejected"] for r in results if r["rejected"] is not None and r["rejected"]["kind"] == "memory"]
     lean = min(rej, key=lambda d: d["needs_bytes"])
-    what = lean["weight_dtype"]
+    what = f"{lean['weight_dtype']} weights, {lean['kv_dtype']} KV"
     searched = {(r["split"].tp, r["split"].pp, r["split"].dp) for r in results}
     if len(searched) == 1 and dropped:
         which = (f"with {gpus} GPUs the only split {model.name} divides into, {lean['label']} "
                  f"({divisibility_summary(model, dropped)}),")
     else:
         which = f"the leanest split, {lean['label']},"
-    msg = (f"{model.name} does not fit on {gpus}x {gpu.id} in {what} with {wl.context} tokens of "
-           f"context (isl + osl): {which} needs "
+    msg = (f"{model.name} does not fit on {gpus}x {gpu.id} ({what}, {wl.context} tokens of "
+           f"context: isl + osl): {which} needs "
            f"{lean['needs_bytes'] / GIB:.1f} GiB per GPU of {lean['capacity_bytes'] / GIB:.1f} GiB")
     hints, suggestion = [], {}
     mem = MemoryCache(model, gpu, wl)
     kd = kv_dtypes[0]
+    if not uneven_pp:  # --even-pp: would the engines' uneven stages hold it?
+        fits = [s for s in sorted(enumerate_splits(model, gpus, True)[0], key=lambda s: (-s.tp, s.pp, -s.ep))
+                if model.num_layers % s.pp and _runs(wl.engine, s, model) and mem.max_batch(s, dtypes[0], kd) >= 1]
+        if fits:
+            hints.append(f"it fits with uneven pipeline stages (drop --even-pp, e.g. {fits[0].label()})")
+            suggestion.update(uneven_pp=True, uneven_pp_split=fits[0].label())
     for d in ("fp8", "int4"):
         if d in dtypes:
             continue
@@ -281,7 +306,7 @@ def fit_hint(model, gpu, gpus, topo, dtypes, kv_dtypes, wl, results, dropped=(),
     per_node = max(topo.gpus_per_node, int(gpu.gpus_per_node or 1))  # a bigger request fills whole nodes
     counts = sorted({1 << k for k in range(1, 13)} | {per_node * k for k in range(1, 65)})
     for n in (c for c in counts if gpus < c <= 4096):
-        ok = _lean_fit(model, mem, n, per_node, dtypes[0], kd)
+        ok = _lean_fit(model, mem, n, per_node, dtypes[0], kd, uneven_pp, wl.engine)
         if ok is not None:
             nodes = -(-n // per_node)
             hints.append(f"it would fit on {n} GPUs ({ok.label()}"
@@ -292,7 +317,7 @@ def fit_hint(model, gpu, gpus, topo, dtypes, kv_dtypes, wl, results, dropped=(),
         hints.append("no split of up to 4096 GPUs holds it")
     if not allow_idle:
         for n in gpu_counts(gpus, True)[1:]:
-            ok = _lean_fit(model, mem, n, per_node, dtypes[0], kd)
+            ok = _lean_fit(model, mem, n, per_node, dtypes[0], kd, uneven_pp, wl.engine)
             if ok is not None:
                 hints.append(f"on {n} of the {gpus} GPUs with --allow-idle ({ok.label()})")
                 suggestion.update(allow_idle_gpus=n, allow_idle_split=ok.label())
@@ -301,10 +326,18 @@ def fit_hint(model, gpu, gpus, topo, dtypes, kv_dtypes, wl, results, dropped=(),
     return msg + "; " + " or ".join(hints) + "." + dropped_note, suggestion
 
 
-def _lean_fit(model, mem, n, per_node, dtype, kd):
+def _runs(engine, split, model) -> bool:
+    from sizer.cost.engine_support import check_layout
+
+    return check_layout(engine, split, model) is None
+
+
+def _lean_fit(model, mem, n, per_node, dtype, kd, uneven_pp=True, engine=None):
     """A split of n GPUs that holds at least one sequence, leanest first (widest TP inside a
-    node, no DP for dense models, MoE experts spread over all TP x DP ranks), or None."""
-    valid, _ = enumerate_splits(model, n)
+    node, no DP for dense models, MoE experts spread over all TP x DP ranks), that the engine
+    runs, or None."""
+    valid, _ = enumerate_splits(model, n, uneven_pp)
+    valid = [s for s in valid if _runs(engine, s, model)]
     lean = sorted((s for s in valid if s.tp <= per_node and s.ep == _max_ep(model, s.tp * s.dp)
                    and (model.is_moe or s.dp == 1)), key=lambda s: (-s.tp, s.pp))
     if not model.is_moe and not lean:  # n prime to the heads and layers: DP replicas of fewer
