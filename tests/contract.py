@@ -548,7 +548,7 @@ def corrupted_profile(draw) -> tuple:
     if where == "segment":
         key = draw(st.sampled_from(["latency_s", "busbw_bytes_per_s"]))
         value, label = draw(st.sampled_from(BAD_NUMBER))
-        if key == "latency_s" and label == "zero":
+        if key == "latency_s" and label in ("zero", "tiny"):  # a latency may be 0 (or ~0)
             value, label = -1e-6, "negative"
         fit["segments"][0][key] = value
         return _dump(doc), f"profile segment {key}: {label}"
@@ -559,14 +559,13 @@ def corrupted_profile(draw) -> tuple:
         doc["compute"] = draw(st.sampled_from([5, [], "x"]))
         return _dump(doc), "profile compute: not an object"
     value, label = draw(st.sampled_from(BAD_NUMBER))
-    if key == "matmul_half_rows" and label == "zero":
+    if key == "matmul_half_rows" and label in ("zero", "tiny"):  # 0 rows: full rate at any M
         value, label = -64.0, "negative"
-    if key in ("matmul_flops_per_s", "attention_flops_per_s"):
-        value = {"bf16": value} if draw(st.booleans()) else value
-        label = label if isinstance(value, dict) else f"{label} (not per dtype)"
-    if key == "kernel_launch_s":
-        value = {"eager": value} if draw(st.booleans()) else value
-        label = label if isinstance(value, dict) else f"{label} (not per mode)"
+    if key in ("matmul_flops_per_s", "attention_flops_per_s", "kernel_launch_s"):
+        inner = "bf16" if key != "kernel_launch_s" else "eager"
+        wrap = value == {} or draw(st.booleans())  # {} alone is "nothing measured": valid
+        value = {inner: value} if wrap else value
+        label = label if wrap else f"{label} (not per {'mode' if inner == 'eager' else 'dtype'})"
     compute[key] = value
     return _dump(doc), f"profile compute {key}: {label}"
 
