@@ -1,6 +1,8 @@
 """The memory model against every engine-memory row of data/reference/memory_facts.json (a copy
-of the shared reference file, shipped with the repository) that sizer can model. Prints a table,
-then one JSON line (median / worst |error| %, and the worst row signed).
+of the shared reference file, shipped with the repository) that sizer can model, and against
+the hybrid-attention start-up logs of data/engine_kv_logs.json (gpt-oss: sliding-window + full
+layers). Prints a table, then one JSON line (median / worst |error| % per family, and the worst
+row signed; every hybrid row's signed error).
 
 Usage: python benchmarks/memory_vs_reference.py [path/to/memory_facts.json]
 """
@@ -96,6 +98,39 @@ def transformers_rows(facts):
     return out
 
 
+def hybrid_rows():
+    """data/engine_kv_logs.json (shipped with sizer): what vLLM logged at start-up for gpt-oss
+    vs sizer. K0002 tests the reporting rule alone (the log's own available memory in, the
+    'GPU KV cache size' out); the others the weights and the available KV memory."""
+    from sizer.cost import kv_cache
+    from sizer.cost.memory import kv_stage_groups
+    from sizer.model.resources import read_json
+
+    by_id = {r["id"]: r for r in read_json("engine_kv_logs.json")}
+    m20, m120 = get_model("gpt-oss-20b"), get_model("gpt-oss-120b")
+    h100, a100 = get_gpu("h100-sxm"), get_gpu("a100-80g-sxm")
+    out = []
+    avail = by_id["K0001"]["value"] * GIB
+    groups = kv_stage_groups(m120, Split(), resolve_precision(m120))
+    pool = kv_cache.vllm_pool(m120, groups, [avail], 131072, 16, 8192)
+    out.append(("K0002", "vLLM gpt-oss-120b 'GPU KV cache size' from its 5.38 GiB", by_id["K0002"]["value"],
+                pool.reported_tokens))
+    full, slide = groups[0][1].bytes_per_token, groups[0][0].bytes_per_token
+    old = avail / (full + slide * 128 / 131072)  # sizer before #19: windowed layers amortised
+    out.append(("K0002", "  (sizer before #19: tokens a full-length sequence holds)", by_id["K0002"]["value"], old))
+    p = memory_plan(m20, a100, Split(), engine="vllm", fraction=0.65, context=131072)
+    out.append(("K0003", "vLLM gpt-oss-20b A100 weights (GiB)", by_id["K0003"]["value"], p.weights_bytes / GIB))
+    out.append(("K0004", "vLLM gpt-oss-20b A100 0.65 available KV (GiB)", by_id["K0004"]["value"],
+                p.kv_cache_bytes / GIB))
+    p = memory_plan(m120, h100, Split(), engine="vllm", fraction=0.95, context=131072, max_num_batched_tokens=1024)
+    out.append(("K0005", "vLLM gpt-oss-120b H100 0.95 available KV (GiB)", by_id["K0005"]["value"],
+                p.kv_cache_bytes / GIB))
+    out.append(("K0006", "vLLM gpt-oss-120b H100 weights (GiB)", by_id["K0006"]["value"], p.weights_bytes / GIB))
+    p = memory_plan(m20, h100, Split(tp=2), engine="vllm", context=131072)
+    out.append(("K0007", "vLLM gpt-oss-20b TP2 weights per GPU (GiB)", by_id["K0007"]["value"], p.weights_bytes / GIB))
+    return out
+
+
 def main(argv):
     path = argv[1] if len(argv) > 1 else DEFAULT
     if not os.path.isfile(path):
@@ -105,11 +140,17 @@ def main(argv):
     with open(path) as fh:
         facts = json.load(fh)
     rows = vllm_rows(facts) + transformers_rows(facts)
+    hybrid = hybrid_rows()
     print(f"{'record':<8} {'what':<58}{'measured':>12}{'sizer':>12}{'error':>9}")
-    errs = {"engine": [], "transformers": []}
-    for rid, what, meas, pred in rows:
+    errs = {"engine": [], "transformers": [], "hybrid": []}
+    signed = []
+    for rid, what, meas, pred in rows + hybrid:
         err = (pred - meas) / meas * 100
-        errs["transformers" if what.startswith("HF") else "engine"].append((abs(err), err, rid, what))
+        kind = "transformers" if what.startswith("HF") else "hybrid" if (rid, what, meas, pred) in hybrid else "engine"
+        if not what.startswith("  ("):  # the 'before' line is shown, not scored
+            errs[kind].append((abs(err), err, rid, what))
+            if kind == "hybrid":
+                signed.append(round(err, 2))
         print(f"{rid:<8} {what:<58}{meas:>12.2f}{pred:>12.2f}{err:>8.1f}%")
     summary = {}
     for k, v in errs.items():
@@ -118,6 +159,7 @@ def main(argv):
                       "max_abs_err_pct": round(worst[0], 2) if v else None,
                       "worst_signed_err_pct": round(worst[1], 2) if v else None,
                       "worst_record": f"{worst[2]} {worst[3]}" if v else None}
+    summary["hybrid"]["signed_err_pct"] = signed
     print(json.dumps({"benchmark": "memory_vs_reference", **summary}))
 
 

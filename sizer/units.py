@@ -79,9 +79,10 @@ def parse_seconds(text, maximum: float = MAX_SECONDS) -> float:
     return seconds
 
 
-def parse_count(text, maximum: int, what: str = "count") -> int:
-    """A whole number in [1, maximum]: '8' -> 8. Refuses '2.7' (it would be truncated), '1e3',
-    '', 0, negatives and values above `maximum` (say which bound in the caller's docstring)."""
+def parse_count(text, maximum: int, what: str = "count", minimum: int = 1) -> int:
+    """A whole number in [minimum, maximum] (minimum 1 or 0): '8' -> 8. Refuses '2.7' (it would
+    be truncated), '1e3', '', values below `minimum` and above `maximum` (say which bound in the
+    caller's docstring)."""
     if isinstance(text, bool) or not isinstance(text, (int, str)):
         raise InputError(f"{what} must be a whole number, got {text!r}")
     body = str(text).strip()
@@ -90,8 +91,9 @@ def parse_count(text, maximum: int, what: str = "count") -> int:
     if len(body.lstrip("+-")) > 30:  # no int() on thousands of digits
         raise InputError(f"{what} {body[:12]}... is beyond the largest meaningful one ({maximum:,})")
     value = int(body)
-    if value < 1:
-        raise InputError(f"{what} must be a positive whole number, got {text!r}")
+    if value < minimum:
+        kind = "positive" if minimum == 1 else "non-negative" if minimum == 0 else f">= {minimum}"
+        raise InputError(f"{what} must be a {kind} whole number, got {text!r}")
     if value > maximum:
         raise InputError(f"{what} {value:,} is beyond the largest meaningful one ({maximum:,})")
     return value
@@ -106,6 +108,14 @@ def parse_positive(text, what: str = "value", maximum: float = 1e15) -> float:
         raise InputError(f"{what} must be positive, got {text!r}")
     if value > maximum:
         raise InputError(f"{what} {text!r} is beyond {maximum:.4g}")
+    return value
+
+
+def parse_number(text, low: float, high: float, what: str = "value") -> float:
+    """A finite plain number in [low, high], e.g. an acceptance rate in [0, 1]."""
+    value, unit = _split(text, what, f"{low:g}, {high:g}")
+    if unit or not low <= value <= high:
+        raise InputError(f"{what} must be a number in [{low:g}, {high:g}], got {text!r}")
     return value
 
 

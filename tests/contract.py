@@ -261,11 +261,11 @@ TOPO_BAD = {"--nodes": BAD_COUNT, "--topology": BAD_NAME, "--inter-node": BAD_NA
 
 
 def _engine_args(draw) -> list:
-    engine = draw(st.sampled_from([None, "vllm", "sglang", "trtllm"]))
+    engine = draw(st.sampled_from([None, "vllm", "sglang", "trtllm", "none"]))
     if engine is None:
         return []
     argv = ["--engine", engine]
-    if draw(st.booleans()):
+    if engine != "none" and draw(st.booleans()):
         argv += [ENGINE_FRACTION[engine], draw(st.sampled_from(["0.9", "0.5", "1", "0.85"]))]
     return argv
 
@@ -324,15 +324,16 @@ def step_case(draw, corrupt: bool):
     else:
         argv += ["--context", draw(st.sampled_from(["1", "4096", "131072"]))]
     argv += draw(_optional({**MODEL_FLAGS, "--batch": _count(1, 256), "--overlap": None,
-                            "--sequence-parallel": None}))
+                            "--sequence-parallel": None,
+                            "--engine": st.sampled_from(["vllm", "sglang", "none"])}))
     why = None
     if corrupt:
-        ignored = {"--engine": st.sampled_from(["vllm", "ollama"]),
-                   "--gpu-memory-utilization": st.just("0.8"),
+        ignored = {"--gpu-memory-utilization": st.just("0.8"),
                    "--mem-fraction-static": st.just("0.8"),
                    "--max-num-seqs": st.just("16"), "--max-num-batched-tokens": st.just("2048")}
         argv, why = _corrupt(draw, argv, {**MODEL_BAD, **TOPO_BAD, "--batch": BAD_COUNT,
-                                          "--seq": BAD_COUNT, "--context": BAD_COUNT}, ignored)
+                                          "--seq": BAD_COUNT, "--context": BAD_COUNT,
+                                          "--engine": ENGINE_BAD["--engine"]}, ignored)
     return Case(tuple(argv), why)
 
 

@@ -97,7 +97,8 @@ def test_headline_numbers_are_the_cli_estimate(capsys, model, gpu, gpus, tp, pp,
 
 
 def test_changing_widgets_moves_the_numbers_to_the_cli_values(capsys):
-    """fp8 weights, fp8 KV, vLLM rules, a fixed batch and a longer prompt: after each change
+    """fp8 weights, fp8 KV, SGLang rules (vLLM's are the default), a fixed batch and a longer
+    prompt: after each change
     the Latency view shows exactly the CLI's document for the new inputs."""
     at = app(model="llama-3.1-70b", gpus=4, tp=4, view="Latency")
     base = ["estimate", "--model", "llama-3.1-70b", "--gpu", "h100-sxm", "--tp", "4"]
@@ -105,7 +106,7 @@ def test_changing_widgets_moves_the_numbers_to_the_cli_values(capsys):
     assert before == cli(capsys, *base)
     steps = [({"weight_dtype": "fp8"}, ["--weight-dtype", "fp8"]),
              ({"kv_dtype": "fp8"}, ["--kv-dtype", "fp8"]),
-             ({"engine": "vllm"}, ["--engine", "vllm"]),
+             ({"engine": "sglang"}, ["--engine", "sglang"]),
              ({"isl": 4096, "osl": 512}, ["--isl", "4096", "--osl", "512"]),
              ({"load": "batch", "batch": 16}, ["--batch", "16"])]
     flags = []

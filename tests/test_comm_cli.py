@@ -77,7 +77,7 @@ def cpu_profile(tmp_path, ranks=2, max_bytes=2**20, gpu_id=None):
 def test_profile_from_another_device_is_warned(capsys, tmp_path):
     """A CPU (gloo) profile used for --gpu h100-sxm: its fit replaces the H100's model, so stderr
     says where it was measured (cli_common.check_profile_device); an h100-sxm profile is quiet."""
-    argv = ("--op", "all_reduce", "--bytes", "16KiB", "--gpus", "2")
+    argv = ("--op", "all_reduce", "--bytes", "16KiB", "--gpus", "2", "--nccl-only")
     code, out, err = run(capsys, *argv, "--profile", cpu_profile(tmp_path))
     assert code == 0 and "measured on cpu, not h100-sxm" in err
     code, out, err = run(capsys, *argv, "--profile", cpu_profile(tmp_path, gpu_id="h100-sxm"))
@@ -88,14 +88,15 @@ def test_sizes_beyond_the_profiles_range_are_extrapolated(capsys, tmp_path):
     """Raw rows reach 1 MiB: the sweep says "measured" up to 1 MiB (11 sizes from 1 KiB) and
     "measured (extrapolated)" for the 13 sizes 2 MiB .. 8 GiB, noted once on stderr."""
     prof = cpu_profile(tmp_path)
-    code, out, err = run(capsys, "--op", "all_reduce", "--gpus", "2", "--sweep", "--profile", prof)
+    code, out, err = run(capsys, "--op", "all_reduce", "--gpus", "2", "--sweep", "--profile", prof,
+                         "--nccl-only")  # NCCL's curve: the custom all-reduce keeps its own (#15.7)
     lines = [ln for ln in out.splitlines() if ln.rstrip().endswith(("measured", "(extrapolated)"))]
     assert code == 0 and len(lines) == 24
     assert [ln.endswith("measured (extrapolated)") for ln in lines] == [False] * 11 + [True] * 13
     assert lines[10].split()[:2] == ["1.00", "MiB"]
     assert err.count("up to 1.00 MiB") == 1
     code, out, _ = run(capsys, "--op", "all_reduce", "--gpus", "2", "--sweep", "--profile", prof,
-                       "--json")
+                       "--json", "--nccl-only")
     doc = json.loads(out)
     assert doc["profile_max_bytes"] == 2**20 and isinstance(doc["profile_max_bytes"], int)
     assert [r["algorithm"] for r in doc["algorithm"]] == ["measured"] * 11 + [
@@ -111,7 +112,7 @@ def test_missing_profile_fit_is_said_once(capsys, tmp_path):
     assert "profile has no all_reduce fit for 8 ranks; using the default model" in err
     assert "2 ranks on 1 node" in err and len(err.strip().splitlines()) == 1
     code, out, err = run(capsys, "--op", "all_reduce", "--bytes", "1MiB", "--gpus", "2",
-                         "--profile", prof)
+                         "--profile", prof, "--nccl-only")  # custom all-reduce keeps its curve (#15.7)
     assert code == 0 and "algorithm  measured" in out and err == ""
 
 

@@ -126,12 +126,39 @@ def test_profile_fit_replaces_defaults():
          "segments": [{"latency_s": 1e-5, "busbw_bytes_per_s": 1e11},
                       {"latency_s": 5e-5, "busbw_bytes_per_s": 4e11}]}]}
     prof = profile_from_dict(doc)
-    c = collective_time("all_reduce", np.array([1e3, 1e9]), tuple(range(8)), topo("nvswitch"), prof)
+    c = collective_time("all_reduce", np.array([1e3, 1e9]), tuple(range(8)), topo("nvswitch"), prof,
+                        algorithms="nccl")
     assert c.algorithm == ["measured", "measured"]
     assert c.time_s[0] == pytest.approx(1e-5 + 1e3 * 1.75 / 1e11)
     assert c.time_s[1] == pytest.approx(5e-5 + 1e9 * 1.75 / 4e11)
     other = collective_time("all_gather", 1e9, tuple(range(8)), topo("nvswitch"), prof)
     assert other.algorithm != "measured"
+
+
+def test_nccl_profile_keeps_the_engines_custom_all_reduce():
+    """Issue #15 item 7: a profile measured NCCL (the probes time torch.distributed), so it must
+    not replace vLLM's custom all-reduce where vLLM uses it (up to 8 MiB on one NVSwitch host):
+    there the default curve stays; above it, and with NCCL only, the profile answers. A fit whose
+    implementation is "custom" (the engine's kernel was timed) replaces it too."""
+    seg = {"latency_s": 3e-5, "busbw_bytes_per_s": 3e11}
+    doc = {"sizer_profile_version": 1, "collectives": [
+        {"op": "all_reduce", "ranks": 8, "nodes": 1, "segments": [seg]}]}
+    sizes = np.array([4e3, 1e6, 2**30])
+    t = topo("nvswitch")
+    default = collective_time("all_reduce", sizes, tuple(range(8)), t)
+    c = collective_time("all_reduce", sizes, tuple(range(8)), t, profile_from_dict(doc))
+    for i, name in enumerate(default.algorithm):
+        if name in ("one_shot", "two_shot"):
+            assert (c.algorithm[i], c.time_s[i]) == (name, default.time_s[i])
+        else:
+            assert c.algorithm[i] == "measured"
+    assert default.algorithm[0] in ("one_shot", "two_shot") and c.algorithm[2] == "measured"
+    custom = profile_from_dict({"sizer_profile_version": 1, "collectives": [
+        {"op": "all_reduce", "ranks": 8, "nodes": 1, "segments": [seg], "implementation": "custom"}]})
+    assert collective_time("all_reduce", sizes, tuple(range(8)), t, custom).algorithm == ["measured"] * 3
+    with pytest.raises(InputError, match="implementation"):
+        profile_from_dict({"sizer_profile_version": 1, "collectives": [
+            {"op": "all_reduce", "ranks": 8, "segments": [seg], "implementation": "vllm"}]})
 
 
 @pytest.mark.parametrize("bad", [("all_reducee", 1), ("all_reduce", -1), ("all_reduce", float("nan"))])
@@ -187,3 +214,57 @@ def test_algorithm_labels_tell_custom_from_nccl():
     assert algorithm_label("ring/LL128") == "NCCL ring/LL128"
     assert algorithm_label("nvls") == "NCCL nvls"
     assert algorithm_label("measured (extrapolated)") == "measured (extrapolated)"
+
+
+# --- all_to_all grouped by link class (issue #16 item 1) ----------------------------------------
+
+def _a2a_pairwise(ranks, topo):
+    """The per-pair loop the grouped all_to_all replaced: every rank sends 1/n to every peer,
+    time set by the most loaded resource (kept here as the specification)."""
+    load, cap, share = {}, {}, 1.0 / len(ranks)
+    for a in ranks:
+        for b in ranks:
+            if a == b:
+                continue
+            for lk in topo.path(a, b):
+                if lk.kind == "net":
+                    res = ("nic", topo.node_of(a)) if lk.per_node else ("nic", a)
+                    c = lk.bytes_per_s * (1.0 if lk.per_node else max(topo.nics_per_gpu, 1e-9))
+                elif lk.kind == "cpu":
+                    res, c = ("cpu", topo.node_of(a), topo.socket(a), topo.socket(b)), lk.bytes_per_s
+                elif lk.kind in ("nvlink", "xgmi"):
+                    res, c = ("link", a, b), lk.bytes_per_s
+                else:
+                    res, c = ("out", a, lk.kind), lk.bytes_per_s
+                load[res] = load.get(res, 0.0) + share
+                cap[res] = c * lk.p2p.efficiency
+    return max(load[r] / cap[r] for r in load)
+
+
+@pytest.mark.parametrize("gpu, topo_name, n, nodes, inter, ranks", [
+    ("l40s", "pcie-2socket", 16, 2, None, None),
+    ("a100-80g-pcie", "nvlink-pairs", 16, 2, "tcp-25g", None),
+    ("mi300x", "xgmi", 16, 2, None, None),
+    ("h100-sxm", "nvswitch", 32, 4, None, (0, 1, 2, 8, 9, 17, 25, 26, 27)),  # uneven nodes
+    ("rtx-4090", "pcie-2socket", 8, 1, None, (0, 5, 6, 7)),
+])
+def test_grouped_all_to_all_equals_the_pairwise_loop(gpu, topo_name, n, nodes, inter, ranks):
+    from sizer.cost.collectives import _a2a_seconds_per_byte, _analyse
+    from sizer.hardware.gpus import get_gpu
+    from sizer.hardware.topology import get_topology
+
+    topo = get_topology(topo_name, get_gpu(gpu), n, nodes, inter)
+    ranks = ranks or tuple(range(n))
+    g = _analyse(tuple(ranks), topo)
+    assert _a2a_seconds_per_byte(g, topo) == pytest.approx(_a2a_pairwise(ranks, topo), rel=1e-12)
+
+
+def test_gpu_count_is_bounded_at_a_million():
+    """Issue #16: valid requests answer in seconds; sizer prices at most 1,000,000 GPUs
+    (benchmarks/comm_speed.py times the largest ones)."""
+    from sizer.cli.main import main
+    from sizer.hardware.topology import MAX_GPUS
+
+    assert MAX_GPUS == 1_000_000
+    assert main(["comm", "--op", "all_to_all", "--bytes", "1MiB", "--gpus", "1000008",
+                 "--nodes", "125001"]) == 2

@@ -17,7 +17,7 @@ def result():
     spec = importlib.util.spec_from_file_location("comm_vs_reference", BENCH)
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
-    rows, points, skipped = mod.evaluate(REF)
+    rows, points, skipped, _ = mod.evaluate(REF)
     return {(r["first_id"], r["sizes"]): r for r in rows}, {p["id"]: p for p in points}, skipped
 
 

@@ -184,3 +184,103 @@ def test_intra_node_class_as_inter_node_says_so():
     assert "ndr" in str(info.value)
     ndr = get_topology("nvswitch", GPUS["h100-sxm"], 16, 2, inter_node="NDR")
     assert ndr.inter_node.name == "ndr"
+
+
+# --- rack-scale NVLink (issue #18 item 4) -------------------------------------------------------
+
+def _rack_args(**kw):
+    p = argparse.ArgumentParser()
+    add_topology_args(p)
+    argv = []
+    for k, v in kw.items():
+        argv += [f"--{k.replace('_', '-')}", str(v)]
+    return p.parse_args(argv)
+
+
+def test_nvl72_rack_is_one_nvlink_domain_of_4_gpu_trays():
+    """GB200 NVL72: 72 GPUs on one NVLink switch fabric, 18 trays of 4 (NVIDIA GB200 NVL72 spec);
+    every pair is one switch hop and no pair inside the rack touches a NIC."""
+    from sizer.hardware.gpus import get_gpu
+
+    t = default_topology(get_gpu("gb200"), 72)
+    assert (t.name, t.nodes, t.gpus_per_node, t.host_gpus) == ("nvl72", 1, 72, 4)
+    assert {t.path(0, j)[0].kind for j in range(1, 72)} == {"nvswitch"}
+    assert t.host_of(3) == 0 and t.host_of(4) == 1
+    two = get_topology("nvl72", get_gpu("gb300"), 144, nodes=2)
+    assert two.path(0, 71)[0].kind == "nvswitch" and two.path(0, 72)[0].kind == "net"
+    assert two.inter_node.bytes_per_s == 100e9  # one ConnectX-8 800 Gb/s per GB300 GPU
+
+
+def test_tp72_rides_nvlink():
+    """TP (or EP) up to 72 on an NVL72 rack: the group's all-reduce is NCCL's NVLS inside one
+    NVLink domain; TP144 over two racks crosses the NICs."""
+    from sizer.hardware.gpus import get_gpu
+
+    gpu = get_gpu("gb200")
+    t = default_topology(gpu, 72)
+    group = layout(t, 72).tp_group
+    assert len(group) == 72
+    assert collective_time("all_reduce", 2**30, group, t, algorithms="nccl").algorithm == "nvls"
+    t2 = get_topology("nvl72", gpu, 144, nodes=2)
+    assert collective_time("all_reduce", 2**30, layout(t2, 144).tp_group, t2,
+                           algorithms="nccl").algorithm != "nvls"
+
+
+def test_custom_all_reduce_stays_on_one_host():
+    """vLLM's custom all-reduce shares CUDA IPC buffers, so it stops at the host (a 4-GPU tray
+    on NVL72): TP4 in one tray may use it, TP8 over two trays uses NCCL."""
+    from sizer.hardware.gpus import get_gpu
+
+    t = default_topology(get_gpu("gb200"), 72)
+    assert collective_time("all_reduce", 64 * 2**10, range(4), t).algorithm in ("one_shot", "two_shot")
+    assert collective_time("all_reduce", 64 * 2**10, range(8), t).algorithm not in ("one_shot", "two_shot")
+
+
+def test_nvl36x2_crosses_two_switch_tiers_between_racks():
+    from sizer.hardware.gpus import get_gpu
+
+    t = get_topology("nvl36x2", get_gpu("gb200"), 72)
+    near, far = t.path(0, 35), t.path(0, 36)
+    assert len(near) == 1 and len(far) == 2 and far[0].bytes_per_s == near[0].bytes_per_s
+
+
+@pytest.mark.parametrize("kw, gpus, message", [
+    (dict(nvlink_domain=72), 100, "does not divide 100 GPUs"),
+    (dict(nvlink_domain=16), 16, "rack-scale"),  # h100: NVLink ends at the node
+    (dict(nvlink_domain=36, nodes=3), 72, "disagree"),
+    (dict(topology="nvl72"), 72, "rack-scale NVLink domain"),  # h100 has no NVL72 rack
+])
+def test_bad_rack_requests_are_input_errors(kw, gpus, message):
+    from sizer.hardware.gpus import get_gpu
+
+    gpu = get_gpu("h100-sxm" if "topology" in kw or kw.get("nvlink_domain") == 16 else "gb200")
+    with pytest.raises(InputError, match=message):
+        topology_from_args(_rack_args(**kw), gpu, gpus)
+
+
+def test_nvlink_domain_zero_is_refused_by_the_flag_parser(capsys):
+    with pytest.raises(SystemExit):
+        _rack_args(nvlink_domain=0)
+    assert "argument --nvlink-domain: count must be a positive whole number" in capsys.readouterr().err
+
+
+def test_nvlink_domain_splits_a_rack_into_partitions():
+    """--nvlink-domain 8 on 24 GB200 GPUs: three NVL8 partitions joined by the NICs (the layout
+    of NVIDIA/nccl#1801); more GPUs than one rack need --nodes or --nvlink-domain."""
+    from sizer.hardware.gpus import get_gpu
+
+    gpu = get_gpu("gb200")
+    t = topology_from_args(_rack_args(nvlink_domain=8), gpu, 24)
+    assert (t.nodes, t.gpus_per_node) == (3, 8)
+    assert topology_from_args(_rack_args(nvlink_domain=72), gpu, 144).nodes == 2
+    with pytest.raises(InputError, match="--nodes"):
+        topology_from_args(_rack_args(), gpu, 144)
+
+
+def test_cli_rack_domain_not_dividing_exits_2(capsys):
+    from sizer.cli.main import main
+
+    assert main(["comm", "--op", "all_reduce", "--bytes", "1GiB", "--gpus", "100", "--gpu",
+                 "gb200", "--nvlink-domain", "72"]) == 2
+    err = capsys.readouterr().err
+    assert "does not divide" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1

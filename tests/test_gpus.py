@@ -15,9 +15,11 @@ from sizer.model.resources import read_json
 
 GiB = 2**30
 IDS = ("a100-40g-sxm", "a100-80g-sxm", "a100-80g-pcie", "h100-sxm", "h100-pcie", "h100-nvl", "h200",
-       "b200", "l40s", "l4", "a10", "rtx-4090", "mi300x")
+       "b200", "l40s", "l4", "a10", "rtx-4090", "mi300x",
+       "b300", "gb200", "gb300", "h20", "rtx-pro-6000", "mi325x", "mi355x")  # issue #18 item 5
 DTYPES = {"fp32", "tf32", "bf16", "fp16", "fp8", "int8", "fp4"}
-TOPOLOGIES = {"nvswitch", "nvlink-pairs", "pcie", "xgmi"}
+TOPOLOGIES = {"nvswitch", "nvlink-pairs", "pcie", "xgmi", "nvl72"}
+OPTIONAL = {"nvlink_domain_gpus"}  # defaulted GPUSpec fields a record may leave out
 # Fields that are identity or bookkeeping rather than facts needing a citation.
 UNCITED = {"id", "name", "vendor", "aliases", "sources"}
 
@@ -29,19 +31,22 @@ def test_catalog_has_exactly_the_requested_gpus():
 def test_every_record_has_exactly_the_gpuspec_fields():
     fields = {f.name for f in dataclasses.fields(GPUSpec)}
     for rec in read_json("gpus.json"):
-        assert set(rec) == fields, rec["id"]
+        assert fields - OPTIONAL <= set(rec) <= fields, rec["id"]
 
 
 @pytest.mark.parametrize("gpu_id", IDS)
 def test_each_gpu_loads_with_sane_values(gpu_id):
     g = get_gpu(gpu_id)
     assert g.id == gpu_id
-    assert g.form_factor in {"SXM", "PCIe", "OAM"}
+    assert g.form_factor in {"SXM", "PCIe", "OAM", "Superchip"}
     assert set(g.peak_flops_per_s) <= DTYPES and {"fp32", "bf16", "fp16"} <= set(g.peak_flops_per_s)
     assert g.peak_flops_per_s["bf16"] == g.peak_flops_per_s["fp16"]
     assert g.default_topology in TOPOLOGIES
-    assert g.pcie_lanes == 16 and g.pcie_gen in (4, 5)
-    assert g.gpus_per_node == 8 and g.nics_per_gpu > 0 and g.nic_bits_per_s > 0
+    assert g.pcie_lanes == 16 and g.pcie_gen in (4, 5, 6)
+    # 8 per node, or 4-GPU trays of a 72-GPU NVLink rack (GB200/GB300 NVL72)
+    assert (g.gpus_per_node, g.domain_gpus) in ((8, 8), (4, 72))
+    assert (g.default_topology == "nvl72") == (g.domain_gpus == 72)
+    assert g.nics_per_gpu > 0 and g.nic_bits_per_s > 0
     assert g.tdp_watts > 0 and g.hbm_bytes_per_s > 0
 
 
@@ -61,7 +66,8 @@ def test_reported_capacity_is_below_marketing_capacity(gpu_id):
 @pytest.mark.parametrize("gpu_id", IDS)
 def test_every_fact_has_a_source(gpu_id):
     g = get_gpu(gpu_id)
-    needed = {f.name for f in dataclasses.fields(GPUSpec)} - UNCITED
+    rec = next(r for r in read_json("gpus.json") if r["id"] == gpu_id)
+    needed = (set(rec) & {f.name for f in dataclasses.fields(GPUSpec)}) - UNCITED
     assert needed <= set(g.sources), needed - set(g.sources)
     for name in needed:
         assert isinstance(g.sources[name], str) and len(g.sources[name]) > 20, (gpu_id, name)
@@ -75,7 +81,7 @@ def test_nvlink_fields_agree(gpu_id):
     g = get_gpu(gpu_id)
     if g.nvlink_bytes_per_s == 0:
         assert g.nvlink_generation is None and g.default_topology == "pcie"
-    if g.default_topology in ("nvswitch", "nvlink-pairs"):
+    if g.default_topology in ("nvswitch", "nvlink-pairs", "nvl72"):
         assert g.nvlink_bytes_per_s > 0 and g.nvlink_generation in (3, 4, 5)
 
 
@@ -131,6 +137,9 @@ def test_default_nodes():
         g = get_gpu(gid)
         assert (g.default_topology, g.nvlink_bytes_per_s) == ("pcie", 0.0)
     assert get_gpu("rtx-4090").p2p is False
+    assert get_gpu("rtx-pro-6000").default_topology == "pcie"  # 8 per node over PCIe (issue #18)
+    for gid in ("mi325x", "mi355x"):
+        assert get_gpu(gid).default_topology == "xgmi"
     assert all(g.p2p for g in all_gpus().values() if g.id != "rtx-4090")
 
 
@@ -192,3 +201,72 @@ def _has_reference() -> bool:
     import os
 
     return os.path.exists("/work/shared/reference/memory_facts.json")
+
+
+# --- issue #18 item 5: the current GPUs, each number against the source its record cites ------
+TB, PF, TF = 1e12, 1e15, 1e12
+
+
+@pytest.mark.parametrize("gpu_id, mem_gib, hbm, peaks, nvlink, tdp", [
+    # NVIDIA HGX B300 specs: 8-GPU FP4 144 | 108 PF (sparse | dense), FP8 72 PF*, BF16 36 PF*,
+    # TF32 18 PF* (* sparse), FP32 600 TF; Verda per-GPU table: 270 GB, 7.7 TB/s, 1.1 kW
+    ("b300", 270, 7.7 * TB, {"fp4": 108 / 8 * PF, "fp8": 72 / 16 * PF, "bf16": 36 / 16 * PF,
+                             "tf32": 18 / 16 * PF, "fp32": 600 / 8 * TF}, 1.8 * TB, 1100),
+    # GB200 NVL72 rack / 72 GPUs, sparse / 2: FP4 1440 PF, FP8 720, BF16 360, TF32 180; 13.4 TB
+    # at 576 TB/s; MLPerf v6.1 Crusoe system: 186 GB per GPU
+    ("gb200", 186, 576 / 72 * TB, {"fp4": 1440 / 144 * PF, "fp8": 720 / 144 * PF,
+                                   "bf16": 360 / 144 * PF, "tf32": 180 / 144 * PF}, 1.8 * TB, 1200),
+    # GB300 NVL72: FP4 1,080 PF dense / 72; 576 TB/s / 72; Verda: 279 GB, 1.4 kW
+    ("gb300", 279, 576 / 72 * TB, {"fp4": 1080 / 72 * PF, "fp8": 5 * PF, "bf16": 2.5 * PF}, 1.8 * TB, 1400),
+    # H20: 96 GB HBM3 at 4.0 TB/s, FP16 148 / INT8-FP8 296 / TF32 74 / FP32 44 TF, NVLink 900 GB/s
+    ("h20", 96, 4.0 * TB, {"bf16": 148 * TF, "fp8": 296 * TF, "int8": 296 * TF, "tf32": 74 * TF,
+                           "fp32": 44 * TF}, 900e9, 400),
+    # RTX PRO 6000 Blackwell Server Edition: 96 GB GDDR7 at 1,597 GB/s, '4,000 AI TOPS' FP4 sparse
+    ("rtx-pro-6000", 96, 1.597 * TB, {"fp4": 4000 / 2 * TF, "fp32": 125 * TF}, 0.0, 600),
+    # MI325X: 256 GB HBM3E at 6 TB/s, MI300X compute (FP16 1307.4, FP8 2614.9 dense), 1,000 W
+    ("mi325x", 256, 6.0 * TB, {"bf16": 1307.4 * TF, "fp8": 2614.9 * TF, "tf32": 653.7 * TF}, 896e9, 1000),
+    # MI355X: 288 GB HBM3E at 8 TB/s; 256 CUs x 8192 FP8 FLOP/clk x 2.4 GHz; 1,400 W
+    ("mi355x", 288, 8.0 * TB, {"fp8": 256 * 8192 * 2.4e9, "bf16": 256 * 8192 * 2.4e9 / 2,
+                               "fp4": 256 * 8192 * 2.4e9 * 2}, 1075.2e9, 1400),
+])
+def test_current_gpu_datasheet_numbers(gpu_id, mem_gib, hbm, peaks, nvlink, tdp):
+    g = get_gpu(gpu_id)
+    assert g.memory_bytes == mem_gib * GiB
+    assert g.hbm_bytes_per_s == pytest.approx(hbm, rel=1e-6)
+    for dtype, value in peaks.items():
+        assert g.peak_flops_per_s[dtype] == pytest.approx(value, rel=2e-4), dtype
+    assert g.nvlink_bytes_per_s == pytest.approx(nvlink) and g.tdp_watts == tdp
+
+
+def test_fp4_peaks_where_the_part_has_them():
+    """NVFP4/MXFP4 tensor cores: Blackwell (B200/B300/GB200/GB300/RTX PRO) and CDNA 4 (MI355X);
+    Hopper (H20) and CDNA 3 (MI325X) have none. Blackwell Ultra's dense FP4 is 1.5x Blackwell's
+    (GB300 15 PF vs GB200 10 PF), its INT8 nearly gone (GB300 INT8 24 POPS per 72-GPU rack)."""
+    has = {gid for gid in IDS if get_gpu(gid).peak_flops_per_s.get("fp4")}
+    assert {"b200", "b300", "gb200", "gb300", "rtx-pro-6000", "mi355x"} <= has
+    assert not has & {"h20", "mi325x", "h100-sxm", "h200", "mi300x"}
+    assert get_gpu("gb300").peak("fp4") == 1.5 * get_gpu("gb200").peak("fp4")
+    assert get_gpu("gb300").peak("int8") < 0.05 * get_gpu("gb200").peak("int8")
+
+
+def test_rack_scale_gpus_come_in_nvl72_racks():
+    """GB200/GB300: 4-GPU compute trays, 72 GPUs per NVLink domain, one NIC per GPU (MLPerf v6.1
+    Crusoe GB200 system: 4x ConnectX-7 per 4-GPU node; GB300: one ConnectX-8 800 Gb/s per GPU)."""
+    for gid, nic in (("gb200", 400e9), ("gb300", 800e9)):
+        g = get_gpu(gid)
+        assert (g.gpus_per_node, g.nvlink_domain_gpus, g.domain_gpus) == (4, 72, 72)
+        assert (g.default_topology, g.nics_per_gpu, g.nic_bits_per_s) == ("nvl72", 1.0, nic)
+    assert get_gpu("b300").domain_gpus == 8 and get_gpu("b300").nic_bits_per_s == 800e9
+    assert get_gpu("gb200").form_factor == "Superchip"
+
+
+def test_estimated_capacities_say_how_they_were_derived():
+    """No public torch capacity line for these parts: the estimate scales a sibling's reported
+    share of its marketing size (B200 178.36/180, H100 79.22/80, MI300X 191.69/192)."""
+    pairs = {"b300": ("b200", 270), "gb300": ("b200", 279), "h20": ("h100-sxm", 96),
+             "mi325x": ("mi300x", 256), "mi355x": ("mi300x", 288)}
+    for gid, (sibling, gib) in pairs.items():
+        s = get_gpu(sibling)
+        assert get_gpu(gid).capacity_bytes / GiB == pytest.approx(
+            gib * s.capacity_bytes / s.memory_bytes, abs=0.01), gid
+        assert "estimate" in get_gpu(gid).sources["capacity_bytes"]

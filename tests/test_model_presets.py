@@ -10,6 +10,7 @@ official figures recorded in index.json.
 
 import json
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -21,7 +22,8 @@ PRESETS = sorted(p.stem for p in MODELS_DIR.glob("*.json") if p.name != "index.j
 
 REQUIRED = ["llama-3.1-8b", "llama-3.1-70b", "llama-3.1-405b", "mixtral-8x7b", "mixtral-8x22b",
             "qwen2.5-7b", "qwen2.5-72b", "qwen3-30b-a3b", "qwen3-235b-a22b", "deepseek-v3",
-            "gpt-oss-20b", "gpt-oss-120b"]
+            "gpt-oss-20b", "gpt-oss-120b", "llama-4-scout", "llama-4-maverick", "gemma-3-27b",
+            "qwen3-32b", "kimi-k2"]
 
 
 def cfg(pid):
@@ -160,6 +162,17 @@ ARCH = [
 ]
 
 
+def text(c):
+    """The text decoder's config (multimodal configs nest it in text_config)."""
+    return {**c, **c["text_config"]} if isinstance(c.get("text_config"), dict) else c
+
+
+def dotted(c, key):
+    for part in key.split("."):
+        c = c[part]
+    return c
+
+
 def test_every_required_preset_ships_and_parses():
     assert set(REQUIRED) <= set(PRESETS)
     for pid in PRESETS:
@@ -185,14 +198,19 @@ def test_index_entry_schema(pid):
 
 
 def test_reconstructed_entries_cite_existing_records():
+    """A reconstruction cites reference record ids (R#####, which must exist) or named public
+    sources (a repository file at a commit, a report, a search id); every changed key (dotted
+    for nested text/vision configs) holds the value the entry says it was set to."""
     if not os.path.exists(REFERENCE):
         pytest.skip("shared reference data not present")
     ids = {r["id"] for r in json.load(open(REFERENCE))}
     for pid, e in INDEX.items():
-        assert set(e.get("reconstructed_from", [])) <= ids
+        cited = e.get("reconstructed_from", [])
+        assert {c for c in cited if re.fullmatch(r"R\d{5}", c)} <= ids
+        assert all(len(c) > 20 for c in cited if not re.fullmatch(r"R\d{5}", c)), cited
         c = cfg(pid)
         for key, value in e.get("changed_keys", {}).items():
-            assert c[key] == value, (pid, key)
+            assert dotted(c, key) == value, (pid, key)
 
 
 def test_aliases_unique_and_required():
@@ -290,10 +308,22 @@ def test_gpt_oss_alternating_sliding_window_and_mxfp4_experts(pid):
 
 # ---- independent parameter recount -------------------------------------------------------
 
+# Defaults the official Gemma and Llama 4 configs leave to their config classes (transformers
+# Gemma2Config / Gemma3TextConfig / Llama4TextConfig __init__): tied or not, the vocabulary.
+DEFAULTS = {"gemma2": {"tie_word_embeddings": True, "vocab_size": 256000},
+            "gemma3_text": {"tie_word_embeddings": True, "vocab_size": 262208},
+            "llama4_text": {"tie_word_embeddings": False}}
+
+
 def _count(c):
     """(total, active excl. input embedding, input embedding) from standard decoder shapes:
     GQA or MLA attention (+ q/k/v biases for Qwen2, + all biases and sinks for gpt-oss, + q/k
-    norms for Qwen3), SwiGLU MLPs (3 matrices), two RMSNorms per layer, final norm, untied head."""
+    norms for Qwen3 and Gemma 3), SwiGLU MLPs (3 matrices), two RMSNorms per layer (four in
+    Gemma 2/3), final norm, untied head. Llama 4: MoE layers every `interleave_moe_layer_step`
+    with one shared expert as wide as a routed one, dense layers of intermediate_size_mlp. The
+    text decoder of a multimodal config only (see _vision_count)."""
+    c = text(c)
+    c = {**DEFAULTS.get(c["model_type"], {}), **c}
     h, layers, vocab, nh = c["hidden_size"], c["num_hidden_layers"], c["vocab_size"], c["num_attention_heads"]
     kv, mt = c.get("num_key_value_heads", nh), c["model_type"]
     hd = c.get("head_dim") or h // nh
@@ -307,17 +337,23 @@ def _count(c):
             attn += nh * hd + 2 * kv * hd
         if mt == "gpt_oss":
             attn += nh * hd + 2 * kv * hd + h + nh
-        if mt == "qwen3_moe":
+        if mt in ("qwen3_moe", "qwen3", "gemma3_text"):
             attn += 2 * hd
-    base = attn + 2 * h
+    base = attn + (4 if mt in ("gemma2", "gemma3_text") else 2) * h
     n_exp = c.get("num_local_experts") or c.get("num_experts") or c.get("n_routed_experts")
     if not n_exp:
         body = layers * (base + 3 * h * c["intermediate_size"])
         active = body
+    elif mt == "llama4_text":
+        fe, step = c["intermediate_size"], c["interleave_moe_layer_step"]
+        moe = layers // step
+        dense = (layers - moe) * (base + 3 * h * c["intermediate_size_mlp"])
+        body = dense + moe * (base + h * n_exp + (n_exp + 1) * 3 * h * fe)
+        active = dense + moe * (base + h * n_exp + (c["num_experts_per_tok"] + 1) * 3 * h * fe)
     else:
         fe = c.get("moe_intermediate_size") or c["intermediate_size"]
         expert = 3 * h * fe + (2 * fe + h if mt == "gpt_oss" else 0)
-        router = h * n_exp + (n_exp if mt in ("gpt_oss", "deepseek_v3") else 0)
+        router = h * n_exp + (n_exp if mt in ("gpt_oss", "deepseek_v3", "kimi_k2") else 0)
         shared = c.get("n_shared_experts", 0) * 3 * h * fe
         dense = c.get("first_k_dense_replace", 0)
         dense_part = dense * (base + 3 * h * c["intermediate_size"])
@@ -329,6 +365,21 @@ def _count(c):
     return body + emb + head + h, active + head + h, emb
 
 
+def _vision_count(c):
+    """Llama 4's vision encoder, for the model card's totals that include it: a ViT of
+    L x (QKVO with biases, GELU MLP with biases, two LayerNorms), patch and position
+    embeddings, the pixel-shuffle adapter MLP and the projector into the text width
+    (Llama4VisionModel / Llama4MultiModalProjector shapes)."""
+    v, t = c["vision_config"], text(c)
+    d, i, n = v["hidden_size"], v["intermediate_size"], v["num_hidden_layers"]
+    layer = 4 * d * d + 4 * d + 2 * d * i + i + d + 4 * d
+    patches = (v["image_size"] // v["patch_size"]) ** 2 + 1
+    embed = 3 * v["patch_size"] ** 2 * d + patches * d + d + 4 * d
+    shuffled = int(d / v["pixel_shuffle_ratio"] ** 2)
+    adapter = shuffled * v["projector_input_dim"] + v["projector_input_dim"] * v["projector_output_dim"]
+    return n * layer + embed + adapter + v["vision_output_dim"] * t["hidden_size"]
+
+
 @pytest.mark.parametrize("pid", sorted(INDEX))
 def test_configs_reproduce_official_parameter_counts(pid):
     """Exact counts (issue #2, HF safetensors metadata) for Llama-3.1 and Mixtral-8x7B; the
@@ -337,7 +388,34 @@ def test_configs_reproduce_official_parameter_counts(pid):
     the publisher (`active_counts_embedding`)."""
     off = INDEX[pid]["official"]
     total, active, emb = _count(cfg(pid))
+    if off.get("includes_vision"):
+        total += _vision_count(cfg(pid))
     if off.get("active_counts_embedding") or off["total_params"] == off["active_params"]:
         active += emb
     assert abs(total - off["total_params"]) <= off["rounding"], total
     assert abs(active - off["active_params"]) <= off.get("active_rounding", off["rounding"]), active
+
+
+@pytest.mark.parametrize("pid", ["gemma-3-27b", "gemma-2-27b", "qwen3-32b"])
+def test_non_embedding_counts_match_the_reports(pid):
+    """Gemma 3 report Table 1 (27B: 25,600M non-embedding), Gemma 2 report Table 1 (27B:
+    26,047M), Qwen3-32B card (31.2B non-embedding): the decoder layers alone, without the
+    input embedding or an untied head. Within half a unit of the last printed digit."""
+    off = INDEX[pid]["official"]
+    total, _, emb = _count(cfg(pid))
+    c = text(cfg(pid))
+    head = 0 if c.get("tie_word_embeddings", True) else emb
+    half = {"gemma-3-27b": 0.5e6, "gemma-2-27b": 0.005e9, "qwen3-32b": 0.1e9}[pid]
+    assert abs(total - emb - head - off["non_embedding_params"]) <= max(half, 1e6), total - emb - head
+
+
+def test_llama4_layouts():
+    """Scout: 16 experts in all 48 layers; Maverick: 128 experts in every 2nd layer; both chunk
+    attention at 8192 tokens with NoPE every 4th layer (Llama4TextConfig defaults: empty
+    no_rope_layers, no_rope_layer_interval 4)."""
+    s, m = text(cfg("llama-4-scout")), text(cfg("llama-4-maverick"))
+    assert (s["num_local_experts"], s["interleave_moe_layer_step"]) == (16, 1)
+    assert (m["num_local_experts"], m["interleave_moe_layer_step"]) == (128, 2)
+    for c in (s, m):
+        assert c["attention_chunk_size"] == 8192 and "no_rope_layers" not in c
+        assert c["num_hidden_layers"] == 48 and c["intermediate_size_mlp"] == 16384

@@ -24,10 +24,13 @@ ROUNDED = {
     "gpt-oss-120b": (117e9, 5.1e9, 0.05e9),  # R00907, R00908 (total "117B": +-0.5B)
     "gpt-oss-20b": (21e9, 3.6e9, 0.05e9),  # R00909, R00910
     "mixtral-8x22b": (141e9, 39e9, 0.5e9),  # R00856, R00857
+    "qwen3-32b": (32.8e9, 32.8e9, 0.1e9),  # Qwen3-32B model card "32.8B" (index.json official)
+    "kimi-k2": (1.0e12, 32e9, 0.5e9),  # Kimi-K2 model card "1T total, 32B activated"
 }
 REQUIRED = ["llama-3.1-8b", "llama-3.1-70b", "llama-3.1-405b", "mixtral-8x7b", "mixtral-8x22b",
             "qwen2.5-7b", "qwen2.5-72b", "qwen3-30b-a3b", "qwen3-235b-a22b", "deepseek-v3",
-            "gpt-oss-20b", "gpt-oss-120b"]
+            "gpt-oss-20b", "gpt-oss-120b", "llama-4-scout", "llama-4-maverick", "gemma-3-27b",
+            "qwen3-32b", "kimi-k2"]
 
 
 def test_every_required_preset_ships():
@@ -46,7 +49,7 @@ def test_exact_parameter_counts_within_1pct(pid):
 def test_official_rounded_counts(pid):
     total, active, half = ROUNDED[pid]
     m = get_model(pid)
-    total_half = 0.5e9  # totals are printed as whole billions ("117B", "21B")
+    total_half = 0.05e12 if total >= 1e12 else 0.5e9  # whole billions ("117B"), "1T"
     assert abs(m.params_total() - total) <= total_half, m.params_total()
     assert abs(m.params_active() - active) <= half, m.params_active()
 

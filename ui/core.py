@@ -120,7 +120,8 @@ def estimate_doc(inp: Inputs) -> dict:
                        kv_dtype=inp.kv_dtype, engine=inp.engine, topology=topology(inp),
                        profile=load_profile(inp.profile))
         doc = est.to_json()
-        doc.update(model=model.name, gpu=gpu.id, split=split.to_json(), isl=inp.isl, osl=inp.osl)
+        doc.update(model=model.name, gpu=gpu.id, split=split.to_json(), isl=inp.isl, osl=inp.osl,
+                   engine=inp.engine or "none")
         return plain(doc)
     return _guard(run)
 
@@ -134,7 +135,7 @@ def memory_doc(inp: Inputs, batch: int, tp: int | None = None, pp: int | None = 
         plan = memory_plan(model, gpu, split, weight_dtype=inp.weight_dtype, kv_dtype=inp.kv_dtype,
                            batch=batch, context=inp.isl + inp.osl, engine=inp.engine)
         doc = plan.to_json()
-        doc.update(model=model.name, gpu=gpu.id, split=split.to_json())
+        doc.update(model=model.name, gpu=gpu.id, split=split.to_json(), engine=inp.engine or "none")
         return plain(doc)
     return _guard(run)
 

@@ -63,7 +63,7 @@ def sidebar() -> Inputs | None:
     wd = c1.selectbox("Weights", WEIGHT_DTYPES, key="weight_dtype",
                       help="linear-layer weights; checkpoint = the config's own format")
     kv = c2.selectbox("KV cache", KV_DTYPES, key="kv_dtype")
-    engine = sb.selectbox("Engine memory rules", ("none",) + tuple(ENGINES), key="engine")
+    engine = sb.selectbox("Engine memory rules", tuple(ENGINES) + ("none",), key="engine")
     sb.subheader("Workload")
     c1, c2 = sb.columns(2)
     isl = int(c1.number_input("ISL (input tokens)", min_value=1, max_value=10**7, value=1024, key="isl"))

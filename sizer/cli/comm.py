@@ -87,6 +87,9 @@ def run(args) -> int:
     if any(r["algorithm"] == EXTRAPOLATED for r in rows):
         warn(f"profile {profile.path} measured {op} over {args.gpus} ranks up to "
              f"{fmt_bytes(cover.max_bytes)}; larger sizes extend its fit (\"{EXTRAPOLATED}\")")
+    if cover is not None and any(r["algorithm"] in CUSTOM_ALGOS for r in rows):
+        warn(f"profile {profile.path} timed NCCL, not the engines' custom all-reduce: up to "
+             f"{CUSTOM_MAX_BYTES // 2**20} MiB the custom curve is kept (--nccl-only for the profile's)")
     print(f"{op} over {args.gpus} x {gpu.id}; {topo.describe()}")
     if args.sweep:
         print(f"{'size':>12s} {'time':>12s} {'algbw GB/s':>11s} {'busbw GB/s':>11s}  algorithm")

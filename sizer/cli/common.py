@@ -3,16 +3,17 @@ them into the core's objects. Every parse error becomes one line and exit code 2
 
 import argparse
 
-from sizer.cost.engines import get_engine, memory_plan
+from sizer.cost.engines import DEFAULT_ENGINE, get_engine, memory_plan
 from sizer.errors import InputError
 from sizer.hardware.gpus import get_gpu
 from sizer.model.catalog import get_model
 from sizer.hardware.links import inter_node_names
 from sizer.hardware.topo_smi import read_topology_file
-from sizer.hardware.topology import PRESETS, Topology, default_topology, get_topology, replicate, split_nodes
+from sizer.hardware.topology import (PRESETS, RACK_PRESETS, Topology, default_topology, get_topology,
+                                     nodes_for_domain, replicate, split_nodes)
 from sizer.model.split import Split
 from sizer.output import warn
-from sizer.units import parse_bytes, parse_count, parse_fraction, parse_positive, parse_seconds
+from sizer.units import parse_bytes, parse_count, parse_fraction, parse_number, parse_positive, parse_seconds
 
 
 MAX_GPUS = 1_000_000  # GPUs, nodes and every parallel size: a bound, not a fact; no single
@@ -44,13 +45,14 @@ fraction = _flag(lambda t: parse_fraction(t), "fraction")
 size = _flag(parse_bytes, "size")
 duration = _flag(parse_seconds, "duration")
 price = _flag(lambda t: parse_positive(t, "price"), "price")
+non_negative_int = _flag(lambda t: parse_count(t, MAX_GPUS, minimum=0), "non-negative count")
 nonempty = _flag(_non_empty, "value")  # names and paths: '' is not "not given"
 
 
-def add_model_args(p, split: bool = True, engine: bool = True) -> None:
-    """--model, --gpu, the split, precisions, --cuda-graphs, --json and, with `engine`, the
-    engine memory flags (add_engine_args): a command that sizes no engine's KV cache (step)
-    does not offer them, since it would ignore them."""
+def add_model_args(p, split: bool = True, engine_memory: bool = True) -> None:
+    """--model, --gpu, the split, precisions, --engine, --cuda-graphs, --json and, with
+    `engine_memory`, the engines' memory flags (add_engine_memory_args): a command that sizes no
+    KV cache (step) does not offer them, since they could not change its answer."""
     p.add_argument("--model", required=True, type=nonempty,
                    help="preset id/alias (see `sizer models`) or a config.json path")
     p.add_argument("--gpu", default="h100-sxm", type=nonempty, help="GPU id (see `sizer gpus`; default h100-sxm)")
@@ -59,20 +61,25 @@ def add_model_args(p, split: bool = True, engine: bool = True) -> None:
             p.add_argument(f"--{flag}", type=gpu_count, default=1, help=f"{what}-parallel size (default 1)")
         p.add_argument("--gpus", type=gpu_count, help="total GPUs; must equal TP x PP x DP when given")
         add_pp_partition_args(p)
+        p.add_argument("--redundant-experts", type=non_negative_int, default=0, metavar="R",
+                       help="EPLB replicas of hot experts: EP must then divide experts + R "
+                            "(DeepSeek: 256 + 32 over EP144)")
     p.add_argument("--weight-dtype", type=nonempty, help="linear-layer weights: bf16, fp16, fp8, int8, int4, fp4 "
                    "(default: the checkpoint's own)")
     p.add_argument("--kv-dtype", default="auto", type=nonempty,
                    help="KV cache: auto (model dtype), bf16, fp16, fp8, int8")
-    if engine:
-        add_engine_args(p)
+    p.add_argument("--engine", default=DEFAULT_ENGINE, type=nonempty,
+                   help=f"engine memory rules: vllm, sglang, trtllm, or none for raw capacity "
+                        f"(default {DEFAULT_ENGINE})")
+    if engine_memory:
+        add_engine_memory_args(p)
     p.add_argument("--cuda-graphs", action=argparse.BooleanOptionalAction, default=None,
                    help="engine replays CUDA graphs (memory for graphs; decode launch floor)")
     p.add_argument("--json", action="store_true", help="print one JSON document on stdout")
 
 
-def add_engine_args(p) -> None:
-    """--engine and the engines' memory flags (checked by engine_fraction and get_engine)."""
-    p.add_argument("--engine", type=nonempty, help="engine memory rules: vllm, sglang, trtllm")
+def add_engine_memory_args(p) -> None:
+    """The engines' memory flags (checked by engine_fraction)."""
     p.add_argument("--gpu-memory-utilization", type=fraction, help="vLLM budget fraction (default 0.9)")
     p.add_argument("--mem-fraction-static", type=fraction, help="SGLang static fraction (default 0.88)")
     p.add_argument("--kv-cache-free-gpu-mem-fraction", type=fraction,
@@ -97,7 +104,13 @@ def uneven_pp_from_args(args) -> bool:
 
 
 def split_from_args(args) -> Split:
-    return Split(tp=args.tp, pp=args.pp, dp=args.dp, ep=args.ep, uneven_pp=uneven_pp_from_args(args))
+    return Split(tp=args.tp, pp=args.pp, dp=args.dp, ep=args.ep, uneven_pp=uneven_pp_from_args(args),
+                 redundant_experts=getattr(args, "redundant_experts", 0) or 0)
+
+
+def bounded_float(low: float, high: float):
+    """An argparse type for a finite number in [low, high] (inf/nan/text: one-line error)."""
+    return _flag(lambda t: parse_number(t, low, high, "value"), f"number in [{low:g}, {high:g}]")
 
 
 FRACTION_FLAGS = {"vllm": "gpu_memory_utilization", "sglang": "mem_fraction_static",
@@ -105,15 +118,23 @@ FRACTION_FLAGS = {"vllm": "gpu_memory_utilization", "sglang": "mem_fraction_stat
 
 
 def engine_fraction(args):
-    """The memory fraction flag of the chosen engine; a flag of another engine is an error
-    (it would be silently ignored otherwise)."""
+    """The memory fraction flag of the chosen engine (vLLM's by default); a flag of another
+    engine, or any with --engine none, is an error (it would be silently ignored otherwise)."""
     engine = get_engine(args.engine)
     given = [(e, f) for e, f in FRACTION_FLAGS.items() if getattr(args, f, None) is not None]
     for owner, flag in given:
         if engine is None or owner != engine.name:
-            need = f"--engine {owner}" if engine is None else f"--engine {owner}, not {engine.name}"
-            raise InputError(f"--{flag.replace('_', '-')} is {owner}'s flag: it needs {need}")
+            now = "none" if engine is None else engine.name
+            now += " (the default)" if now == DEFAULT_ENGINE else ""
+            raise InputError(f"--{flag.replace('_', '-')} is {owner}'s flag: it needs --engine {owner}, "
+                             f"not --engine {now}")
     return getattr(args, FRACTION_FLAGS[engine.name]) if engine else None
+
+
+def engine_label(args) -> str:
+    """The engine whose rules an answer uses, as every header and JSON document states it."""
+    rules = get_engine(getattr(args, "engine", DEFAULT_ENGINE))
+    return rules.name if rules else "none"
 
 
 def plan_from_args(args, model=None, gpu=None, split=None, batch=None, context=None):
@@ -168,7 +189,11 @@ def add_topology_args(parser) -> None:
     g.add_argument("--topology-file", metavar="F", type=nonempty,
                    help="text printed by `nvidia-smi topo -m` on the real machine")
     g.add_argument("--nodes", type=gpu_count, default=1, metavar="K",
-                   help="number of nodes; it must divide the GPU count (default 1)")
+                   help="number of nodes (NVLink domains on nvl72/nvl36x2); it must divide the "
+                        "GPU count (default 1)")
+    g.add_argument("--nvlink-domain", type=gpu_count, metavar="N",
+                   help="GPUs per NVLink domain (rack-scale GPUs: up to 72 on GB200/GB300 NVL72; "
+                        "default: the rack, or all GPUs when fewer); it must divide the GPU count")
     g.add_argument("--inter-node", metavar="L", type=nonempty,
                    help=f"link between nodes: {', '.join(inter_node_names())} "
                         "(default: the catalog's NIC)")
@@ -186,6 +211,13 @@ def topology_from_args(args, gpu, n_gpus: int) -> Topology:
         raise InputError(f"--nodes must be at least 1, got {nodes}")
     if name and path:
         raise InputError("give --topology or --topology-file, not both")
+    domain = getattr(args, "nvlink_domain", None)
+    if domain is not None:
+        rack = (name or gpu.default_topology) in RACK_PRESETS and not path
+        if not rack:
+            raise InputError(f"--nvlink-domain needs a rack-scale NVLink topology (nvl72, nvl36x2 "
+                             f"on gb200/gb300); a {gpu.id} node's NVLink ends at the node: use --nodes")
+        nodes = nodes_for_domain(n_gpus, domain, nodes)
     if inter and nodes == 1:
         raise InputError(f"--inter-node {inter} is the link between nodes: it needs --nodes 2 or more")
     if path:

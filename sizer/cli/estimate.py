@@ -1,8 +1,8 @@
 """`sizer estimate`: TTFT, TPOT, throughput and memory of a deployment."""
 
 from sizer.output import emit_json, warn
-from .common import (add_emit_arg, add_model_args, deployment_from_args, emit_launch,
-                     engine_fraction, positive_int, resolve_emit, show_emit)
+from .common import (add_emit_arg, add_model_args, bounded_float, deployment_from_args,
+                     emit_launch, engine_fraction, engine_label, positive_int, resolve_emit, show_emit)
 from sizer.cost.engines import get_engine, scheduler_limits
 from sizer.cost.estimate import estimate
 from .common import add_topology_args
@@ -20,36 +20,62 @@ def register(sub) -> None:
     p.add_argument("--max-batch", type=positive_int, help="cap on sequences per replica (engine max_num_seqs; default 256)")
     p.add_argument("--max-num-tokens", type=positive_int, help="prefill chunk tokens (default 8192)")
     add_emit_arg(p)
+    g = p.add_argument_group("wide expert parallelism (MoE)")
+    g.add_argument("--ep-a2a", default="nccl", metavar="A",
+                   help="MoE dispatch/combine: nccl (all-to-all), deepep (normal kernels), deepep-ll "
+                        "(low-latency), auto (ll for decode, normal for prefill; default nccl)")
+    g.add_argument("--moe-imbalance", type=bounded_float(1.0, 64.0), default=1.0, metavar="X",
+                   help="busiest expert rank's load over the mean (default 1: uniform routing)")
+    g = p.add_argument_group("speculative decoding")
+    g.add_argument("--speculative", metavar="M", help="mtp, eagle or draft (default: none)")
+    g.add_argument("--num-speculative-tokens", type=positive_int, metavar="K",
+                   help="drafted tokens per step (default: mtp 1, eagle 3, draft 4)")
+    g.add_argument("--acceptance", type=bounded_float(0.0, 1.0), metavar="A",
+                   help="acceptance rate per drafted token (default: mtp 0.85, eagle 0.75, draft 0.6)")
+    g.add_argument("--draft-model", metavar="M", help="the draft model of --speculative draft")
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
     resolve_emit(args)
+    from sizer.cost.moe_comm import check_a2a
+    from sizer.cost.speculative import speculative_config
+    from sizer.errors import InputError
+    from sizer.model.catalog import get_model
+
     model, gpu, split, topo, profile = deployment_from_args(args, args.isl + args.osl, "isl + osl")
+    a2a = check_a2a(args.ep_a2a)
+    if split.ep < 2 and (a2a != "nccl" or args.moe_imbalance != 1.0):
+        raise InputError("--ep-a2a / --moe-imbalance need expert parallelism (--ep > 1)")
+    draft = get_model(args.draft_model) if args.draft_model else None
+    spec = speculative_config(model, args.speculative, args.num_speculative_tokens,
+                              args.acceptance, draft)
     est = estimate(model, gpu, split, isl=args.isl, osl=args.osl, batch=args.batch,
                    concurrency=args.concurrency, weight_dtype=args.weight_dtype, kv_dtype=args.kv_dtype,
                    engine=args.engine, fraction=engine_fraction(args), max_batch=args.max_batch,
                    max_num_tokens=args.max_num_tokens or args.max_num_batched_tokens,
-                   cuda_graphs=args.cuda_graphs, topology=topo, profile=profile)
+                   cuda_graphs=args.cuda_graphs, topology=topo, profile=profile,
+                   speculative=spec, ep_a2a=a2a, moe_imbalance=args.moe_imbalance)
+    engine = engine_label(args)
     if not est.memory["per_gpu"]["fits"]:
         warn(f"{est.batch} sequences of {args.isl + args.osl} tokens per replica do not fit: room for "
-             f"{est.memory['max_sequences']} ({'the engine would queue the rest' if args.engine else 'see memory'}); "
+             f"{est.memory['max_sequences']} ({'the engine would queue the rest' if engine != 'none' else 'see memory'}); "
              "the timing below is for the batch as given")
     tokens = args.max_num_tokens or args.max_num_batched_tokens or \
         scheduler_limits(get_engine(args.engine), gpu)[1]
     launch = emit_launch(args, model, split, batch=est.batch, context=est.memory["context"],
                          precision=est.memory["precision"], max_num_batched_tokens=tokens,
-                         gpus_per_node=split.gpus // args.nodes,
+                         gpus_per_node=topo.host_gpus if topo is not None else split.gpus,
                          memory_fraction=engine_fraction(args))
     doc = est.to_json()
     doc.update(model=model.name, gpu=gpu.id, split=split.to_json(),
-               isl=args.isl, osl=args.osl)
+               isl=args.isl, osl=args.osl, engine=engine)
     if args.json:
         show_emit(launch, doc)
         emit_json(doc)
         return 0
     b = est.breakdown
-    print(f"{model.name} on {split.gpus}x {gpu.id}, {split.label()}: isl {args.isl}, osl {args.osl}, "
+    print(f"{model.name} on {split.gpus}x {gpu.id}, {split.label()}, engine {engine}: isl {args.isl}, osl {args.osl}, "
           f"{'static batch' if est.mode == 'static' else 'continuous batching, concurrency'} "
           f"{est.batch} per replica")
     print(f"  TTFT  {fmt_seconds(est.ttft_s):>12}   (compute {fmt_seconds(b['prefill']['compute_s'])}, "
@@ -61,6 +87,12 @@ def run(args) -> int:
     if est.pipeline:
         print(f"  pipeline bubble: prefill {est.pipeline['bubble_fraction_prefill']:.1%}, "
               f"decode {est.pipeline['bubble_fraction_decode']:.1%}")
+    if est.speculative:
+        sp = est.speculative
+        print(f"  speculative {sp['method']}: k={sp['num_speculative_tokens']}, acceptance "
+              f"{sp['acceptance']:.2f} -> {sp['tokens_per_step']:.2f} tokens/step; verify "
+              f"{fmt_seconds(sp['verify_step_s'])} + draft {fmt_seconds(sp['draft_s'])} per step; "
+              f"TPOT {sp['speedup_tpot']:.2f}x vs {fmt_seconds(sp['tpot_without_s'])} without")
     print(_render_mem(est.memory, model.name, gpu, split))
     show_emit(launch)
     return 0

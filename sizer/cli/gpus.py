@@ -11,7 +11,8 @@ import dataclasses
 from sizer.hardware.gpus import all_gpus, get_gpu
 from .common import nonempty
 
-_COLUMNS = ("id", "mem GiB", "HBM TB/s", "bf16 TF/s", "fp8 TF/s", "NVLink GB/s", "form", "default node")
+_COLUMNS = ("id", "mem GiB", "HBM TB/s", "bf16 TF/s", "fp8 TF/s", "fp4 TF/s", "NVLink GB/s", "form",
+            "default node")
 
 
 def register(subparsers) -> None:
@@ -49,10 +50,13 @@ def table_row(gpu) -> tuple:
     """One display row; units converted here only (GiB for memory, 1e9/1e12 for rates)."""
     flops = gpu.peak_flops_per_s
     fp8 = f"{flops['fp8'] / 1e12:.1f}" if flops.get("fp8") else "-"
+    fp4 = f"{flops['fp4'] / 1e12:.0f}" if flops.get("fp4") else "-"
     nvlink = f"{gpu.nvlink_bytes_per_s / 1e9:.0f}" if gpu.nvlink_bytes_per_s else "-"
+    node = f"{gpu.gpus_per_node}x {gpu.default_topology}"
+    if gpu.domain_gpus > gpu.gpus_per_node:  # rack-scale NVLink: trays of 4 in a 72-GPU domain
+        node = f"{gpu.domain_gpus}x {gpu.default_topology} ({gpu.gpus_per_node}/tray)"
     return (gpu.id, f"{gpu.capacity_bytes / 2**30:.2f}", f"{gpu.hbm_bytes_per_s / 1e12:.2f}",
-            f"{flops['bf16'] / 1e12:.1f}", fp8, nvlink, gpu.form_factor,
-            f"{gpu.gpus_per_node}x {gpu.default_topology}")
+            f"{flops['bf16'] / 1e12:.1f}", fp8, fp4, nvlink, gpu.form_factor, node)
 
 
 def format_table(gpus) -> str:
@@ -60,7 +64,7 @@ def format_table(gpus) -> str:
     widths = [max(len(r[i]) for r in rows) for i in range(len(_COLUMNS))]
     lines = []
     for n, row in enumerate(rows):
-        cells = [c.ljust(w) if i in (0, 6, 7) else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))]
+        cells = [c.ljust(w) if i in (0, 7, 8) else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))]
         lines.append("  ".join(cells).rstrip())
         if n == 0:
             lines.append("  ".join("-" * w for w in widths))

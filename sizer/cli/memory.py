@@ -1,7 +1,8 @@
-"""`sizer memory`: per-GPU memory of a split, and the KV capacity it leaves."""
+"""`sizer memory`: per-GPU memory of a split, the KV bytes per token of each attention-layer
+group, and the KV capacity the engine allocates and the number it prints at start-up."""
 
 from sizer.output import emit_json, warn
-from .common import add_model_args, plan_from_args, positive_int, split_from_args
+from .common import add_model_args, engine_label, plan_from_args, positive_int, split_from_args
 from sizer.hardware.gpus import get_gpu
 from sizer.model.catalog import get_model
 from sizer.units import fmt_bytes
@@ -12,7 +13,8 @@ def register(sub) -> None:
     add_model_args(p)
     p.add_argument("--batch", type=positive_int, default=1, help="concurrent sequences (default 1)")
     p.add_argument("--context", type=positive_int,
-                   help="tokens per sequence (default: the model's maximum); with --engine, the max model length")
+                   help="tokens per sequence (default: the model's maximum, capped at 131,072); "
+                        "with an engine, its max model length")
     p.set_defaults(func=run)
 
 
@@ -22,7 +24,7 @@ def run(args) -> int:
         warn(f"--context {args.context} exceeds {model.name}'s maximum of {model.max_position_embeddings}")
     plan = plan_from_args(args, model=model, gpu=gpu)
     doc = plan.to_json()
-    doc.update(model=model.name, gpu=gpu.id, split=split_from_args(args).to_json())
+    doc.update(model=model.name, gpu=gpu.id, split=split_from_args(args).to_json(), engine=engine_label(args))
     if args.json:
         emit_json(doc)
         return 0
@@ -46,7 +48,7 @@ def render(plan, model_name, gpu, args) -> str:
     pg = plan.to_json()["per_gpu"]
     n = args.tp * args.pp * args.dp
     split = f"TP={args.tp} PP={args.pp} DP={args.dp} EP={args.ep} ({n} GPU{'s' if n > 1 else ''})"
-    lines = [f"{model_name} on {gpu.id} - {split}",
+    lines = [f"{model_name} on {gpu.id} - {split} - engine {plan.engine or 'none'}",
              f"params: {plan.params_total / 1e9:.2f}B total, {plan.params_active / 1e9:.2f}B active; "
              f"precision: weights {plan.precision['weights']}, experts {plan.precision['experts']}, "
              f"KV {plan.precision['kv_cache']}"] + _stages(plan, args) + ["",
@@ -56,12 +58,20 @@ def render(plan, model_name, gpu, args) -> str:
                        ("activation_bytes", "activations (peak)"), ("overhead_bytes", "runtime overhead"),
                        ("total_bytes", "total"), ("capacity_bytes", "GPU capacity")):
         lines.append(f"{label:<26}{fmt_bytes(pg[key]):>16}{'':>4}{pg[key] / cap:>8.1%}")
-    lines.append("")
-    lines.append(f"KV bytes per token per GPU: {plan.kv_bytes_per_token:,.0f}")
-    what = f"engine {plan.engine}" if plan.engine else "free memory"
-    lines.append(f"KV capacity ({what}): {plan.max_kv_tokens:,} tokens per replica = "
-                 f"{plan.max_sequences:,} sequences of {plan.context:,} tokens")
+    lines += ["", f"{'KV per GPU, by attention kind':<34}{'layers':>7}{'bytes/token':>13}"
+                  f"{'kept/sequence':>15}{'pool tokens':>14}"]
+    for g in plan.kv_groups:
+        lines.append(f"{g['label']:<34}{g['layers']:>7}{g['kv_bytes_per_token']:>13,.0f}"
+                     f"{g['kv_tokens_per_sequence']:>15,}{g['engine_pool_tokens']:>14,}")
+    lines.append(f"{'all layers':<34}{sum(g['layers'] for g in plan.kv_groups):>7}"
+                 f"{plan.kv_bytes_per_token:>13,.0f}")
+    lines += ["", f"KV rule: {plan.kv_rule}"]
+    if plan.engine:
+        lines.append(f"engine reports: {plan.kv_reported_as} = {plan.max_kv_tokens:,}")
+    lines.append(f"holds: {plan.max_sequences:,} sequences of {plan.context:,} tokens at once")
     verdict = "fits" if plan.fits else "DOES NOT FIT"
-    need = f"batch {plan.batch} x {plan.context:,} tokens" if not plan.engine else f"max model length {plan.context:,}"
+    need = f"batch {plan.batch} x {plan.context:,} tokens" if not plan.engine else \
+        f"batch {plan.batch}, max model length {plan.context:,}"
     lines.append(f"verdict: {verdict} ({need}); headroom {fmt_bytes(cap - pg['total_bytes'])}")
+    lines += [f"note: {note}" for note in plan.notes]
     return "\n".join(lines)

@@ -21,6 +21,8 @@ def run(args) -> int:
             "kv_heads": m.num_kv_heads, "head_dim": m.head_dim, "experts": m.num_experts,
             "experts_per_token": m.experts_per_token, "mla": m.is_mla, "dtype": m.dtype,
             "quantization": m.quantization, "max_context": m.max_position_embeddings,
+            "attention": [{"kind": a.kind, "window": a.window, "rope": a.rope, "layers": n}
+                          for a, n in m.attention_groups()],
         })
     if args.json:
         emit_json(rows)

@@ -49,7 +49,8 @@ def register(sub) -> None:
     s.add_argument("--weight-dtype", type=nonempty, help="one or a comma list of bf16, fp16, fp8, int8, int4, fp4 "
                    "(default: the checkpoint's own)")
     s.add_argument("--kv-dtype", default="auto", type=nonempty, help="one or a comma list of auto (model dtype), bf16, fp16, fp8, int8")
-    s.add_argument("--engine", type=nonempty, help="engine memory rules: vllm, sglang, trtllm (default: memory the workload needs)")
+    s.add_argument("--engine", default="vllm", type=nonempty,
+                   help="engine memory rules: vllm, sglang, trtllm, or none for raw capacity (default vllm)")
     s.add_argument("--top", type=positive_int, default=10, help="candidates to list (default 10)")
     s.add_argument("--allow-idle", action="store_true", help="also consider splits that leave some GPUs idle")
     add_emit_arg(s)

@@ -1,7 +1,7 @@
 """`sizer step`: one forward step on the slowest rank, op by op."""
 
 from sizer.output import emit_json
-from .common import add_model_args, deployment_from_args, positive_int
+from .common import add_model_args, deployment_from_args, engine_label, positive_int
 from sizer.errors import InputError
 from sizer.cost.step import step_time
 from .common import add_topology_args
@@ -10,7 +10,7 @@ from sizer.units import fmt_seconds
 
 def register(sub) -> None:
     p = sub.add_parser("step", help="time of one prefill or decode step on the slowest rank")
-    add_model_args(p, engine=False)  # a step is engine-agnostic: no --engine, no KV sizing flags
+    add_model_args(p, engine_memory=False)  # --engine is named; KV sizing flags cannot change a step
     add_topology_args(p)
     p.add_argument("--phase", choices=("prefill", "decode"), default="decode",
                    help="prefill (B prompts of --seq tokens) or decode (B sequences, one new token "
@@ -28,6 +28,7 @@ def run(args) -> int:
     if length is None:
         raise InputError("--phase prefill needs --seq" if args.phase == "prefill" else
                          "--phase decode (the default) needs --context (or use --phase prefill --seq N)")
+    engine = engine_label(args)  # an unknown engine is an error here too
     model, gpu, split, topo, profile = deployment_from_args(args, length, "a sequence")
     res = step_time(model, gpu, split, phase=args.phase, batch=args.batch, seq_len=args.seq,
                     context_len=args.context, weight_dtype=args.weight_dtype, kv_dtype=args.kv_dtype,
@@ -35,14 +36,14 @@ def run(args) -> int:
                     sequence_parallel=args.sequence_parallel, overlap=args.overlap)
     doc = res.to_json()
     doc.update(model=model.name, gpu=gpu.id, split=split.to_json(),
-               batch=args.batch, profile=args.profile)
+               batch=args.batch, profile=args.profile, engine=engine)
     if args.json:
         emit_json(doc)
         return 0
     seqs = f"{args.batch} sequence{'s' if args.batch > 1 else ''}"
     what = f"prefill {args.batch} x {args.seq} tokens" if args.phase == "prefill" else \
         f"decode {seqs} at {args.context} tokens of context"
-    print(f"{model.name} on {gpu.id}, {split.label()}: {what} (stage {res.stage} of {split.pp})")
+    print(f"{model.name} on {gpu.id}, {split.label()}, engine {engine}: {what} (stage {res.stage} of {split.pp})")
     print(f"{'op':<30}{'kernels':>8}{'time':>14}{'share':>8}{'GFLOP':>14}{'MB':>14}  bound")
     total = float(res.time_s)
     ops_sum = sum(float(o.time_s) for o in res.ops)  # shares of the op times (= total unless overlapped)

@@ -18,14 +18,22 @@ Algorithms:
   latency + size / (link * efficiency), independent of n.
 - hierarchical (all_reduce across nodes): reduce-scatter in the node, all-reduce of size/m over
   each GPU's own NIC ("rail"), all-gather in the node (NCCL NVLSTree / CollNet-like, 2D rings).
+  The in-node and network phases are pipelined chunk by chunk, so the slower one sets the rate
+  (NCCL's tuner takes min(intraBw, interBw) for NVLSTree, src/graph/tuning.cc).
+- A node's traffic to other nodes spreads over at most DOMAIN_NET_CHANNELS of its NICs: on
+  an NVL72 rack (72 NICs) NCCL's inter-rack bandwidth stays near 8 NICs' worth.
 - one_shot / two_shot: the custom all-reduce of vLLM / SGLang (csrc/custom_all_reduce.cuh), one
-  node with full peer access (NVSwitch, full mesh, or 2 GPUs), at most 8 MiB: one-shot reads
+  host with full peer access (NVSwitch, full mesh, or 2 GPUs; CUDA IPC handles, so not across the
+  trays of an NVL72 rack), at most 8 MiB: one-shot reads
   the (n-1) peers' buffers, two-shot is reduce-scatter + all-gather through peer memory.
 - direct (all_to_all): every rank writes size/n to every peer; time is set by the most loaded
   resource (a GPU's link, the socket link shared by a socket, the NICs of a GPU or a node).
 - p2p (send_recv): a ring shift, priced on its slowest hop.
 - measured: a hardware profile's fit for this (op, group size, nodes) replaces all of the above;
-  "measured (extrapolated)" beyond the largest size the profile measured (profile_fit).
+  "measured (extrapolated)" beyond the largest size the profile measured (profile_fit). Except
+  (issue #15 item 7): a profile of NCCL (the probes time torch.distributed, i.e. NCCL) does not
+  replace the engines' custom all-reduce where they use it; only a fit whose implementation is
+  "custom" does.
 """
 
 import math
@@ -45,6 +53,9 @@ MEASURED, EXTRAPOLATED = "measured", "measured (extrapolated)"  # a profile fit,
 # the largest size the profile measured
 _CUSTOM = {"one_shot": (6e-6, 0.75), "two_shot": (10e-6, 0.75)}  # (latency_s, efficiency); no
 # public curve in the reference set: vLLM's reported ~2x lower small-message latency than NCCL.
+DOMAIN_NET_CHANNELS = 8  # fitted: CoreWeave GB200 NVL72 2 and 20 racks (data/nccl_multinode.json
+# M00006-17: busbw 810 GB/s over 2 racks, ~430 GB/s asymptote over 20, with 72 NDR NICs per
+# rack); binds only where a node has more than 8 NICs (NVL72 racks), never on HGX nodes.
 
 
 @dataclass(frozen=True)
@@ -122,7 +133,8 @@ class _Group:
     nvlink_bytes_per_s: float  # per-GPU switch bandwidth when on an NVSwitch, else 0
     peer_bytes_per_s: float  # what one GPU can pull from all its peers at once
     peer_access: bool  # custom all-reduce possible
-    ranks: tuple
+    local_sets: tuple  # distinct sets of local GPU indices the group holds in a node
+    node_counts: tuple  # distinct numbers of group GPUs per node
 
 
 _CACHE: dict = {}
@@ -141,34 +153,58 @@ def _analyse(ranks: tuple, topo) -> _Group:
 
 
 def _build_group(ranks: tuple, topo) -> _Group:
-    pos = {g: k for k, g in enumerate(gpu_order(topo))}
-    by_node: dict = {}
-    for g in sorted(ranks, key=lambda g: pos[g]):
-        by_node.setdefault(topo.node_of(g), []).append(g)
-    sub = max(by_node.values(), key=len)
+    """Where the group sits, vectorised over ranks: nodes are identical, so what a node's share
+    of the group costs depends only on which local GPUs it holds (a few distinct sets), and a
+    million-GPU group is analysed in well under a second."""
+    per = topo.gpus_per_node
+    local_order = np.empty(per, dtype=np.int64)  # rank order inside a node (placement.gpu_order)
+    local_order[[g % per for g in gpu_order(topo)[:per]]] = np.arange(per)
+    r = np.asarray(ranks, dtype=np.int64)
+    node, loc = r // per, r % per
+    sort = np.lexsort((local_order[loc], node))
+    r, node, loc = r[sort], node[sort], loc[sort]
+    _, start, count = np.unique(node, return_index=True, return_counts=True)
+    k = len(start)
+    locals_ = {tuple(int(x) for x in loc[a:a + c]) for a, c in zip(start, count)}
+    big = int(np.argmax(count))
+    sub = [int(x) for x in r[start[big]:start[big] + count[big]]]
     m = len(sub)
+
+    def hop(i, j, parallel=1):
+        return _hop(tuple(topo.links[key] for key in topo.paths[i][j]), parallel)
+
     ring = None
+    sub_local = [g % per for g in sub]
     if m > 1:
         mesh = all(topo.is_direct(a, b) for a in sub for b in sub if a != b)
         parallel = m - 1 if mesh else 1  # a full mesh runs one ring per link
-        ring = _worst([_hop(topo.path(a, b), parallel) for a, b in zip(sub, sub[1:] + sub[:1])])
-    ordered = [g for node in sorted(by_node) for g in by_node[node]]
-    shift = _worst([_hop(topo.path(a, b)) for a, b in zip(ordered, ordered[1:] + ordered[:1])])
-    net = topo.inter_node if len(by_node) > 1 else None
+        ring = _worst([hop(i, j, parallel) for i, j in zip(sub_local, sub_local[1:] + sub_local[:1])])
+    pairs = set()  # the send_recv ring shift: consecutive ranks, node by node
+    for lt in locals_:
+        pairs.update(zip(lt, lt[1:]))
+        if k == 1 and len(lt) > 1:
+            pairs.add((lt[-1], lt[0]))
+    shift_hops = [hop(i, j) for i, j in pairs]
+    if k > 1:
+        shift_hops.append(_hop((topo.inter_node,)))
+    shift = _worst(shift_hops)
+    net = topo.inter_node if k > 1 else None
     nic = rail = 0.0
     if net is not None:
         rail = net.bytes_per_s * (1.0 / m if net.per_node else max(topo.nics_per_gpu, 1e-9))
-        nic = net.bytes_per_s if net.per_node else net.bytes_per_s * max(m * topo.nics_per_gpu, 1)
-    first = [lk for a in sub for b in sub if a != b for lk in topo.path(a, b)]
+        nics = 1.0 if net.per_node else min(max(m * topo.nics_per_gpu, 1.0), DOMAIN_NET_CHANNELS)
+        nic = net.bytes_per_s * nics
+    first = [topo.links[key] for i in sub_local for j in sub_local if i != j for key in topo.paths[i][j]]
     switched = bool(first) and all(lk.kind == "nvswitch" for lk in first)
     nvls = first[0].nvls if switched and m > 1 else None
     host = any(lk.kind in ("host", "net") for lk in first)
     mesh = m > 1 and all(topo.is_direct(a, b) for a in sub for b in sub if a != b)
-    peer = len(by_node) == 1 and not host and m <= 8 and (m == 2 or mesh or switched)
+    one_host = int(r.min()) // topo.host_gpus == int(r.max()) // topo.host_gpus  # CUDA IPC: one OS
+    peer = k == 1 and one_host and not host and m <= 8 and (m == 2 or mesh or switched)
     switch_bw = first[0].bytes_per_s if switched else 0.0
     pull = switch_bw or (min((lk.bytes_per_s for lk in first), default=0.0) * max(m - 1, 1))
-    return _Group(len(ranks), len(by_node), m, ring, shift, net, nic, rail, nvls,
-                  switch_bw, pull, peer, tuple(ordered))
+    return _Group(len(r), k, m, ring, shift, net, nic, rail, nvls, switch_bw, pull, peer,
+                  tuple(sorted(locals_)), tuple(sorted({int(c) for c in count})))
 
 
 def _candidates(op: str, g: _Group, topo):
@@ -197,13 +233,14 @@ def _candidates(op: str, g: _Group, topo):
     if op == "all_reduce" and g.nvls is not None and k == 1:
         out.append(("nvls", g.nvls.latency_s, 1.0 / (g.nvlink_bytes_per_s * g.nvls.efficiency)))
     if op == "all_reduce" and k > 1 and m > 1:
-        rail = g.rail_bytes_per_s * g.net.protocols["simple"].efficiency
+        node_net = g.nic_bytes_per_s * g.net.protocols["simple"].efficiency
         intra_spb = 2 * (m - 1) / m / g.ring.bw["simple"]
-        if g.nvls is not None:
-            intra_spb = min(intra_spb, 1.0 / (g.nvlink_bytes_per_s * g.nvls.efficiency))
-        lat = (g.ring.base_s["simple"] + g.net.protocols["simple"].latency_s
-               + 2 * (k - 1) * g.net.hop_latency_s)
-        out.append(("hierarchical", lat, intra_spb + 2 * (k - 1) / k / m / rail))
+        intra_lat = g.ring.base_s["simple"]
+        if g.nvls is not None and 1.0 / (g.nvlink_bytes_per_s * g.nvls.efficiency) < intra_spb:
+            intra_spb = 1.0 / (g.nvlink_bytes_per_s * g.nvls.efficiency)
+            intra_lat = max(intra_lat, g.nvls.latency_s)
+        lat = intra_lat + g.net.protocols["simple"].latency_s + 2 * (k - 1) * g.net.hop_latency_s
+        out.append(("hierarchical", lat, max(intra_spb, 2 * (k - 1) / k / node_net)))
     if op == "all_reduce" and g.peer_access:
         bw = g.peer_bytes_per_s
         for name, (lat, eff) in _CUSTOM.items():
@@ -213,27 +250,45 @@ def _candidates(op: str, g: _Group, topo):
 
 
 def _a2a_seconds_per_byte(g: _Group, topo) -> float:
-    """Most loaded resource when every rank sends 1/n of its buffer to every peer."""
+    """Most loaded resource when every rank sends 1/n of its buffer to every peer: a GPU's NIC
+    (or a node's, for per-node NICs), the socket link a socket pair shares, a point-to-point
+    NVLink/xGMI bond, a GPU's port into a switch or PCIe. Nodes are identical, so the in-node
+    loads are computed once per distinct set of local GPUs and the NIC loads per node count:
+    O(nodes + GPUs per node squared), not O(n squared) (issue #16: 4,096 GPUs took 18-26 s)."""
+    share = 1.0 / g.n
+    worst = 0.0
+    net = topo.inter_node
+    if g.nodes > 1 and net is not None:
+        per_gpu = net.bytes_per_s * max(topo.nics_per_gpu, 1e-9) * net.p2p.efficiency
+        per_node = net.bytes_per_s * net.p2p.efficiency
+        for m_node in g.node_counts:
+            remote = g.n - m_node
+            worst = max(worst, (share * m_node * remote / per_node) if net.per_node
+                        else (share * remote / per_gpu))
+    for local in g.local_sets:
+        worst = max(worst, _a2a_in_node(local, topo, share))
+    return worst
+
+
+def _a2a_in_node(local: tuple, topo, share: float) -> float:
+    """Seconds per byte of the busiest in-node resource for one node's group members."""
     load: dict = {}
     cap: dict = {}
-    share = 1.0 / g.n
-    for a in g.ranks:
-        for b in g.ranks:
-            if a == b:
+    for i in local:
+        for j in local:
+            if i == j:
                 continue
-            for lk in topo.path(a, b):
-                if lk.kind == "net":
-                    res = ("nic", topo.node_of(a)) if lk.per_node else ("nic", a)
-                    c = lk.bytes_per_s * (1.0 if lk.per_node else max(topo.nics_per_gpu, 1e-9))
-                elif lk.kind == "cpu":
-                    res, c = ("cpu", topo.node_of(a), topo.socket(a), topo.socket(b)), lk.bytes_per_s
+            for key in topo.paths[i][j]:
+                lk = topo.links[key]
+                if lk.kind == "cpu":
+                    res = ("cpu", topo.socket_of[i], topo.socket_of[j])
                 elif lk.kind in ("nvlink", "xgmi"):
-                    res, c = ("link", a, b), lk.bytes_per_s
+                    res = ("link", i, j)
                 else:
-                    res, c = ("out", a, lk.kind), lk.bytes_per_s
+                    res = ("out", i, lk.kind)
                 load[res] = load.get(res, 0.0) + share
-                cap[res] = c * lk.p2p.efficiency
-    return max(load[r] / cap[r] for r in load)
+                cap[res] = lk.bytes_per_s * lk.p2p.efficiency
+    return max((load[r] / cap[r] for r in load), default=0.0)
 
 
 def collective_time(op: str, size_bytes, ranks, topology, profile=None,
@@ -264,22 +319,34 @@ def collective_time(op: str, size_bytes, ranks, topology, profile=None,
         return _pack(zero, ["none"] * len(sizes), sizes, op, max(n, 1), scalar)
     g = _analyse(ranks, topology)
     cover = profile_fit(op, ranks, topology, profile)
+    cands = [c for c in _candidates(op, g, topology) if _allowed(c[0], algorithms)]
     if cover is not None:
         f = busbw_factor(op, n)
         times = np.min([lat + sizes * f / bw for lat, bw in cover.fit.segments], axis=0)
         top = cover.max_bytes if cover.max_bytes is not None else np.inf
         algos = [EXTRAPOLATED if s > top else MEASURED for s in sizes]
+        if getattr(cover.fit, "implementation", "nccl") != "custom" and any(
+                c[0] in CUSTOM_ALGOS for c in cands):
+            model = _best(cands, sizes)  # the engine's own all-reduce where it would use it
+            for i, name in enumerate(model[1]):
+                if name in CUSTOM_ALGOS:
+                    times[i], algos[i] = model[0][i], name
         return _pack(times, algos, sizes, op, n, scalar)
-    cands = [c for c in _candidates(op, g, topology) if _allowed(c[0], algorithms)]
     if not cands:
         raise InputError(f"no allowed algorithm for {op} over {n} GPUs ({algorithms})")
+    times, algos = _best(cands, sizes)
+    return _pack(times, algos, sizes, op, n, scalar)
+
+
+def _best(cands, sizes) -> tuple:
+    """(times, algorithm names): the cheapest candidate per size; the custom all-reduce only up
+    to CUSTOM_MAX_BYTES, as vLLM uses it."""
     table = np.array([lat + sizes * spb for _, lat, spb in cands])
     for row, (name, _, _) in zip(table, cands):
         if name in CUSTOM_ALGOS:
             row[sizes > CUSTOM_MAX_BYTES] = np.inf
     best = np.argmin(table, axis=0)
-    times = table[best, np.arange(len(sizes))]
-    return _pack(times, [cands[i][0] for i in best], sizes, op, n, scalar)
+    return table[best, np.arange(len(sizes))], [cands[i][0] for i in best]
 
 
 @dataclass(frozen=True)

@@ -11,13 +11,15 @@ Each serving engine turns "memory left after weights" into a KV-cache size its o
   Tokens = KV / (kv heads per rank x head_dim x 2 x layers x bytes).
 - TensorRT-LLM (KvCacheConfig.free_gpu_memory_fraction, default 0.9): KV = that fraction of the
   memory free after weights, activations and runtime buffers.
-Without an engine, the plan says how much KV the given batch x context needs and whether it fits.
+How each engine lays out the KV of hybrid-attention models (sliding window, chunked) and what
+it prints at start-up: sizer/cost/kv_cache.py. With engine "none", the plan says how much KV
+the given batch x context needs and whether it fits.
 """
 
 from dataclasses import asdict, dataclass
 
 from sizer.errors import InputError
-from .memory import (activation_bytes, kv_bytes_per_sequence, kv_bytes_per_token,
+from .memory import (activation_bytes, kv_bytes_per_sequence, kv_bytes_per_token, kv_stage_groups,
                      overhead_bytes, resolve_precision, stage_weight_bytes)
 from sizer.model.split import Split, check_split
 
@@ -59,9 +61,9 @@ class MemoryPlan:
     total_bytes: float
     capacity_bytes: float
     fits: bool
-    kv_bytes_per_token: float  # per GPU, full-attention layers (+ sliding ones while < window)
-    max_kv_tokens: int  # per replica (one TP x PP group)
-    max_sequences: int  # at `context` tokens each
+    kv_bytes_per_token: float  # per GPU, every attention layer (windowed ones while < window)
+    max_kv_tokens: int  # per replica: the engine's own start-up figure (kv_reported_as)
+    max_sequences: int  # at `context` tokens each, as the engine actually allocates them
     params_total: int
     params_active: int
     precision: dict
@@ -69,6 +71,10 @@ class MemoryPlan:
     batch: int
     context: int
     stage_weights_bytes: tuple
+    kv_groups: tuple = ()  # per attention kind on the limiting stage (KVGroup.to_json + pool)
+    kv_rule: str = ""
+    kv_reported_as: str = ""
+    notes: tuple = ()
 
     def to_json(self) -> dict:
         keys = ("weights_bytes", "kv_cache_bytes", "activation_bytes", "overhead_bytes",
@@ -79,13 +85,17 @@ class MemoryPlan:
             "kv_bytes_per_token": self.kv_bytes_per_token,
             "max_kv_tokens": self.max_kv_tokens,
             "max_sequences": self.max_sequences,
+            "kv_groups": list(self.kv_groups),
+            "kv_rule": self.kv_rule,
+            "kv_reported_as": self.kv_reported_as,
             "params_total": self.params_total,
             "params_active": self.params_active,
             "precision": self.precision,
-            "engine": self.engine,
+            "engine": self.engine or "none",
             "batch": self.batch,
             "context": self.context,
             "stage_weights_bytes": list(self.stage_weights_bytes),
+            "notes": list(self.notes),
         }
 
 
@@ -103,13 +113,31 @@ def scheduler_limits(engine: "EngineRules | None", gpu=None) -> tuple[int, int]:
 
 
 def get_engine(name: str | None) -> EngineRules | None:
-    if name is None:
+    """The engine's rules; None (or "none") for raw capacity with no engine's reserves."""
+    if name is None or str(name).strip().lower() == "none":
         return None
     key = str(name).lower().replace("-", "").replace("_", "")
     key = {"tensorrtllm": "trtllm", "trt": "trtllm"}.get(key, key)
     if key not in ENGINES:
-        raise InputError(f"unknown engine {name!r}; choose one of {', '.join(ENGINES)}")
+        raise InputError(f"unknown engine {name!r}; choose one of {', '.join(ENGINES)}, none")
     return ENGINES[key]
+
+
+DEFAULT_ENGINE = "vllm"  # what the command line uses without --engine (issue #15 item 1)
+DEFAULT_CONTEXT_CAP = 131_072  # context when none is given and the model allows more
+
+
+def default_context(model, context: int | None) -> tuple[int, tuple]:
+    """(context, notes): the given one, else the model's maximum up to DEFAULT_CONTEXT_CAP
+    (128K, the longest context of the Llama-3.1/Qwen/gpt-oss presets; Llama-4-Scout's
+    10,485,760 would make every plan 'does not fit'), saying so when it caps."""
+    if context:
+        return int(context), ()
+    top = model.max_position_embeddings or 4096
+    if top <= DEFAULT_CONTEXT_CAP:
+        return top, ()
+    return DEFAULT_CONTEXT_CAP, (f"no --context given: using {DEFAULT_CONTEXT_CAP:,} tokens, not "
+                                 f"{model.name}'s maximum of {top:,} (pass --context to change it)",)
 
 
 def memory_plan(model, gpu, split: Split, *, weight_dtype=None, kv_dtype="auto", batch: int = 1,
@@ -118,13 +146,16 @@ def memory_plan(model, gpu, split: Split, *, weight_dtype=None, kv_dtype="auto",
                 cuda_graphs: bool = True, gpus: int | None = None) -> MemoryPlan:
     """Memory of the most loaded GPU of `split` serving `batch` sequences of `context` tokens.
 
-    With an engine, the engine's rule sizes the KV cache (kv_cache_bytes is what it allocates)
-    and `context` is its maximum model length; without one, kv_cache_bytes is what the workload
-    needs. The activation term is the peak of a `max_num_batched_tokens` forward (default: the
-    engine's, else min(batch x context, 8192) as a chunked prefill would run).
+    With an engine, the engine's rule sizes the KV cache (kv_cache_bytes is what it allocates,
+    sizer/cost/kv_cache.py how it lays it out per attention kind) and `context` is its maximum
+    model length; without one, kv_cache_bytes is what the workload needs. The activation term
+    is the peak of a `max_num_batched_tokens` forward (default: the engine's, else
+    min(batch x context, 8192) as a chunked prefill would run).
     """
+    from . import kv_cache
+
     check_split(model, split, gpus)
-    context = int(context or model.max_position_embeddings or 4096)
+    context, notes = default_context(model, context)
     if batch < 1 or context < 1:
         raise InputError("--batch and --context must be positive")
     rules = get_engine(engine)
@@ -138,47 +169,40 @@ def memory_plan(model, gpu, split: Split, *, weight_dtype=None, kv_dtype="auto",
     act = activation_bytes(model, split, prec, tokens, min(seqs, tokens))
     over = overhead_bytes(split, cuda_graphs)
     full_tok, slide_tok = kv_bytes_per_token(model, split, prec)
-    per_token = full_tok + slide_tok
+    groups = kv_stage_groups(model, split, prec)
     seq_bytes = kv_bytes_per_sequence(model, split, prec, context)
-    window = model.sliding_window or context
     cap = float(gpu.capacity_bytes)
     if rules is None:
         kv = batch * seq_bytes
-        max_tokens = _tokens_for(cap - weights - act - over, full_tok, slide_tok, context, window)
+        pool = kv_cache.raw_pool(groups, cap - weights - act - over, context)
     else:
         f = rules.fraction if fraction is None else fraction
         if rules.name == "vllm":
-            kv = cap * f - weights - act - over
+            pool = kv_cache.vllm_pool(model, groups, [cap * f - w - act - over for w in stages], context,
+                                      rules.block_tokens, tokens)
         elif rules.name == "sglang":
             # CUDA graphs and activations live in the (1 - fraction) reserve
-            kv = cap * f - weights - overhead_bytes(split, cuda_graphs=False)
+            pool = kv_cache.sglang_pool(model, groups, cap * f - weights - overhead_bytes(split, cuda_graphs=False),
+                                        context, rules.block_tokens)
         else:
-            kv = (cap - weights - act - over) * f
-        kv = max(kv, 0.0)
-        max_tokens = _tokens_for(kv, full_tok, slide_tok, context, window)
-        max_tokens -= max_tokens % rules.block_tokens
+            pool = kv_cache.trtllm_pool(groups, (cap - weights - act - over) * f, context, rules.block_tokens)
+        kv = pool.kv_bytes_allocated
     total = weights + max(kv, 0.0) + act + over
     # with an engine: the batch's sequences must fit the KV the engine allocates (else the
     # engine queues them), and the fixed parts must fit the GPU
-    fits = total <= cap if rules is None else (kv >= batch * seq_bytes and weights + act + over <= cap)
-    max_seqs = int(max(kv if rules else cap - weights - act - over, 0.0) // seq_bytes) if seq_bytes else 0
+    fits = total <= cap if rules is None else (pool.max_sequences >= batch and weights + act + over <= cap)
+    limiting = max(groups, key=lambda gs: sum(g.bytes_per_sequence(context) for g in gs))
     return MemoryPlan(
         weights_bytes=weights, kv_cache_bytes=max(kv, 0.0), activation_bytes=act,
         overhead_bytes=over, total_bytes=total, capacity_bytes=cap, fits=bool(fits),
-        kv_bytes_per_token=per_token, max_kv_tokens=int(max_tokens), max_sequences=max_seqs,
+        kv_bytes_per_token=full_tok + slide_tok, max_kv_tokens=int(pool.reported_tokens),
+        max_sequences=int(pool.max_sequences),
         params_total=model.params_total(), params_active=model.params_active(),
         precision={"weights": prec.linear, "experts": prec.experts, "embeddings": prec.base,
                    "kv_cache": prec.kv},
         engine=rules.name if rules else None, batch=batch, context=context,
         stage_weights_bytes=tuple(stages),
+        kv_groups=tuple(dict(g.to_json(context), engine_pool_tokens=t)
+                        for g, t in zip(limiting, pool.group_tokens)),
+        kv_rule=pool.rule, kv_reported_as=pool.reported_as, notes=notes + pool.notes,
     )
-
-
-def _tokens_for(kv_bytes: float, full_tok: float, slide_tok: float, context: int,
-                window: int) -> int:
-    """Tokens of KV that fit in kv_bytes. Sliding-window layers hold at most `window` tokens of a
-    sequence, so their cost is amortised over a `context`-token sequence."""
-    if kv_bytes <= 0:
-        return 0
-    rate = full_tok + slide_tok * min(1.0, window / context) if full_tok else slide_tok
-    return int(kv_bytes // rate) if rate else 0

@@ -22,6 +22,12 @@ prompt tokens, split into forwards of at most `max_num_tokens` tokens.
 - output tokens/s = dp x N / TPOT. With neither batch nor concurrency, N is the largest
   concurrency whose KV (isl + osl tokens each) fits, capped by `max_batch` (max_num_seqs): the
   max-throughput point benchmarks publish.
+
+Speculative decoding (`speculative`, sizer/cost/speculative.py): every decode step is a verify
+step with k + 1 query tokens per sequence plus the draft's k forwards, and yields E tokens per
+sequence, so TPOT = (verify + draft) / E; in continuous batching sequences finish E times
+sooner, so N x isl x E / osl prompt tokens join each step. PP > 1 is refused with it (vLLM's
+V1 engine runs speculative decoding with PP = 1).
 """
 
 import math
@@ -34,6 +40,7 @@ from sizer.errors import InfeasibleError, InputError
 from .pipeline import Schedule
 from sizer.model.split import Split
 from .step import step_time
+from .speculative import Speculative
 
 MODES = ("static", "continuous")
 
@@ -57,7 +64,8 @@ class Curve:
     prefill_clock_s: np.ndarray  # static: one prefill chunk on the slowest stage
     decode_clock_s: np.ndarray  # one micro-batch's forward on the slowest stage
     prefill: object  # StepResult: the prefill chunk (static) or the forward carrying a prompt
-    decode: object  # StepResult of the decode (or mixed) forward
+    decode: object  # StepResult of the decode (or mixed) forward (the verify step when speculating)
+    draft_s: object = 0.0  # the draft's forwards per decode step (speculative decoding)
 
 
 def _stage_max(result, shape) -> np.ndarray:
@@ -65,17 +73,44 @@ def _stage_max(result, shape) -> np.ndarray:
                             for t in result.stage_times_s]), axis=0)
 
 
+def _draft_s(spec: Speculative, device, split: Split, batch, ctx, kw) -> np.ndarray:
+    """The draft's k forwards of one step (the first re-reads the k + 1 verified positions),
+    without the engine's per-step overhead, which the verify step already pays."""
+    d = spec.draft
+    moe = d.is_moe and split.ep > 1
+    dsplit = Split(tp=split.tp, pp=1, dp=split.dp, ep=split.ep if moe else 1,
+                   redundant_experts=split.redundant_experts if moe else 0)
+    dkw = dict(kw, weight_dtype=None) if spec.method == "draft" else kw
+
+    def one(q):
+        r = step_time(d, device, dsplit, phase="decode", batch=batch, context_len=ctx,
+                      query_tokens=q, **dkw)
+        return np.asarray(r.time_s, float) - sum(np.asarray(o.time_s, float) for o in r.ops
+                                                 if o.name == "engine_step_overhead")
+
+    k = spec.num_tokens
+    return one(k + 1) + (k - 1) * (one(1) if k > 1 else 0.0)
+
+
 def serving_curve(model, device, split: Split, batches, *, isl: int, osl: int,
                   max_num_tokens: int = DEFAULT_MAX_NUM_BATCHED_TOKENS, mode: str = "continuous",
                   cuda_graphs=None, weight_dtype=None, kv_dtype="auto", topology=None,
-                  profile=None) -> Curve:
+                  profile=None, speculative: Speculative | None = None, ep_a2a: str = "nccl",
+                  moe_imbalance: float = 1.0) -> Curve:
     """TTFT/TPOT/throughput of `split` for every batch (module docstring), with one step_time
     call per phase over the whole vector: estimate() and the recommender share this."""
     if mode not in MODES:
         raise InputError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
     b = np.asarray(batches, dtype=float)  # a scalar stays 0-d: estimate() gets scalar ops
     p = split.pp
-    kw = dict(weight_dtype=weight_dtype, kv_dtype=kv_dtype, topology=topology, profile=profile)
+    if speculative is not None and p > 1:
+        raise InputError("speculative decoding with PP > 1 is not modelled (vLLM's V1 engine "
+                         "runs it with PP = 1); use TP/DP")
+    q = 1 + speculative.num_tokens if speculative else 1
+    gain = speculative.tokens_per_step if speculative else 1.0
+    kw = dict(weight_dtype=weight_dtype, kv_dtype=kv_dtype, topology=topology, profile=profile,
+              ep_a2a=ep_a2a, moe_imbalance=moe_imbalance)
+    dkw = dict(kw, cuda_graphs=cuda_graphs)
     mb = np.maximum(1, np.minimum(b, p))
     mean_ctx = max(1, round(isl + (osl - 1) / 2.0))
     pre = None
@@ -86,26 +121,30 @@ def serving_curve(model, device, split: Split, batches, *, isl: int, osl: int,
         pre_clock = _stage_max(pre, b.shape)
         ttft = (chunks + p - 1) * pre_clock if p > 1 else chunks * np.broadcast_to(pre.time_s, b.shape)
         dec = step_time(model, device, split, phase="decode", batch=b / mb, context_len=mean_ctx,
-                        cuda_graphs=cuda_graphs, **kw)
+                        cuda_graphs=cuda_graphs, query_tokens=q, **kw)
+        draft = _draft_s(speculative, device, split, b / mb, mean_ctx, dkw) if speculative else 0.0
         forwards = np.ones_like(b)
     else:
-        prompt_tokens = b * isl / osl
+        prompt_tokens = b * isl * gain / osl  # sequences live osl / gain steps
         # each micro-batch in flight is its own scheduled forward with its own token budget
         forwards = np.maximum(1, np.ceil((b + prompt_tokens) / (mb * max_num_tokens)))
         per = mb * forwards
         dec = step_time(model, device, split, phase="decode", batch=b / per, context_len=mean_ctx,
-                        prefill_tokens=prompt_tokens / per, seq_len=isl, cuda_graphs=cuda_graphs, **kw)
+                        prefill_tokens=prompt_tokens / per, seq_len=isl, cuda_graphs=cuda_graphs,
+                        query_tokens=q, **kw)
+        draft = _draft_s(speculative, device, split, b / per, mean_ctx, dkw) if speculative else 0.0
         # the forward that carries a new prompt: its micro-batch's decode tokens plus as much of
         # the prompt as the token budget leaves (at least the steady-state share)
         budget = np.maximum(max_num_tokens - b / per, 1.0)
         piece = np.maximum(np.minimum(isl, budget), prompt_tokens / per)
         chunks = np.ceil(isl / np.minimum(isl, budget))
         pre = step_time(model, device, split, phase="decode", batch=b / per, context_len=mean_ctx,
-                        prefill_tokens=piece, seq_len=isl, cuda_graphs=cuda_graphs, **kw)
+                        prefill_tokens=piece, seq_len=isl, cuda_graphs=cuda_graphs, query_tokens=q, **kw)
         pre_clock = _stage_max(pre, b.shape) if p > 1 else np.broadcast_to(np.asarray(pre.time_s, float), b.shape)
-    dec_time = np.broadcast_to(np.asarray(dec.time_s, dtype=float), b.shape)
+        pre_clock = pre_clock + draft
+    dec_time = np.broadcast_to(np.asarray(dec.time_s, dtype=float) + draft, b.shape)
     dec_clock = _stage_max(dec, b.shape) if p > 1 else dec_time
-    tpot = forwards * (p * dec_clock if p > 1 else dec_time)
+    tpot = forwards * (p * dec_clock if p > 1 else dec_time) / gain
     share_pre = np.broadcast_to(np.asarray(pre.comm_s) / np.asarray(pre.time_s), b.shape)
     if mode == "static":
         e2e = ttft + (osl - 1) * tpot
@@ -117,7 +156,8 @@ def serving_curve(model, device, split: Split, batches, *, isl: int, osl: int,
     share_dec = np.broadcast_to(np.asarray(dec.comm_s) / dec_time, b.shape)
     return Curve(mode, b, np.asarray(ttft, float), np.asarray(tpot, float), np.asarray(e2e, float),
                  tok_s, tok_s / split.gpus, share_dec, np.broadcast_to(share_pre, b.shape),
-                 np.broadcast_to(1 - mb / p, b.shape), mb, chunks, pre_clock, dec_clock, pre, dec)
+                 np.broadcast_to(1 - mb / p, b.shape), mb, chunks, pre_clock, dec_clock, pre, dec,
+                 np.broadcast_to(np.asarray(draft, float), b.shape))
 
 
 @dataclass(frozen=True)
@@ -134,6 +174,7 @@ class Estimate:
     pipeline: dict | None
     prefill_ops: list
     decode_ops: list
+    speculative: dict | None = None
 
     def to_json(self) -> dict:
         doc = {"ttft_s": self.ttft_s, "tpot_s": self.tpot_s, "e2e_s": self.e2e_s,
@@ -143,15 +184,20 @@ class Estimate:
                "decode_ops": self.decode_ops}
         if self.pipeline is not None:
             doc["pipeline"] = self.pipeline
+        if self.speculative is not None:
+            doc["speculative"] = self.speculative
         return doc
 
 
 def estimate(model, gpu, split: Split, *, isl: int, osl: int, batch: int | None = None,
              concurrency: int | None = None, weight_dtype=None, kv_dtype="auto", engine=None,
              fraction=None, max_batch: int | None = None, max_num_tokens: int | None = None,
-             cuda_graphs=None, topology=None, profile=None) -> Estimate:
+             cuda_graphs=None, topology=None, profile=None, speculative=None, ep_a2a="nccl",
+             moe_imbalance=1.0) -> Estimate:
     """Latency and throughput of `split`: a static batch with `batch`, else continuous batching
-    at `concurrency` (over the deployment) or at the largest concurrency that fits."""
+    at `concurrency` (over the deployment) or at the largest concurrency that fits.
+    `speculative` (sizer.cost.speculative.Speculative), `ep_a2a` and `moe_imbalance`
+    (sizer.cost.moe_comm) as serving_curve takes them."""
     if isl < 1 or osl < 1:
         raise InputError("--isl and --osl must be positive")
     if batch is not None and concurrency is not None:
@@ -175,7 +221,8 @@ def estimate(model, gpu, split: Split, *, isl: int, osl: int, batch: int | None 
     plan = memory_plan(model, gpu, split, batch=batch, **mem_kw)
     c = serving_curve(model, gpu, split, batch, isl=isl, osl=osl, max_num_tokens=max_num_tokens,
                       mode=mode, cuda_graphs=cuda_graphs, weight_dtype=weight_dtype,
-                      kv_dtype=kv_dtype, topology=topology, profile=profile)
+                      kv_dtype=kv_dtype, topology=topology, profile=profile,
+                      speculative=speculative, ep_a2a=ep_a2a, moe_imbalance=moe_imbalance)
     first = {k: float(getattr(c, k)) for k in ("ttft_s", "tpot_s", "e2e_s", "output_tok_s",
                                                    "output_tok_s_per_gpu", "comm_share_decode",
                                                    "comm_share_prefill", "bubble_decode")}
@@ -207,7 +254,18 @@ def estimate(model, gpu, split: Split, *, isl: int, osl: int, batch: int | None 
         pipeline["prefill"] = sched.to_json()
         pipeline["bubble_fraction_prefill"] = (sched.bubble_fraction if c.mode == "static"
                                                else first["bubble_decode"])
+    spec = None
+    if speculative is not None:
+        spec = {**speculative.to_json(), "verify_step_s": float(dec.time_s),
+                "draft_s": float(c.draft_s),
+                "tpot_without_s": None}
+        plain = serving_curve(model, gpu, split, batch, isl=isl, osl=osl,
+                              max_num_tokens=max_num_tokens, mode=mode, cuda_graphs=cuda_graphs,
+                              weight_dtype=weight_dtype, kv_dtype=kv_dtype, topology=topology,
+                              profile=profile, ep_a2a=ep_a2a, moe_imbalance=moe_imbalance)
+        spec["tpot_without_s"] = float(plain.tpot_s)
+        spec["speedup_tpot"] = float(plain.tpot_s) / first["tpot_s"]
     return Estimate(first["ttft_s"], first["tpot_s"], first["e2e_s"], first["output_tok_s"],
                     first["output_tok_s_per_gpu"], int(batch), mode, plan.to_json(), breakdown,
                     pipeline, [o.to_json() for o in c.prefill.ops],
-                    [o.to_json() for o in dec.ops])
+                    [o.to_json() for o in dec.ops], spec)

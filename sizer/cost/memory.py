@@ -7,7 +7,8 @@ runtime overhead are estimates whose constants are fitted to engine logs and cit
 
 from dataclasses import dataclass
 
-from sizer.model.catalog import ModelSpec
+from sizer.model.attention import FULL, LINEAR, LayerAttention
+from sizer.model.spec import ModelSpec
 from sizer.model.precision import canonical, kv_bytes_per_element, weight_bytes_per_param
 from sizer.model.split import Split, stage_layers
 
@@ -80,12 +81,12 @@ def attention_params_per_rank(model: ModelSpec, tp: int) -> tuple[float, float]:
     return q / tp + kv + o / tp, base
 
 
-def layer_weight_bytes(model: ModelSpec, i: int, split: Split, prec: Precision) -> float:
-    """Bytes of layer i on one rank of the split (the most loaded rank of its EP group)."""
+def _layer_bytes(model: ModelSpec, moe: bool, split: Split, prec: Precision) -> float:
+    """Bytes of one dense or MoE layer on one rank (the most loaded rank of its EP group)."""
     lin, base = attention_params_per_rank(model, split.tp)
     total = lin * prec.bytes("linear") + (base + model.norm_params()) * prec.bytes("base")
-    if i in model.moe_layers:
-        experts_per_rank = model.num_experts / split.ep
+    if moe:
+        experts_per_rank = (model.num_experts + getattr(split, "redundant_experts", 0)) / split.ep
         expert_bytes = model.expert_params() / split.expert_tp * prec.bytes("experts")
         total += experts_per_rank * expert_bytes
         total += model.shared_expert_params() / split.tp * prec.bytes("linear")
@@ -95,14 +96,22 @@ def layer_weight_bytes(model: ModelSpec, i: int, split: Split, prec: Precision) 
     return total
 
 
+def layer_weight_bytes(model: ModelSpec, i: int, split: Split, prec: Precision) -> float:
+    """Bytes of layer i on one rank of the split (the most loaded rank of its EP group)."""
+    return _layer_bytes(model, bool(model.moe_count(range(i, i + 1))), split, prec)
+
+
 def stage_weight_bytes(model: ModelSpec, split: Split, prec: Precision) -> list[float]:
-    """Weights per rank for each pipeline stage: its layers; the vocab-parallel embedding
-    (V/TP rows) on the first stage; final norm and LM head (V/TP rows) on the last; a tied
-    head is a second copy when the first and last stages differ (vLLM, Megatron)."""
+    """Weights per rank for each pipeline stage: its layers (counted per kind: dense or MoE);
+    the vocab-parallel embedding (V/TP rows) on the first stage; final norm and LM head (V/TP
+    rows) on the last; a tied head is a second copy when the first and last stages differ
+    (vLLM, Megatron)."""
     emb = model.embedding_params() / split.tp * prec.bytes("base")
+    dense, moe = _layer_bytes(model, False, split, prec), _layer_bytes(model, True, split, prec)
     out = []
     for s, layers in enumerate(stage_layers(model, split.pp)):
-        b = sum(layer_weight_bytes(model, i, split, prec) for i in layers)
+        n_moe = model.moe_count(layers)
+        b = n_moe * moe + (len(layers) - n_moe) * dense
         if s == 0:
             b += emb
         if s == split.pp - 1:
@@ -113,31 +122,67 @@ def stage_weight_bytes(model: ModelSpec, split: Split, prec: Precision) -> list[
     return out
 
 
-def kv_bytes_per_token(model: ModelSpec, split: Split, prec: Precision) -> tuple[float, float]:
-    """(full-attention, sliding-window) KV bytes per cached token on one rank of a stage.
+@dataclass(frozen=True)
+class KVGroup:
+    """The layers of one attention kind on one GPU of a pipeline stage, and their KV."""
+
+    attention: LayerAttention
+    layers: int
+    bytes_per_token_layer: float  # one layer, one token, this GPU's share of the KV heads
+
+    @property
+    def bytes_per_token(self) -> float:
+        return self.layers * self.bytes_per_token_layer
+
+    def bytes_per_sequence(self, context: int) -> float:
+        return self.bytes_per_token * self.attention.kv_tokens(context)
+
+    def to_json(self, context: int) -> dict:
+        return {"kind": self.attention.kind, "window": self.attention.window,
+                "rope": self.attention.rope, "label": self.attention.label(), "layers": self.layers,
+                "kv_bytes_per_token": self.bytes_per_token,
+                "kv_tokens_per_sequence": self.attention.kv_tokens(context)}
+
+
+def kv_bytes_per_token_layer(model: ModelSpec, split: Split, prec: Precision) -> float:
+    """KV bytes one token costs in one attention layer on one GPU.
 
     Per layer: 2 x kv_heads x head_dim x bytes (scaling-book), with kv_heads per rank =
     max(kv_heads/TP, 1); MLA: (kv_lora_rank + rope_dim) x bytes on every TP rank (not sharded).
-    Llama-3.1-70B bf16: 2*8*128*2*80 = 327,680 B/token; at TP=4, 81,920 per GPU.
     """
     elem = kv_bytes_per_element(prec.kv)
     if model.is_mla:
-        per_layer = (model.kv_lora_rank + model.qk_rope_head_dim) * elem
-    else:
-        per_layer = max(model.num_kv_heads / split.tp, 1) * (model.head_dim + model.v_head_dim) * elem
-    # the stage with the most full-attention layers needs the most KV at long contexts
-    # (gpt-oss alternates sliding and full layers, so stages differ under PP)
-    counts = [(len(ls) - sum(1 for i in ls if i in model.sliding_layers),
-               sum(1 for i in ls if i in model.sliding_layers)) for ls in stage_layers(model, split.pp)]
-    full, sliding = max(counts)
-    return per_layer * full, per_layer * sliding
+        return (model.kv_lora_rank + model.qk_rope_head_dim) * elem
+    return max(model.num_kv_heads / split.tp, 1) * (model.head_dim + model.v_head_dim) * elem
+
+
+def kv_stage_groups(model: ModelSpec, split: Split, prec: Precision) -> list[tuple]:
+    """For each pipeline stage, its KVGroups (one per attention kind, first-seen order;
+    linear-attention layers hold no per-token KV and are left out)."""
+    per_layer = kv_bytes_per_token_layer(model, split, prec)
+    return [tuple(KVGroup(a, n, per_layer) for a, n in model.attention_groups(layers) if a.kind != LINEAR)
+            for layers in stage_layers(model, split.pp)]
+
+
+def kv_bytes_per_token(model: ModelSpec, split: Split, prec: Precision) -> tuple[float, float]:
+    """(full-attention, windowed) KV bytes per cached token on one rank, on the stage with the
+    most full-attention layers (it needs the most KV at long contexts; gpt-oss alternates
+    sliding and full layers, so stages differ under PP). Windowed: sliding and chunked layers.
+    Llama-3.1-70B bf16: 2*8*128*2*80 = 327,680 B/token; at TP=4, 81,920 per GPU.
+    """
+    counts = []
+    for groups in kv_stage_groups(model, split, prec):
+        full = sum(g.bytes_per_token for g in groups if g.attention.kind == FULL)
+        counts.append((full, sum(g.bytes_per_token for g in groups) - full))
+    return max(counts)
 
 
 def kv_bytes_per_sequence(model: ModelSpec, split: Split, prec: Precision, context: int) -> float:
-    """KV bytes one sequence of `context` tokens needs on one rank; sliding-window layers keep
-    only the last `sliding_window` tokens (vLLM's hybrid KV cache manager does the same)."""
-    full, slide = kv_bytes_per_token(model, split, prec)
-    return full * context + slide * min(context, model.sliding_window or context)
+    """KV bytes one sequence of `context` tokens needs on one rank of the stage that needs the
+    most: each layer keeps LayerAttention.kv_tokens(context) tokens (all of them, the last W of a
+    sliding window, at most one chunk), as vLLM's hybrid KV cache manager frees the rest."""
+    return max(sum(g.bytes_per_sequence(context) for g in groups)
+               for groups in kv_stage_groups(model, split, prec))
 
 
 def activation_bytes(model: ModelSpec, split: Split, prec: Precision, tokens: int,

@@ -61,14 +61,19 @@ def elementwise(name, dev, nbytes, floor_s, count=1, flops=0.0) -> OpCost:
 
 
 def prefill_attention(name, dev, batch, seq, heads, head_dim, v_head_dim, kv_heads, a_bytes,
-                      floor_s, count=1, window=0) -> OpCost:
+                      floor_s, count=1, window=0, chunk=0) -> OpCost:
     """Causal FlashAttention over `batch` prompts of `seq` tokens with `heads` query heads on
     this rank: QK^T and PV each 2 x S x keys x d FLOPs per head, keys = the mean number of keys
-    a query attends to (S/2 causal, less with a sliding window); reads Q, K, V, writes O once."""
+    a query attends to (S/2 causal, less with a sliding window or chunked attention); reads Q,
+    K, V, writes O once."""
     batch = np.asarray(batch, dtype=float)
     # mean keys per query: S/2 causal; with a window w < S, w - w^2 / (2 S) (the first w
-    # queries see a growing prefix, the rest exactly w keys)
+    # queries see a growing prefix, the rest exactly w keys); chunked attention of C tokens
+    # (Llama 4): each chunk is causal on its own, (q C^2 + r^2) / (2 S) for S = q C + r
     keys = seq / 2.0 if not window or seq <= window else window - window**2 / (2.0 * seq)
+    if chunk and seq > chunk:
+        q, r = divmod(seq, chunk)
+        keys = (q * chunk**2 + r**2) / (2.0 * seq)
     flops = 2.0 * batch * heads * seq * keys * (head_dim + v_head_dim)
     byts = batch * seq * a_bytes * (heads * (head_dim + v_head_dim) + kv_heads * (head_dim + v_head_dim))
     tc = flops / dev.attention_flops_per_s

@@ -5,8 +5,13 @@ KV length `context_len`. The slowest rank is the heaviest pipeline stage (the fi
 embedding, the last the LM head; DeepSeek's leading dense layers make stage 0 lighter).
 Communication per layer (Megatron-LM / vLLM conventions): TP pays two all-reduces of the hidden
 states (or reduce-scatter + all-gather with sequence parallelism); EP pays an all-to-all
-dispatch and combine; PP sends the activations to the next stage; DP pays nothing.
-Without overlap, time_s = compute_s + comm_s exactly.
+dispatch and combine (sizer/cost/moe_comm.py: NCCL, DeepEP normal or low-latency); PP sends
+the activations to the next stage; DP pays nothing. Without overlap, time_s = compute_s + comm_s
+exactly.
+
+A decode step may verify `query_tokens` > 1 tokens per sequence (speculative decoding: the k
+drafted tokens plus one, sizer/cost/speculative.py): the linear layers and the LM head see
+batch x query_tokens rows, attention reads each sequence's KV once for all its queries.
 """
 
 from dataclasses import dataclass
@@ -17,6 +22,8 @@ from . import ops
 from sizer.errors import InputError
 from sizer.hardware.constants import Device, device_for
 from .memory import resolve_precision
+from sizer.model.attention import CHUNKED, LINEAR, SLIDING
+from .moe_comm import ep_all_to_all, effective_imbalance
 from sizer.model.precision import compute_dtype, kv_bytes_per_element, weight_bytes_per_param
 from sizer.model.split import Split, check_split, stage_layers
 
@@ -109,14 +116,17 @@ class _Comm:
 def step_time(model, gpu, split: Split | None = None, *, tp=1, pp=1, ep=1, dp=1, phase="decode",
               batch=1, seq_len=None, context_len=None, weight_dtype=None, kv_dtype="auto",
               cuda_graphs=None, topology=None, profile=None, sequence_parallel=False,
-              overlap=False, moe_imbalance=1.0, prefill_tokens=0) -> StepResult:
+              overlap=False, moe_imbalance=1.0, prefill_tokens=0, ep_a2a="nccl",
+              query_tokens=1) -> StepResult:
     """Cost one step (see module docstring). `gpu` is a catalog GPUSpec (defaults + profile) or
     a ready Device (e.g. device_from_profile). `batch` may be a numpy array.
 
     A decode step may also carry `prefill_tokens` tokens of prompts of `seq_len` tokens, as
     chunked prefill mixes them into the running batch (vLLM/SGLang continuous batching): the
     linear layers then see batch + prefill_tokens rows, attention adds the chunk's causal
-    prefill, and the LM head one row per completed prompt."""
+    prefill, and the LM head one row per completed prompt. `ep_a2a` names the MoE dispatch /
+    combine algorithm and `moe_imbalance` the busiest expert rank's load over the mean
+    (sizer/cost/moe_comm.py); `query_tokens` is per-sequence tokens of a decode (verify) step."""
     split = split or Split(tp=tp, pp=pp, dp=dp, ep=ep)
     check_split(model, split)
     if phase not in ("prefill", "decode"):
@@ -136,14 +146,17 @@ def step_time(model, gpu, split: Split | None = None, *, tp=1, pp=1, ep=1, dp=1,
         pre = np.asarray(prefill_tokens, dtype=float)
         if np.any(pre > 0) and not seq_len:
             raise InputError("prefill tokens in a decode step need the prompt length (seq_len)")
-        tokens = b + pre
+        if not isinstance(query_tokens, int) or query_tokens < 1:
+            raise InputError(f"query tokens per sequence must be a positive integer, got {query_tokens!r}")
+        tokens = b * query_tokens + pre
     dev = gpu if isinstance(gpu, Device) else device_for(gpu, profile)
     graphs = (phase == "decode") if cuda_graphs is None else bool(cuda_graphs)
     floor = dev.kernel_launch_s["graph" if graphs else "eager"]
     prec = resolve_precision(model, weight_dtype, kv_dtype)
     comm = _Comm(split, topology, profile, None if isinstance(gpu, Device) else gpu)
     stage_ops = [_stage_ops(model, split, prec, dev, comm, s, layers, phase, b, tokens, ctx,
-                            seq_len, floor, sequence_parallel, moe_imbalance)
+                            seq_len, floor, sequence_parallel, moe_imbalance, ep_a2a,
+                            query_tokens if phase == "decode" else 1)
                  for s, layers in enumerate(stage_layers(model, split.pp))]
     totals = [sum(o.time_s for o in rows) for rows in stage_ops]
     worst = int(np.argmax([float(np.max(t)) for t in totals]))
@@ -155,7 +168,7 @@ def step_time(model, gpu, split: Split | None = None, *, tp=1, pp=1, ep=1, dp=1,
 
 
 def _stage_ops(model, split, prec, dev, comm, stage, layers, phase, b, tokens, ctx, seq_len,
-               floor, sequence_parallel, imbalance):
+               floor, sequence_parallel, imbalance, ep_a2a="nccl", q=1):
     tp, h = split.tp, model.hidden_size
     a = weight_bytes_per_param(prec.base)  # activations travel in the model dtype
     wl, we = prec.bytes("linear"), prec.bytes("experts")
@@ -165,10 +178,11 @@ def _stage_ops(model, split, prec, dev, comm, stage, layers, phase, b, tokens, c
     kv_rank = max(model.num_kv_heads / tp, 1)
     hd, vd = model.head_dim, model.v_head_dim
     kv_el = kv_bytes_per_element(prec.kv)
-    moe_layers = [i for i in layers if i in model.moe_layers]
-    dense_layers = len(layers) - len(moe_layers)
-    sliding = [i for i in layers if i in model.sliding_layers]
-    full = len(layers) - len(sliding)
+    n_moe = model.moe_count(layers)
+    dense_layers = len(layers) - n_moe
+    # one attention op per kind of layer (sizer/model/attention.py); linear-attention layers
+    # read no per-token KV and are not costed as attention
+    kinds = [(a, c) for a, c in model.attention_groups(layers) if a.kind != LINEAR]
     n = len(layers)
     rows = []
     if dev.step_overhead_s:
@@ -190,42 +204,37 @@ def _stage_ops(model, split, prec, dev, comm, stage, layers, phase, b, tokens, c
         kv_tok_layer = kv_rank * (hd + vd) * kv_el
         dec_hd, dec_vd = hd, vd
     rows.append(ops.elementwise("rotary", dev, tokens * (heads + kv_rank) * hd * a * 2, floor, n))
+    def prefill_att(prompts):
+        return [ops.prefill_attention("attention", dev, prompts, seq_len, heads, hd, vd, kv_rank, a, floor, c,
+                                      window=k.window if k.kind == SLIDING else 0,
+                                      chunk=k.window if k.kind == CHUNKED else 0) for k, c in kinds]
+
     if phase == "prefill":
-        att = [ops.prefill_attention("attention", dev, b, seq_len, heads, hd, vd, kv_rank, a, floor, full)] if full else []
-        if sliding:
-            att.append(ops.prefill_attention("attention", dev, b, seq_len, heads, hd, vd, kv_rank, a,
-                                             floor, len(sliding), window=model.sliding_window))
-        rows.append(_merge("attention", att))
+        rows.append(_merge("attention", prefill_att(b)))
         rows.append(ops.elementwise("kv_cache_write", dev, tokens * kv_tok_layer, floor, n))
     else:
-        att = [ops.decode_attention("attention", dev, b, ctx, kv_tok_layer, heads, dec_hd, dec_vd, floor, full)] if full else []
-        if sliding:
-            att.append(ops.decode_attention("attention", dev, b, min(ctx, model.sliding_window), kv_tok_layer,
-                                            heads, dec_hd, dec_vd, floor, len(sliding)))
+        # a decode token reads LayerAttention.decode_keys(ctx) keys: all, the window, its chunk;
+        # q queries per sequence (speculative verify) read its KV once: FLOPs scale with heads x q
+        att = [ops.decode_attention("attention", dev, b, k.decode_keys(ctx), kv_tok_layer, heads * q, dec_hd,
+                                    dec_vd, floor, c) for k, c in kinds]
         rows.append(_merge("attention", att))
-        chunk = tokens - b  # chunked-prefill tokens riding in this step
+        chunk = tokens - b * q  # chunked-prefill tokens riding in this step
         if np.any(chunk > 0):
-            prompts = chunk / seq_len
-            att = [ops.prefill_attention("attention", dev, prompts, seq_len, heads, hd, vd, kv_rank, a,
-                                         floor, full)] if full else []
-            if sliding:
-                att.append(ops.prefill_attention("attention", dev, prompts, seq_len, heads, hd, vd, kv_rank,
-                                                 a, floor, len(sliding), window=model.sliding_window))
-            rows.append(_only_where(_merge("prefill_chunk_attention", att), chunk > 0))
+            rows.append(_only_where(_merge("prefill_chunk_attention", prefill_att(chunk / seq_len)), chunk > 0))
             rows.append(_only_where(ops.elementwise("kv_cache_write", dev, chunk * kv_tok_layer, floor, n), chunk > 0))
     rows.append(ops.gemm("o_proj", dev, tokens, h, heads * vd, wl, a, cd_lin, floor, n))
     hidden_bytes = tokens * h * a
     # one all-reduce after attention and one after each MLP/MoE block; with EP the combined
     # expert output (and TP-sharded shared experts) is still reduced over TP (vLLM FusedMoE)
-    tp_reduces = n + dense_layers + len(moe_layers)
+    tp_reduces = n + dense_layers + n_moe
     if dense_layers:
         inter = model.intermediate_size // tp
         mats = 2 if model.gated_mlp else 1
         rows.append(ops.gemm("mlp_up", dev, tokens, mats * inter, h, wl, a, cd_lin, floor, dense_layers))
         rows.append(ops.elementwise("activation", dev, tokens * inter * a * (mats + 1), floor, dense_layers))
         rows.append(ops.gemm("mlp_down", dev, tokens, h, inter, wl, a, cd_lin, floor, dense_layers))
-    if moe_layers:
-        m = len(moe_layers)
+    if n_moe:
+        m = n_moe
         # router GEMM + top-k/softmax; fused MoE (vLLM fused_moe): align/permute, gate_up, act,
         # down, weighted combine = 5 kernels; a shared expert is gate_up, act, down = 3
         rows.append(ops.gemm("router", dev, tokens, model.num_experts, h, prec.bytes("base"), a, prec.base,
@@ -239,18 +248,23 @@ def _stage_ops(model, split, prec, dev, comm, stage, layers, phase, b, tokens, c
         etp = split.expert_tp if ep > 1 else tp
         group_tokens = tokens * max(ep / tp, 1.0) if ep > 1 else tokens
         routed_rows = tokens * model.experts_per_token / (min(ep, tp) if ep > 1 else 1)
-        rows.append(ops.moe_experts("experts", dev, group_tokens, routed_rows, model.num_experts / ep,
+        slots = model.num_experts + split.redundant_experts  # EPLB replicas add expert slots
+        imb = effective_imbalance(imbalance, ep, split.redundant_experts) if ep > 1 else imbalance
+        rows.append(ops.moe_experts("experts", dev, group_tokens, routed_rows, slots / ep,
                                     model.experts_per_token, model.num_experts, h,
                                     model.moe_intermediate_size / etp, we, a, cd_exp, 5 * floor,
-                                    mats=3 if model.gated_mlp else 2, count=m, imbalance=imbalance))
+                                    mats=3 if model.gated_mlp else 2, count=m, imbalance=imb))
         sh = model.shared_expert_params()
         if sh:
             rows.append(ops.gemm("shared_experts", dev, tokens, sh / h / tp, h, wl, a, cd_lin, 3 * floor, m))
         if split.ep > 1:
             local = tokens / tp if tp > 1 else tokens  # tokens leave split over the TP ranks
-            a2a = local * model.experts_per_token * h * a
-            t = comm.time("all_to_all", a2a, comm.ep_group(stage))
-            rows.append(ops.comm("ep_all_to_all", t, a2a, count=2 * m))
+            group = comm.ep_group(stage)
+            x = ep_all_to_all(ep_a2a, phase, local, model.experts_per_token, h, a, group,
+                              comm.topology, imb, comm.profile)
+            # one row for dispatch + combine (count 2 per MoE layer): their mean time and bytes
+            rows.append(ops.comm("ep_all_to_all", (x.dispatch_s + x.combine_s) / 2,
+                                 (x.dispatch_bytes + x.combine_bytes) / 2, count=2 * m))
     if tp > 1:
         if sequence_parallel:
             t = comm.time("reduce_scatter", hidden_bytes, comm.tp_group(stage)) + comm.time("all_gather", hidden_bytes, comm.tp_group(stage))
@@ -259,7 +273,7 @@ def _stage_ops(model, split, prec, dev, comm, stage, layers, phase, b, tokens, c
             t = comm.time("all_reduce", hidden_bytes, comm.tp_group(stage))
             rows.append(ops.comm("tp_all_reduce", t, hidden_bytes, count=tp_reduces))
     if stage == split.pp - 1:
-        rows_out = b if phase == "prefill" else b + (tokens - b) / (seq_len or 1)  # last tokens
+        rows_out = b if phase == "prefill" else b * q + (tokens - b * q) / (seq_len or 1)  # last tokens
         rows.append(ops.elementwise("final_norm", dev, rows_out * h * a * 3, floor))
         rows.append(ops.gemm("lm_head", dev, rows_out, model.vocab_size / tp, h, prec.bytes("base"), a, prec.base, floor))
         if tp > 1:
@@ -281,6 +295,8 @@ def _only_where(op: ops.OpCost, mask) -> ops.OpCost:
 def _merge(name, parts) -> ops.OpCost:
     """One row for several kernels of one logical op (MLA's four projections, full + sliding
     attention layers)."""
+    if not parts:  # no layer of this kind (e.g. every layer linear attention)
+        return ops.OpCost(name, 0.0, 0.0, 0.0, "latency", 0)
     t = sum(p.time_s for p in parts)
     bound = max(parts, key=lambda p: float(np.max(p.time_s))).bound
     return ops.OpCost(name, t, sum(p.flops for p in parts), sum(p.bytes for p in parts), bound,

@@ -23,6 +23,16 @@ records (TensorRT-LLM v0.5/v0.6.1, gpt-fast, NVIDIA NIM): held-out median |error
 - Large GEMMs: 0.70 of dense peak in bf16/fp16, 0.60 in fp8/int8. cuBLAS reaches ~650-750 of
   989 TFLOP/s on H100 SXM for large square bf16 GEMMs (NVIDIA Hopper tuning guide; public
   microbenchmarks); fp8 kernels reach a smaller fraction of their doubled peak.
+- FP4 GEMMs (NVFP4 W4A4, Blackwell): 0.36 of the dense FP4 peak (fitted). Large square GEMMs
+  reach more: Azure's cuBLASLt runs on one GB200 give 7.6 of 10 PFLOP/s in FP4 (0.76) and 2.9 of
+  5 in FP8 (0.58) at 8192-32768 cubed, but FP4 pays off only on big shapes (2048 cubed: FP4 1.7
+  PF/s, slower than FP8's 2.2; github.com/Azure/AI-benchmarking-guide Azure_Results/
+  ND_GB200_v6_results.md), and serving GEMMs are skinny. Fitted (median |error|) to the ten
+  TensorRT-LLM v1.0 B200 Llama-3.3-70B FP4 throughput rows of data/published_perf.json and
+  checked on the GB200 70B and B200 405B FP4 rows (benchmarks/time_vs_published.py). At the
+  datasheet-style 0.76 those rows read ~40% high; before fp4 reached the FP4 tensor cores at
+  all (NVFP4 ran at the bf16 rate) they read ~40% low. Only GPUs with an FP4 peak in the
+  catalog get an fp4 rate; elsewhere fp4 GEMMs run at the activation dtype's rate.
 - GEMM rows at half efficiency: 64. Skinny GEMMs (few tokens) leave tensor cores idle; this is
   the M at which the compute roofline is halved. They are memory-bound there anyway.
 - Prefill attention: 0.45 of dense bf16 peak (FlashAttention-2 reaches 335-400 TFLOP/s forward
@@ -35,7 +45,8 @@ records (TensorRT-LLM v0.5/v0.6.1, gpt-fast, NVIDIA NIM): held-out median |error
 from dataclasses import dataclass, field
 
 HBM_EFFICIENCY = 0.60
-MATMUL_EFFICIENCY = {"bf16": 0.70, "fp16": 0.70, "fp32": 0.70, "tf32": 0.70, "fp8": 0.60, "int8": 0.60}
+MATMUL_EFFICIENCY = {"bf16": 0.70, "fp16": 0.70, "fp32": 0.70, "tf32": 0.70, "fp8": 0.60, "int8": 0.60,
+                     "fp4": 0.36}
 MATMUL_HALF_ROWS = 64.0
 ATTENTION_EFFICIENCY = 0.45
 DECODE_ATTENTION_BW_EFFICIENCY = 1.30
@@ -83,6 +94,8 @@ def device_for(gpu, profile=None) -> Device:
         except Exception:  # dtype absent on this GPU
             continue
         mm[dtype] = pick("matmul_flops_per_s", peak * MATMUL_EFFICIENCY[dtype], dtype)
+    if gpu.peak_flops_per_s.get("fp4"):  # native FP4 tensor cores only (Blackwell, CDNA 4)
+        mm["fp4"] = pick("matmul_flops_per_s", gpu.peak_flops_per_s["fp4"] * MATMUL_EFFICIENCY["fp4"], "fp4")
     bf16_peak = gpu.peak("bf16")
     launch = dict(KERNEL_LAUNCH_S)
     if profile is not None:

@@ -20,6 +20,8 @@ class GPUSpec:
     peak_flops_per_s holds *dense* (no sparsity) peaks keyed by dtype: fp32, tf32, bf16, fp16,
     fp8, int8, fp4 (only those the part has). nvlink_bytes_per_s is the total bidirectional
     NVLink/xGMI bandwidth per GPU as datasheets state it (0 when the part has none).
+    nvlink_domain_gpus is how many GPUs one NVLink domain joins when it is larger than a node
+    (72 for GB200/GB300 NVL72 racks of 4-GPU trays); 0 means the domain is the node.
     """
 
     id: str
@@ -40,8 +42,14 @@ class GPUSpec:
     nic_bits_per_s: float
     default_topology: str  # "nvswitch" | "nvlink-pairs" | "pcie" | "xgmi"
     tdp_watts: float
+    nvlink_domain_gpus: int = 0
     aliases: tuple = ()
     sources: dict = field(default_factory=dict)
+
+    @property
+    def domain_gpus(self) -> int:
+        """GPUs in one NVLink domain: the rack for NVL72 parts, the node otherwise."""
+        return max(int(self.nvlink_domain_gpus or 0), int(self.gpus_per_node or 1))
 
     def peak(self, dtype: str) -> float:
         """Dense peak FLOP/s for a dtype; int4/fp4 fall back to the int8/fp8 tensor-core rate

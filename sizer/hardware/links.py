@@ -84,10 +84,22 @@ LINKS = {
         "nvswitch4", "nvswitch", 450e9, 0.5e-6, _NVLINK4, Protocol(7e-6, 0.78),
         nvls=Protocol(75e-6, 0.607),
         source="NVIDIA DGX H100 user guide: 4 third-gen NVSwitches (NVLink SHARP), 900 GB/s per GPU"),
+    # HGX B200/B300 NVLS: no public 8-GPU Blackwell curve; Hopper's fitted efficiency scaled by
+    # NCCL's own Blackwell/Hopper NVLS efficiency ratio (0.74 / 0.85, nvlsEfficiency in
+    # NVIDIA/nccl src/graph/tuning.cc, commit 5067397c): 0.607 x 0.87 = 0.528.
     "nvswitch5": LinkClass(
         "nvswitch5", "nvswitch", 900e9, 0.5e-6, _NVLINK5, Protocol(5e-6, 0.8),
-        nvls=Protocol(75e-6, 0.607),
+        nvls=Protocol(75e-6, 0.528),
         source="NVIDIA DGX B200 datasheet: fifth-gen NVLink/NVSwitch, 1.8 TB/s per GPU"),
+    # The NVLink switch fabric of a GB200/GB300 NVL72 rack (multi-node NVLink). Fitted to
+    # CoreWeave's NCCL 2.26.2 all-reduce on one full rack (data/nccl_multinode.json M00001-5,
+    # 512 MB - 8 GB): time = 575 us + size / (900 GB/s x 0.484), busbw 835 GB/s at 4-8 GB, the
+    # latency being NVLS's pipeline fill across 72 GPUs. Ring constants as NVLink4 (Azure ND
+    # GB200 v6 ring busbw 680 GB/s on one tray, M00047-70).
+    "nvswitch5-rack": LinkClass(
+        "nvswitch5-rack", "nvswitch", 900e9, 0.5e-6, _NVLINK5, Protocol(5e-6, 0.8),
+        nvls=Protocol(575e-6, 0.484),
+        source="NVIDIA GB200 NVL72: 72 GPUs on 18 NVLink switch chips, 1.8 TB/s per GPU"),
     # --- PCIe x16: per direction, after 128b/130b encoding (gen3+). Efficiency fitted to vidur's
     # 4-GPU pairwise-NVLink boxes, whose rings cross PCIe between the pairs (A100 PCIe: gen4,
     # busbw 23.6 GB/s; H100 NVL: gen5, 48.8 GB/s at 64 MB).
@@ -100,6 +112,10 @@ LINKS = {
     "pcie5": LinkClass(
         "pcie5", "pcie", 63e9, 1.0e-6, _protos((20e-6, 0.08), (30e-6, 0.6), (40e-6, 0.78)),
         Protocol(8e-6, 0.8), source="PCI-SIG PCIe 5.0: 32 GT/s x16 = 63 GB/s/direction"),
+    "pcie6": LinkClass(
+        "pcie6", "pcie", 121e9, 1.0e-6, _protos((20e-6, 0.08), (30e-6, 0.6), (40e-6, 0.78)),
+        Protocol(8e-6, 0.8), source="PCI-SIG PCIe 6.0: 64 GT/s x16 = 128 GB/s/direction raw, "
+                                    "FLIT mode (242 of 256 bytes payload) ~121 GB/s; efficiencies as PCIe 5"),
     # --- CPU socket interconnect crossed by GPU peer traffic ("SYS" in nvidia-smi topo -m).
     # One UPI link at 10.4 GT/s carries 20.8 GB/s per direction; peer writes across it reach about
     # 20 GB/s of all-reduce busbw (reference R00026: A100 3-GPU ring through SYS, nccl-tests#178).
@@ -127,17 +143,20 @@ LINKS = {
         Protocol(8e-6, 0.8),
         source="AMD Instinct MI300X datasheet: 7 Infinity Fabric links x 128 GB/s bidirectional"),
     # --- Between nodes: one NIC per GPU unless per_node. NDR: NCCL maintainers say 46-48 GB/s per
-    # 400 Gb/s NIC (reference R00020, nccl-tests#290); the Simple efficiency 0.75 is fitted to
-    # vidur h100_dgx 2-node send_recv (35.9 GB/s at 64 MB), the latencies to NCCL's net hwLat.
+    # 400 Gb/s NIC (reference R00020, nccl-tests#290) and NVL4 partitions of GB200 racks reach
+    # ring busbw 196.7 GB/s over 4 NDR NICs (data/nccl_multinode.json M00071, nccl#1801): the
+    # collectives' Simple efficiency 0.95. The send_recv (p2p) efficiency 0.75 is fitted to vidur
+    # h100_dgx 2-node send_recv (35.9 GB/s at 64 MB), the latencies to NCCL's net hwLat.
     "hdr": LinkClass(
         "hdr", "net", 25e9, 3.0e-6, _protos((35e-6, 0.05), (40e-6, 0.5), (50e-6, 0.85)),
         Protocol(15e-6, 0.85), source="InfiniBand HDR: 200 Gb/s per port (NVIDIA ConnectX-6)"),
     "ndr": LinkClass(
-        "ndr", "net", 50e9, 3.0e-6, _protos((35e-6, 0.05), (40e-6, 0.5), (50e-6, 0.8)),
+        "ndr", "net", 50e9, 3.0e-6, _protos((35e-6, 0.05), (40e-6, 0.5), (50e-6, 0.95)),
         Protocol(14e-6, 0.75), source="InfiniBand NDR: 400 Gb/s per port (NVIDIA ConnectX-7)"),
     "xdr": LinkClass(
-        "xdr", "net", 100e9, 3.0e-6, _protos((35e-6, 0.05), (40e-6, 0.5), (50e-6, 0.8)),
-        Protocol(14e-6, 0.75), source="InfiniBand XDR: 800 Gb/s per port (NVIDIA ConnectX-8)"),
+        "xdr", "net", 100e9, 3.0e-6, _protos((35e-6, 0.05), (40e-6, 0.5), (50e-6, 0.95)),
+        Protocol(14e-6, 0.75), source="InfiniBand XDR: 800 Gb/s per port (NVIDIA ConnectX-8); "
+                                      "no public curve: NDR's efficiencies"),
     "edr": LinkClass(
         "edr", "net", 12.5e9, 3.0e-6, _protos((35e-6, 0.05), (40e-6, 0.5), (50e-6, 0.85)),
         Protocol(15e-6, 0.85), source="InfiniBand EDR: 100 Gb/s per port (ConnectX-5)"),
@@ -150,6 +169,13 @@ LINKS = {
     "roce-400g": LinkClass(
         "roce-400g", "net", 50e9, 4.0e-6, _protos((37e-6, 0.05), (42e-6, 0.5), (52e-6, 0.8)),
         Protocol(16e-6, 0.75), source="IEEE 802.3 400GBASE Ethernet with RDMA (RoCE v2)"),
+    # Google Cloud A3 Mega: 8x 200 Gb/s NICs per node with GPUDirect-TCPXO (TCP offload, no RDMA).
+    # Latencies and efficiency fitted to a 2-node all-reduce (data/nccl_multinode.json M00023-46):
+    # ~123 us floor at small sizes, ~0.9 ms effective latency on the bandwidth ramp, busbw 339 GB/s.
+    "tcpxo-200g": LinkClass(
+        "tcpxo-200g", "net", 25e9, 5.0e-6, _protos((110e-6, 0.05), (120e-6, 0.5), (800e-6, 0.9)),
+        Protocol(100e-6, 0.8),
+        source="Google Cloud A3 Mega (a3-megagpu-8g): 8x 200 Gb/s NICs per node, GPUDirect-TCPXO"),
     # TCP sockets (no RDMA) through one front-end NIC per node. Efficiency fitted to the 2-node rows
     # of vidur's a100_dgx (send_recv 7.8 GB/s at 64 MB) and pairwise-NVLink VMs (2.5 GB/s).
     "tcp-100g": LinkClass(
@@ -184,6 +210,7 @@ def inter_node_names() -> list[str]:
 _NET_FAMILIES = (("infiniband", ("edr", "hdr", "ndr", "xdr")), ("ib", ("edr", "hdr", "ndr", "xdr")),
                  ("roce", ("roce-100g", "roce-200g", "roce-400g")),
                  ("ethernet", ("tcp-25g", "tcp-100g")), ("eth", ("tcp-25g", "tcp-100g")),
+                 ("gpudirect", ("tcpxo-200g",)), ("a3", ("tcpxo-200g",)),
                  ("tcp", ("tcp-25g", "tcp-100g")))
 
 
@@ -213,12 +240,16 @@ def nic_link(nic_bits_per_s: float) -> LinkClass:
     return link.with_bandwidth(nic_bits_per_s / 8)
 
 
-def nvlink_link(generation: int | None, bytes_per_s_bidirectional: float, switched: bool) -> LinkClass:
+def nvlink_link(generation: int | None, bytes_per_s_bidirectional: float, switched: bool,
+                rack: bool = False) -> LinkClass:
     """The NVLink class of a GPU: generation picks the constants, the catalog's bidirectional
-    per-GPU NVLink bandwidth (datasheet) sets the per-direction rate (half of it)."""
+    per-GPU NVLink bandwidth (datasheet) sets the per-direction rate (half of it). `rack`: the
+    switch fabric of a rack-scale NVLink domain (GB200/GB300 NVL72)."""
     gen = generation or 4
     gen = min(max(gen, 2), 5)
-    if switched:
+    if switched and rack:
+        name = "nvswitch5-rack"
+    elif switched:
         name = {2: "nvswitch3", 3: "nvswitch3", 4: "nvswitch4", 5: "nvswitch5"}[gen]
     else:
         name = f"nvlink{gen}"
@@ -229,8 +260,8 @@ def nvlink_link(generation: int | None, bytes_per_s_bidirectional: float, switch
 
 
 def pcie_link(gen: int | None, lanes: int | None = 16) -> LinkClass:
-    """PCIe class for a generation (3/4/5, clamped) scaled to the lane count."""
-    g = min(max(int(gen or 4), 3), 5)
+    """PCIe class for a generation (3-6, clamped) scaled to the lane count."""
+    g = min(max(int(gen or 4), 3), 6)
     link = LINKS[f"pcie{g}"]
     if lanes and lanes != 16:
         link = link.with_bandwidth(link.bytes_per_s * lanes / 16)

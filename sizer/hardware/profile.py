@@ -20,6 +20,8 @@ by defaults in part. Overview of version 1 (all numbers SI):
      {"op": "all_reduce", "ranks": 8, "nodes": 1,
       "segments": [{"latency_s": 1.2e-5, "busbw_bytes_per_s": 2.0e11}, ...],
       "min_bytes": 8, "max_bytes": 1073741824,       # measured size range (optional)
+      "implementation": "nccl",                      # what was timed (optional, default "nccl");
+                                                     #   "custom": an engine's custom all-reduce
       "fit_error_pct": {"median": 3.1, "max": 9.0}, "n_points": 24}
   ],
   "compute": {       # fitted constants of the time model; any may be absent
@@ -63,6 +65,7 @@ class CollectiveFit:
     segments: tuple  # ((latency_s, busbw_bytes_per_s), ...)
     fit_error_pct: dict = field(default_factory=dict)
     max_bytes: float | None = None  # largest size measured (beyond it the fit extrapolates)
+    implementation: str = "nccl"  # "nccl", or "custom" when the engine's own all-reduce was timed
 
 
 @dataclass(frozen=True)
@@ -129,14 +132,15 @@ def profile_from_dict(doc: dict, path: str = "<dict>") -> Profile:
         lo, hi = c.get("min_bytes"), c.get("max_bytes")
         if lo is not None and hi is not None and lo > hi:
             raise InputError(f"{path}: collectives[{k}]: min_bytes {lo} > max_bytes {hi}")
-        key = (c["op"], ranks, nodes)
+        impl = c.get("implementation", "nccl")
+        key = (c["op"], ranks, nodes, impl)
         if key in seen:
             raise InputError(f"{path}: collectives[{k}] repeats collectives[{seen[key]}] "
-                             f"({c['op']} over {ranks} ranks on {nodes} node{'s' * (nodes > 1)})")
+                             f"({c['op']} over {ranks} ranks on {nodes} node{'s' * (nodes > 1)}, {impl})")
         seen[key] = k
         segs = tuple((float(g["latency_s"]), float(g["busbw_bytes_per_s"])) for g in c["segments"])
         fits.append(CollectiveFit(c["op"], ranks, nodes, segs, dict(c.get("fit_error_pct", {})),
-                                  float(hi) if hi is not None else None))
+                                  float(hi) if hi is not None else None, impl))
     return Profile(path, dict(doc.get("env", {})), tuple(fits), dict(doc.get("compute", {})),
                    dict(doc.get("raw", {})))
 

@@ -57,9 +57,15 @@ def kv_bytes_per_element(dtype: str) -> float:
 
 def compute_dtype(weight_dtype: str, model_dtype: str) -> str:
     """The dtype GEMMs run in: fp8/int8 weights use those tensor cores (W8A8, as vLLM's fp8
-    path does on Hopper); weight-only int4/fp4 dequantise to the model's activation dtype."""
+    path does on Hopper); weight-only int4/fp4 dequantise to the model's activation dtype.
+    NVFP4 checkpoints run W4A4 on Blackwell's FP4 tensor cores (TensorRT-LLM / ModelOpt NVFP4
+    quantize the activations too): "fp4", which a device without an FP4 rate serves at its
+    activation-dtype rate (sizer.hardware.constants.Device.matmul_rate), as vLLM's W4A16 Marlin
+    path on Hopper does."""
     if weight_dtype in ("fp8", "int8"):
         return weight_dtype
-    if weight_dtype in ("int4", "fp4", "nvfp4"):
+    if weight_dtype == "nvfp4":
+        return "fp4"
+    if weight_dtype in ("int4", "fp4"):
         return model_dtype
     return weight_dtype

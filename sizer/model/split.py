@@ -7,6 +7,10 @@ also tensor-sharded TP / EP ways (Megatron-Core's expert-tensor-parallel grid).
 PP need not divide the layers: the stages are split as the engines split them (stage_layers);
 `--even-pp` (uneven_pp=False) asks for equal stages only. Which of these layouts a given engine
 can run is sizer/cost/engine_support.py's question.
+
+Redundant experts (EPLB, DeepSeek-V3 section 3.4; SGLang --ep-num-redundant-experts): R extra
+copies of hot experts, so the E + R expert slots must divide by EP instead of E (DeepSeek's
+decode: 256 + 32 = 288 slots over EP144, two per GPU; prefill EP32, nine per GPU).
 """
 
 from dataclasses import dataclass, field
@@ -23,6 +27,7 @@ class Split:
     # PP may leave stages unequal (stage_layers: vLLM's partition, the engines' default). False
     # (--even-pp) asks for equal stages only. Not part of a split's identity: the same layout.
     uneven_pp: bool = field(default=True, compare=False)
+    redundant_experts: int = 0  # EPLB replicas of hot experts (slots = experts + this)
 
     @property
     def gpus(self) -> int:
@@ -34,11 +39,15 @@ class Split:
         return self.tp // self.ep if self.ep < self.tp and self.tp % self.ep == 0 else 1
 
     def to_json(self) -> dict:
-        return {"tp": self.tp, "pp": self.pp, "dp": self.dp, "ep": self.ep, "label": self.label()}
+        doc = {"tp": self.tp, "pp": self.pp, "dp": self.dp, "ep": self.ep, "label": self.label()}
+        if self.redundant_experts:
+            doc["redundant_experts"] = self.redundant_experts
+        return doc
 
     def label(self) -> str:
         s = f"TP{self.tp} PP{self.pp} DP{self.dp}"
-        return s + (f" EP{self.ep}" if self.ep > 1 else "")
+        s += f" EP{self.ep}" if self.ep > 1 else ""
+        return s + (f" (+{self.redundant_experts} redundant experts)" if self.redundant_experts else "")
 
 
 def check_split(model, split: Split, gpus: int | None = None) -> Split:
@@ -60,11 +69,26 @@ def check_split(model, split: Split, gpus: int | None = None) -> Split:
         raise InputError(f"{model.name}: {model.num_layers} layers do not divide by PP={split.pp} "
                          "(--even-pp asks for equal stages; without it the stages get "
                          f"{'/'.join(str(len(r)) for r in stage_layers(model, split.pp))} layers, as vLLM splits them)")
+    r = split.redundant_experts
+    if not isinstance(r, int) or r < 0:
+        raise InputError(f"--redundant-experts must be a non-negative integer, got {r!r}")
+    if r and split.ep < 2:
+        raise InputError(f"--redundant-experts {r} needs expert parallelism (EP > 1)")
+    if r and r > model.num_experts:
+        raise InputError(f"--redundant-experts {r} is more than {model.name}'s "
+                         f"{model.num_experts} experts")
     if split.ep > 1:
         if not model.is_moe:
             raise InputError(f"{model.name} is dense: EP={split.ep} needs a mixture-of-experts model")
-        if model.num_experts % split.ep:
-            raise InputError(f"{model.name}: {model.num_experts} experts do not divide by EP={split.ep}")
+        slots = model.num_experts + split.redundant_experts
+        extra = f" + {split.redundant_experts} redundant" if split.redundant_experts else ""
+        if split.ep > slots:
+            raise InputError(f"{model.name}: EP={split.ep} is more than its {model.num_experts}"
+                             f"{extra} experts (--redundant-experts adds expert slots)")
+        if slots % split.ep:
+            raise InputError(f"{model.name}: {model.num_experts}{extra} experts do not divide by "
+                             f"EP={split.ep}" + ("" if extra else " (--redundant-experts R makes "
+                                                 "E + R slots, as EPLB does)"))
         if (split.tp * split.dp) % split.ep:
             raise InputError(f"EP={split.ep} must divide TP x DP = {split.tp * split.dp} "
                              "(expert-parallel groups are formed from a stage's TP x DP ranks)")

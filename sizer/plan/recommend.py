@@ -123,6 +123,7 @@ class Recommendation:
     def to_json(self) -> dict:
         return {"model": self.model, "gpu": self.gpu, "gpus": self.gpus, "nodes": self.nodes,
                 "topology": self.topology, "objective": self.objective, "targets": self.targets,
+                "engine": self.workload.get("engine") or "none",
                 "workload": self.workload, "meets_targets": self.meets_targets,
                 "winner_reason": self.winner_reason,
                 "candidates": [c.to_json() for c in self.candidates],
