@@ -154,6 +154,7 @@ def test_a_calibrate_style_v1_profile_loads_whole():
     (dict(collectives=[_fit(max_bytes=0)]), "collectives[0].max_bytes: must be >= 1"),
     (dict(collectives=[_fit(min_bytes=2**20, max_bytes=8)]), "min_bytes 1048576 > max_bytes 8"),
     (dict(collectives=[_fit(), _fit()]), "collectives[1] repeats collectives[0]"),
+    (dict(collectives=[_fit(implementation="mpi")]), "collectives[0].implementation: must be one of nccl, custom"),
     (dict(sizer_profile_version=True), "version True is not supported"),
     (dict(sizer_profile_version="1"), "version '1' is not supported"),
 ])
@@ -169,6 +170,7 @@ def test_every_strict_field_is_refused_with_its_path(change, needle):
     {"raw": {"gemm": "not rows", "membw": [1, "two", {"3": [4]}], "fits": {"x": float("inf")}}},
     {"compute": {"hbm_bytes_per_s": 3e12, "fit_error_pct": {"anything": "goes", "nan": float("nan")}}},
     {"compute": {"measured_later": {"by": "a newer probe"}}},  # an unknown key: kept, unused
+    {"collectives": [_fit(), _fit(implementation="custom")]},  # NCCL and the engine's own, same group
 ])
 def test_provenance_blocks_are_lenient(provenance):
     prof = profile_from_dict(_v1(**provenance))
