@@ -100,6 +100,19 @@ def test_flags_a_command_would_ignore_or_guess_are_errors(capsys, argv, needle):
     assert needle in err and len(err.strip().splitlines()) == 1, err
 
 
+def test_estimate_reads_the_engines_cap_names_too(capsys):
+    """--max-num-seqs (vLLM's name, from the engine flags) caps sequences like --max-batch; it
+    was accepted and ignored. Two different values for one cap are an error."""
+    base = ["estimate", "--model", "8b", "--json"]  # default: the largest concurrency up to the cap
+    docs = []
+    for extra in ([], ["--max-batch", "4"], ["--max-num-seqs", "4"]):
+        assert main(base + extra) == 0
+        docs.append(json.loads(capsys.readouterr().out))
+    assert docs[1] == docs[2] and docs[1]["batch"] == 4 != docs[0]["batch"]
+    assert main(base + ["--max-batch", "4", "--max-num-seqs", "8"]) == 2
+    assert "name the same engine cap" in capsys.readouterr().err
+
+
 def test_a_non_finite_number_is_never_printed_as_json(capsys, monkeypatch):
     with pytest.raises(NonFiniteOutputError, match=r"\$\.a\[1\]\.b"):
         emit_json({"a": [1.0, {"b": float("nan")}]})
