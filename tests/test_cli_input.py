@@ -113,6 +113,19 @@ def test_estimate_reads_the_engines_cap_names_too(capsys):
     assert "name the same engine cap" in capsys.readouterr().err
 
 
+def test_the_largest_prefill_prints_a_bounded_document(capsys):
+    """isl 1e9 (the bound) in 256-token chunks over PP2 is 3.9e6 micro-batches per sequence:
+    their Gantt cells once took minutes and gigabytes to print; the JSON now lists cells only up
+    to sizer.cost.pipeline.MAX_JSON_CELLS and counts the rest."""
+    argv = ["estimate", "--model", "8b", "--pp", "2", "--batch", "8", "--max-num-tokens", "256",
+            "--isl", str(common.MAX_COUNT), "--json"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    prefill = json.loads(out)["pipeline"]["prefill"]
+    assert len(out) < 100_000 and prefill["schedule"] == []
+    assert prefill["schedule_cells_omitted"] == prefill["microbatches"] * prefill["stages"] > 4096
+
+
 def test_a_non_finite_number_is_never_printed_as_json(capsys, monkeypatch):
     with pytest.raises(NonFiniteOutputError, match=r"\$\.a\[1\]\.b"):
         emit_json({"a": [1.0, {"b": float("nan")}]})
