@@ -52,6 +52,10 @@ def cases(tmp: str, quick: bool) -> list:
                                                      "--gpus", "1000000", "--nodes", "125000", "--json"]),
         ("comm all_to_all 4096 GPUs / 512 nodes", ["comm", "--op", "all_to_all", "--bytes", "1MiB",
                                                    "--gpus", "4096", "--nodes", "512", "--json"]),
+        ("recommend deepseek-v3 over 16384 GPUs", ["recommend", "--model", "deepseek-v3", "--gpus", "16384",
+                                                   "--nodes", "2048", "--json"]),
+        ("estimate PP2, isl 1e9 in 256-token chunks", ["estimate", "--model", "8b", "--pp", "2", "--batch", "8",
+                                                       "--max-num-tokens", "256", "--isl", "1000000000", "--json"]),
         ("recommend 8b over 65536 GPUs / 8192 nodes", ["recommend", "--model", "8b", "--gpus", "65536",
                                                        "--nodes", "8192", "--json"]),
     ]
