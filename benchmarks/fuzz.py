@@ -23,9 +23,10 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 from hypothesis import HealthCheck, Phase, given, seed, settings  # noqa: E402
 
 import contract  # noqa: E402
+import file_strategies  # noqa: E402
 
-FAMILIES = {"cli": contract.cli_cases(), "profile": contract.profile_cases(),
-            "topology": contract.topology_cases()}
+FAMILIES = {"cli": contract.cli_cases(), "profile": file_strategies.profile_cases(),
+            "topology": file_strategies.topology_cases()}
 
 
 def fuzz(name: str, strategy, examples: int, rng_seed: int, tally: dict, slowest: list) -> int:

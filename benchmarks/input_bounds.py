@@ -19,7 +19,7 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests"))
 
-from contract import topo_text  # noqa: E402
+from file_strategies import topo_text  # noqa: E402
 
 TIMEOUT_S = 60
 

@@ -15,6 +15,7 @@ import os
 from hypothesis import HealthCheck, given, settings
 
 import contract
+import file_strategies
 
 SCALE = int(os.environ.get("SIZER_FUZZ_EXAMPLES", "0"))
 LIMIT_S = 60.0  # generous: 2 shared cores; a breach is a hang, not a slow-ish answer
@@ -43,12 +44,12 @@ def test_recommend_argument_lists_keep_the_contract(case):
 
 
 @_settings(150)
-@given(case=contract.profile_cases())
+@given(case=file_strategies.profile_cases())
 def test_profiles_keep_the_contract(case):
     _assert_contract(case)
 
 
 @_settings(100)
-@given(case=contract.topology_cases())
+@given(case=file_strategies.topology_cases())
 def test_topology_files_keep_the_contract(case):
     _assert_contract(case)

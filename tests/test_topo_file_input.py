@@ -5,7 +5,7 @@ built from them. Real samples: tests/data/topo (SOURCES.md)."""
 import os
 
 import pytest
-from contract import topo_text
+from file_strategies import topo_text
 
 from sizer.cli.main import main
 from sizer.errors import InputError
