@@ -142,10 +142,20 @@ def mlp(x, w):
     return (F.silu(h @ w["wg"]) * (h @ w["wu"])) @ w["wd"]
 
 
-def route(h, router, top_k):
-    """Top-k experts per token and their softmax weights over the chosen logits (Mixtral)."""
-    top = (h @ router).float().topk(top_k, dim=-1)
-    return top.indices, torch.softmax(top.values, dim=-1).to(h.dtype)
+def route(h, router, top_k, forced=None):
+    """Top-k experts per token and their softmax weights over the chosen logits (Mixtral).
+
+    `forced` (tokens x top_k expert ids) replaces the top-k choice: a sharded run routes as the
+    reference did. Exact top-k on fp32 logits is fragile at near-ties -- on a GPU the sharded
+    run's GEMMs sum in another order than the reference's (other shapes, other cuBLAS kernels),
+    a 1-ulp change flips an expert, and a correct forward would report a mismatch. The gate
+    weights are still computed from this run's own logits."""
+    logits = (h @ router).float()
+    if forced is None:
+        top = logits.topk(top_k, dim=-1)
+        return top.indices, torch.softmax(top.values, dim=-1).to(h.dtype)
+    idx = forced.to(device=logits.device, dtype=torch.long)
+    return idx, torch.softmax(logits.gather(-1, idx), dim=-1).to(h.dtype)
 
 
 def run_experts(rows, expert_ids, w, first: int):
@@ -159,12 +169,18 @@ def run_experts(rows, expert_ids, w, first: int):
     return out
 
 
-def moe(x, w, dims: Dims, comm=None, ep_group=None, ep: int = 1, ep_rank: int = 0, first: int = 0):
+def moe(x, w, dims: Dims, comm=None, ep_group=None, ep: int = 1, ep_rank: int = 0, first: int = 0,
+        routes=None, record=None):
     """Routed experts of x (B, S, H). With ep > 1 the token copies go to the rank holding their
-    expert (all_to_all dispatch), come back after it (combine), and are summed by their weights."""
+    expert (all_to_all dispatch), come back after it (combine), and are summed by their weights.
+    `routes` (B, S, top_k): the expert ids to use (see route); `record`: a list that receives
+    this call's ids, shaped (B, S, top_k)."""
     shape = x.shape
     h = rmsnorm(x, w["norm2"]).reshape(-1, shape[-1])
-    idx, gate = route(h, w["router"], dims.top_k)
+    forced = None if routes is None else routes.reshape(-1, dims.top_k)
+    idx, gate = route(h, w["router"], dims.top_k, forced)
+    if record is not None:
+        record.append(idx.view(*shape[:-1], dims.top_k))
     rows, eids = h.repeat_interleave(dims.top_k, dim=0), idx.reshape(-1)
     if ep == 1:
         y = run_experts(rows, eids, w, first)
@@ -199,15 +215,16 @@ class _Local:
         return t
 
 
-def block(x, w, dims: Dims, rope, comm, tp_group=None, ep=None):
+def block(x, w, dims: Dims, rope, comm, tp_group=None, ep=None, routes=None, record=None):
     """One layer: x + attn(x), then x + mlp(x) or x + moe(x); under TP each sub-layer's partial
-    sum is all-reduced once (Megatron's g operator). `ep` = (group, degree, rank, first expert)."""
+    sum is all-reduced once (Megatron's g operator). `ep` = (group, degree, rank, first expert);
+    `routes` / `record`: the MoE layer's forced / recorded expert ids (moe)."""
     x = x + comm.all_reduce(attention(x, w, dims, rope), tp_group, "tp_all_reduce")
     if "router" in w:
         if ep is not None:
-            y = moe(x, w, dims, comm, ep[0], ep[1], ep[2], ep[3])
+            y = moe(x, w, dims, comm, ep[0], ep[1], ep[2], ep[3], routes=routes, record=record)
         else:
-            y = moe(x, w, dims)
+            y = moe(x, w, dims, routes=routes, record=record)
     else:
         y = mlp(x, w)
     return x + comm.all_reduce(y, tp_group, "tp_all_reduce")
@@ -220,11 +237,15 @@ def inputs(dims: Dims, batch: int, seq: int, dtype, device):
     return torch.randn(batch, seq, dims.hidden, generator=g, device=device).to(dtype)
 
 
-def reference(dims: Dims, x):
+def reference(dims: Dims, x, routes: dict | None = None):
     """The whole stack on one device: the answer every strategy must reproduce (each layer's
-    full weights are drawn when it runs, so only one layer is held at a time)."""
+    full weights are drawn when it runs, so only one layer is held at a time). `routes`, a dict,
+    receives each MoE layer's expert ids {layer: (B, S, top_k)} for the sharded runs to reuse."""
     rope = rotary(dims, x.shape[1], x.dtype, x.device)
     comm = _Local()
     for i in range(dims.layers):
-        x = block(x, layer_weights(dims, i, x.dtype, x.device), dims, rope, comm)
+        got = [] if routes is not None else None
+        x = block(x, layer_weights(dims, i, x.dtype, x.device), dims, rope, comm, record=got)
+        if got:
+            routes[i] = got[0]
     return x

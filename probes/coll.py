@@ -10,13 +10,29 @@ nodes, one rank per node); every row says its group size (`ranks`) and how many 
 import torch
 import torch.distributed as dist
 
+from .device import GraphUnsupported
 from .harness import OPS, Progress, group_mean, group_sum, row, sweep_sizes, time_iters
 
 DTYPE = torch.float32
 ELEM = 4
+# Collectives at or below this size are timed by replaying a CUDA graph of the timed loop (as
+# nccl-tests' -G graph mode does, and as engines replay decode steps): eager dispatch costs
+# 10-30 us a call on the host, more than such a collective takes on NVLink, so an eager loop
+# would measure PyTorch's dispatch. send_recv (batch_isend_irecv) stays eager.
+GRAPH_MAX_BYTES = 1 << 20
+GRAPH_OPS = ("all_reduce", "all_gather", "reduce_scatter", "all_to_all")
 
-_all_gather = getattr(dist, "all_gather_single", None) or dist.all_gather_into_tensor
-_reduce_scatter = getattr(dist, "reduce_scatter_single", None) or dist.reduce_scatter_tensor
+
+def _all_gather(out, inp, group):
+    """all_gather_single on torch >= 2.13, all_gather_into_tensor before (same call), looked up
+    at call time so a wrapper (probes/strict.py) sees it."""
+    fn = getattr(dist, "all_gather_single", None) or dist.all_gather_into_tensor
+    return fn(out, inp, group=group)
+
+
+def _reduce_scatter(out, inp, group):
+    fn = getattr(dist, "reduce_scatter_single", None) or dist.reduce_scatter_tensor
+    return fn(out, inp, group=group)
 
 
 def _pattern(n_elems: int, device) -> torch.Tensor:
@@ -140,6 +156,28 @@ def iters_for(size_bytes: int, quick: bool, gpu: bool) -> tuple[int, int]:
     return (2, 10) if size_bytes < 4 << 20 else (1, 4)
 
 
+def _timed(ctx, coll, count: int, size: int, quick: bool, grp) -> tuple[float, str]:
+    """(seconds per call, timing mode) of one collective at `count` elements: a CUDA-graph
+    replay of the timed loop for small messages on a GPU, else an eager loop; both after a
+    warm-up and a group barrier (harness.time_iters)."""
+    gpu = ctx.dev.supports_graphs
+    send, recv = coll.buffers(count, fill=False)
+    warm, iters = iters_for(size, quick, ctx.device.type == "cuda")
+    mode = "eager"
+    if gpu and size <= GRAPH_MAX_BYTES and coll.op in GRAPH_OPS:
+        replay, why = None, ""
+        try:
+            replay = ctx.dev.capture(lambda: coll.call(send, recv), iters)
+        except (RuntimeError, GraphUnsupported) as exc:
+            why = str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
+        # Every rank of the group replays, or every rank runs eagerly: a mix would issue
+        # different numbers of collectives and hang the group.
+        if group_sum(ctx, replay is None, grp) == 0:
+            return time_iters(ctx, replay, 1, 3, grp, barrier=True) / iters, "cuda_graph"
+        mode = f"eager (graph capture failed{': ' + why if why else ' on a peer'})"
+    return time_iters(ctx, lambda: coll.call(send, recv), warm, iters, grp, barrier=True), mode
+
+
 def sweep_collectives(ctx, max_bytes: int, quick: bool, ops=OPS, min_bytes: int = 8,
                       factor: int = 2, checkpoint=None) -> list[dict]:
     """Every op over every size for every group; rank 0 returns the rows (others: their own).
@@ -147,7 +185,6 @@ def sweep_collectives(ctx, max_bytes: int, quick: bool, ops=OPS, min_bytes: int 
     groups = plan_groups(ctx.world_size, ctx.nodes)
     handles = [(ranks, span, dist.new_group(ranks)) for ranks, span in groups]
     sizes = sweep_sizes(min_bytes, max_bytes, factor)
-    gpu = ctx.device.type == "cuda"
     prog = Progress("coll", len(handles) * len(ops) * len(sizes), enabled=ctx.rank == 0)
     rows = []
     for ranks, span, grp in handles:
@@ -163,15 +200,12 @@ def sweep_collectives(ctx, max_bytes: int, quick: bool, ops=OPS, min_bytes: int 
                 if count < 1 or (op in ("all_gather", "reduce_scatter", "all_to_all")
                                  and count < len(ranks)):
                     continue
-                send, recv = coll.buffers(count, fill=False)
-                warm, iters = iters_for(size, quick, gpu)
-                t = time_iters(ctx, lambda: coll.call(send, recv), warm, iters)
-                del send, recv
+                t, mode = _timed(ctx, coll, count, size, quick, grp)
                 wrong = coll.check(count)
                 t_mean = group_mean(ctx, t, grp)
                 wrong = group_sum(ctx, wrong, grp)
                 rows.append(row(op, count * ELEM, coll.count_column(count), "float", len(ranks),
-                                op == "all_reduce", t_mean, wrong, nodes=span))
+                                op == "all_reduce", t_mean, wrong, nodes=span, timing=mode))
             if checkpoint is not None and member:
                 checkpoint(rows)
     prog.close()

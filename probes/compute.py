@@ -12,25 +12,38 @@ The shapes follow what sizer's time model needs (sizer/cost/step.py):
   and single-token decode against a KV cache (bytes 2 B H_kv S D elem, the K and V reads).
 
 On a CPU these are CPU numbers, which is what a gloo profile should say. GPU-only calls (CUDA
-graphs, fp8 `_scaled_mm`) are thin and guarded; nothing here needs a GPU to run.
+graphs, events) go through the rank's device layer (probes/device.py); nothing here needs a GPU.
+
+Caches. H100/H200 hold 50 MB of L2 (read from the device properties, never assumed): a copy or
+a weight matrix that fits there is served from L2, not HBM. So the HBM fit uses only copies
+whose working set (read + write) is at least L2_MULTIPLE x L2 (smaller copies stay as raw rows,
+marked `fit: false`); GEMM weights are 8192 x 8192 (128 MiB in bf16) in every mode, and are
+rotated over enough copies that two calls in a row never find theirs in L2.
 """
 
+import math
 
 import torch
 import torch.nn.functional as F
 
+from .device import GraphUnsupported
 from .harness import Progress, time_adaptive
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 ELEM_BYTES = {"fp32": 4, "bf16": 2, "fp16": 2, "fp8": 1}
+L2_MULTIPLE = 4            # a working set of 4 x L2 is streamed, not cached
+UNKNOWN_L2_BYTES = 128 << 20  # stand-in where a GPU does not report its L2 (above any to date)
+FP8_USE_FAST_ACCUM = False  # torch._scaled_mm's default, and what vLLM's fp8 linear calls
 
 
 def plan(gpu: bool, quick: bool) -> dict:
-    """The shapes swept; CPU plans are small enough for a 2-core test machine."""
+    """The shapes swept; CPU plans are small enough for a 2-core test machine. GPU copies:
+    1, 4, 16 MiB (cache-resident rows, kept raw) and 64 MiB .. 1 GiB (512 MiB --quick) by 2x."""
     if gpu:
-        return {"dtypes": ["bf16", "fp16", "fp8"], "nk": 4096 if quick else 8192,
+        return {"dtypes": ["bf16", "fp16", "fp8"], "nk": 8192,
                 "m": [2 ** i for i in range(0, 14 if quick else 15)],
-                "copy": [2 ** i for i in range(20, 29 if quick else 31, 2)],
+                "copy": [1 << 20, 4 << 20, 16 << 20] +
+                        [2 ** i for i in range(26, 30 if quick else 31)],
                 "attn_heads": 32, "head_dim": 128, "attn_s": [512, 1024, 2048, 4096] +
                 ([] if quick else [8192]), "decode_batch": 32, "launch_n": 1000}
     return {"dtypes": ["fp32"], "nk": 256 if quick else 512,
@@ -40,39 +53,85 @@ def plan(gpu: bool, quick: bool) -> dict:
             "decode_batch": 4, "launch_n": 300 if quick else 1000}
 
 
-def fp8_supported(device) -> bool:
-    """fp8 GEMMs need sm_89+ (Ada, Hopper, Blackwell) and torch._scaled_mm."""
-    return (device.type == "cuda" and hasattr(torch, "_scaled_mm")
-            and torch.cuda.get_device_capability(device) >= (8, 9))
+def cache_bytes(dev) -> int | None:
+    """The cache a streaming measurement must exceed: the GPU's L2 (UNKNOWN_L2_BYTES where the
+    device does not say); None on CPU ranks (no filter)."""
+    if dev.type != "cuda":
+        return None
+    return dev.l2_bytes() or UNKNOWN_L2_BYTES
 
 
-def _gemm_call(dtype: str, m: int, n: int, k: int, device):
-    """A closure computing one (m x k) @ (k x n) GEMM in `dtype`, or None if unsupported."""
+def fp8_supported(dev) -> bool:
+    """fp8 GEMMs: torch._scaled_mm on sm_89+ (Ada, Hopper, Blackwell); on CPU where this torch
+    has it (2.13 does; the CPU kernel is a reference, not a speed)."""
+    if not hasattr(torch, "_scaled_mm"):
+        return False
+    if dev.type == "cuda":
+        return dev.capability() >= (8, 9)
+    return True
+
+
+def weight_copies(weight_bytes: int, cache: int | None) -> int:
+    """How many copies of a weight to rotate over so the next call's weight is not in cache:
+    enough that the copies together are twice the cache."""
+    if not cache:
+        return 1
+    return max(1, math.ceil(2 * cache / max(1, weight_bytes)))
+
+
+def gemm_bytes(dtype: str, m: int, n: int, k: int) -> int:
+    """Bytes one GEMM moves: A (m x k) and B (k x n) in `dtype`, C (m x n) in the output dtype
+    -- bf16 for fp8 inputs (out_dtype of the _scaled_mm call), the input dtype otherwise."""
+    e = ELEM_BYTES[dtype]
+    out = ELEM_BYTES["bf16"] if dtype == "fp8" else e
+    return (m * k + k * n) * e + m * n * out
+
+
+def _gemm_call(dtype: str, m: int, n: int, k: int, dev, cache=None):
+    """A closure computing one (m x k) @ (k x n) GEMM in `dtype`, or None if unsupported here.
+    The weight rotates over weight_copies(...) buffers. fp8: torch._scaled_mm needs K and N
+    divisible by 16 on CUDA, not M (aten/src/ATen/native/cuda/Blas.cpp, _scaled_mm_out_cuda:
+    "Expected trailing dimension of mat1 to be divisible by 16", mat2 both dims), so decode M=1
+    is measured; B is column-major as cuBLASLt requires."""
+    device = dev.torch_device
     if dtype == "fp8":
-        if not fp8_supported(device) or m % 16:
+        if not fp8_supported(dev) or k % 16 or n % 16:
             return None
         a = torch.randn(m, k, device=device).to(torch.float8_e4m3fn)
-        b = torch.randn(n, k, device=device).to(torch.float8_e4m3fn).t()  # column-major
-        one = torch.ones((), device=device)
-        return lambda: torch._scaled_mm(a, b, scale_a=one, scale_b=one, out_dtype=torch.bfloat16)
+        ws = [torch.randn(n, k, device=device).to(torch.float8_e4m3fn).t()
+              for _ in range(weight_copies(n * k, cache))]
+        one = torch.ones((), device=device, dtype=torch.float32)
+
+        def call(i=[0]):  # noqa: B006 -- the rotation counter
+            i[0] = (i[0] + 1) % len(ws)
+            return torch._scaled_mm(a, ws[i[0]], scale_a=one, scale_b=one,
+                                    out_dtype=torch.bfloat16, use_fast_accum=FP8_USE_FAST_ACCUM)
+        call.copies = len(ws)
+        return call
     t = DTYPES[dtype]
     if device.type == "cpu" and t != torch.float32:
         return None
     a = torch.randn(m, k, device=device, dtype=t)
-    b = torch.randn(k, n, device=device, dtype=t)
+    ws = [torch.randn(k, n, device=device, dtype=t)
+          for _ in range(weight_copies(k * n * ELEM_BYTES[dtype], cache))]
     out = torch.empty(m, n, device=device, dtype=t)
-    return lambda: torch.matmul(a, b, out=out)
+
+    def call(i=[0]):  # noqa: B006 -- the rotation counter
+        i[0] = (i[0] + 1) % len(ws)
+        return torch.matmul(a, ws[i[0]], out=out)
+    call.copies = len(ws)
+    return call
 
 
 def gemm_sweep(ctx, p: dict, prog=None) -> list[dict]:
     """Time M x N x K GEMMs for M in p['m'] at N = K = p['nk'], per dtype."""
-    rows, nk = [], p["nk"]
+    rows, nk, cache = [], p["nk"], cache_bytes(ctx.dev)
     for dtype in p["dtypes"]:
         for m in p["m"]:
             if prog:
                 prog.step(note=f"gemm {dtype} M={m}")
             try:
-                call = _gemm_call(dtype, m, nk, nk, ctx.device)
+                call = _gemm_call(dtype, m, nk, nk, ctx.dev, cache)
                 if call is None:
                     continue
                 t = time_adaptive(ctx, call, 0.02 if ctx.device.type == "cpu" else 0.05)
@@ -81,43 +140,39 @@ def gemm_sweep(ctx, p: dict, prog=None) -> list[dict]:
                              "error": str(exc).splitlines()[0][:200]})
                 continue
             flops = 2.0 * m * nk * nk
-            bytes_ = (m * nk + nk * nk + m * nk) * ELEM_BYTES[dtype]
+            extra = {"use_fast_accum": FP8_USE_FAST_ACCUM, "out_dtype": "bf16"} \
+                if dtype == "fp8" else {}
             rows.append({"op": "gemm", "dtype": dtype, "M": m, "N": nk, "K": nk, "time_s": t,
-                         "flops": flops, "bytes": bytes_, "flops_per_s": flops / t,
-                         "rank": ctx.rank})
+                         "flops": flops, "bytes": gemm_bytes(dtype, m, nk, nk),
+                         "flops_per_s": flops / t, "weight_copies": call.copies,
+                         "rank": ctx.rank, **extra})
     return rows
+
+
+def copy_fits_hbm(size: int, cache: int | None) -> bool:
+    """A copy of `size` bytes (working set 2 x size: read x, write y) streams from HBM when the
+    working set is at least L2_MULTIPLE x the cache; always on CPU ranks (cache None)."""
+    return cache is None or 2 * size >= L2_MULTIPLE * cache
+
+
+def _copy_time(ctx, size: int) -> float:
+    x = torch.empty(size, dtype=torch.uint8, device=ctx.device).fill_(1)
+    y = torch.empty_like(x)
+    return time_adaptive(ctx, lambda: y.copy_(x), 0.02)
 
 
 def membw_sweep(ctx, p: dict, prog=None) -> list[dict]:
-    """Device copy y.copy_(x) of `size` bytes moves 2*size bytes (read x, write y)."""
-    rows = []
+    """Device copy y.copy_(x) of `size` bytes moves 2*size bytes (read x, write y). Rows whose
+    working set fits in cache carry fit=False: probes/fit.py leaves them out of the HBM fit."""
+    rows, cache = [], cache_bytes(ctx.dev)
     for size in p["copy"]:
         if prog:
             prog.step(note=f"copy {size >> 20} MiB" if size >= 1 << 20 else f"copy {size} B")
-        x = torch.empty(size, dtype=torch.uint8, device=ctx.device).fill_(1)
-        y = torch.empty_like(x)
-        t = time_adaptive(ctx, lambda: y.copy_(x), 0.02)
+        t = _copy_time(ctx, size)
         rows.append({"op": "copy", "size_bytes": size, "bytes": 2 * size, "time_s": t,
-                     "bytes_per_s": 2 * size / t, "rank": ctx.rank})
-        del x, y
+                     "bytes_per_s": 2 * size / t, "working_set_bytes": 2 * size,
+                     "cache_bytes": cache, "fit": copy_fits_hbm(size, cache), "rank": ctx.rank})
     return rows
-
-
-def _graph_launch(ctx, x, n: int) -> float | None:
-    """Seconds per tiny kernel replayed from a CUDA graph of n kernels (None off-GPU)."""
-    if ctx.device.type != "cuda":
-        return None
-    stream = torch.cuda.Stream()
-    stream.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(stream):
-        for _ in range(3):
-            x.add_(1.0)
-    torch.cuda.current_stream().wait_stream(stream)
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        for _ in range(n):
-            x.add_(1.0)
-    return time_adaptive(ctx, graph.replay, 0.02, 50) / n
 
 
 def launch_probe(ctx, p: dict, prog=None) -> list[dict]:
@@ -135,12 +190,14 @@ def launch_probe(ctx, p: dict, prog=None) -> list[dict]:
              "time_s": time_adaptive(ctx, burst, 0.02, 20) / n, "rank": ctx.rank}]
     if prog:
         prog.step(note="launch graph")
+    if not ctx.dev.supports_graphs:
+        return rows
     try:
-        g = _graph_launch(ctx, x, n)
-    except RuntimeError as exc:  # graphs unsupported on this build/driver
-        g = None
+        replay = ctx.dev.capture(lambda: x.add_(1.0), n)
+        g = time_adaptive(ctx, replay, 0.02, 50) / n
+    except (RuntimeError, GraphUnsupported) as exc:  # graphs unsupported on this build/driver
         rows.append({"op": "launch", "mode": "graph", "error": str(exc).splitlines()[0][:200]})
-    if g is not None:
+    else:
         rows.append({"op": "launch", "mode": "graph", "kernels": n, "time_s": g, "rank": ctx.rank})
     return rows
 
@@ -166,7 +223,7 @@ def attention_probe(ctx, p: dict, prog=None) -> list[dict]:
     gpu = ctx.device.type == "cuda"
     dtype = "bf16" if gpu else "fp32"
     t_dtype, h, d = DTYPES[dtype], p["attn_heads"], p["head_dim"]
-    rows = []
+    rows, cache = [], cache_bytes(ctx.dev)
     for s in p["attn_s"]:
         if prog:
             prog.step(note=f"attn S={s}")
@@ -182,6 +239,7 @@ def attention_probe(ctx, p: dict, prog=None) -> list[dict]:
         kv_bytes = 2.0 * b * hkv * s * d * ELEM_BYTES[dtype]
         rows.append({"op": "attn_decode", "dtype": dtype, "B": b, "H": h, "H_kv": hkv, "S": s,
                      "D": d, "time_s": t, "bytes": kv_bytes, "bytes_per_s": kv_bytes / t,
+                     "in_cache": cache is not None and kv_bytes < L2_MULTIPLE * cache,
                      "rank": ctx.rank})
     return rows
 

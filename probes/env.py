@@ -18,18 +18,58 @@ import torch
 
 
 def rank_info(ctx) -> dict:
-    """Facts only this rank can see."""
+    """Facts only this rank can see (through its device layer, probes/device.py)."""
     info = {"rank": ctx.rank, "local_rank": ctx.local_rank, "hostname": socket.gethostname(),
             "device": "cpu", "memory_bytes": None}
     if ctx.device.type == "cuda":
-        props = torch.cuda.get_device_properties(ctx.device)
-        info.update(device=props.name, memory_bytes=int(props.total_memory),
-                    capability=f"{props.major}.{props.minor}",
-                    multiprocessors=props.multi_processor_count)
+        props = ctx.dev.properties()
+        info.update(device=props["name"], memory_bytes=props["memory_bytes"],
+                    capability=props["capability"], multiprocessors=props["multiprocessors"],
+                    l2_bytes=props.get("l2_bytes"), uuid=props.get("uuid"),
+                    cuda_index=ctx.dev.index, nccl=ctx.dev.nccl_version())
     else:
-        info["device"] = "cpu"
         info["cpu_model"] = _cpu_model()
     return info
+
+
+# Environment variables that change what NCCL and torch.distributed do (algorithms, protocols,
+# transports, timeouts, error handling): the profile keeps them so a measurement can be redone.
+ENV_PREFIXES = ("NCCL_", "TORCH_NCCL_", "TORCH_DISTRIBUTED_", "CUDA_VISIBLE_DEVICES",
+                "CUDA_DEVICE_MAX_CONNECTIONS", "OMP_NUM_THREADS")
+
+
+def comm_environment(environ=None) -> dict:
+    """The NCCL_* / TORCH_NCCL_* (and CUDA visibility) variables set for this run."""
+    environ = os.environ if environ is None else environ
+    return {k: environ[k] for k in sorted(environ) if k.startswith(ENV_PREFIXES)}
+
+
+GPU_QUERY = ("index,uuid,driver_version,clocks.sm,clocks.max.sm,clocks.mem,clocks.max.mem,"
+             "power.limit,persistence_mode")
+
+
+def gpu_clocks(text: str | None = None) -> list[dict]:
+    """Per-GPU driver, current and maximum SM / memory clocks (MHz) and power limit from
+    `nvidia-smi --query-gpu=... --format=csv,noheader,nounits` (run here unless `text` is
+    given): throttled clocks explain a slow profile."""
+    if text is None:
+        text = _run(["nvidia-smi", f"--query-gpu={GPU_QUERY}", "--format=csv,noheader,nounits"])
+    if not text:
+        return []
+    keys = GPU_QUERY.split(",")
+    out = []
+    for line in text.strip().splitlines():
+        vals = [v.strip() for v in line.split(",")]
+        if len(vals) != len(keys):
+            continue
+        row = {}
+        for k, v in zip(keys, vals):
+            try:
+                row[k] = float(v) if k not in ("uuid", "driver_version", "persistence_mode") else v
+            except ValueError:
+                row[k] = v  # "[N/A]" and the like stay text
+        out.append(row)
+    return out
 
 
 def _cpu_model() -> str:
@@ -113,26 +153,26 @@ def topology_from_p2p(pairs: list[dict], world_size: int) -> dict:
     return {"source": "measured p2p matrix", "bw_GBps": bw, "latency_us": lat, "pair_class": cls}
 
 
-def capture(infos: list[dict], backend: str, world_size: int, nodes: int) -> dict:
+def capture(infos: list[dict], backend: str, world_size: int, nodes: int,
+            launcher: str = "spawn") -> dict:
     """The profile's `env` from every rank's `rank_info` plus this process's view."""
     infos = [i for i in infos if i]
     device = infos[0]["device"] if infos else "cpu"
-    nccl = None
-    if backend == "nccl":
-        try:
-            v = torch.cuda.nccl.version()
-            nccl = ".".join(map(str, v)) if isinstance(v, tuple) else str(v)
-        except Exception:  # noqa: BLE001
-            nccl = None
-    driver = _run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"])
+    nccl = next((i.get("nccl") for i in infos if i.get("nccl")), None)
+    clocks = gpu_clocks() if device != "cpu" else []
+    driver = clocks[0]["driver_version"] if clocks else None
+    if driver is None and device != "cpu":
+        text = _run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"])
+        driver = text.strip().splitlines()[0] if text else None
     gpu_id = gpu_id_for(device) if device != "cpu" else None
     env = {
         "backend": backend, "device": device, "gpu_id": gpu_id, "world_size": world_size,
-        "nodes": nodes, "hostnames": sorted({i["hostname"] for i in infos}),
+        "nodes": nodes, "launcher": launcher, "hostnames": sorted({i["hostname"] for i in infos}),
         "gpus": [{k: i.get(k) for k in ("rank", "hostname", "device", "memory_bytes",
-                                         "capability")} for i in infos],
+                                         "capability", "l2_bytes", "uuid", "cuda_index")}
+                 for i in infos],
         "torch": torch.__version__, "cuda": torch.version.cuda, "nccl": nccl,
-        "driver": driver.strip().splitlines()[0] if driver else None,
+        "driver": driver, "gpu_clocks": clocks, "comm_env": comm_environment(),
         "python": sys.version.split()[0], "platform": platform.platform(),
         "cpu": _cpu_model(), "cpu_count": os.cpu_count(),
         "created_by": "python -m probes.calibrate",

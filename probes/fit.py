@@ -11,7 +11,8 @@ report), and a reported fit error: median and max of |model - measured| / measur
   (and one segment does not already fit to rounding).
 * GEMM: t(M) = 2 M N K / F_eff(M), F_eff(M) = F * M / (M + matmul_half_rows), i.e. the line
   t = (2NK/F) * M + (2NK * half_rows / F) -- the form sizer/cost/step.py uses.
-* Memory bandwidth: t = a + bytes / hbm_bytes_per_s over the copy sweep.
+* Memory bandwidth: t = a + bytes / hbm_bytes_per_s over the copies whose working set streams
+  from HBM (rows marked fit=False by probes/compute.py -- cache-resident sizes -- stay raw).
 * Attention: t = a + flops / attention_flops_per_s over causal prefill lengths.
 * Launch: median per-kernel time, eager and CUDA graph.
 A rate line whose slope is ~0 (noise made larger work no slower; fitted rate > 4x the best
@@ -173,8 +174,10 @@ def fit_rate(rows: list[dict], work_key: str) -> dict | None:
 def fit_compute(raw: dict) -> tuple[dict, dict]:
     """(profile `compute` section, detailed fits for raw['fits']) from the compute probe rows."""
     compute, detail, err = {}, {}, {}
-    mem = fit_rate(raw.get("membw", []), "bytes")
+    copies = raw.get("membw", [])
+    mem = fit_rate([r for r in copies if r.get("fit", True)], "bytes")
     if mem:
+        mem["cache_resident_rows_left_out"] = sum(1 for r in copies if not r.get("fit", True))
         compute["hbm_bytes_per_s"] = mem["rate"]
         err["hbm_bytes_per_s"] = mem["fit_error_pct"]["median"]
         err["hbm_bytes_per_s:max"] = mem["fit_error_pct"]["max"]

@@ -116,6 +116,35 @@ def plan(gpu: bool, quick: bool) -> dict:
             "decode": (4, 128 if quick else 512)}
 
 
+def kv_caches(sh: Shard, layers: int, batch: int, seq: int, device) -> list[tuple]:
+    """One K and one V cache per layer, each its own tensor (batch, kv heads, seq, head_dim):
+    the decode step reads 2 x layers distinct caches, as a serving engine's paged KV does,
+    instead of one tensor twice (which halves the bytes that reach HBM)."""
+    shape = (batch, sh.kv, seq, sh.cfg["head_dim"])
+    return [(torch.randn(*shape, device=device, dtype=sh.dt),
+             torch.randn(*shape, device=device, dtype=sh.dt)) for _ in range(layers)]
+
+
+def kv_cache_bytes(cfg: dict, tp: int, layers: int, batch: int, seq: int, elem: int) -> int:
+    """Bytes of kv_caches(...): 2 (K, V) x layers x batch x kv heads per rank x seq x head_dim."""
+    return 2 * layers * batch * max(1, cfg["kv_heads"] // tp) * seq * cfg["head_dim"] * elem
+
+
+def _time_stack(ctx, layers, batch, q_len, s, sh) -> float:
+    x = torch.randn(batch * q_len, sh.cfg["hidden"], device=ctx.device, dtype=sh.dt)
+    caches = kv_caches(sh, len(layers), batch, s, ctx.device) if q_len == 1 else \
+        [(None, None)] * len(layers)
+
+    def stack():
+        y = x
+        for layer, (kc, vc) in zip(layers, caches):
+            y = layer.forward(y, batch, q_len, kc, vc)
+        return y
+
+    with torch.no_grad():
+        return time_adaptive(ctx, stack, 0.05, 50)
+
+
 def run_forward(ctx, quick: bool) -> list[dict]:
     """Time one rank's share of a `layers`-deep stack for every TP and EP degree, prefill and
     decode, on every rank at once (on CPU each with its thread share, as probes.compute)."""
@@ -130,24 +159,15 @@ def run_forward(ctx, quick: bool) -> list[dict]:
             prog.step(note=f"{kind} tp={tp} ep={ep} {phase}")
             batch, s = p[phase]
             q_len = s if phase == "prefill" else 1
-            sh = layers[0]
-            x = torch.randn(batch * q_len, sh.cfg["hidden"], device=ctx.device, dtype=sh.dt)
-            kc = torch.randn(batch, sh.kv, s, sh.cfg["head_dim"], device=ctx.device,
-                             dtype=sh.dt)
-
-            def stack():
-                y = x
-                for layer in layers:
-                    y = layer.forward(y, batch, q_len, kc, kc)
-                return y
-
-            with torch.no_grad():
-                t = time_adaptive(ctx, stack, 0.05, 50)
+            t = _time_stack(ctx, layers, batch, q_len, s, layers[0])
             kernels = [k for layer in layers for k in layer.kernels(batch, q_len, s)]
+            kv = kv_cache_bytes(p[kind], tp, p["layers"], batch, s, layers[0].elem) \
+                if phase == "decode" else 0
             rows.append({"op": "sharded_forward", "model": kind, "tp": tp, "ep": ep,
                          "phase": phase, "layers": p["layers"], "batch": batch,
                          "seq": s, "tokens": batch * q_len, "dtype": p["dtype"],
                          "time_s": t, "kernels": kernels, "rank": ctx.rank,
+                         "kv_cache_bytes": kv,
                          "attn_flops": sum(attention_flops(k[1], k[2], k[4], k[4], k[5], True)
                                            for k in kernels if k[0] == "attn_prefill")})
         del layers

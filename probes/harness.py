@@ -56,16 +56,22 @@ def sweep_sizes(min_bytes: int, max_bytes: int, factor: int = 2) -> list[int]:
     return sizes
 
 
-def time_iters(ctx, call, warmup: int, iters: int) -> float:
-    """Mean seconds per call over `iters` back-to-back calls after `warmup` ones."""
+def time_iters(ctx, call, warmup: int, iters: int, group=None, barrier: bool = False) -> float:
+    """Mean seconds per call over `iters` back-to-back calls after `warmup` ones.
+
+    As nccl-tests' timing loop (src/common.cu: warm-up, complete, barrier, start the timer, the
+    iterations, stop): the device finishes the warm-up, `barrier` lines the ranks of `group` up
+    right before the start event, and the end event is recorded right after the last call --
+    the timer then waits on that event alone (probes/device.py EventTimer)."""
     for _ in range(warmup):
         call()
     ctx.sync()
+    if barrier:
+        ctx.barrier(group)
     timer = ctx.timer()
     timer.start()
     for _ in range(iters):
         call()
-    ctx.sync()
     return timer.stop() / iters
 
 
@@ -96,10 +102,15 @@ def row(op, size_bytes, count, dtype, ranks, in_place, time_s, wrong, **extra) -
 
 
 class Progress:
-    """A one-line progress bar on stderr, drawn only where `enabled` (rank 0)."""
+    """Progress of one phase on stderr, drawn only where `enabled` (rank 0): a redrawn bar on a
+    terminal; elsewhere (a log file, a pipe, torchrun's prefixed output) one line when the phase
+    ends, so logs hold one line per phase instead of thousands of carriage returns."""
 
-    def __init__(self, label: str, total: int, enabled: bool = True, width: int = 30):
+    def __init__(self, label: str, total: int, enabled: bool = True, width: int = 30,
+                 stream=None):
         self.label, self.total, self.enabled, self.width = label, max(1, total), enabled, width
+        self.stream = stream if stream is not None else sys.stderr
+        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
         self.n, self.t0, self._last = 0, time.monotonic(), 0.0
         self._draw(force=True)
 
@@ -108,7 +119,7 @@ class Progress:
         self._draw(note=note)
 
     def _draw(self, note: str = "", force: bool = False) -> None:
-        if not self.enabled:
+        if not self.enabled or not self.tty:
             return
         now = time.monotonic()
         if not force and now - self._last < 0.1 and self.n < self.total:
@@ -116,16 +127,21 @@ class Progress:
         self._last = now
         fill = int(self.width * self.n / self.total)
         bar = "#" * fill + "-" * (self.width - fill)
-        sys.stderr.write(f"\r{self.label:<10} [{bar}] {self.n}/{self.total} "
-                         f"{now - self.t0:5.1f}s {note[:30]:<30}")
-        sys.stderr.flush()
+        self.stream.write(f"\r{self.label:<10} [{bar}] {self.n}/{self.total} "
+                          f"{now - self.t0:5.1f}s {note[:30]:<30}")
+        self.stream.flush()
 
     def close(self) -> None:
-        if self.enabled:
+        if not self.enabled:
+            return
+        if self.tty:
             self.n = self.total
             self._draw(force=True)
-            sys.stderr.write("\n")
-            sys.stderr.flush()
+            self.stream.write("\n")
+        else:
+            self.stream.write(f"{self.label}: {self.n}/{self.total} steps in "
+                              f"{time.monotonic() - self.t0:.1f} s\n")
+        self.stream.flush()
 
 
 def log(ctx, message: str) -> None:

@@ -140,13 +140,24 @@ class RankShard:
         n = batch // self.lay.dp
         return slice(self.replica * n, (self.replica + 1) * n)
 
-    def local_input(self, x):
-        r = self.rows(x.shape[0])
+    def input_rows(self, batch: int) -> slice:
+        """The batch rows this rank reads (`rows`, or the wrong replica's under the bug)."""
+        r = self.rows(batch)
         if self.lay.inject == "wrong-shard" and self.lay.dp > 1 and self.lay.ep == 1:
             n = r.stop - r.start
             nxt = (self.replica + 1) % self.lay.dp
             r = slice(nxt * n, (nxt + 1) * n)
-        return x[r]
+        return r
+
+    def local_input(self, x):
+        return x[self.input_rows(x.shape[0])]
+
+    def local_routes(self, routes: dict | None, batch: int) -> dict | None:
+        """The reference's expert ids for this rank's input rows and layers."""
+        if not routes:
+            return None
+        r = self.input_rows(batch)
+        return {i: routes[i][r] for i in self.layer_ids if i in routes}
 
     def expected(self, ref):
         """The part of the reference output this rank must hold (None: it holds none)."""
@@ -154,17 +165,21 @@ class RankShard:
             return None
         return ref[self.rows(ref.shape[0])]
 
-    def _stack(self, x, rope):
-        for w in self.weights:
-            x = block(x, w, self.dims, rope, self.comm, self.tp_group, self.ep)
+    def _stack(self, x, rope, routes=None):
+        for i, w in zip(self.layer_ids, self.weights):
+            r = routes.get(i) if routes else None
+            x = block(x, w, self.dims, rope, self.comm, self.tp_group, self.ep, routes=r)
         return x
 
-    def forward(self, x):
-        """This rank's output (None on pipeline stages other than the last)."""
+    def forward(self, x, routes=None):
+        """This rank's output (None on pipeline stages other than the last). `routes`: the
+        reference's expert ids for x's rows, {layer: (rows, S, top_k)} (local_routes)."""
         rope = rotary(self.dims, x.shape[1], x.dtype, x.device)
         pp = self.lay.pp
         if pp == 1:
-            return self._stack(x, rope)
+            return self._stack(x, rope, routes)
+        micro_routes = ([{i: r.chunk(self.lay.micro)[m] for i, r in routes.items()}
+                         for m in range(len(x.chunk(self.lay.micro)))] if routes else None)
         micro = x.chunk(self.lay.micro)
         m_count, s = len(micro), self.stage
         nxt, prv = self.rank + self.lay.tp, self.rank - self.lay.tp
@@ -181,7 +196,8 @@ class RankShard:
             self.comm.p2p(ops, sent, "pp_send_recv")
             pending = None
             if 0 <= m < m_count:
-                y = self._stack(micro[m] if s == 0 else buf, rope)
+                y = self._stack(micro[m] if s == 0 else buf, rope,
+                                micro_routes[m] if micro_routes else None)
                 if s == pp - 1:
                     outs.append(y)
                 else:
@@ -202,9 +218,11 @@ def run_layout(ctx, dims: Dims, lay: Layout, groups, batch: int, seq: int, dtype
     comm = Comm(ctx)
     with torch.no_grad():
         x32 = inputs(dims, batch, seq, torch.float32, ctx.device)
-        ref = reference(dims, x32)
+        routes = {}
+        ref = reference(dims, x32, routes)
         rs = RankShard(dims, lay, ctx.rank, ctx.world_size, groups, torch.float32, ctx.device, comm)
-        out = rs.forward(rs.local_input(x32))
+        mine = rs.local_routes(routes, batch)
+        out = rs.forward(rs.local_input(x32), mine)
         want = rs.expected(ref)
         err = ref_max = None
         if want is not None:
@@ -215,18 +233,18 @@ def run_layout(ctx, dims: Dims, lay: Layout, groups, batch: int, seq: int, dtype
             rs = RankShard(dims, lay, ctx.rank, ctx.world_size, groups, DTYPES[dtype], ctx.device, comm)
         x = rs.local_input(inputs(dims, batch, seq, DTYPES[dtype], ctx.device)) if dtype != "fp32" \
             else rs.local_input(x32)
-        rs.forward(x)  # warm-up
+        rs.forward(x, mine)  # warm-up
         times = []
         timer = ctx.timer()
         for _ in range(reps):
             _fence(ctx)
             timer.start()
-            rs.forward(x)
+            rs.forward(x, mine)
             times.append(timer.stop())
         comm.trace = []
         for _ in range(max(1, (reps + 1) // 2)):  # traced forwards: every collective timed alone
             _fence(ctx)
-            rs.forward(x)
+            rs.forward(x, mine)
         trace, comm.trace = comm.trace, None
     return {"rank": ctx.rank, "max_abs_err": err, "ref_max": ref_max, "times_s": times,
             "trace": trace}

@@ -109,7 +109,9 @@ def _tp_reason(d: Dims, tp: int):
 
 
 def plan(d: Dims, world: int, batch: int, wanted, inject=None) -> tuple[list, list]:
-    """(layouts to run, skipped [{strategy, reason}]) for this world size."""
+    """(layouts to run, skipped [{strategy, reason}]) for this world size. One rank hosts no
+    strategy (each is skipped with the reason) and runs the 'single' layout: the unsharded
+    stack, checked against the reference and timed against sizer's prediction."""
     runs, skipped = [], []
     for s in wanted:
         reason, lay = None, None
@@ -143,4 +145,6 @@ def plan(d: Dims, world: int, batch: int, wanted, inject=None) -> tuple[list, li
             skipped.append({"strategy": s, "world_size": world, "reason": reason})
         else:
             runs.append(lay)
+    if world == 1:  # what one device can run: the stack itself, timed against its prediction
+        runs.append(Layout("single", inject=inject))
     return runs, skipped

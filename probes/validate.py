@@ -123,8 +123,9 @@ def calibrate_profile(backend: str, world: int, timeout_s: float):
         sys.stderr.write(f"validate: warning: calibration failed ({exc}); no predictions\n")
         return None
     finally:
-        if os.path.exists(path):
-            os.unlink(path)
+        for leftover in (path, path[:-len(".json")] + ".partial.json"):
+            if os.path.exists(leftover):
+                os.unlink(leftover)
 
 
 # ----- rows ---------------------------------------------------------------------------------
@@ -210,6 +211,8 @@ def render(doc: dict) -> str:
              _ms(r["measured_s"]), _ms(r["predicted_s"]), _num(r["error_pct"], "+.1f")]
             for r in doc["rows"]]
     out.append(_table(head, rows))
+    for note in e.get("notes", ()):
+        out.append(f"note: {note}\n")
     coll = [[r["strategy"], c["label"], c["ranks"], f"{c['bytes']:.0f}", c["calls"],
              _num(c["measured_s"] * 1e6, ".1f"),
              _num(None if c["predicted_s"] is None else c["predicted_s"] * 1e6, ".1f"),
@@ -227,18 +230,20 @@ def render(doc: dict) -> str:
 # ----- command line -------------------------------------------------------------------------
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(prog="python -m probes.validate",
-                                description=__doc__.splitlines()[0])
+    from .args import Parser, positive_int, seconds
+
+    p = Parser(prog="python -m probes.validate", description=__doc__.splitlines()[0])
     p.add_argument("--backend", choices=("nccl", "gloo"), help="default: nccl on GPUs, else gloo")
-    p.add_argument("--world-size", type=int, help="local ranks (default: one per GPU; CPU: 2)")
+    p.add_argument("--world-size", type=positive_int,
+                   help="local ranks (default: one per GPU; CPU: 2)")
     p.add_argument("--model", default=DEFAULT_MODEL,
                    help=f"preset id or config.json (default {DEFAULT_MODEL})")
-    p.add_argument("--layers", type=int,
+    p.add_argument("--layers", type=positive_int,
                    help="layers of the stack (default 2 x ranks up to 4 ranks, then one per rank)")
-    p.add_argument("--hidden", type=int,
+    p.add_argument("--hidden", type=positive_int,
                    help="hidden size (default CPU 256, --quick 128; GPU 1024, --quick 512)")
-    p.add_argument("--batch", type=int, help="sequences (default 2 x ranks)")
-    p.add_argument("--seq", type=int,
+    p.add_argument("--batch", type=positive_int, help="sequences (default 2 x ranks)")
+    p.add_argument("--seq", type=positive_int,
                    help="tokens per sequence (default CPU 64, --quick 32; GPU 1024, --quick 256)")
     p.add_argument("--strategies", default=",".join(STRATEGIES), help="comma-separated subset of "
                    + ",".join(STRATEGIES))
@@ -246,68 +251,67 @@ def parse_args(argv=None):
     p.add_argument("--profile", help="hardware profile (default: run the quick calibration first)")
     p.add_argument("--json", action="store_true", help="one JSON document on stdout")
     p.add_argument("--html", metavar="FILE", help="write plotly charts to FILE")
-    p.add_argument("--reps", type=int, help="timed repetitions (default 5, --quick 3)")
+    p.add_argument("--reps", type=positive_int, help="timed repetitions (default 5, --quick 3)")
     p.add_argument("--dtype", choices=tuple(TOLERANCE), help="timing dtype (default bf16 on GPU, fp32 on CPU)")
-    p.add_argument("--timeout", type=float, default=300.0, help="seconds before every rank is stopped")
+    p.add_argument("--timeout", type=seconds, default=300.0,
+                   help="the run's deadline in seconds: every rank is stopped after it")
     p.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
     p.add_argument("--inject-bug", choices=("wrong-shard",), help=argparse.SUPPRESS)
     return p.parse_args(argv)
 
 
-def _positive(name, value):
-    if value is not None and value < 1:
-        raise InputError(f"--{name} must be a positive integer, got {value}")
+def _launch(args):
+    """Where the ranks go (probes/placement.py), or InputError saying why they cannot."""
+    from .launch import LaunchError, plan
 
-
-def _launch_target(args) -> tuple[int, str | None, bool, bool]:
-    """(world, backend, gpu, torchrun): what the ranks will be."""
-    from .launch import LaunchError, resolve, under_torchrun
-
-    if under_torchrun():
-        world, backend = int(os.environ["WORLD_SIZE"]), args.backend
-        if backend is None:
-            import torch
-            return world, None, torch.cuda.is_available(), True
-        return world, backend, backend == "nccl", True
     try:
-        world, backend = resolve(args.world_size, args.backend)
+        return plan(args.world_size, args.backend)
     except LaunchError as exc:
         raise InputError(str(exc)) from None
-    return world, backend, backend == "nccl", False
 
 
-def _env(args, spec, cfg, notes, shape, world, backend, gpu, profile, pred) -> dict:
+def cpu_note(world: int, cores: int) -> str:
+    """Why CPU-rank rows are not GPU predictions and why their errors are large."""
+    return (f"CPU ranks: these times are CPU timings, not predictions for a GPU. Expect large "
+            f"errors: sizer's time model is a GPU roofline (tensor-core GEMMs, HBM streaming, "
+            f"NVLink/NCCL collectives, microsecond kernel launches), while here {world} rank(s) "
+            f"share {cores} core(s) with their caches and memory bandwidth ({max(1, cores // world)} "
+            f"thread(s) each) and gloo carries collectives over loopback TCP. On CPU this run "
+            f"checks that every strategy reproduces its reference; timings need the GPUs.")
+
+
+def _env(args, spec, cfg, notes, shape, launch, gpu, profile, pred) -> dict:
     import torch
 
-    cores = os.cpu_count() or 1
-    cpu_note = (f"cpu ranks share {cores} cores ({max(1, cores // world)} thread(s) each); the "
-                "profile's compute constants were measured by one rank on all cores")
+    world = launch.world_size
     compute = profile.compute if profile is not None else {}
+    run_notes = list(launch.notes)
+    if not gpu:
+        run_notes.append(cpu_note(world, os.cpu_count() or 1))
     return {"model": spec.name, "config": cfg, "scaled": notes, **shape,
-            "backend": backend or ("nccl" if gpu else "gloo"), "world_size": world,
+            "backend": launch.backend, "world_size": world, "launcher": launch.mode,
             "device": "cuda" if gpu else "cpu", "torch": torch.__version__,
             "profile": args.profile or ("quick calibration" if profile is not None else None),
             "profile_device": profile.env.get("device") if profile is not None else None,
             "profile_compute": {k: v for k, v in compute.items() if k != "fit_error_pct"},
             "prediction": pred.why or "sizer.step.step_time on device_from_profile",
-            "notes": [] if gpu else [cpu_note], "inject_bug": args.inject_bug,
+            "notes": run_notes, "inject_bug": args.inject_bug,
             "quick": bool(args.quick)}
 
 
 def run(args) -> int:
     from sizer.model.catalog import model_from_config
 
-    from .launch import LaunchError, RankFailure, run_ranks
+    from .launch import RankFailure, run_ranks
     from .parallel import run_all
 
-    for name in ("world_size", "layers", "hidden", "batch", "seq", "reps"):
-        _positive(name.replace("_", "-"), getattr(args, name))
     wanted = [s.strip() for s in args.strategies.split(",") if s.strip()]
     bad = [s for s in wanted if s not in STRATEGIES]
     if bad or not wanted:
         raise InputError(f"unknown strategy {', '.join(bad) or '(none)'}; "
                          f"choose from {', '.join(STRATEGIES)}")
-    world, backend, gpu, torchrun = _launch_target(args)
+    launch = _launch(args)
+    world, gpu, rank0 = launch.world_size, launch.backend == "nccl", launch.is_rank0
     dtype = args.dtype or ("bf16" if gpu else "fp32")
     spec = load_spec(args.model)
     if gpu:
@@ -326,34 +330,32 @@ def run(args) -> int:
     if not layouts:
         raise InputError("no strategy can run: "
                          + "; ".join(f"{s['strategy']}: {s['reason']}" for s in skipped))
-    rank0 = not torchrun or int(os.environ["RANK"]) == 0
+    if rank0:
+        for note in launch.notes:
+            sys.stderr.write(f"validate: note: {note}\n")
     if args.profile:
         from sizer.hardware.profile import load_profile
         profile = load_profile(args.profile)
-    elif torchrun:
+    elif launch.torchrun:
         if rank0:
             sys.stderr.write("validate: warning: under torchrun pass --profile (from a torchrun "
                              "calibrate run); rows have no prediction\n")
         profile = None
     else:
-        profile = calibrate_profile(backend, world, args.timeout)
+        profile = calibrate_profile(launch.backend, world, args.timeout)
     try:
         results = run_ranks(run_all, (dims, layouts, shape["batch"], seq, dtype, shape["reps"]),
-                            world_size=None if torchrun else world, backend=backend,
-                            timeout_s=args.timeout)[0]
-    except LaunchError as exc:
-        raise InputError(str(exc)) from None
+                            launch=launch, timeout_s=args.timeout)[0]
     except RankFailure as exc:
         sys.stderr.write(f"validate: {exc.message}\n")
         return 1
     if not rank0:
         return 0
-    local = int(os.environ.get("LOCAL_WORLD_SIZE", world)) if torchrun else world
-    pred = Predictor(profile, model, world, dtype, nodes=max(1, world // max(local, 1)))
+    pred = Predictor(profile, model, world, dtype, nodes=launch.nodes)
     rows = [make_row(lay, per_rank, world, shape["batch"], seq, dtype, pred)
             for lay, per_rank in zip(layouts, results)]
     doc = {"rows": rows, "skipped": skipped,
-           "env": _env(args, spec, cfg, notes, shape, world, backend, gpu, profile, pred)}
+           "env": _env(args, spec, cfg, notes, shape, launch, gpu, profile, pred)}
     unfitted = sorted({(c["op"], c["ranks"]) for r in rows for c in r.get("collectives", ())
                        if c.get("prediction") == "time model"})
     if profile is not None and unfitted:
