@@ -47,12 +47,17 @@ def run(args) -> int:
     a2a = check_a2a(args.ep_a2a)
     if split.ep < 2 and (a2a != "nccl" or args.moe_imbalance != 1.0):
         raise InputError("--ep-a2a / --moe-imbalance need expert parallelism (--ep > 1)")
+    for mine, engines in (("max_batch", "max_num_seqs"), ("max_num_tokens", "max_num_batched_tokens")):
+        a, e = getattr(args, mine), getattr(args, engines)  # one cap under two names: both used
+        if a is not None and e is not None and a != e:
+            raise InputError(f"--{mine.replace('_', '-')} {a} and --{engines.replace('_', '-')} {e} "
+                             "name the same engine cap; give one")
     draft = get_model(args.draft_model) if args.draft_model else None
     spec = speculative_config(model, args.speculative, args.num_speculative_tokens,
                               args.acceptance, draft)
     est = estimate(model, gpu, split, isl=args.isl, osl=args.osl, batch=args.batch,
                    concurrency=args.concurrency, weight_dtype=args.weight_dtype, kv_dtype=args.kv_dtype,
-                   engine=args.engine, fraction=engine_fraction(args), max_batch=args.max_batch,
+                   engine=args.engine, fraction=engine_fraction(args), max_batch=args.max_batch or args.max_num_seqs,
                    max_num_tokens=args.max_num_tokens or args.max_num_batched_tokens,
                    cuda_graphs=args.cuda_graphs, topology=topo, profile=profile,
                    speculative=spec, ep_a2a=a2a, moe_imbalance=args.moe_imbalance)

@@ -18,6 +18,8 @@ norm, LM head and sampler) sets the clock for all.
 
 from dataclasses import dataclass
 
+MAX_JSON_CELLS = 4096  # (micro-batch, stage) cells listed in to_json
+
 
 @dataclass(frozen=True)
 class Schedule:
@@ -48,9 +50,15 @@ class Schedule:
         return sorted(c["stage"] for c in self.cells() if c["clock"] == clock)
 
     def to_json(self) -> dict:
+        """The schedule's numbers, with every cell when there are at most MAX_JSON_CELLS (a
+        Gantt chart's worth): a 1e9-token prefill in 256-token chunks has 4e6 micro-batches,
+        whose cells took minutes and gigabytes to print (issue #16)."""
+        n = self.microbatches * self.stages
         return {"stages": self.stages, "microbatches": self.microbatches, "clocks": self.clocks,
                 "clock_s": self.clock_s, "makespan_s": self.makespan_s,
-                "bubble_fraction": self.bubble_fraction, "schedule": self.cells()}
+                "bubble_fraction": self.bubble_fraction,
+                "schedule": self.cells() if n <= MAX_JSON_CELLS else [],
+                "schedule_cells_omitted": 0 if n <= MAX_JSON_CELLS else n}
 
 
 def microbatches_for(batch: int, stages: int) -> int:
