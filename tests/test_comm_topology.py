@@ -246,7 +246,6 @@ def test_nvl36x2_crosses_two_switch_tiers_between_racks():
 
 @pytest.mark.parametrize("kw, gpus, message", [
     (dict(nvlink_domain=72), 100, "does not divide 100 GPUs"),
-    (dict(nvlink_domain=0), 72, "positive integer"),
     (dict(nvlink_domain=16), 16, "rack-scale"),  # h100: NVLink ends at the node
     (dict(nvlink_domain=36, nodes=3), 72, "disagree"),
     (dict(topology="nvl72"), 72, "rack-scale NVLink domain"),  # h100 has no NVL72 rack
@@ -257,6 +256,12 @@ def test_bad_rack_requests_are_input_errors(kw, gpus, message):
     gpu = get_gpu("h100-sxm" if "topology" in kw or kw.get("nvlink_domain") == 16 else "gb200")
     with pytest.raises(InputError, match=message):
         topology_from_args(_rack_args(**kw), gpu, gpus)
+
+
+def test_nvlink_domain_zero_is_refused_by_the_flag_parser(capsys):
+    with pytest.raises(SystemExit):
+        _rack_args(nvlink_domain=0)
+    assert "argument --nvlink-domain: count must be a positive whole number" in capsys.readouterr().err
 
 
 def test_nvlink_domain_splits_a_rack_into_partitions():

@@ -44,8 +44,11 @@ def test_pipeline_reported_with_bubble(l8, h100):
 
 
 def test_max_throughput_point_is_capped_by_memory_and_max_batch(l8, h100):
+    # vLLM serve's max_num_seqs on an H100 is 1024 (arg_utils.py): memory binds first here
     est = estimate(l8, h100, Split(), isl=512, osl=512)
-    assert est.batch == 256  # memory allows more; vLLM's max_num_seqs caps it
+    assert 256 < est.batch < 1024 and est.memory["per_gpu"]["fits"]
+    assert estimate(l8, h100, Split(), isl=64, osl=64).batch == 1024  # short sequences: the cap
+    assert estimate(l8, get_gpu("a100-80g-sxm"), Split(), isl=64, osl=64).batch == 256  # A100: 256
     capped = estimate(l8, h100, Split(), isl=512, osl=512, max_batch=32)
     assert capped.batch == 32 and capped.output_tok_s < est.output_tok_s
     long = estimate(l8, get_gpu("l4"), Split(), isl=8192, osl=8192)

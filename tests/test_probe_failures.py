@@ -48,7 +48,7 @@ def no_ranks(monkeypatch):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--timeout", "nan"], "argument --timeout: cannot parse duration 'nan'"),
+    (["--timeout", "nan"], "argument --timeout: duration must be a finite number, got 'nan'"),
     (["--timeout", "inf"], "argument --timeout"),
     (["--timeout", "1e400"], "argument --timeout"),
     (["--timeout", "0"], "argument --timeout: duration must be positive"),

@@ -1,6 +1,8 @@
 """The time model against published serving measurements (data/published_perf.json, each record
-citing its table). Three defaults in sizer/hardware/constants.py were fitted to the TensorRT-LLM v0.17/v0.14
-rows; the other rows are a holdout. These tests keep the model honest on both."""
+citing its table). The kernel constants come from vidur's per-kernel profiles (not these rows);
+the engine-level step overhead and KV-read efficiency of sizer/hardware/constants.py were then
+refitted on the TensorRT-LLM v0.17/v0.14 rows (benchmarks/time_vs_published.py --fit); the other
+rows are a holdout. These tests keep the model honest on both."""
 
 import os
 import statistics
@@ -31,6 +33,19 @@ def test_records_are_complete_and_resolve():
 
 def _abs_errors(rows):
     return [abs(tv.predict(r)[0] / r["value"] - 1) * 100 for r in rows]
+
+
+def test_ampere_hopper_records_median_and_bias_within_the_issue_bounds():
+    """Issue #14 'Done means': median |error| <= 8% and signed median within +-3% over the 54
+    Ampere/Hopper rows the issue was written against (6.6% and -2.3% at the refit). The 50
+    Blackwell FP4 rows added since read low (B200 -6%, GB200 -9%, RTX PRO 6000 -17% signed):
+    over all rows 8.4% and -5.9%, pinned here so that it cannot silently get worse."""
+    errs = {r["id"]: (tv.predict(r)[0] / r["value"] - 1) * 100 for r in RECORDS}
+    ah = [e for rid, e in errs.items() if not rid.startswith("trt10-")]
+    assert len(ah) == 54
+    assert statistics.median(abs(e) for e in ah) <= 8.0 and abs(statistics.median(ah)) <= 3.0
+    every = list(errs.values())
+    assert statistics.median(abs(e) for e in every) <= 9.0 and abs(statistics.median(every)) <= 7.0
 
 
 def test_holdout_records_median_error_below_15pct():
@@ -76,10 +91,10 @@ def test_blackwell_fp4_rows_are_not_biased():
 def test_nvfp4_gemms_use_fp4_tensor_cores_only_where_they_exist():
     """NVFP4 weights run W4A4 on Blackwell's FP4 tensor cores; Hopper has none and serves them
     at its bf16 rate (weight-only dequantisation), never at a made-up FP4 rate."""
-    from sizer.hardware.constants import MATMUL_EFFICIENCY, device_for
+    from sizer.hardware.constants import FP4_MATMUL_EFFICIENCY, device_for
     from sizer.model.precision import compute_dtype
 
     assert compute_dtype("nvfp4", "bf16") == "fp4" and compute_dtype("fp4", "bf16") == "bf16"
     b200, h100 = device_for(get_gpu("b200")), device_for(get_gpu("h100-sxm"))
-    assert b200.matmul_rate("fp4") == 9e15 * MATMUL_EFFICIENCY["fp4"]
+    assert b200.matmul_rate("fp4") == 9e15 * FP4_MATMUL_EFFICIENCY
     assert h100.matmul_rate("fp4") == h100.matmul_rate("bf16")

@@ -20,7 +20,7 @@ from sizer.cost.estimate import estimate
 from sizer.hardware.gpus import get_gpu
 from sizer.model.catalog import get_model, model_from_config
 from sizer.hardware.placement import gpu_order
-from sizer.hardware.profile import profile_from_dict
+from sizer.hardware.profile import profile_from_text
 from sizer.model.split import Split, check_split
 from sizer.hardware.topology import PRESETS, default_topology, get_topology
 
@@ -89,11 +89,7 @@ def load_profile(ref: tuple | None):
     if ref is None:
         return None
     name, text = ref
-    try:
-        doc = json.loads(text)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise InputError(f"{name} is not JSON ({exc})") from None
-    return profile_from_dict(doc, name)
+    return profile_from_text(text, name)  # bounded, strict JSON, schema-checked (issue #16)
 
 
 def topology(inp: Inputs, n_gpus: int | None = None):

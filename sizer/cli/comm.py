@@ -20,8 +20,8 @@ from sizer.cost.collectives import (CUSTOM_ALGOS, CUSTOM_MAX_BYTES, EXTRAPOLATED
 from sizer.errors import InputError
 from sizer.hardware.gpus import get_gpu
 from sizer.hardware.profile import load_profile
-from .common import add_topology_args, topology_from_args
-from sizer.units import fmt_bytes, fmt_seconds, parse_bytes
+from .common import add_topology_args, gpu_count, nonempty, size, topology_from_args
+from sizer.units import fmt_bytes, fmt_seconds
 
 SWEEP_BYTES = np.array([2.0**k for k in range(10, 34)])  # 1 KiB .. 8 GiB
 CUSTOM_NOTE = ("custom: the engines' own all-reduce over peer memory (vLLM, SGLang, TRT-LLM), "
@@ -32,10 +32,10 @@ CUSTOM_NOTE = ("custom: the engines' own all-reduce over peer memory (vLLM, SGLa
 def register(subparsers) -> None:
     p = subparsers.add_parser("comm", help="collective / P2P communication time on a topology",
                               description=__doc__.splitlines()[0])
-    p.add_argument("--op", required=True, metavar="OP", help=", ".join(OPS))
-    p.add_argument("--bytes", metavar="SIZE", help="nccl-tests size: 4096, 16MiB, 1GB")
-    p.add_argument("--gpus", type=int, required=True, metavar="N", help="GPUs over all nodes")
-    p.add_argument("--gpu", default="h100-sxm", metavar="G", help="GPU type (default h100-sxm)")
+    p.add_argument("--op", required=True, metavar="OP", type=nonempty, help=", ".join(OPS))
+    p.add_argument("--bytes", metavar="SIZE", type=size, help="nccl-tests size: 4096, 16MiB, 1GB")
+    p.add_argument("--gpus", type=gpu_count, required=True, metavar="N", help="GPUs over all nodes")
+    p.add_argument("--gpu", default="h100-sxm", metavar="G", type=nonempty, help="GPU type (default h100-sxm)")
     p.add_argument("--sweep", action="store_true", help="print the curve from 1 KiB to 8 GiB")
     p.add_argument("--nccl-only", action="store_true",
                    help="NCCL's algorithms only (no vLLM/SGLang custom all-reduce)")
@@ -48,25 +48,12 @@ def register(subparsers) -> None:
     p.set_defaults(func=run)
 
 
-def parse_size(text) -> int:
-    """parse_bytes, with "-16MiB" rejected as negative rather than unparseable."""
-    body = str(text).strip()
-    if body.startswith("-"):
-        try:
-            parse_bytes(body[1:])
-        except InputError:
-            return parse_bytes(body)  # not a size even without the sign: parse_bytes' error
-        raise InputError(f"size must be positive, got {text!r}")
-    return parse_bytes(body)
-
-
 def run(args) -> int:
     op = check_op(args.op)
-    if args.gpus is None or args.gpus < 1:
-        raise InputError(f"--gpus must be a positive integer, got {args.gpus}")
-    if not args.sweep and args.bytes is None:
-        raise InputError("give --bytes SIZE (or --sweep for the whole curve)")
-    sizes = SWEEP_BYTES if args.sweep else np.array([float(parse_size(args.bytes))])
+    if args.sweep == (args.bytes is not None):
+        raise InputError("give --bytes SIZE or --sweep (the whole curve), not both" if args.sweep
+                         else "give --bytes SIZE (or --sweep for the whole curve)")
+    sizes = SWEEP_BYTES if args.sweep else np.array([float(args.bytes)])
     gpu = get_gpu(args.gpu)
     topo = topology_from_args(args, gpu, args.gpus)
     profile = load_profile(getattr(args, "profile", None))

@@ -13,53 +13,89 @@ from sizer.hardware.topology import (PRESETS, RACK_PRESETS, Topology, default_to
                                      nodes_for_domain, replicate, split_nodes)
 from sizer.model.split import Split
 from sizer.output import warn
+from sizer.units import parse_bytes, parse_count, parse_fraction, parse_number, parse_positive, parse_seconds
 
 
-def positive_int(text) -> int:
-    try:
-        value = int(text)
-    except (TypeError, ValueError):
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
-    return value
+MAX_GPUS = 1_000_000  # GPUs, nodes and every parallel size: a bound, not a fact; no single
+# deployment comes near a million GPUs, and the per-GPU-pair work stays bounded (issue #16)
+MAX_COUNT = 1_000_000_000  # tokens, sequences, requests: far beyond any context window or batch
 
 
-def fraction(text) -> float:
-    try:
-        value = float(text)
-    except (TypeError, ValueError):
-        raise argparse.ArgumentTypeError(f"expected a fraction in (0, 1], got {text!r}") from None
-    if not 0 < value <= 1:
-        raise argparse.ArgumentTypeError(f"must be in (0, 1], got {text!r}")
-    return value
+def _flag(parse, name: str):
+    """An argparse type from a sizer.units parser: its InputError becomes argparse's one-line
+    'argument --flag: ...' error (exit 2)."""
+    def convert(text):
+        try:
+            return parse(text)
+        except InputError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+    convert.__name__ = name
+    return convert
 
 
-def add_model_args(p, split: bool = True) -> None:
-    p.add_argument("--model", required=True, help="preset id/alias (see `sizer models`) or a config.json path")
-    p.add_argument("--gpu", default="h100-sxm", help="GPU id (see `sizer gpus`; default h100-sxm)")
+def _non_empty(text: str) -> str:
+    if not str(text).strip():
+        raise InputError(f"expected a value, got {text!r}")
+    return str(text).strip()
+
+
+positive_int = _flag(lambda t: parse_count(t, MAX_COUNT), "count")
+gpu_count = _flag(lambda t: parse_count(t, MAX_GPUS), "GPU count")
+fraction = _flag(lambda t: parse_fraction(t), "fraction")
+size = _flag(parse_bytes, "size")
+duration = _flag(parse_seconds, "duration")
+price = _flag(lambda t: parse_positive(t, "price"), "price")
+non_negative_int = _flag(lambda t: parse_count(t, MAX_GPUS, minimum=0), "non-negative count")
+nonempty = _flag(_non_empty, "value")  # names and paths: '' is not "not given"
+
+
+def add_model_args(p, split: bool = True, engine_memory: bool = True) -> None:
+    """--model, --gpu, the split, precisions, --engine, --cuda-graphs, --json and, with
+    `engine_memory`, the engines' memory flags (add_engine_memory_args): a command that sizes no
+    KV cache (step) does not offer them, since they could not change its answer."""
+    p.add_argument("--model", required=True, type=nonempty,
+                   help="preset id/alias (see `sizer models`) or a config.json path")
+    p.add_argument("--gpu", default="h100-sxm", type=nonempty, help="GPU id (see `sizer gpus`; default h100-sxm)")
     if split:
-        for name, what in (("tp", "tensor"), ("pp", "pipeline"), ("dp", "data"), ("ep", "expert")):
-            p.add_argument(f"--{name}", type=positive_int, default=1, help=f"{what}-parallel size (default 1)")
-        p.add_argument("--gpus", type=positive_int, help="total GPUs; must equal TP x PP x DP when given")
+        for flag, what in (("tp", "tensor"), ("pp", "pipeline"), ("dp", "data"), ("ep", "expert")):
+            p.add_argument(f"--{flag}", type=gpu_count, default=1, help=f"{what}-parallel size (default 1)")
+        p.add_argument("--gpus", type=gpu_count, help="total GPUs; must equal TP x PP x DP when given")
         add_pp_partition_args(p)
         p.add_argument("--redundant-experts", type=non_negative_int, default=0, metavar="R",
                        help="EPLB replicas of hot experts: EP must then divide experts + R "
                             "(DeepSeek: 256 + 32 over EP144)")
-    p.add_argument("--weight-dtype", help="linear-layer weights: bf16, fp16, fp8, int8, int4, fp4 "
+    p.add_argument("--weight-dtype", type=nonempty, help="linear-layer weights: bf16, fp16, fp8, int8, int4, fp4 "
                    "(default: the checkpoint's own)")
-    p.add_argument("--kv-dtype", default="auto", help="KV cache: auto (model dtype), bf16, fp16, fp8, int8")
-    p.add_argument("--engine", default=DEFAULT_ENGINE,
+    p.add_argument("--kv-dtype", default="auto", type=nonempty,
+                   help="KV cache: auto (model dtype), bf16, fp16, fp8, int8")
+    p.add_argument("--engine", default=DEFAULT_ENGINE, type=nonempty,
                    help=f"engine memory rules: vllm, sglang, trtllm, or none for raw capacity "
                         f"(default {DEFAULT_ENGINE})")
+    if engine_memory:
+        add_engine_memory_args(p)
+    p.add_argument("--cuda-graphs", action=argparse.BooleanOptionalAction, default=None,
+                   help="engine replays CUDA graphs (memory for graphs; decode launch floor)")
+    p.add_argument("--json", action="store_true", help="print one JSON document on stdout")
+
+
+def add_engine_memory_args(p) -> None:
+    """The engines' memory flags (checked by engine_fraction)."""
     p.add_argument("--gpu-memory-utilization", type=fraction, help="vLLM budget fraction (default 0.9)")
     p.add_argument("--mem-fraction-static", type=fraction, help="SGLang static fraction (default 0.88)")
     p.add_argument("--kv-cache-free-gpu-mem-fraction", type=fraction,
                    help="TensorRT-LLM fraction of free memory for KV (default 0.9)")
     add_scheduler_args(p)
-    p.add_argument("--cuda-graphs", action=argparse.BooleanOptionalAction, default=None,
-                   help="engine replays CUDA graphs (memory for graphs; decode launch floor)")
-    p.add_argument("--json", action="store_true", help="print one JSON document on stdout")
+
+
+class _OneCap(argparse.Action):
+    """One engine cap under two names: both may be given, but not with different values."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        seen, old = getattr(namespace, f"_{self.dest}_flag", None), getattr(namespace, self.dest, None)
+        if seen and seen != option_string and old is not None and old != values:
+            parser.error(f"{seen} {old} and {option_string} {values} name the same engine cap; give one")
+        setattr(namespace, self.dest, values)
+        setattr(namespace, f"_{self.dest}_flag", option_string)
 
 
 def add_scheduler_args(p) -> None:
@@ -67,14 +103,15 @@ def add_scheduler_args(p) -> None:
     aliases. One pair drives both the memory plan (the profiling forward of
     max_num_batched_tokens tokens and max_num_seqs sequences) and the scheduling (sequences per
     replica, tokens per forward) in every command; defaults: sizer.cost.engines.scheduler_limits."""
-    p.add_argument("--max-num-seqs", "--max-batch", dest="max_num_seqs", type=positive_int, metavar="N",
-                   help="most sequences a replica runs at once (vLLM max_num_seqs, SGLang "
-                        "max_running_requests, TensorRT-LLM max_batch_size; default: the engine's)")
-    p.add_argument("--max-num-batched-tokens", "--max-num-tokens", dest="max_num_batched_tokens",
-                   type=positive_int, metavar="T",
-                   help="most tokens per forward: the chunked-prefill budget (vLLM "
-                        "max_num_batched_tokens, SGLang chunked_prefill_size, TensorRT-LLM "
-                        "max_num_tokens; default: the engine's)")
+    for flag, alias, dest, help_text in (
+            ("--max-num-seqs", "--max-batch", "max_num_seqs",
+             "most sequences a replica runs at once (vLLM max_num_seqs, SGLang max_running_requests, "
+             "TensorRT-LLM max_batch_size; default: the engine's)"),
+            ("--max-num-batched-tokens", "--max-num-tokens", "max_num_batched_tokens",
+             "most tokens per forward: the chunked-prefill budget (vLLM max_num_batched_tokens, SGLang "
+             "chunked_prefill_size, TensorRT-LLM max_num_tokens; default: the engine's)")):
+        p.add_argument(flag, dest=dest, type=positive_int, metavar="N", action=_OneCap, help=help_text)
+        p.add_argument(alias, dest=dest, type=positive_int, metavar="N", action=_OneCap, help=f"the same as {flag}")
 
 
 def add_pp_partition_args(p) -> None:
@@ -96,29 +133,9 @@ def split_from_args(args) -> Split:
                  redundant_experts=getattr(args, "redundant_experts", 0) or 0)
 
 
-def non_negative_int(text) -> int:
-    try:
-        value = int(text)
-    except (TypeError, ValueError):
-        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be a non-negative integer, got {text!r}")
-    return value
-
-
 def bounded_float(low: float, high: float):
     """An argparse type for a finite number in [low, high] (inf/nan/text: one-line error)."""
-    import math
-
-    def parse(text) -> float:
-        try:
-            value = float(text)
-        except (TypeError, ValueError):
-            raise argparse.ArgumentTypeError(f"expected a number in [{low:g}, {high:g}], got {text!r}") from None
-        if not math.isfinite(value) or not low <= value <= high:
-            raise argparse.ArgumentTypeError(f"must be a number in [{low:g}, {high:g}], got {text!r}")
-        return value
-    return parse
+    return _flag(lambda t: parse_number(t, low, high, "value"), f"number in [{low:g}, {high:g}]")
 
 
 FRACTION_FLAGS = {"vllm": "gpu_memory_utilization", "sglang": "mem_fraction_static",
@@ -146,7 +163,7 @@ def engine_label(args) -> str:
 
 
 def plan_from_args(args, model=None, gpu=None, split=None, batch=None, context=None):
-    """The MemoryPlan the flags describe (shared by memory/step/estimate)."""
+    """The MemoryPlan the flags describe (memory)."""
     model = model or get_model(args.model)
     gpu = gpu or get_gpu(args.gpu)
     split = split or split_from_args(args)
@@ -175,8 +192,8 @@ def deployment_from_args(args, tokens: int | None = None, what: str = "context")
              f"{model.max_position_embeddings}")
     profile = load_profile(args.profile)
     check_profile_device(profile, gpu)
-    topo = topology_from_args(args, gpu, split.gpus) if split.gpus > 1 else None
-    return model, gpu, split, topo, profile
+    topo = topology_from_args(args, gpu, split.gpus)  # checked on one GPU too: no flag ignored
+    return model, gpu, split, topo if split.gpus > 1 else None, profile
 
 
 def check_profile_device(profile, gpu) -> None:
@@ -192,20 +209,20 @@ def check_profile_device(profile, gpu) -> None:
 def add_topology_args(parser) -> None:
     """--topology / --topology-file / --nodes / --inter-node / --profile, shared by commands."""
     g = parser.add_argument_group("topology")
-    g.add_argument("--topology", metavar="T",
+    g.add_argument("--topology", metavar="T", type=nonempty,
                    help=f"node preset: {', '.join(PRESETS)} (default: the GPU's usual node)")
-    g.add_argument("--topology-file", metavar="F",
+    g.add_argument("--topology-file", metavar="F", type=nonempty,
                    help="text printed by `nvidia-smi topo -m` on the real machine")
-    g.add_argument("--nodes", type=int, default=1, metavar="K",
+    g.add_argument("--nodes", type=gpu_count, default=1, metavar="K",
                    help="number of nodes (NVLink domains on nvl72/nvl36x2); it must divide the "
                         "GPU count (default 1)")
-    g.add_argument("--nvlink-domain", type=int, metavar="N",
+    g.add_argument("--nvlink-domain", type=gpu_count, metavar="N",
                    help="GPUs per NVLink domain (rack-scale GPUs: up to 72 on GB200/GB300 NVL72; "
                         "default: the rack, or all GPUs when fewer); it must divide the GPU count")
-    g.add_argument("--inter-node", metavar="L",
+    g.add_argument("--inter-node", metavar="L", type=nonempty,
                    help=f"link between nodes: {', '.join(inter_node_names())} "
                         "(default: the catalog's NIC)")
-    g.add_argument("--profile", metavar="P",
+    g.add_argument("--profile", metavar="P", type=nonempty,
                    help="hardware profile JSON from `python -m probes.calibrate`")
 
 
@@ -226,6 +243,8 @@ def topology_from_args(args, gpu, n_gpus: int) -> Topology:
             raise InputError(f"--nvlink-domain needs a rack-scale NVLink topology (nvl72, nvl36x2 "
                              f"on gb200/gb300); a {gpu.id} node's NVLink ends at the node: use --nodes")
         nodes = nodes_for_domain(n_gpus, domain, nodes)
+    if inter and nodes == 1:
+        raise InputError(f"--inter-node {inter} is the link between nodes: it needs --nodes 2 or more")
     if path:
         per_node = split_nodes(n_gpus, nodes)
         return replicate(read_topology_file(path, gpu), gpu, nodes, per_node, inter)
@@ -238,7 +257,7 @@ def add_emit_arg(parser) -> None:
     """--emit E: print (or, with --json, attach) the command that starts engine E with the split.
     Register it after --engine: that flag's default moves to `engine_default`, so that
     resolve_emit() can tell an explicit --engine from the default one."""
-    parser.add_argument("--emit", metavar="E",
+    parser.add_argument("--emit", metavar="E", type=nonempty,
                         help="also write the command that starts engine E (vllm, sglang, trtllm) "
                              "with this split and its numbers; implies --engine E")
     engine = parser._option_string_actions.get("--engine")  # argparse keeps no "was it given"

@@ -9,6 +9,7 @@ NVLink bandwidth and the default node (GPUs per node and topology). Every number
 import dataclasses
 
 from sizer.hardware.gpus import all_gpus, get_gpu
+from .common import nonempty
 
 _COLUMNS = ("id", "mem GiB", "HBM TB/s", "bf16 TF/s", "fp8 TF/s", "fp4 TF/s", "NVLink GB/s", "form",
             "default node")
@@ -18,7 +19,7 @@ def register(subparsers) -> None:
     p = subparsers.add_parser(
         "gpus", help="list the GPU catalog (datasheet numbers with sources)",
         description=__doc__.splitlines()[0])
-    p.add_argument("names", nargs="*", metavar="GPU",
+    p.add_argument("names", nargs="*", metavar="GPU", type=nonempty,
                    help="only these GPUs (id or alias, case-insensitive); default: all")
     p.add_argument("--json", action="store_true",
                    help="print one JSON list with every field, sources included")

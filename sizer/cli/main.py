@@ -10,12 +10,18 @@ import importlib
 import sys
 
 from sizer.errors import InfeasibleError, InputError
+from sizer.output import NonFiniteOutputError
 
 COMMANDS = ("models", "gpus", "memory", "comm", "step", "estimate", "recommend", "simulate")
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse that reports usage errors in one line and exits 2."""
+    """argparse that reports usage errors in one line and exits 2, and takes no abbreviations:
+    with them `recommend --tp 4` was read as `--tpot 4`, a 4 s target."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
 
     def error(self, message):
         sys.stderr.write(f"sizer: error: {message} (see `{self.prog} --help`)\n")
@@ -38,9 +44,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help (0) or a usage error (2, its one line already written)
+        return exc.code if isinstance(exc.code, int) else 2
     if not getattr(args, "func", None):
-        parser.print_help(sys.stderr)
+        sys.stderr.write(f"sizer: error: give a command: {', '.join(COMMANDS)} "
+                         "(see `sizer --help`)\n")
         return 2
     try:
         code = args.func(args)
@@ -49,6 +59,9 @@ def main(argv=None) -> int:
         return 2
     except InfeasibleError as exc:
         sys.stderr.write(f"sizer: {exc}\n")
+        return 1
+    except NonFiniteOutputError as exc:
+        sys.stderr.write(f"sizer: error: {exc}\n")
         return 1
     except BrokenPipeError:
         return 0

@@ -3,9 +3,8 @@
 import time
 
 from sizer.output import emit_json, warn
-from .common import (add_emit_arg, add_pp_partition_args, check_profile_device, emit_launch, positive_int,
-                     resolve_emit, show_emit, uneven_pp_from_args)
-from sizer.errors import InputError
+from .common import (add_emit_arg, add_pp_partition_args, check_profile_device, duration, emit_launch,
+                     gpu_count, nonempty, positive_int, price, resolve_emit, show_emit, uneven_pp_from_args)
 from sizer.hardware.gpus import get_gpu
 from sizer.model.catalog import get_model
 from sizer.hardware.profile import load_profile
@@ -13,7 +12,6 @@ from sizer.plan.recommend import OBJECTIVES, NothingFitsError, TargetsNotMetErro
 from sizer.plan.search import GIB
 from sizer.plan.whynot import comm_pct
 from .common import add_scheduler_args, add_topology_args, topology_from_args
-from sizer.units import parse_seconds
 
 MAX_WHY_NOT = 10  # every family of rejected splits comes first (sizer/plan/whynot.py)
 MAX_PARETO = 16  # Pareto rows in the text report (--json has them all)
@@ -29,16 +27,16 @@ def _thin(rows: list, k: int) -> list:
 
 def register(sub) -> None:
     p = sub.add_parser("recommend", help="the best TP/PP/EP/DP split under memory and latency targets")
-    p.add_argument("--model", required=True, help="preset id/alias (see `sizer models`) or a config.json path")
-    p.add_argument("--gpus", type=positive_int, required=True, help="GPUs to use (all of them unless --allow-idle)")
-    p.add_argument("--gpu", default="h100-sxm", help="GPU id (see `sizer gpus`; default h100-sxm)")
+    p.add_argument("--model", required=True, type=nonempty, help="preset id/alias (see `sizer models`) or a config.json path")
+    p.add_argument("--gpus", type=gpu_count, required=True, help="GPUs to use (all of them unless --allow-idle)")
+    p.add_argument("--gpu", default="h100-sxm", type=nonempty, help="GPU id (see `sizer gpus`; default h100-sxm)")
     add_topology_args(p)
     add_pp_partition_args(p)
     w = p.add_argument_group("workload and targets")
     w.add_argument("--isl", type=positive_int, default=1024, help="input tokens per request (default 1024)")
     w.add_argument("--osl", type=positive_int, default=256, help="output tokens per request (default 256)")
-    w.add_argument("--ttft", metavar="T", help="time-to-first-token target, seconds or with a unit (2s, 500ms)")
-    w.add_argument("--tpot", metavar="T", help="time-per-output-token target, seconds or with a unit (50ms)")
+    w.add_argument("--ttft", metavar="T", type=duration, help="time-to-first-token target, seconds or with a unit (2s, 500ms)")
+    w.add_argument("--tpot", metavar="T", type=duration, help="time-per-output-token target, seconds or with a unit (50ms)")
     w.add_argument("--batch", type=positive_int, help="sequences per replica (default: search up to the memory limit)")
     w.add_argument("--concurrency", type=positive_int, help="concurrent requests over the deployment")
     add_scheduler_args(w)
@@ -46,11 +44,11 @@ def register(sub) -> None:
     s.add_argument("--objective", choices=OBJECTIVES, default="throughput",
                    help="throughput: tokens/s per GPU (default); latency: lowest TPOT then TTFT; "
                         "cost: $ per million output tokens (needs --gpu-hour-price)")
-    s.add_argument("--gpu-hour-price", type=float, metavar="USD", help="price of one GPU-hour, for cost per token")
-    s.add_argument("--weight-dtype", help="one or a comma list of bf16, fp16, fp8, int8, int4, fp4 "
+    s.add_argument("--gpu-hour-price", type=price, metavar="USD", help="price of one GPU-hour, for cost per token")
+    s.add_argument("--weight-dtype", type=nonempty, help="one or a comma list of bf16, fp16, fp8, int8, int4, fp4 "
                    "(default: the checkpoint's own)")
-    s.add_argument("--kv-dtype", default="auto", help="one or a comma list of auto (model dtype), bf16, fp16, fp8, int8")
-    s.add_argument("--engine", default="vllm",
+    s.add_argument("--kv-dtype", default="auto", type=nonempty, help="one or a comma list of auto (model dtype), bf16, fp16, fp8, int8")
+    s.add_argument("--engine", default="vllm", type=nonempty,
                    help="engine memory rules: vllm, sglang, trtllm, or none for raw capacity (default vllm)")
     s.add_argument("--top", type=positive_int, default=10, help="candidates to list (default 10)")
     s.add_argument("--allow-idle", action="store_true", help="also consider splits that leave some GPUs idle")
@@ -62,10 +60,7 @@ def register(sub) -> None:
 def run(args) -> int:
     resolve_emit(args)
     model, gpu = get_model(args.model), get_gpu(args.gpu)
-    ttft = parse_seconds(args.ttft) if args.ttft else None
-    tpot = parse_seconds(args.tpot) if args.tpot else None
-    if args.gpu_hour_price is not None and not args.gpu_hour_price > 0:
-        raise InputError(f"--gpu-hour-price must be positive, got {args.gpu_hour_price}")
+    ttft, tpot = args.ttft, args.tpot  # seconds (sizer.units.parse_seconds)
     if model.max_position_embeddings and args.isl + args.osl > model.max_position_embeddings:
         warn(f"isl + osl = {args.isl + args.osl} exceeds {model.name}'s maximum context of "
              f"{model.max_position_embeddings}")

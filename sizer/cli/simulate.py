@@ -13,8 +13,9 @@ from sizer.sim import Deployment, Lengths, Traffic, find_rate, parse_lengths, re
 from sizer.sim.arrivals import ARRIVALS
 from sizer.sim.loop import ROUTERS
 from sizer.units import fmt_seconds, parse_seconds
-from .common import (add_emit_arg, add_model_args, add_topology_args, deployment_from_args, emit_launch,
-                     engine_fraction, positive_int, resolve_emit, show_emit)
+from .common import (add_emit_arg, add_model_args, add_topology_args, bounded_float, deployment_from_args, duration,
+                     emit_launch, engine_fraction, non_negative_int, nonempty, positive_int, resolve_emit,
+                     show_emit)
 
 METRICS = (("TTFT", "ttft_s"), ("TPOT", "tpot_s"), ("ITL", "itl_s"), ("E2E", "e2e_s"), ("queue", "queue_s"))
 
@@ -24,31 +25,31 @@ def register(sub) -> None:
     add_model_args(p)
     add_topology_args(p)
     t = p.add_argument_group("traffic")
-    t.add_argument("--rate", metavar="R", help="requests per second, or inf (every request at t=0); "
+    t.add_argument("--rate", metavar="R", type=nonempty, help="requests per second, or inf (every request at t=0); "
                    "required unless --trace has arrival times or --find-rate is given")
     t.add_argument("--requests", type=positive_int, help="requests to simulate (default 1000, or every trace row)")
-    t.add_argument("--duration", metavar="S", help="simulate the arrivals of this long a window instead of --requests (e.g. 300s)")
+    t.add_argument("--duration", metavar="S", type=duration, help="simulate the arrivals of this long a window instead of --requests (e.g. 300s)")
     t.add_argument("--isl", type=positive_int, help="prompt tokens per request (default 1024)")
     t.add_argument("--osl", type=positive_int, help="output tokens per request (default 256)")
-    t.add_argument("--isl-dist", metavar="D", help="prompt-length distribution: uniform:LO,HI | normal:MEAN,STD | "
+    t.add_argument("--isl-dist", metavar="D", type=nonempty, help="prompt-length distribution: uniform:LO,HI | normal:MEAN,STD | "
                    "lognormal:MEAN,STD (of the length)")
-    t.add_argument("--osl-dist", metavar="D", help="output-length distribution (as --isl-dist)")
-    t.add_argument("--trace", metavar="F", help="CSV or JSONL trace: prompt and output tokens per request, arrival "
+    t.add_argument("--osl-dist", metavar="D", type=nonempty, help="output-length distribution (as --isl-dist)")
+    t.add_argument("--trace", metavar="F", type=nonempty, help="CSV or JSONL trace: prompt and output tokens per request, arrival "
                    "times optional (README: trace format)")
     t.add_argument("--arrival", choices=ARRIVALS, default="poisson", help="arrival process at --rate (default poisson)")
-    t.add_argument("--burstiness", type=float, default=1.0, help="gamma shape of inter-arrival gaps (vLLM's "
+    t.add_argument("--burstiness", type=bounded_float(1e-3, 1e3), default=1.0, help="gamma shape of inter-arrival gaps (vLLM's "
                    "--burstiness; 1 = Poisson, < 1 burstier)")
     t.add_argument("--concurrency", type=positive_int, help="client keeps at most N requests outstanding "
                    "(vLLM --max-concurrency, AIPerf concurrency)")
-    t.add_argument("--warmup", type=int, default=0, metavar="N", help="leave the first N requests out of the metrics")
-    t.add_argument("--seed", type=int, default=0, help="random seed of arrivals and lengths (default 0)")
+    t.add_argument("--warmup", type=non_negative_int, default=0, metavar="N", help="leave the first N requests out of the metrics")
+    t.add_argument("--seed", type=non_negative_int, default=0, help="random seed of arrivals and lengths (default 0)")
     t.add_argument("--router", choices=ROUTERS, default="round-robin", help="how requests reach DP replicas")
     s = p.add_argument_group("service-level objectives")
-    s.add_argument("--ttft-slo", metavar="T", help="TTFT objective with a unit (2s, 500ms)")
-    s.add_argument("--tpot-slo", metavar="T", help="TPOT objective with a unit (50ms)")
-    s.add_argument("--percentile", type=float, default=99.0, help="percentile the SLOs apply to with --find-rate (default 99)")
+    s.add_argument("--ttft-slo", metavar="T", type=nonempty, help="TTFT objective with a unit (2s, 500ms)")
+    s.add_argument("--tpot-slo", metavar="T", type=nonempty, help="TPOT objective with a unit (50ms)")
+    s.add_argument("--percentile", type=bounded_float(0.0, 100.0), default=99.0, help="percentile the SLOs apply to with --find-rate (default 99)")
     s.add_argument("--find-rate", action="store_true", help="search the highest rate whose percentile meets the SLOs")
-    p.add_argument("--requests-out", metavar="FILE", help="write one CSV row per request")
+    p.add_argument("--requests-out", metavar="FILE", type=nonempty, help="write one CSV row per request")
     add_emit_arg(p)
     p.set_defaults(func=run)
 
@@ -93,8 +94,7 @@ def traffic_from_args(args) -> Traffic:
         if args.find_rate:
             raise InputError("--find-rate searches the rate: drop --rate")
         rate = parse_rate(args.rate)
-    duration = parse_seconds(args.duration) if args.duration is not None else None
-    return Traffic(rate_rps=rate, requests=args.requests, duration_s=duration, isl=isl, osl=osl,
+    return Traffic(rate_rps=rate, requests=args.requests, duration_s=args.duration, isl=isl, osl=osl,
                    arrival=args.arrival, burstiness=args.burstiness, trace=trace, concurrency=args.concurrency,
                    warmup=args.warmup, seed=args.seed)
 

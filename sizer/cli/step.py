@@ -1,7 +1,7 @@
 """`sizer step`: one forward step on the slowest rank, op by op."""
 
 from sizer.output import emit_json
-from .common import add_model_args, deployment_from_args, engine_fraction, engine_label, positive_int
+from .common import add_model_args, deployment_from_args, engine_label, positive_int
 from sizer.errors import InputError
 from sizer.cost.step import step_time
 from .common import add_topology_args
@@ -10,7 +10,7 @@ from sizer.units import fmt_seconds
 
 def register(sub) -> None:
     p = sub.add_parser("step", help="time of one prefill or decode step on the slowest rank")
-    add_model_args(p)
+    add_model_args(p, engine_memory=False)  # --engine is named; KV sizing flags cannot change a step
     add_topology_args(p)
     p.add_argument("--phase", choices=("prefill", "decode"), default="decode",
                    help="prefill (B prompts of --seq tokens) or decode (B sequences, one new token "
@@ -29,7 +29,6 @@ def run(args) -> int:
         raise InputError("--phase prefill needs --seq" if args.phase == "prefill" else
                          "--phase decode (the default) needs --context (or use --phase prefill --seq N)")
     engine = engine_label(args)  # an unknown engine is an error here too
-    engine_fraction(args)  # another engine's memory flag is an error, as in memory/estimate
     model, gpu, split, topo, profile = deployment_from_args(args, length, "a sequence")
     res = step_time(model, gpu, split, phase=args.phase, batch=args.batch, seq_len=args.seq,
                     context_len=args.context, weight_dtype=args.weight_dtype, kv_dtype=args.kv_dtype,

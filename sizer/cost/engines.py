@@ -31,22 +31,27 @@ class EngineRules:
     name: str
     fraction: float  # gpu_memory_utilization | mem_fraction_static | free_gpu_memory_fraction
     fraction_flag: str
-    max_num_batched_tokens: int
-    max_num_seqs: int
+    max_num_batched_tokens: int  # the memory profile's forward (memory_plan); the scheduler's
+    max_num_seqs: int  # caps on each GPU come from scheduler_limits
     block_tokens: int
     source: str
+    entry_point: str = ""  # which of the engine's front ends the scheduler defaults model
 
 
 ENGINES = {
     "vllm": EngineRules("vllm", 0.9, "--gpu-memory-utilization", 8192, 256, 16,
-                        "vLLM EngineArgs defaults: gpu_memory_utilization=0.9, max_num_seqs=256, "
-                        "max_num_batched_tokens=8192 (chunked prefill), block_size=16"),
+                        "vLLM EngineArgs defaults: gpu_memory_utilization=0.9, block_size=16; scheduler caps "
+                        "by GPU (scheduler_limits): vllm/engine/arg_utils.py _set_default_args",
+                        "vllm serve (UsageContext.OPENAI_API_SERVER)"),
     "sglang": EngineRules("sglang", 0.88, "--mem-fraction-static", 8192, 256, 1,
                           "SGLang ServerArgs: mem_fraction_static picked by GPU memory (0.88 for "
-                          "80 GB-class GPUs at TP<=2), chunked_prefill_size=8192, page_size=1"),
+                          "80 GB-class GPUs at TP<=2), page_size=1; chunked_prefill_size and "
+                          "max_running_requests by GPU (scheduler_limits)",
+                          "python -m sglang.launch_server"),
     "trtllm": EngineRules("trtllm", 0.9, "--kv-cache-free-gpu-mem-fraction", 8192, 256, 32,
-                          "TensorRT-LLM KvCacheConfig.free_gpu_memory_fraction=0.9, "
-                          "max_num_tokens=8192, tokens_per_block=32"),
+                          "TensorRT-LLM KvCacheConfig.free_gpu_memory_fraction=0.9, tokens_per_block=32; "
+                          "scheduler caps of trtllm-bench's tuning (scheduler_limits)",
+                          "trtllm-bench throughput (the published performance tables)"),
 }
 
 
@@ -99,17 +104,50 @@ class MemoryPlan:
         }
 
 
-DEFAULT_MAX_NUM_SEQS = 256  # vLLM EngineArgs max_num_seqs (no engine given)
-DEFAULT_MAX_NUM_BATCHED_TOKENS = 8192  # vLLM max_num_batched_tokens with chunked prefill
+DEFAULT_MAX_NUM_SEQS = 256  # vLLM's max_num_seqs on a GPU without the large-memory default
+DEFAULT_MAX_NUM_BATCHED_TOKENS = 8192  # chunked-prefill token budget when none is known
+VLLM_LARGE_GPU_BYTES = 70 * GIB
+SGLANG_MAX_RUNNING_REQUESTS = 2048
+TRTLLM_BENCH_MAX_BATCH, TRTLLM_BENCH_MAX_NUM_TOKENS = 4096, 8192
 
 
 def scheduler_limits(engine: "EngineRules | None", gpu=None) -> tuple[int, int]:
     """(max_num_seqs, max_num_batched_tokens) the engine schedules with on `gpu`: the one place
-    every command (estimate, recommend, simulate) takes its scheduler caps from. Engines set
-    some of these from the device (the GPU argument is there for that)."""
-    if engine is None:
-        return DEFAULT_MAX_NUM_SEQS, DEFAULT_MAX_NUM_BATCHED_TOKENS
-    return engine.max_num_seqs, engine.max_num_batched_tokens
+    every command (estimate, recommend, simulate) takes its scheduler caps from. Each is the
+    engine's current default for the entry point its preset models; without an engine, vLLM's.
+
+    - vLLM, `vllm serve` (vllm/engine/arg_utils.py EngineArgs._set_default_args, commit
+      99d7eb5d6a51, v0.11): on a GPU with >= 70 GiB that is not an A100 ("for GPUs like H100
+      and MI300x"), max_num_seqs 1024 and max_num_batched_tokens 8192; elsewhere 256 and 2048
+      (the offline LLM class gets 16384 / 8192 tokens instead). Caps the replica's running
+      requests across all pipeline micro-batches in flight (one scheduler per replica).
+    - SGLang (python/sglang/srt/arg_groups/memory_hook.py handle_gpu_memory_settings, commit
+      a82da8da159e): chunked_prefill_size 2048 below 20 GB of GPU memory, 4096 below 60 GB,
+      8192 below 160 GB (H100, A100 80GB, H200), 16384 above (B200, MI300X);
+      max_running_requests from the KV pool: min(clamp(tokens / context_len x 512, 2048,
+      4096), tokens / 2) (model_runner.py resolve_max_num_reqs), i.e. 2048 for long-context
+      models unless the KV pool binds first (which memory_plan models). Under PP each
+      micro-batch admits max_running_requests / pp (pp_max_micro_batch_size).
+    - TensorRT-LLM, trtllm-bench (tensorrt_llm/bench/build/tuning.py finetune_setting, commit
+      a7e572fb20c6): max batch min(KV requests, 4096) / pp per micro-batch, so 4096 in flight
+      per replica; max_num_tokens min(batch x (1 + isl / osl), 32768) rounded up, at least
+      2048 (8192 here, the workload-free middle). trtllm-serve instead takes BuildConfig's
+      defaults with runtime batch-size tuning.
+    """
+    name = engine.name if engine is not None else "vllm"
+    if name == "vllm":
+        large = (gpu is not None and gpu.capacity_bytes >= VLLM_LARGE_GPU_BYTES
+                 and "a100" not in f"{gpu.id} {gpu.name}".lower())
+        return (1024, 8192) if large else (256, 2048)
+    if name == "sglang":
+        mib = gpu.capacity_bytes / 2**20 if gpu is not None else None
+        if mib is None:
+            chunk = 4096
+        else:
+            chunk = next(c for limit, c in ((20 * 1024, 2048), (60 * 1024, 4096), (160 * 1024, 8192),
+                                            (float("inf"), 16384)) if mib < limit)
+        return SGLANG_MAX_RUNNING_REQUESTS, chunk
+    return TRTLLM_BENCH_MAX_BATCH, TRTLLM_BENCH_MAX_NUM_TOKENS
 
 
 def get_engine(name: str | None) -> EngineRules | None:

@@ -15,7 +15,9 @@ Continuous batching (`--concurrency N`, or the default): the steady state of an 
 chunked prefill (vLLM, SGLang) holding N sequences per replica. Each sequence lives osl steps, so
 N / osl new prompts start per step and every step carries N decode tokens plus N x isl / osl
 prompt tokens, split into forwards of at most `max_num_tokens` tokens.
-- TPOT: the time of such a mixed step (sizer/cost/step.py, `prefill_tokens`).
+- TPOT: the time of such a mixed step (sizer/cost/step.py, `prefill_tokens`); prompts come
+  in whole chunks, so below one chunk per forward it is the mix of forwards with and without
+  one, and under PP the round ticks at the clock of the micro-batch carrying it (chunk_clock).
 - TTFT: a new prompt is cut into chunks of at most max_num_tokens minus the forward's decode
   tokens; each chunk rides in a forward with the running decode batch (under PP it passes all
   p stages). No queueing: the steady state has none by construction.
@@ -66,11 +68,32 @@ class Curve:
     prefill: object  # StepResult: the prefill chunk (static) or the forward carrying a prompt
     decode: object  # StepResult of the decode (or mixed) forward (the verify step when speculating)
     draft_s: object = 0.0  # the draft's forwards per decode step (speculative decoding)
+    pp_costs: dict | None = None  # PP only: shares of TPOT each pipeline cost takes (pp_costs())
 
 
 def _stage_max(result, shape) -> np.ndarray:
     return np.max(np.stack([np.broadcast_to(np.asarray(t, dtype=float), shape)
                             for t in result.stage_times_s]), axis=0)
+
+
+def chunk_clock(mean_clock, heavy_clock, light_clock, per_forward, stages: int):
+    """The clock of a steady-state forward when prompts arrive in whole chunks.
+
+    A request rides one forward at a time (vLLM's scheduler does not schedule a request that
+    is in an in-flight batch, v1/engine/core.py step_with_batch_queue), so a prompt chunk is
+    indivisible within a round. With `per_forward` >= 1 chunks per forward every forward is
+    full and the even split (`mean_clock`) holds. Below one:
+    - no PP: a share `per_forward` of the forwards carries a chunk (`heavy_clock`), the rest
+      are decode only (`light_clock`); the mean is their mix, not a forward with a fraction
+      of a chunk;
+    - PP: the p micro-batches in flight move in lockstep (stage j holds micro-batch i - j at
+      clock i; GPipe's schedule, sizer/cost/pipeline.py), so every tick lasts as long as the
+      heaviest micro-batch in flight: one chunk in a round slows all p micro-batches. A round
+      carries per_forward x p chunks; with at least one, every tick is a heavy one.
+    """
+    heavy_share = np.minimum(np.asarray(per_forward, dtype=float) * stages, 1.0)
+    mixed = heavy_share * heavy_clock + (1.0 - heavy_share) * light_clock
+    return np.where(np.asarray(per_forward) >= 1.0, mean_clock, mixed)
 
 
 def _draft_s(spec: Speculative, device, split: Split, batch, ctx, kw) -> np.ndarray:
@@ -141,10 +164,19 @@ def serving_curve(model, device, split: Split, batches, *, isl: int, osl: int,
         pre = step_time(model, device, split, phase="decode", batch=b / per, context_len=mean_ctx,
                         prefill_tokens=piece, seq_len=isl, cuda_graphs=cuda_graphs, query_tokens=q, **kw)
         pre_clock = _stage_max(pre, b.shape) if p > 1 else np.broadcast_to(np.asarray(pre.time_s, float), b.shape)
+        light = step_time(model, device, split, phase="decode", batch=b / per, context_len=mean_ctx,
+                          cuda_graphs=cuda_graphs, query_tokens=q, **kw)
+        light_clock = (_stage_max(light, b.shape) if p > 1
+                       else np.broadcast_to(np.asarray(light.time_s, float), b.shape)) + draft
+        # prompt chunks per forward; below one, whole chunks ride some forwards and not others
+        per_forward = prompt_tokens / per / np.minimum(isl, budget)
         pre_clock = pre_clock + draft
     dec_time = np.broadcast_to(np.asarray(dec.time_s, dtype=float) + draft, b.shape)
     dec_clock = _stage_max(dec, b.shape) if p > 1 else dec_time
-    tpot = forwards * (p * dec_clock if p > 1 else dec_time) / gain
+    even_clock = dec_clock
+    if mode == "continuous":
+        dec_clock = chunk_clock(dec_clock, pre_clock, light_clock, per_forward, p)
+    tpot = forwards * (p * dec_clock if p > 1 else dec_clock) / gain
     share_pre = np.broadcast_to(np.asarray(pre.comm_s) / np.asarray(pre.time_s), b.shape)
     if mode == "static":
         e2e = ttft + (osl - 1) * tpot
@@ -154,10 +186,31 @@ def serving_curve(model, device, split: Split, batches, *, isl: int, osl: int,
         e2e = ttft + (osl - 1) * tpot
         tok_s = split.dp * b / tpot
     share_dec = np.broadcast_to(np.asarray(dec.comm_s) / dec_time, b.shape)
+    costs = pp_costs(dec, even_clock, dec_clock, p, b.shape) if p > 1 else None
     return Curve(mode, b, np.asarray(ttft, float), np.asarray(tpot, float), np.asarray(e2e, float),
                  tok_s, tok_s / split.gpus, share_dec, np.broadcast_to(share_pre, b.shape),
                  np.broadcast_to(1 - mb / p, b.shape), mb, chunks, pre_clock, dec_clock, pre, dec,
-                 np.broadcast_to(np.asarray(draft, float), b.shape))
+                 np.broadcast_to(np.asarray(draft, float), b.shape), costs)
+
+
+def pp_costs(dec, even_clock, clock, stages: int, shape) -> dict:
+    """What a pipeline pays per decode round beyond its compute, as shares of the round (TPOT):
+    - chunk_stall: the lockstep clock set by a micro-batch carrying a prompt chunk
+      (chunk_clock) over the even split;
+    - per_forward_overhead: the engine's per-forward host work (scheduling, input preparation,
+      sampling) paid once per micro-batch, p times a round where one replica without PP pays
+      it once (vLLM schedules each micro-batch as its own batch, step_with_batch_queue);
+    - stage_imbalance: the slowest stage over the mean one (embedding on the first, final norm,
+      LM head and sampler on the last, uneven layer counts).
+    A micro-batch smaller than the batch also re-reads the stage's weights p times a round,
+    which the step times already hold."""
+    stages_t = np.stack([np.broadcast_to(np.asarray(t, dtype=float), shape) for t in dec.stage_times_s])
+    over = sum(np.broadcast_to(np.asarray(o.time_s, dtype=float), shape)
+               for o in dec.ops if o.name == "engine_step_overhead") if dec.ops else np.zeros(shape)
+    clock = np.broadcast_to(np.asarray(clock, dtype=float), shape)
+    return {"chunk_stall": 1.0 - np.broadcast_to(even_clock, shape) / clock,
+            "per_forward_overhead": (stages - 1) * np.asarray(over, dtype=float) / (stages * clock),
+            "stage_imbalance": 1.0 - stages_t.mean(axis=0) / stages_t.max(axis=0)}
 
 
 @dataclass(frozen=True)
@@ -214,7 +267,8 @@ def estimate(model, gpu, split: Split, *, isl: int, osl: int, batch: int | None 
     if concurrency is not None:
         batch = math.ceil(concurrency / split.dp)
     if batch is None:
-        probe = memory_plan(model, gpu, split, batch=1, **mem_kw)
+        # probe at the cap: without an engine the activation term grows with the batch
+        probe = memory_plan(model, gpu, split, batch=max_batch, **mem_kw)
         batch = min(max_batch, probe.max_sequences)
         if batch < 1:
             raise InfeasibleError(f"{model.name} does not fit {split.label()} on {gpu.id} with "

@@ -1,12 +1,24 @@
 """Per-op cost of one forward step on one rank: FLOPs, bytes, and time on a Device.
 
-Each op is costed as a roofline with two corrections that matter for inference:
-- GEMM efficiency falls for skinny shapes: F_eff(M) = F x M / (M + M_half), M = token rows;
-- every kernel has a floor (launch/latency), lower when the engine replays CUDA graphs.
-So t = max(FLOPs / F_eff, bytes / BW, kernels x floor). FLOP counts are 2 x M x N x K per GEMM
-(scaling-book, 'Transformer math'); causal prefill attention does 2 x 2 x S^2/2 x heads x d
-multiply-adds per sequence (FlashAttention paper's FLOP count with the causal half); decode
-attention reads every cached K/V byte once. Sizes may be numpy arrays (vectorised over batch).
+Kernel times follow the forms fitted to vidur's per-kernel H100/A100/A40 measurements
+(benchmarks/kernel_fit.py, constants in data/kernel_fit.json, sizer/hardware/kernels.py):
+- GEMM: t = floor + floor_k x K + (t_mem^p + t_comp^p)^(1/p), t_mem = bytes / BW, t_comp =
+  FLOPs / F_eff(M), F_eff(M) = F x M / (M + M_half). The fixed floor makes the achieved
+  bandwidth grow with the bytes moved (a TP8 shard of Llama-2-70B's gate+up reaches 0.81 of
+  datasheet, a TP1 one 0.90); its K term is the serial walk of one output tile down the
+  reduction, which a skinny shard with a long K (QKV, down) cannot spread; the p-norm is the
+  partial overlap of loads and math near the ridge (p = 1: none, p -> inf: a hard roofline).
+- elementwise (norms, rotary, activation, residual add, copies): t = floor +
+  max(ceil(rows / rows_per_wave) x row_bytes / row_rate, rows x row_bytes / BW). vLLM's norm,
+  rotary and activation kernels run one thread block per token (csrc/layernorm_kernels.cu,
+  pos_encoding_kernels.cu, activation_kernels.cu): a block walks its row at a latency-bound
+  row_rate, blocks run in waves of rows_per_wave, and big batches become bandwidth-bound.
+- every kernel also occupies at least the launch floor of its mode (`floor_s`: CUDA graphs or
+  eager dispatch).
+FLOP counts are 2 x M x N x K per GEMM (scaling-book, 'Transformer math'); causal prefill
+attention does 2 x 2 x S^2/2 x heads x d multiply-adds per sequence (FlashAttention paper's FLOP
+count with the causal half); decode attention reads every cached K/V byte once. Sizes may be
+numpy arrays (vectorised over batch).
 """
 
 from dataclasses import dataclass
@@ -39,25 +51,53 @@ def _bound(t_compute, t_memory, t_floor) -> str:
     return "compute" if tc >= tm else "memory"
 
 
+def gemm_time(dev, flops, nbytes, rows, dtype, k=0.0, efficiency=1.0):
+    """(time, compute time, memory time) of one GEMM kernel moving `nbytes` and doing `flops`
+    over `rows` token rows with reduction length `k` (module docstring; `efficiency` scales the
+    compute rate, e.g. for grouped expert GEMMs). Without a fitted floor and overlap (a
+    profile-built device) it is the plain roofline max(t_comp, t_mem)."""
+    rows = np.asarray(rows, dtype=float)
+    rate = dev.matmul_rate(dtype) * efficiency * rows / (rows + dev.matmul_half_rows)
+    tc = flops / np.maximum(rate, 1.0)
+    tm = nbytes / dev.hbm_bytes_per_s
+    p = dev.gemm_overlap
+    core = np.maximum(tc, tm) if not p else (tc**p + tm**p) ** (1.0 / p)
+    return dev.gemm_floor_s + dev.gemm_floor_s_per_k * k + core, tc, tm
+
+
 def gemm(name, dev, m, n, k, w_bytes, a_bytes, dtype, floor_s, count=1) -> OpCost:
     """A [m, k] x [k, n] GEMM whose [k, n] weight is read from HBM once (w_bytes per element)
     and whose activations are a_bytes per element; `count` identical GEMMs (one per layer)."""
     m = np.asarray(m, dtype=float)
     flops = 2.0 * m * n * k
     byts = n * k * w_bytes + (m * k + m * n) * a_bytes
-    rate = dev.matmul_rate(dtype) * m / (m + dev.matmul_half_rows)
-    tc = flops / np.maximum(rate, 1.0)
-    tm = byts / dev.hbm_bytes_per_s
-    t = np.maximum(np.maximum(tc, tm), floor_s)
-    return OpCost(name, t * count, flops * count, byts * count, _bound(tc, tm, floor_s), count)
+    t, tc, tm = gemm_time(dev, flops, byts, m, dtype, k)
+    t = np.maximum(t, floor_s)
+    return OpCost(name, t * count, flops * count, byts * count, _bound(tc, tm, t - np.maximum(tc, tm)), count)
 
 
-def elementwise(name, dev, nbytes, floor_s, count=1, flops=0.0) -> OpCost:
-    """A bandwidth-bound kernel (norm, rotary, activation, residual add) moving nbytes."""
-    nbytes = np.asarray(nbytes, dtype=float)
+def elementwise_time(dev, kind, rows, row_bytes):
+    """Time of one elementwise kernel of `kind` over `rows` rows of `row_bytes` bytes each
+    (module docstring). A device without a fit for `kind` streams the bytes at its HBM rate."""
+    rows = np.asarray(rows, dtype=float)
+    fit = (dev.elementwise or {}).get(kind)
+    if fit is None:
+        return rows * row_bytes / dev.hbm_bytes_per_s
+    waves = np.ceil(rows / fit.rows_per_wave)
+    return fit.floor_s + np.maximum(waves * row_bytes / fit.row_bytes_per_s,
+                                    rows * row_bytes / fit.bytes_per_s)
+
+
+def elementwise(name, dev, kind, rows, row_bytes, floor_s, count=1, flops=0.0) -> OpCost:
+    """A memory- or latency-bound kernel (norm, rotary, activation, residual add, copy) over
+    `rows` token rows of `row_bytes` bytes read + written each."""
+    rows = np.asarray(rows, dtype=float)
+    nbytes = rows * row_bytes
+    t_gpu = elementwise_time(dev, kind, rows, row_bytes)
+    t = np.maximum(t_gpu, floor_s)
     tm = nbytes / dev.hbm_bytes_per_s
-    t = np.maximum(tm, floor_s)
-    return OpCost(name, t * count, flops * count, nbytes * count, _bound(0.0, tm, floor_s), count)
+    bound = "memory" if float(np.max(tm)) >= 0.5 * float(np.max(t)) else "latency"
+    return OpCost(name, t * count, flops * count, nbytes * count, bound, count)
 
 
 def prefill_attention(name, dev, batch, seq, heads, head_dim, v_head_dim, kv_heads, a_bytes,
@@ -115,11 +155,10 @@ def moe_experts(name, dev, group_tokens, routed_rows, num_experts_rank, top_k, n
     flops = 2.0 * routed * mats * hidden * inter
     byts = reached * mats * hidden * inter * w_bytes + routed * (2 * hidden + mats * inter) * a_bytes
     per_expert_rows = routed / np.maximum(reached, 1e-9)
-    rate = (dev.matmul_rate(dtype) * getattr(dev, "moe_gemm_efficiency", 1.0)
-            * per_expert_rows / (per_expert_rows + dev.matmul_half_rows))
-    tc = flops / np.maximum(rate, 1.0)
-    tm = byts / dev.hbm_bytes_per_s
-    t = np.maximum(np.maximum(tc, tm), floor_s)
+    t, tc, tm = gemm_time(dev, flops, byts, per_expert_rows, dtype, hidden, getattr(dev, "moe_gemm_efficiency", 1.0))
+    # two grouped GEMMs (gate+up over K = hidden, down over K = inter): each pays the fitted
+    # per-GEMM floor and its K term; gemm_time charged the first
+    t = np.maximum(t + dev.gemm_floor_s + dev.gemm_floor_s_per_k * inter, floor_s)
     return OpCost(name, t * count, flops * count, byts * count, _bound(tc, tm, floor_s), count)
 
 

@@ -185,11 +185,15 @@ def _stage_ops(model, split, prec, dev, comm, stage, layers, phase, b, tokens, c
     kinds = [(a, c) for a, c in model.attention_groups(layers) if a.kind != LINEAR]
     n = len(layers)
     rows = []
-    if dev.step_overhead_s:
-        rows.append(ops.OpCost("engine_step_overhead", np.full(np.shape(b), dev.step_overhead_s), 0.0, 0.0, "latency"))
+    per_seq = getattr(dev, "step_overhead_per_seq_s", 0.0)
+    if dev.step_overhead_s or per_seq:
+        host = dev.step_overhead_s + per_seq * np.asarray(b, dtype=float)
+        rows.append(ops.OpCost("engine_step_overhead", host, 0.0, 0.0, "latency"))
     if stage == 0:
-        rows.append(ops.elementwise("embedding", dev, tokens * h * a * 2, floor))
-    rows.append(ops.elementwise("norms+residual", dev, tokens * h * a * 3, floor, count=2 * n))
+        rows.append(ops.elementwise("embedding", dev, "embedding", tokens, 2 * h * a, floor))
+    # vLLM's fused_add_rms_norm (csrc/layernorm_kernels.cu) reads the hidden state and the
+    # residual and writes both: one norm-kind kernel of 4 x hidden bytes per token, twice a layer
+    rows.append(ops.elementwise("norms+residual", dev, "norm", tokens, 4 * h * a, floor, count=2 * n))
     if model.is_mla:
         r_q, r_kv, rope = model.q_lora_rank, model.kv_lora_rank, model.qk_rope_head_dim
         parts = [ops.gemm("q_a", dev, tokens, r_q, h, wl, a, cd_lin, floor, n) if r_q else None,
@@ -203,7 +207,10 @@ def _stage_ops(model, split, prec, dev, comm, stage, layers, phase, b, tokens, c
         rows.append(ops.gemm("qkv_proj", dev, tokens, (heads + 2 * kv_rank) * hd, h, wl, a, cd_lin, floor, n))
         kv_tok_layer = kv_rank * (hd + vd) * kv_el
         dec_hd, dec_vd = hd, vd
-    rows.append(ops.elementwise("rotary", dev, tokens * (heads + kv_rank) * hd * a * 2, floor, n))
+    rows.append(ops.elementwise("rotary", dev, "rotary", tokens, (heads + kv_rank) * hd * a * 2, floor, n))
+    # every token's K/V is written to the cache (vLLM reshape_and_cache: one thread block per
+    # token, as the rotary kernel runs), decode tokens included
+    rows.append(ops.elementwise("kv_cache_write", dev, "rotary", tokens, 2 * kv_tok_layer, floor, n))
     def prefill_att(prompts):
         return [ops.prefill_attention("attention", dev, prompts, seq_len, heads, hd, vd, kv_rank, a, floor, c,
                                       window=k.window if k.kind == SLIDING else 0,
@@ -211,7 +218,6 @@ def _stage_ops(model, split, prec, dev, comm, stage, layers, phase, b, tokens, c
 
     if phase == "prefill":
         rows.append(_merge("attention", prefill_att(b)))
-        rows.append(ops.elementwise("kv_cache_write", dev, tokens * kv_tok_layer, floor, n))
     else:
         # a decode token reads LayerAttention.decode_keys(ctx) keys: all, the window, its chunk;
         # q queries per sequence (speculative verify) read its KV once: FLOPs scale with heads x q
@@ -221,7 +227,6 @@ def _stage_ops(model, split, prec, dev, comm, stage, layers, phase, b, tokens, c
         chunk = tokens - b * q  # chunked-prefill tokens riding in this step
         if np.any(chunk > 0):
             rows.append(_only_where(_merge("prefill_chunk_attention", prefill_att(chunk / seq_len)), chunk > 0))
-            rows.append(_only_where(ops.elementwise("kv_cache_write", dev, chunk * kv_tok_layer, floor, n), chunk > 0))
     rows.append(ops.gemm("o_proj", dev, tokens, h, heads * vd, wl, a, cd_lin, floor, n))
     hidden_bytes = tokens * h * a
     # one all-reduce after attention and one after each MLP/MoE block; with EP the combined
@@ -231,7 +236,8 @@ def _stage_ops(model, split, prec, dev, comm, stage, layers, phase, b, tokens, c
         inter = model.intermediate_size // tp
         mats = 2 if model.gated_mlp else 1
         rows.append(ops.gemm("mlp_up", dev, tokens, mats * inter, h, wl, a, cd_lin, floor, dense_layers))
-        rows.append(ops.elementwise("activation", dev, tokens * inter * a * (mats + 1), floor, dense_layers))
+        rows.append(ops.elementwise("activation", dev, "activation", tokens, inter * a * (mats + 1), floor,
+                                    dense_layers))
         rows.append(ops.gemm("mlp_down", dev, tokens, h, inter, wl, a, cd_lin, floor, dense_layers))
     if n_moe:
         m = n_moe
@@ -274,11 +280,14 @@ def _stage_ops(model, split, prec, dev, comm, stage, layers, phase, b, tokens, c
             rows.append(ops.comm("tp_all_reduce", t, hidden_bytes, count=tp_reduces))
     if stage == split.pp - 1:
         rows_out = b if phase == "prefill" else b * q + (tokens - b * q) / (seq_len or 1)  # last tokens
-        rows.append(ops.elementwise("final_norm", dev, rows_out * h * a * 3, floor))
+        rows.append(ops.elementwise("final_norm", dev, "norm", rows_out, 2 * h * a, floor))
         rows.append(ops.gemm("lm_head", dev, rows_out, model.vocab_size / tp, h, prec.bytes("base"), a, prec.base, floor))
         if tp > 1:
             logits = rows_out * model.vocab_size * a  # gathered output, nccl-tests all_gather size
             rows.append(ops.comm("logits_all_gather", comm.time("all_gather", logits, comm.tp_group(stage)), logits))
+        # the sampler over the full vocabulary on the last stage (vLLM v1/sample/sampler.py:
+        # logits to fp32, temperature, softmax, sample): about four fp32 passes per row
+        rows.append(ops.elementwise("sampler", dev, "add", rows_out, 4 * 4 * model.vocab_size, floor))
     else:
         # vLLM's IntermediateTensors carry the hidden states and the residual: two tensors
         rows.append(ops.comm("pp_send_recv", comm.time("send_recv", 2 * hidden_bytes, comm.pp_pair(stage)),

@@ -20,6 +20,9 @@ class GPUSpec:
     peak_flops_per_s holds *dense* (no sparsity) peaks keyed by dtype: fp32, tf32, bf16, fp16,
     fp8, int8, fp4 (only those the part has). nvlink_bytes_per_s is the total bidirectional
     NVLink/xGMI bandwidth per GPU as datasheets state it (0 when the part has none).
+    kernel_fit names the measured part (vidur SKU: h100, a100, a40) whose kernel-level time
+    constants this GPU uses: its own, or the nearest measured architecture's, scaled by this
+    GPU's datasheet (sizer/hardware/kernels.py); sources["kernel_fit"] says which.
     nvlink_domain_gpus is how many GPUs one NVLink domain joins when it is larger than a node
     (72 for GB200/GB300 NVL72 racks of 4-GPU trays); 0 means the domain is the node.
     """
@@ -42,6 +45,7 @@ class GPUSpec:
     nic_bits_per_s: float
     default_topology: str  # "nvswitch" | "nvlink-pairs" | "pcie" | "xgmi"
     tdp_watts: float
+    kernel_fit: str = ""  # measured part whose kernel fit applies (data/kernel_fit.json)
     nvlink_domain_gpus: int = 0
     aliases: tuple = ()
     sources: dict = field(default_factory=dict)

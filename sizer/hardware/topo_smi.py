@@ -28,14 +28,22 @@ _SELF = {"X"}
 _NV = re.compile(r"NV(\d+)$")
 _GPU = re.compile(r"GPU(\d+)$")
 
+# Bounds, so that a pasted or generated file answers at once or is refused at once:
+MAX_GPUS = 128  # one node's matrix; the largest NVSwitch boards hold 16 GPUs (DGX-2, HGX-2)
+MAX_NVLINKS = 18  # links per GPU: 18 on H100 SXM (NVLink4) and B200 (NVLink5), the most so far
+MAX_TEXT_BYTES = 2**20  # a 128-GPU, 128-NIC matrix is ~0.4 MiB
+
 
 def _per_link_bytes(gpu) -> float:
     return 50e9 if (gpu.nvlink_generation or 0) >= 5 else 25e9
 
 
 def parse_topo_matrix(text: str, gpu, name: str = "topology-file") -> Topology:
-    """One node's Topology from `nvidia-smi topo -m` text; InputError if it is not that text."""
-    lines = [ln.rstrip("\r\n") for ln in str(text).splitlines()]
+    """One node's Topology from `nvidia-smi topo -m` text; InputError if it is not that text:
+    no header, repeated or missing rows, a short row, a relation that is not X on the diagonal
+    or not NV1..NV18 / PIX / PXB / PHB / NODE / SYS (SOC) off it, an asymmetric matrix, NVLink
+    on a GPU type without it, or more than MAX_GPUS GPUs."""
+    lines = str(text).splitlines()
     header_at, devices = None, []
     for k, line in enumerate(lines):
         tokens = line.split()
@@ -50,15 +58,25 @@ def parse_topo_matrix(text: str, gpu, name: str = "topology-file") -> Topology:
     if header_at is None:
         raise InputError(f"{name}: no `nvidia-smi topo -m` header (a line starting with GPU0 "
                          "GPU1 ... CPU Affinity) found")
+    column = {}
+    for k, dev in enumerate(devices):
+        if dev in column:
+            raise InputError(f"{name}: column {dev} appears twice in the header")
+        column[dev] = k
     gpus = [d for d in devices if _GPU.match(d)]
-    nics = [d for d in devices if not _GPU.match(d)]
+    if len(gpus) > MAX_GPUS:
+        raise InputError(f"{name}: {len(gpus)} GPUs in one matrix; `nvidia-smi topo -m` shows one "
+                         f"node, and sizer reads at most {MAX_GPUS} (use --nodes for more nodes)")
+    n_nics = len(devices) - len(gpus)
     rows = {}
     for line in lines[header_at + 1:]:
         tokens = line.split()
-        if not tokens or tokens[0] not in devices:
+        if not tokens or tokens[0] not in column:
             if rows and tokens and tokens[0].startswith("Legend"):
                 break
             continue
+        if tokens[0] in rows:
+            raise InputError(f"{name}: row {tokens[0]} appears twice")
         rel = tokens[1:1 + len(devices)]
         if len(rel) < len(devices):
             raise InputError(f"{name}: row {tokens[0]} has {len(rel)} relations for "
@@ -66,19 +84,34 @@ def parse_topo_matrix(text: str, gpu, name: str = "topology-file") -> Topology:
         rows[tokens[0]] = rel
     missing = [g for g in gpus if g not in rows]
     if not gpus or missing:
-        raise InputError(f"{name}: matrix rows missing for {', '.join(missing) or 'all GPUs'}")
+        shown = ", ".join(missing[:8]) + (f" and {len(missing) - 8} more" if len(missing) > 8 else "")
+        raise InputError(f"{name}: matrix rows missing for {shown or 'all GPUs'}")
+    cols = [column[g] for g in gpus]
+    rel = [[rows[g][c].upper() for c in cols] for g in gpus]
     n = len(gpus)
-    rel = [[rows[gpus[i]][devices.index(gpus[j])].upper() for j in range(n)] for i in range(n)]
+    nvlink = bool(gpu.nvlink_bytes_per_s)
     for i in range(n):
         for j in range(n):
             r = rel[i][j]
             if i == j:
                 if r not in _SELF:
                     raise InputError(f"{name}: {gpus[i]} to itself is {r!r}, expected X")
-            elif not (r in _PCIE or r in _SOCKET or _NV.match(r)):
+                continue
+            if r != rel[j][i]:
+                raise InputError(f"{name}: {gpus[i]} to {gpus[j]} is {r} but {gpus[j]} to "
+                                 f"{gpus[i]} is {rel[j][i]}; the matrix must be symmetric")
+            m = _NV.match(r)
+            if m:
+                if not 1 <= int(m.group(1)) <= MAX_NVLINKS:
+                    raise InputError(f"{name}: {r} between {gpus[i]} and {gpus[j]}: a bond of "
+                                     f"{int(m.group(1))} NVLinks (a GPU has 1 to {MAX_NVLINKS})")
+                if not nvlink:
+                    raise InputError(f"{name}: {r} between {gpus[i]} and {gpus[j]}, but {gpu.id} "
+                                     "has no NVLink; give the --gpu this matrix was printed on")
+            elif r not in _PCIE and r not in _SOCKET:
                 raise InputError(f"{name}: unknown relation {r!r} between {gpus[i]} and "
                                  f"{gpus[j]} (expected NV#, PIX, PXB, PHB, NODE or SYS)")
-    return _build(rel, gpu, name, len(nics))
+    return _build(rel, gpu, name, n_nics)
 
 
 def _is_relation(token: str) -> bool:
@@ -108,7 +141,7 @@ def _build(rel, gpu, name: str, n_nics: int) -> Topology:
             elif switched:
                 row.append(("nvswitch",))
             elif m:
-                key = f"nv{m.group(1)}"
+                key = f"nv{int(m.group(1))}"
                 if key not in links:
                     base = links.get("nvlink") or _generic_nvlink()
                     bw = int(m.group(1)) * per_link
@@ -152,12 +185,15 @@ def _sockets(rel) -> tuple:
 
 
 def read_topology_file(path: str, gpu) -> Topology:
-    """parse_topo_matrix on a file given with --topology-file."""
+    """parse_topo_matrix on a file given with --topology-file (at most MAX_TEXT_BYTES read)."""
     try:
-        with open(path, encoding="utf-8", errors="replace") as fh:
-            text = fh.read()
+        with open(path, "rb") as fh:
+            data = fh.read(MAX_TEXT_BYTES + 1)
     except FileNotFoundError:
         raise InputError(f"topology file not found: {path}") from None
     except OSError as exc:
-        raise InputError(f"cannot read topology file {path}: {exc}") from None
-    return parse_topo_matrix(text, gpu, name=path)
+        raise InputError(f"cannot read topology file {path}: {exc.strerror or exc}") from None
+    if len(data) > MAX_TEXT_BYTES:
+        raise InputError(f"{path} is larger than {MAX_TEXT_BYTES // 2**20} MiB: not one node's "
+                         "`nvidia-smi topo -m` matrix")
+    return parse_topo_matrix(data.decode("utf-8", errors="replace"), gpu, name=path)

@@ -133,6 +133,21 @@ def _dim_text(c, w, dim) -> str:
     return f"{c.kv_dtype} KV cache, not {w.kv_dtype}"
 
 
+def _pp_text(c, index) -> str:
+    """The pipeline's own costs at c's batch (sizer/cost/estimate.py pp_costs), largest first."""
+    pts = index.get((c.split, c.weight_dtype, c.kv_dtype))
+    base = f"a token crosses {c.split.pp} pipeline stages per step"
+    costs = getattr(pts, "pp_costs", None) if pts is not None else None
+    if not costs:
+        return base
+    i = int(np.argmin(np.abs(pts.batch - c.batch)))
+    names = {"chunk_stall": "the micro-batch carrying a prompt chunk sets every stage's clock",
+             "per_forward_overhead": f"each of {c.split.pp} micro-batches pays its own forward overhead",
+             "stage_imbalance": "the last stage carries the LM head"}
+    parts = sorted(((float(v[i]), k) for k, v in costs.items() if float(v[i]) >= 0.03), reverse=True)
+    return base + "".join(f"; {names[k]} ({share:.0%} of TPOT)" for share, k in parts[:2])
+
+
 def _step_causes(c, w, index, objective="throughput") -> list[str]:
     """Why c's decode step is slower than the winner's, each checked like with like (same
     sequences per GPU, or for latency the same batch per replica: _same_load)."""
@@ -146,7 +161,12 @@ def _step_causes(c, w, index, objective="throughput") -> list[str]:
         t_c = _tpot_at(index.get((c.split, c.weight_dtype, c.kv_dtype)), c.batch) or c.tpot_s
         if t_sib is not None and t_c > 1.05 * t_sib:
             as_ = f"in {sib[1]}" if dim == "weights" else (f"with {sib[2]} KV" if dim == "kv" else f"as {sib[0].label()}")
-            out.append(f"{_dim_text(c, w, dim)}: TPOT {_ms(t_c)} vs {_ms(t_sib)} {as_} {at}")
+            text = _pp_text(c, index) if dim == "pp" and c.split.pp > 1 else _dim_text(c, w, dim)
+            out.append(f"{text}: TPOT {_ms(t_c)} vs {_ms(t_sib)} {as_} {at}")
+    if c.split.pp > w.split.pp and not any("pipeline stages" in t for t in out):
+        text = _pp_text(c, index)
+        if ";" in text:  # name the pipeline's costs when one is large enough to cite
+            out.append(text)
     if c.comm_op and c.comm_op_share >= 0.15 and c.comm_op_share > w.comm_op_share + 0.05:
         out.append(_comm_text(c))
     if not any(t.startswith("layers") for t in out) and c.split.tp < w.split.tp \

@@ -58,7 +58,10 @@ class Deployment:
         self.max_num_batched_tokens = int(max_num_batched_tokens or tokens_cap)
         self.router = router
         self.context = int(context or model.max_position_embeddings or 4096)
-        self.plan = memory_plan(model, gpu, split, weight_dtype=weight_dtype, kv_dtype=kv_dtype, batch=1,
+        # without an engine the activation reserve grows with the sequences sampled per forward:
+        # size it at the cap, as estimate's max-throughput probe does
+        self.plan = memory_plan(model, gpu, split, weight_dtype=weight_dtype, kv_dtype=kv_dtype,
+                                batch=self.max_num_seqs if self.rules is None else 1,
                                 context=self.context, engine=engine, fraction=fraction,
                                 max_num_batched_tokens=self.max_num_batched_tokens, max_num_seqs=max_num_seqs,
                                 cuda_graphs=True if cuda_graphs is None else cuda_graphs)
