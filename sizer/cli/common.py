@@ -100,9 +100,10 @@ class _OneCap(argparse.Action):
 
 def add_scheduler_args(p) -> None:
     """The engine's scheduler caps under the engines' own names, with the older sizer names as
-    aliases. One pair drives both the memory plan (the profiling forward of
-    max_num_batched_tokens tokens and max_num_seqs sequences) and the scheduling (sequences per
-    replica, tokens per forward) in every command; defaults: sizer.cost.engines.scheduler_limits."""
+    aliases, one meaning in every command: the token budget per forward (which also sizes the
+    activation-profiling forward) and the sequences a replica runs at once (which also sizes the
+    profiling forward's sampler in `sizer memory`, and without an engine everywhere); defaults:
+    sizer.cost.engines.scheduler_limits."""
     for flag, alias, dest, help_text in (
             ("--max-num-seqs", "--max-batch", "max_num_seqs",
              "most sequences a replica runs at once (vLLM max_num_seqs, SGLang max_running_requests, "

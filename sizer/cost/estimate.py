@@ -257,11 +257,10 @@ def estimate(model, gpu, split: Split, *, isl: int, osl: int, batch: int | None 
         raise InputError("give --batch or --concurrency, not both")
     rules = get_engine(engine)
     seqs_cap, tokens_cap = scheduler_limits(rules, gpu)
-    given_seqs = max_batch  # a given max_num_seqs also sizes the profiling forward's sampler
     max_batch = max_batch or seqs_cap
     max_num_tokens = max_num_tokens or tokens_cap
     mem_kw = dict(weight_dtype=weight_dtype, kv_dtype=kv_dtype, context=isl + osl, engine=engine,
-                  fraction=fraction, max_num_batched_tokens=max_num_tokens, max_num_seqs=given_seqs,
+                  fraction=fraction, max_num_batched_tokens=max_num_tokens,
                   cuda_graphs=True if cuda_graphs is None else cuda_graphs)
     mode = "static" if batch is not None else "continuous"
     if concurrency is not None:

@@ -39,7 +39,6 @@ class Workload:
     engine: str | None = None
     cuda_graphs: bool | None = None
     mode: str = "continuous"  # "static" when the user fixes --batch (sizer/cost/estimate.py)
-    given_max_num_seqs: int | None = None  # --max-num-seqs as given: it also sizes memory profiling
 
     @property
     def context(self) -> int:
@@ -49,7 +48,6 @@ class Workload:
         """The memory_plan keywords estimate() uses, so plans here equal its `memory` object."""
         return dict(weight_dtype=weight_dtype, kv_dtype=kv_dtype, context=self.context,
                     engine=self.engine, fraction=None, max_num_batched_tokens=self.max_num_tokens,
-                    max_num_seqs=self.given_max_num_seqs,
                     cuda_graphs=True if self.cuda_graphs is None else self.cuda_graphs)
 
 

@@ -63,7 +63,7 @@ class Deployment:
         self.plan = memory_plan(model, gpu, split, weight_dtype=weight_dtype, kv_dtype=kv_dtype,
                                 batch=self.max_num_seqs if self.rules is None else 1,
                                 context=self.context, engine=engine, fraction=fraction,
-                                max_num_batched_tokens=self.max_num_batched_tokens, max_num_seqs=max_num_seqs,
+                                max_num_batched_tokens=self.max_num_batched_tokens,
                                 cuda_graphs=True if cuda_graphs is None else cuda_graphs)
         fixed = self.plan.weights_bytes + self.plan.activation_bytes + self.plan.overhead_bytes
         if fixed > self.plan.capacity_bytes or self.plan.max_kv_tokens < 1:
