@@ -250,9 +250,11 @@ def estimate_disagg(model, gpu, pools: Pools, *, isl: int, osl: int, concurrency
                     kv_dtype="auto", engine=None, fraction=None, max_batch=None, max_num_tokens=None,
                     cuda_graphs=None, topology=None, profile=None, speculative=None, ep_a2a="nccl",
                     moe_imbalance=1.0) -> DisaggEstimate:
-    """The steady state of `pools` (module docstring). Without `concurrency` the decode pool
-    runs the fewest sequences per DP rank that keep up with the prefill pool and the transfer
-    (rate matching), at most what fits and max_num_seqs; the prefill pool runs full forwards."""
+    """The steady state of `pools` (module docstring), rate-matched: without `concurrency` the
+    prefill pool runs full forwards (as many whole prompts as the token budget holds) and the
+    decode pool the fewest sequences per DP rank that keep up with it and the transfer (at most
+    what fits and max_num_seqs); with `concurrency` (over the decode pool) the prefill pool runs
+    the fewest prompts per forward that keep up with the decode pool."""
     from sizer.hardware.constants import device_for
     from sizer.hardware.topology import default_topology
 
@@ -277,8 +279,8 @@ def estimate_disagg(model, gpu, pools: Pools, *, isl: int, osl: int, concurrency
     device = device_for(gpu, profile)
     kw = dict(cuda_graphs=cuda_graphs, weight_dtype=weight_dtype, kv_dtype=kv_dtype, profile=profile,
               ep_a2a=ep_a2a, moe_imbalance=moe_imbalance)
-    k = default_prompts(isl, max_num_tokens, plans["prefill"].max_sequences, max_batch)
-    pre = prefill_points(model, device, pools.prefill, k, isl=isl, max_num_tokens=max_num_tokens,
+    k_max = default_prompts(isl, max_num_tokens, plans["prefill"].max_sequences, max_batch)
+    pre = prefill_points(model, device, pools.prefill, np.arange(1, k_max + 1), isl=isl, max_num_tokens=max_num_tokens,
                          topology=p_topo if pools.prefill.gpus > 1 else None, **kw)
     prec = resolve_precision(model, weight_dtype, kv_dtype)
     xfer = TransferModel(model, pools, topo, prec.kv, profile)
@@ -291,12 +293,18 @@ def estimate_disagg(model, gpu, pools: Pools, *, isl: int, osl: int, concurrency
         grid = np.arange(1, n_cap + 1, dtype=float)
     dec = decode_points(model, device, pools.decode, grid, isl=isl, osl=osl, max_num_tokens=max_num_tokens,
                         topology=d_topo if pools.decode.gpus > 1 else None, speculative=speculative, **kw)
-    pts = combine(float(pre.latency_s[0]), float(pre.requests_per_s[0]), dec, t_x, x_rps, osl, pools.gpus)
-    i = 0
-    if concurrency is None:  # the fewest sequences whose decode rate keeps up with the rest
-        need = min(float(pre.requests_per_s[0]), x_rps)
+    if concurrency is None:  # saturated prefill; the fewest sequences whose decode rate keeps up
+        ki = k_max - 1
+        need = min(float(pre.requests_per_s[ki]), x_rps)
         ok = np.flatnonzero(dec.requests_per_s >= need)
         i = int(ok[0]) if ok.size else len(grid) - 1
+    else:  # the given decode concurrency; the fewest prompts per forward that keep up with it
+        i = 0
+        need = min(float(dec.requests_per_s[0]), x_rps)
+        ok = np.flatnonzero(pre.requests_per_s >= need)
+        ki = int(ok[0]) if ok.size else k_max - 1
+    k = int(pre.batch[ki])
+    pts = combine(float(pre.latency_s[ki]), float(pre.requests_per_s[ki]), dec, t_x, x_rps, osl, pools.gpus)
     n = int(grid[i])
     dplan = memory_plan(model, gpu, pools.decode, batch=n, context=isl + osl, **mem_kw)
     pick = {key: (v[i].item() if hasattr(v[i], "item") else v[i]) for key, v in pts.items()}
@@ -304,7 +312,7 @@ def estimate_disagg(model, gpu, pools: Pools, *, isl: int, osl: int, concurrency
                                                                   "output_tok_s_per_gpu", "requests_per_s")},
            "limited_by": str(pick["limited_by"]), "gpus": pools.gpus, "kv_transfer_s": t_x,
            "prefill": {**pools.pool_json("prefill"), "prompts_per_forward": k,
-                       "prefill_s": float(pre.latency_s[0]), "requests_per_s": float(pre.requests_per_s[0]),
+                       "prefill_s": float(pre.latency_s[ki]), "requests_per_s": float(pre.requests_per_s[ki]),
                        "memory": memory_plan(model, gpu, pools.prefill, batch=k, context=isl + 1, **mem_kw).to_json()},
            "decode": {**pools.pool_json("decode"), "batch": n, "tpot_s": float(dec.latency_s[i]),
                       "requests_per_s": float(dec.requests_per_s[i]), "memory": dplan.to_json()},

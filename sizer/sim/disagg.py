@@ -15,10 +15,12 @@ A request's life:
 3. it waits for a decode replica (the router over the decode pool) to admit it: the decode
    replica's admission is limited by its KV memory and its sequence cap, in arrival order: the
    prompt's blocks (plus the first decode token's) must be free beside what its running requests
-   and the transfers already admitted hold, and under whole-sequence admission (TensorRT-LLM,
-   generic) the whole sequence must fit its reservations (vLLM allocates the remote prompt's
-   blocks on admission, `get_num_new_matched_tokens`; SGLang pre-allocates them before the
-   prefill, DecodePreallocQueue);
+   and the transfers already admitted hold, and requests it preempted resume first (vLLM
+   allocates the remote prompt's blocks on admission, `get_num_new_matched_tokens`, for
+   requests in its WAITING queue, where preempted ones are prepended); under whole-sequence
+   admission (TensorRT-LLM, generic) the whole sequence must fit its reservations; SGLang
+   pre-allocates the prompt only when it and SGLANG_RESERVED_DECODE_TOKENS more fit beside
+   that many tokens kept for each running or transferring request (DecodePreallocQueue);
 4. the transfer (sizer/cost/kv_transfer.py) runs on the prefill replica's send side and the
    decode replica's receive side, one request at a time on each DP rank (a lockstep group of
    g DP ranks has g of each): it starts when both are free;
@@ -43,6 +45,11 @@ from .replica import DONE, RUNNING, Replica, State
 from .run import Deployment
 
 _I = np.int64
+# SGLang's decode pre-allocation keeps this many tokens per running, transferring and waiting
+# request for their coming decode steps, and admits a request when its prompt plus as many
+# fit beside them (python/sglang/srt/disaggregation/decode.py at 278e503a,
+# DecodePreallocQueue._allocatable_tokens; --num-reserved-decode-tokens, default 512)
+SGLANG_RESERVED_DECODE_TOKENS = 512
 
 
 class PrefillReplica(Replica):
@@ -169,13 +176,21 @@ class DisaggLoop(Loop):
             self._wake_idle(dec, t)
 
     def _admit(self, dec: DecodeReplica, now: float) -> None:
+        """Admit pending requests in order while the decode replica's KV and sequence cap allow
+        (module docstring, step 3); requests it preempted resume first."""
         st = self.st
+        if dec.waiting:  # vLLM prepends preempted requests to WAITING; SGLang resumes retracted ones first
+            return
+        sglang = dec.policy.__class__.__name__ == "SGLang"
         while dec.pending:
             r = dec.pending[0]
-            if dec.running + len(dec.waiting) + dec.incoming >= dec.max_seqs:
+            if dec.running + dec.incoming >= dec.max_seqs:
                 return
             blocks = int(dec.blocks_for(int(st.isl[r]) + 1))
             if blocks > dec.free:
+                return
+            if sglang and (dec.free * dec.block - SGLANG_RESERVED_DECODE_TOKENS * (dec.running + dec.incoming)
+                           < int(st.isl[r]) + SGLANG_RESERVED_DECODE_TOKENS):
                 return
             if dec.policy.reserves:
                 full = int(dec.blocks_for(int(st.isl[r] + st.osl[r])))
