@@ -4,7 +4,8 @@ KV cache moved between them (sizer/cost/kv_transfer.py).
 
 Placement: the prefill pool takes the first GPUs of the topology, the decode pool the next
 ones; each pool fills whole nodes, or both share one node (a server instance never straddles a
-node boundary that the other pool's GPUs sit behind). Each pool is an ordinary Split whose DP is
+node boundary that the other pool's GPUs sit behind); inside a rack-scale NVLink domain
+(nvl72) each pool takes whole hosts (the trays of 4 GPUs an engine's workers run on). Each pool is an ordinary Split whose DP is
 its instances x the attention-DP ranks of one instance.
 
 The steady state, per pool (the rate matching of TensorRT-LLM's disaggregated study,
@@ -98,6 +99,10 @@ def sub_topology(topo, start: int, n: int, role: str = "pool"):
     """The GPUs [start, start + n) of `topo` as a Topology of their own (global index of its
     GPU g: `global_gpu`), InputError when they neither fill whole nodes nor sit in one node."""
     per = topo.gpus_per_node
+    host = topo.gpus_per_host if topo.gpus_per_host and topo.gpus_per_host < per else 0
+    if host and (start % host or n % host):  # rack-scale domain: a pool takes whole trays
+        raise InputError(f"the {role} pool's {n} GPUs (from GPU {start}) do not fill whole hosts of {host} "
+                         f"in the {topo.name} domain: sizer places each pool on whole hosts")
     if n <= per and start // per == (start + n - 1) // per:
         lo = start % per
         paths = tuple(tuple(row[lo:lo + n]) for row in topo.paths[lo:lo + n])
@@ -128,15 +133,16 @@ def placements(topo, pools: Pools):
     p_topo = sub_topology(topo, 0, pools.prefill.gpus, "prefill")
     d_topo = sub_topology(topo, pools.prefill.gpus, pools.decode.gpus, "decode")
 
-    def ranks(sub, start, split, dp):
-        lay = layout(sub, split.tp, split.pp, split.dp)
+    def ranks(sub, start, split, lay, dp):
         return {(s, t): global_gpu(topo, start, sub, lay.rank_gpu(dp, s, t))
                 for s in range(split.pp) for t in range(split.tp)}
 
-    pre = ranks(p_topo, 0, pools.prefill, 0)
+    p_lay = layout(p_topo, pools.prefill.tp, pools.prefill.pp, pools.prefill.dp)
+    d_lay = layout(d_topo, pools.decode.tp, pools.decode.pp, pools.decode.dp)
+    pre = ranks(p_topo, 0, pools.prefill, p_lay, 0)
     decs, seen = [], set()
     for j in range(pools.decode.dp):
-        m = ranks(d_topo, pools.prefill.gpus, pools.decode, j)
+        m = ranks(d_topo, pools.prefill.gpus, pools.decode, d_lay, j)
         key = tuple(sorted({topo.node_of(g) for g in m.values()}))
         if key not in seen:
             seen.add(key)

@@ -205,9 +205,17 @@ def transfer_time(kvt: KVTransfer, tokens, topology, prefill_gpu: dict, decode_g
                     load[me] = per_node[topology.node_of(gpu_of[me])]
         worst = np.zeros_like(t)
         for me, ps in pairs.items():
-            for a, b in ps:
-                cost = collective_time("send_recv", load[me], (a, b), topology, profile).time_s
-                worst = np.maximum(worst, np.asarray(cost, dtype=float))
+            for a, b in {path_key(a, b): (a, b) for a, b in ps}.values():
+                key = (path_key(a, b), np.asarray(load[me], dtype=float).tobytes())
+                if key not in memo:  # the same path class and bytes cost the same for every pair
+                    memo[key] = np.asarray(collective_time("send_recv", load[me], (a, b), topology, profile).time_s,
+                                           dtype=float)
+                worst = np.maximum(worst, memo[key])
         return worst
+
+    memo: dict = {}
+
+    def path_key(a, b) -> tuple:
+        return crosses(a, b), tuple(id(lk) for lk in topology.path(a, b))
 
     return np.maximum(endpoint("prefill", prefill_gpu, decode_gpu), endpoint("decode", decode_gpu, prefill_gpu))

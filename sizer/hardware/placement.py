@@ -43,12 +43,23 @@ class Layout:
         return pool[:ep]
 
 
+_ORDER: dict = {}  # id(topology) -> (topology, order): fast_island is O(GPUs per node) per GPU
+
+
 def gpu_order(topology) -> tuple:
     """All GPUs, node by node, each node ordered by (socket, NVLink island, index)."""
+    hit = _ORDER.get(id(topology))
+    if hit is not None and hit[0] is topology:
+        return hit[1]
     per = topology.gpus_per_node
     local = sorted(range(per), key=lambda i: (topology.socket_of[i],
                                               min(topology.fast_island(i)), i))
-    return tuple(node * per + i for node in range(topology.nodes) for i in local)
+    order = tuple(node * per + i for node in range(topology.nodes) for i in local)
+    if len(_ORDER) > 256:
+        _ORDER.clear()
+    if topology.n_gpus <= 1 << 16:  # a million-GPU order is not worth keeping
+        _ORDER[id(topology)] = (topology, order)
+    return order
 
 
 def layout(topology, tp: int, pp: int = 1, dp: int = 1) -> Layout:

@@ -152,12 +152,14 @@ def search_disagg(model, gpu, gpus: int, topo, *, isl: int, osl: int, targets: d
                     cands.append(_candidate(pools, pre, i, dec, j, pts, xm, t_x, isl, ok_j, miss_j, weight_dtype,
                                             kv, gpu_hour_price, best[0]))
     cands.sort(key=lambda c: c["_key"])
-    for c in cands:
+    cands = cands[:top]
+    for c in cands:  # the transfer's description only for the candidates shown
         c.pop("_key")
+        c["kv_transfer"] = c.pop("_xm").describe(isl).to_json()
     pareto = _frontier(frontier_rows, ttft_t, isl)
     agg = aggregated_frontier(model, device, gpu, gpus, topo, rules, dec_wl, weight_dtype, kv_dtype, profile,
                               ttft_t, uneven_pp)
-    return DisaggSearch(cands[:top], pareto, agg, points, pairs, sizes, notes)
+    return DisaggSearch(cands, pareto, agg, points, pairs, sizes, notes)
 
 
 def _best(pts, ok, miss, objective) -> tuple:
@@ -180,7 +182,7 @@ def _candidate(pools, pre, i, dec, j, pts, xm, t_x, isl, ok, miss, wd, kv, price
                         "prefill_s": float(pre.latency_s[i]), "requests_per_s": float(pre.requests_per_s[i])},
             "decode": {**pools.pool_json("decode"), "batch": int(dec.batch[j]), "tpot_s": float(dec.latency_s[j]),
                        "requests_per_s": float(dec.requests_per_s[j])},
-            "kv_transfer_s": t_x, "kv_transfer": xm.describe(isl).to_json(),
+            "kv_transfer_s": t_x, "_xm": xm,
             "ttft_s": float(pts["ttft_s"][j]), "tpot_s": float(pts["tpot_s"][j]), "e2e_s": float(pts["e2e_s"][j]),
             "output_tok_s": float(pts["output_tok_s"][j]), "output_tok_s_per_gpu": tok_gpu,
             "requests_per_s": float(pts["requests_per_s"][j]), "limited_by": str(pts["limited_by"][j]),
