@@ -271,7 +271,10 @@ def run_recommend(args) -> int:
                              max_batch=args.max_num_seqs, uneven_pp=uneven_pp_from_args(args), **kw), True
     except TargetsNotMetError as exc:
         rec, met = exc.recommendation, False
-    except NothingFitsError:
+    except NothingFitsError as exc:  # nothing fits aggregated: no smaller pool fits either
+        if args.json:
+            emit_json(finite({**exc.recommendation.to_json(), "aggregated": None, "disaggregated": None,
+                              "search_time_s": time.perf_counter() - start}))
         raise
     w = rec.winner
     wd = None if w.weight_dtype in ("auto", "checkpoint") or "+" in w.weight_dtype else w.weight_dtype
@@ -338,6 +341,9 @@ def render_recommend(rec, doc: dict, elapsed: float) -> str:
              f"{doc['disagg_search']['evaluated_points']} points):"]
     for note in doc["disagg_search"]["notes"]:
         lines.append(f"note: {note}")
+    if best is None:
+        lines.append("No disaggregated deployment fits these GPUs.")
+        return "\n".join(lines)
     head = (f"{'#':>2}  {'pools':<54}{'P':>4}{'D':>6}{'TTFT':>12}{'KV xfer':>12}{'TPOT':>12}{'tok/s/GPU':>11}"
             "  limited by")
     lines += [head, "-" * len(head)]
@@ -347,9 +353,6 @@ def render_recommend(rec, doc: dict, elapsed: float) -> str:
                      f"{c['output_tok_s_per_gpu']:>11,.0f}  {c['limited_by'].replace('_', ' ')}"
                      + ("" if c["meets_targets"] else " (misses targets)"))
     lines.append("P = prompts per prefill forward, D = sequences per decode DP rank (steady state, rate-matched pools)")
-    if best is None:
-        lines.append("No disaggregated deployment fits.")
-        return "\n".join(lines)
     sp = cmp["speedup_tok_s_per_gpu"]
     verdict = (f"disaggregated wins: {best['output_tok_s_per_gpu']:,.0f} vs {agg['output_tok_s_per_gpu']:,.0f} tok/s per GPU "
                f"({sp:.2f}x)" if cmp["winner"] == "disaggregated" else

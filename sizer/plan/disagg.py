@@ -90,8 +90,11 @@ def search_disagg(model, gpu, gpus: int, topo, *, isl: int, osl: int, targets: d
     kw = dict(cuda_graphs=cuda_graphs, weight_dtype=weight_dtype, kv_dtype=kv_dtype, profile=profile)
     sizes = pool_sizes(topo, gpus)
     notes = []
-    if not sizes:
-        notes.append(f"no prefill/decode split of {gpus} GPUs fills whole nodes of {topo.gpus_per_node}")
+    if gpus < 2:
+        notes.append("disaggregation needs two GPUs at least: one for each pool")
+    elif not sizes:
+        notes.append(f"no prefill/decode split of {gpus} GPUs puts each pool on whole nodes of {topo.gpus_per_node}"
+                     + (f" (hosts of {topo.gpus_per_host})" if topo.gpus_per_host else ""))
     pre_cache, dec_cache, xfer_cache = {}, {}, {}
 
     def prefill(split, sub):

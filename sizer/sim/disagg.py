@@ -81,6 +81,11 @@ class DecodeReplica(Replica):
     def load(self) -> int:
         return len(self.waiting) + len(self.ids) + len(self.pending) + self.incoming
 
+    def record(self, t: float, forwards: int, seqs: int) -> None:
+        """As Replica.record, the requests waiting for admission counted as waiting."""
+        self.samples.append((t, forwards, seqs, self.total_blocks - self.free, len(self.waiting) + len(self.pending),
+                             len(self.ids)))
+
     def inject(self, st: State, rids: list, now: float) -> None:
         """Requests whose KV landed join the running arrays: prompt computed, first token out."""
         r = np.asarray(rids, dtype=_I)
