@@ -52,7 +52,9 @@ class Workload:
 
 
 def divisors(n: int) -> list[int]:
-    return [d for d in range(1, n + 1) if n % d == 0]
+    """The divisors of n in ascending order, in O(sqrt n) steps (n reaches 1e6 GPUs)."""
+    small = [d for d in range(1, int(n ** 0.5) + 1) if n % d == 0]
+    return small + [n // d for d in reversed(small) if d * d != n]
 
 
 IDLE_ALL_COUNTS_UP_TO = 16  # with idle GPUs allowed, every count 1..gpus up to this many GPUs
@@ -116,17 +118,28 @@ def placement_flags(topology, split: Split) -> tuple:
 
 
 def group_links(topology, split: Split, op: str) -> str:
-    """Names of the link classes the dominant collective crosses ('nvswitch4', 'pcie5+upi')."""
+    """Names of the link classes the dominant collective crosses ('nvswitch4', 'pcie5+upi').
+    Nodes are identical, so the in-node pairs are read once per distinct set of local GPUs
+    the group holds in a node, and every cross-node pair crosses the network's link class:
+    O(group + GPUs per node squared), not O(group squared) (a 256-rank EP group has 65,280
+    pairs)."""
     if split.gpus == 1:
         return ""
     lay = layout(topology, split.tp, split.pp, split.dp)
     ranks = {"tp": lay.tp_group, "ep": lay.ep_group(split.ep) if split.ep > 1 else (),
              "pp": lay.pp_links[0] if lay.pp_links else ()}[op]
+    by_node: dict = {}
+    for g in ranks:
+        by_node.setdefault(topology.node_of(g), []).append(g)
     names = set()
-    for a in ranks:
-        for b in ranks:
-            if a != b:
-                names.add("+".join(lk.name for lk in topology.path(a, b)))
+    for local in {tuple(topology.local(g) for g in gs) for gs in by_node.values()}:
+        for a in local:
+            for b in local:
+                if a != b:
+                    names.add("+".join(lk.name for lk in topology.path(a, b)))
+    if len(by_node) > 1:
+        first, second = (gs[0] for gs in list(by_node.values())[:2])
+        names.add("+".join(lk.name for lk in topology.path(first, second)))
     return ", ".join(sorted(names))
 
 
