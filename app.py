@@ -1,8 +1,8 @@
 """sizer's what-if UI: `streamlit run app.py`.
 
 A thin layout over the same sizer functions the CLI runs (ui/core.py caches them); the sidebar
-sets the deployment, the tabs show Fit, Latency, Communication, Recommend, Pipeline and
-Calibration as plotly charts. No torch here.
+sets the deployment, the tabs show Fit, Latency, Communication, Recommend, Pipeline,
+Calibration and Traffic as plotly charts. No torch here.
 """
 
 import os
@@ -13,10 +13,10 @@ import streamlit as st
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # the ui/ package beside this file
 
-from ui import core, views  # noqa: E402
+from ui import core, traffic, views  # noqa: E402
 from ui.sidebar import sidebar  # noqa: E402
 
-TABS = ("Fit", "Latency", "Communication", "Recommend", "Pipeline", "Calibration")
+TABS = ("Fit", "Latency", "Communication", "Recommend", "Pipeline", "Calibration", "Traffic")
 
 
 def main() -> None:
@@ -52,7 +52,8 @@ def _views(inp):
     views.headline(est)
     draw = {"Fit": lambda: views.fit(inp, est), "Latency": lambda: views.latency(inp, est),
             "Communication": lambda: views.communication(inp, est), "Recommend": lambda: views.recommend(inp),
-            "Pipeline": lambda: views.pipeline(inp, est), "Calibration": lambda: views.calibration(inp)}
+            "Pipeline": lambda: views.pipeline(inp, est), "Calibration": lambda: views.calibration(inp),
+            "Traffic": lambda: traffic.view(inp)}
     return lambda name: draw[name]()
 
 

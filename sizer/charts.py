@@ -257,3 +257,55 @@ def _palette(i: int) -> str:
     colors = ("#4C78A8", "#F58518", "#54A24B", "#E45756", "#72B7B2", "#B279A2", "#FF9DA6",
               "#9D755D", "#EECA3B", "#BAB0AC")
     return colors[i % len(colors)]
+
+
+# -- traffic (sizer simulate) -----------------------------------------------------------------
+
+def latency_vs_rate(curve: list[dict], title: str = "Latency percentiles vs request rate",
+                    ttft_slo_s: float | None = None, tpot_slo_s: float | None = None) -> go.Figure:
+    """TTFT and TPOT (p50, p90, p99, in ms) of simulations at several rates: `curve` rows are
+    {"rate_rps", "ttft_s": {p50, p90, p99}, "tpot_s": {...}} as in `sizer simulate --find-rate`."""
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("TTFT", "TPOT"))
+    rates = [r["rate_rps"] for r in curve]
+    for col, key, slo in ((1, "ttft_s", ttft_slo_s), (2, "tpot_s", tpot_slo_s)):
+        for i, p in enumerate(("p50", "p90", "p99")):
+            fig.add_scatter(x=rates, y=[r[key][p] * 1e3 for r in curve], mode="lines+markers", name=p,
+                            legendgroup=p, showlegend=col == 1, line=dict(color=_palette(i)), row=1, col=col)
+        if slo:
+            fig.add_scatter(x=[min(rates), max(rates)], y=[slo * 1e3] * 2, mode="lines", name="SLO",
+                            legendgroup="slo", showlegend=col == 1 or not ttft_slo_s,
+                            line=dict(color="black", dash="dash", width=1), row=1, col=col)
+    _layout(fig, title, height=380)
+    fig.update_xaxes(title_text="request rate (req/s)")
+    fig.update_yaxes(title_text="ms", type="log")
+    return fig
+
+
+def latency_cdfs(ttft_s, tpot_s, title: str = "Distribution over requests") -> go.Figure:
+    """Empirical CDFs of per-request TTFT and TPOT (ms)."""
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("TTFT", "TPOT"))
+    for col, (values, name) in enumerate(((ttft_s, "TTFT"), (tpot_s, "TPOT")), 1):
+        v = sorted(x * 1e3 for x in values if x == x)
+        n = len(v)
+        fig.add_scatter(x=v, y=[(i + 1) / n for i in range(n)], mode="lines", name=name,
+                        line=dict(color=_palette(col - 1)), row=1, col=col)
+    _layout(fig, title, height=340, showlegend=False)
+    fig.update_xaxes(title_text="ms")
+    fig.update_yaxes(title_text="share of requests", range=[0, 1.02])
+    return fig
+
+
+def traffic_timeline(timeline: dict, title: str = "Queue and KV cache over simulated time") -> go.Figure:
+    """Waiting and running requests (all replicas) and KV-cache use (mean over replicas, %) on
+    the simulated clock: `timeline` as sizer.sim.metrics.timeline returns it."""
+    fig = make_subplots(specs=[[{"secondary_y": True}]])
+    t = timeline["time_s"]
+    fig.add_scatter(x=t, y=timeline["waiting"], mode="lines", name="waiting", line=dict(color=_palette(3)))
+    fig.add_scatter(x=t, y=timeline["running"], mode="lines", name="running", line=dict(color=_palette(0)))
+    fig.add_scatter(x=t, y=[100 * k for k in timeline["kv_utilization"]], mode="lines", name="KV cache used %",
+                    line=dict(color=_palette(1), dash="dot"), secondary_y=True)
+    _layout(fig, title, height=340)
+    fig.update_xaxes(title_text="simulated time (s)")
+    fig.update_yaxes(title_text="requests", secondary_y=False)
+    fig.update_yaxes(title_text="KV cache used (%)", range=[0, 105], secondary_y=True)
+    return fig

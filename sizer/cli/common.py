@@ -84,9 +84,35 @@ def add_engine_memory_args(p) -> None:
     p.add_argument("--mem-fraction-static", type=fraction, help="SGLang static fraction (default 0.88)")
     p.add_argument("--kv-cache-free-gpu-mem-fraction", type=fraction,
                    help="TensorRT-LLM fraction of free memory for KV (default 0.9)")
-    p.add_argument("--max-num-batched-tokens", type=positive_int,
-                   help="tokens in the activation-profiling forward (engine default 8192)")
-    p.add_argument("--max-num-seqs", type=positive_int, help="sequences in the profiling forward")
+    add_scheduler_args(p)
+
+
+class _OneCap(argparse.Action):
+    """One engine cap under two names: both may be given, but not with different values."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        seen, old = getattr(namespace, f"_{self.dest}_flag", None), getattr(namespace, self.dest, None)
+        if seen and seen != option_string and old is not None and old != values:
+            parser.error(f"{seen} {old} and {option_string} {values} name the same engine cap; give one")
+        setattr(namespace, self.dest, values)
+        setattr(namespace, f"_{self.dest}_flag", option_string)
+
+
+def add_scheduler_args(p) -> None:
+    """The engine's scheduler caps under the engines' own names, with the older sizer names as
+    aliases, one meaning in every command: the token budget per forward (which also sizes the
+    activation-profiling forward) and the sequences a replica runs at once (which also sizes the
+    profiling forward's sampler in `sizer memory`, and without an engine everywhere); defaults:
+    sizer.cost.engines.scheduler_limits."""
+    for flag, alias, dest, help_text in (
+            ("--max-num-seqs", "--max-batch", "max_num_seqs",
+             "most sequences a replica runs at once (vLLM max_num_seqs, SGLang max_running_requests, "
+             "TensorRT-LLM max_batch_size; default: the engine's)"),
+            ("--max-num-batched-tokens", "--max-num-tokens", "max_num_batched_tokens",
+             "most tokens per forward: the chunked-prefill budget (vLLM max_num_batched_tokens, SGLang "
+             "chunked_prefill_size, TensorRT-LLM max_num_tokens; default: the engine's)")):
+        p.add_argument(flag, dest=dest, type=positive_int, metavar="N", action=_OneCap, help=help_text)
+        p.add_argument(alias, dest=dest, type=positive_int, metavar="N", action=_OneCap, help=f"the same as {flag}")
 
 
 def add_pp_partition_args(p) -> None:

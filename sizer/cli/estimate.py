@@ -17,8 +17,6 @@ def register(sub) -> None:
     p.add_argument("--osl", type=positive_int, default=256, help="output tokens per request (default 256)")
     p.add_argument("--batch", type=positive_int, help="sequences per replica (static batch)")
     p.add_argument("--concurrency", type=positive_int, help="concurrent requests over the deployment")
-    p.add_argument("--max-batch", type=positive_int, help="cap on sequences per replica (default: the engine's max_num_seqs for the GPU)")
-    p.add_argument("--max-num-tokens", type=positive_int, help="prefill chunk tokens (default 8192)")
     add_emit_arg(p)
     g = p.add_argument_group("wide expert parallelism (MoE)")
     g.add_argument("--ep-a2a", default="nccl", metavar="A",
@@ -47,18 +45,13 @@ def run(args) -> int:
     a2a = check_a2a(args.ep_a2a)
     if split.ep < 2 and (a2a != "nccl" or args.moe_imbalance != 1.0):
         raise InputError("--ep-a2a / --moe-imbalance need expert parallelism (--ep > 1)")
-    for mine, engines in (("max_batch", "max_num_seqs"), ("max_num_tokens", "max_num_batched_tokens")):
-        a, e = getattr(args, mine), getattr(args, engines)  # one cap under two names: both used
-        if a is not None and e is not None and a != e:
-            raise InputError(f"--{mine.replace('_', '-')} {a} and --{engines.replace('_', '-')} {e} "
-                             "name the same engine cap; give one")
     draft = get_model(args.draft_model) if args.draft_model else None
     spec = speculative_config(model, args.speculative, args.num_speculative_tokens,
                               args.acceptance, draft)
     est = estimate(model, gpu, split, isl=args.isl, osl=args.osl, batch=args.batch,
                    concurrency=args.concurrency, weight_dtype=args.weight_dtype, kv_dtype=args.kv_dtype,
-                   engine=args.engine, fraction=engine_fraction(args), max_batch=args.max_batch or args.max_num_seqs,
-                   max_num_tokens=args.max_num_tokens or args.max_num_batched_tokens,
+                   engine=args.engine, fraction=engine_fraction(args), max_batch=args.max_num_seqs,
+                   max_num_tokens=args.max_num_batched_tokens,
                    cuda_graphs=args.cuda_graphs, topology=topo, profile=profile,
                    speculative=spec, ep_a2a=a2a, moe_imbalance=args.moe_imbalance)
     engine = engine_label(args)
@@ -66,7 +59,7 @@ def run(args) -> int:
         warn(f"{est.batch} sequences of {args.isl + args.osl} tokens per replica do not fit: room for "
              f"{est.memory['max_sequences']} ({'the engine would queue the rest' if engine != 'none' else 'see memory'}); "
              "the timing below is for the batch as given")
-    tokens = args.max_num_tokens or args.max_num_batched_tokens or \
+    tokens = args.max_num_batched_tokens or \
         scheduler_limits(get_engine(args.engine), gpu)[1]
     launch = emit_launch(args, model, split, batch=est.batch, context=est.memory["context"],
                          precision=est.memory["precision"], max_num_batched_tokens=tokens,

@@ -12,7 +12,7 @@ import sys
 from sizer.errors import InfeasibleError, InputError
 from sizer.output import NonFiniteOutputError
 
-COMMANDS = ("models", "gpus", "memory", "comm", "step", "estimate", "recommend")
+COMMANDS = ("models", "gpus", "memory", "comm", "step", "estimate", "recommend", "simulate")
 
 
 class _Parser(argparse.ArgumentParser):

@@ -11,7 +11,7 @@ from sizer.hardware.profile import load_profile
 from sizer.plan.recommend import OBJECTIVES, NothingFitsError, TargetsNotMetError, recommend
 from sizer.plan.search import GIB
 from sizer.plan.whynot import comm_pct
-from .common import add_topology_args, topology_from_args
+from .common import add_scheduler_args, add_topology_args, topology_from_args
 
 MAX_WHY_NOT = 10  # every family of rejected splits comes first (sizer/plan/whynot.py)
 MAX_PARETO = 16  # Pareto rows in the text report (--json has them all)
@@ -39,8 +39,7 @@ def register(sub) -> None:
     w.add_argument("--tpot", metavar="T", type=duration, help="time-per-output-token target, seconds or with a unit (50ms)")
     w.add_argument("--batch", type=positive_int, help="sequences per replica (default: search up to the memory limit)")
     w.add_argument("--concurrency", type=positive_int, help="concurrent requests over the deployment")
-    w.add_argument("--max-batch", type=positive_int, help="cap on sequences per replica (default: the engine's max_num_seqs for the GPU)")
-    w.add_argument("--max-num-tokens", type=positive_int, help="prefill chunk tokens (default 8192)")
+    add_scheduler_args(w)
     s = p.add_argument_group("search")
     s.add_argument("--objective", choices=OBJECTIVES, default="throughput",
                    help="throughput: tokens/s per GPU (default); latency: lowest TPOT then TTFT; "
@@ -77,7 +76,7 @@ def run(args) -> int:
                         engine=args.engine, top=args.top, allow_idle=args.allow_idle,
                         gpu_hour_price=args.gpu_hour_price, batch=args.batch,
                         concurrency=args.concurrency, profile=profile,
-                        max_batch=args.max_batch, max_num_tokens=args.max_num_tokens,
+                        max_batch=args.max_num_seqs, max_num_tokens=args.max_num_batched_tokens,
                         uneven_pp=uneven_pp_from_args(args))
     except TargetsNotMetError as exc:
         _show(exc.recommendation, args, time.perf_counter() - start)

@@ -1,0 +1,303 @@
+"""The simulator's API: a `Deployment` (built once: memory plan, scheduler caps, step-cost
+tables), `simulate(deployment, traffic)` -> SimResult, and `find_rate(...)`, the highest rate
+whose chosen percentile meets the SLOs, with the curve it walked.
+
+A Deployment is independent of the traffic and keeps its step-cost tables between runs, so a
+capacity search (sizer plan, issue #13) pays for the step model once per split and then
+milliseconds to seconds per simulated point. `SimResult.to_json()` is `sizer simulate --json`.
+
+    dep = Deployment(model, gpu, Split(tp=4, dp=2), engine="vllm")
+    res = simulate(dep, Traffic(rate_rps=20, requests=1000, seed=s), ttft_slo_s=2, tpot_slo_s=0.05)
+    res.percentile("ttft", 99), res.latency["tpot_s"]["p99"], res.verdict
+    search = find_rate(dep, Traffic(requests=1000), ttft_slo_s=2, tpot_slo_s=0.05, percentile=99)
+
+Not modelled (yet): prefix caching, speculative decoding and the MoE dispatch kernels and
+imbalance that `sizer estimate` prices (the simulator's forwards use step_time's defaults),
+client-side overheads (HTTP, tokenisation) that benchmark clients include in TTFT, and the KV
+transfer of disaggregated prefill/decode pools (issue #18: a replica role that hands a request
+to a decode replica after its first token would plug into loop.Loop).
+"""
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from sizer.cost.engines import get_engine, memory_plan, scheduler_limits
+from sizer.errors import InfeasibleError, InputError
+from sizer.hardware.constants import device_for
+from . import metrics
+from .arrivals import Traffic, generate
+from .costs import StepCosts
+from .loop import ROUTERS, Loop
+from .replica import Replica, State
+from .scheduler import POLICIES
+
+
+class Deployment:
+    """One split of one model on one GPU type under one engine, ready to simulate.
+
+    Scheduler caps come from `scheduler_limits(engine, gpu)` unless given; the KV pool of each
+    replica is `memory_plan(...).max_kv_tokens` with the same flags `sizer estimate` uses (the
+    max_num_batched_tokens forward sizes the activation reserve); blocks are the engine's
+    (vLLM 16, SGLang 1, TensorRT-LLM 32 tokens; token granularity without an engine). When EP
+    spans DP replicas (EP > TP), those replicas step in lockstep (vLLM DP attention with an EP
+    MoE) and are simulated as one with their summed caps.
+    """
+
+    def __init__(self, model, gpu, split, *, engine=None, weight_dtype=None, kv_dtype="auto",
+                 fraction=None, max_num_seqs=None, max_num_batched_tokens=None, cuda_graphs=None,
+                 topology=None, profile=None, context=None, router="round-robin"):
+        if router not in ROUTERS:
+            raise InputError(f"--router must be one of {', '.join(ROUTERS)}, got {router!r}")
+        self.model, self.gpu, self.split = model, gpu, split
+        self.rules = get_engine(engine)
+        self.engine = self.rules.name if self.rules else None
+        seqs_cap, tokens_cap = scheduler_limits(self.rules, gpu)
+        self.max_num_seqs = int(max_num_seqs or seqs_cap)
+        self.max_num_batched_tokens = int(max_num_batched_tokens or tokens_cap)
+        self.router = router
+        self.context = int(context or model.max_position_embeddings or 4096)
+        # without an engine the activation reserve grows with the sequences sampled per forward:
+        # size it at the cap, as estimate's max-throughput probe does
+        self.plan = memory_plan(model, gpu, split, weight_dtype=weight_dtype, kv_dtype=kv_dtype,
+                                batch=self.max_num_seqs if self.rules is None else 1,
+                                context=self.context, engine=engine, fraction=fraction,
+                                max_num_batched_tokens=self.max_num_batched_tokens,
+                                cuda_graphs=True if cuda_graphs is None else cuda_graphs)
+        fixed = self.plan.weights_bytes + self.plan.activation_bytes + self.plan.overhead_bytes
+        if fixed > self.plan.capacity_bytes or self.plan.max_kv_tokens < 1:
+            raise InfeasibleError(f"{model.name} does not fit {split.label()} on {gpu.id}: weights, activations "
+                                  f"and overhead take {fixed / 2**30:.1f} GiB of {self.plan.capacity_bytes / 2**30:.1f} "
+                                  "GiB per GPU, no room for KV cache")
+        self.kv_tokens = int(self.plan.max_kv_tokens)
+        self.block_tokens = self.rules.block_tokens if self.rules else 1
+        g = split.ep // split.tp if split.ep > split.tp else 1
+        self.group = g if split.dp % g == 0 else 1
+        self.replicas = split.dp // self.group
+        if split.gpus > 1 and topology is None:
+            from sizer.hardware.topology import default_topology
+
+            topology = default_topology(gpu, split.gpus)
+        self._cost_kw = dict(max_num_seqs=self.max_num_seqs, max_num_batched_tokens=self.max_num_batched_tokens,
+                             weight_dtype=weight_dtype, kv_dtype=kv_dtype, topology=topology, profile=profile,
+                             cuda_graphs=cuda_graphs, group=self.group)
+        self._device = device_for(gpu, profile)
+        self._costs = {}  # anchors -> StepCosts, kept between simulations
+        self.step_costs = None  # set to replace the step model (e.g. a fixed-cost stub)
+        self.estimate_kw = dict(weight_dtype=weight_dtype, kv_dtype=kv_dtype, engine=engine, fraction=fraction,
+                                max_batch=self.max_num_seqs, max_num_tokens=self.max_num_batched_tokens,
+                                cuda_graphs=cuda_graphs, topology=topology, profile=profile)
+
+    def costs(self, wl):
+        """Step costs for a workload: tables shared by every workload with the same anchors
+        (a fixed prompt length, else none)."""
+        if self.step_costs is not None:
+            return self.step_costs
+        lengths = np.unique(wl.isl)
+        anchors = tuple(int(x) for x in lengths) if len(lengths) == 1 else ()
+        if anchors not in self._costs:
+            self._costs[anchors] = StepCosts(self.model, self._device, self.split, anchors=anchors, **self._cost_kw)
+        return self._costs[anchors]
+
+    def to_json(self) -> dict:
+        return {"engine": self.engine or "none", "replicas": self.replicas, "lockstep_group": self.group,
+                "max_num_seqs": self.max_num_seqs, "max_num_batched_tokens": self.max_num_batched_tokens,
+                "kv_tokens_per_replica": self.kv_tokens, "block_tokens": self.block_tokens,
+                "router": self.router, "max_model_len": self.context}
+
+    def check(self, wl) -> None:
+        """A workload the deployment can never serve is an answer (exit 1), not a hang."""
+        longest = int(np.max(wl.isl + wl.osl))
+        if longest > self.kv_tokens:
+            raise InfeasibleError(f"a request of {longest} tokens does not fit the KV cache of one replica "
+                                  f"({self.kv_tokens} tokens on {self.split.label()} with "
+                                  f"{self.engine or 'no engine'})")
+        if self.engine == "trtllm" and int(np.max(wl.isl)) > self.max_num_batched_tokens:
+            raise InfeasibleError(f"a prompt of {int(np.max(wl.isl))} tokens exceeds TensorRT-LLM's "
+                                  f"max_num_tokens {self.max_num_batched_tokens} (context chunking is off by default)")
+
+    def steady_state_rps(self, traffic: Traffic) -> float:
+        """Requests/s at sizer estimate's max-throughput point for the traffic's mean lengths."""
+        from sizer.cost.estimate import estimate
+
+        isl, osl = _mean_lengths(traffic)
+        est = estimate(self.model, self.gpu, self.split, isl=max(1, round(isl)), osl=max(1, round(osl)),
+                       **self.estimate_kw)
+        return est.output_tok_s / max(osl, 1.0)
+
+
+def _mean_lengths(traffic: Traffic):
+    if traffic.trace is not None:
+        return float(np.mean(traffic.trace.isl)), float(np.mean(traffic.trace.osl))
+    return traffic.isl.mean, traffic.osl.mean
+
+
+@dataclass
+class SimResult:
+    """Everything one simulation measured (module metrics for the definitions)."""
+
+    deployment: dict
+    traffic: str
+    requests: int
+    measured: int
+    completed: int
+    duration_s: float
+    throughput: dict
+    latency: dict  # ttft_s, tpot_s, itl_s, e2e_s, queue_s -> {mean, p50, p90, p99, max}
+    preemptions: int
+    preempted_requests: int
+    batch: dict
+    kv_utilization: dict
+    littles_law: dict
+    verdict: str
+    forwards: int
+    goodput: dict | None = None
+    slo: dict | None = None
+    per_request: dict = field(default_factory=dict, repr=False)
+    table: dict = field(default_factory=dict, repr=False)
+    timeline: dict = field(default_factory=dict, repr=False)
+
+    def percentile(self, metric: str, q: float) -> float:
+        """The q-th percentile of ttft/tpot/e2e/queue over measured requests (numpy's default)."""
+        v = self.per_request[metric]
+        v = v[~np.isnan(v)]
+        return float(np.percentile(v, q)) if len(v) else 0.0
+
+    def to_json(self) -> dict:
+        doc = {"requests": self.requests, "measured": self.measured, "completed": self.completed,
+               "duration_s": self.duration_s, "throughput": self.throughput, **self.latency,
+               "preemptions": self.preemptions, "preempted_requests": self.preempted_requests,
+               "kv_utilization": self.kv_utilization, "batch": self.batch, "forwards": self.forwards,
+               "littles_law": self.littles_law, "verdict": self.verdict, "traffic": self.traffic,
+               "deployment": self.deployment}
+        if self.goodput is not None:
+            doc["goodput"] = self.goodput
+            doc["slo"] = self.slo
+        return doc
+
+
+def simulate(dep: Deployment, traffic: Traffic, *, ttft_slo_s=None, tpot_slo_s=None) -> SimResult:
+    """Run `traffic` through `dep` (sizer/sim/loop.py) and measure it (sizer/sim/metrics.py)."""
+    for name, v in (("--ttft-slo", ttft_slo_s), ("--tpot-slo", tpot_slo_s)):
+        if v is not None and not v > 0:
+            raise InputError(f"{name} must be positive, got {v}")
+    wl = generate(traffic)
+    if not len(wl):
+        raise InputError("the traffic has no requests (a --duration shorter than the first arrival?)")
+    dep.check(wl)
+    first = min(traffic.warmup, len(wl) - 1)
+    st = State(wl, first)
+    policy = POLICIES[dep.engine]
+    costs = dep.costs(wl)
+    reps = [Replica(i, max_num_seqs=dep.max_num_seqs * dep.group,
+                    max_num_batched_tokens=dep.max_num_batched_tokens * dep.group,
+                    block_tokens=dep.block_tokens, kv_tokens=dep.kv_tokens * dep.group, pp=dep.split.pp,
+                    costs=costs, policy_cls=policy) for i in range(dep.replicas)]
+    Loop(st, reps, dep.router, traffic.concurrency).run()
+    pr = metrics.per_request(st, first)
+    t0 = float(np.min(st.release_t[first:]))
+    duration = float(np.max(st.finish_t)) - t0
+    n_meas = st.n - first
+    out_tok = float(st.osl[first:].sum())
+    in_tok = float(st.isl[first:].sum())
+    d = max(duration, 1e-300)
+    itl_v, itl_c = metrics.itl_samples(st)
+    tpot = pr["tpot"][~np.isnan(pr["tpot"])]
+    latency = {"ttft_s": metrics.block(pr["ttft"]), "tpot_s": metrics.block(tpot),
+               "itl_s": metrics.block(itl_v, itl_c), "e2e_s": metrics.block(pr["e2e"]),
+               "queue_s": metrics.block(pr["queue"])}
+    stats = metrics.replica_stats(reps)
+    res = SimResult(
+        deployment=dep.to_json(), traffic=traffic.describe(), requests=st.n, measured=n_meas,
+        completed=int(np.sum(~np.isnan(st.finish_t))), duration_s=duration,
+        throughput={"requests_per_s": n_meas / d, "output_tok_s": out_tok / d, "total_tok_s": (in_tok + out_tok) / d},
+        latency=latency, preemptions=int(st.preemptions.sum()), preempted_requests=int(np.sum(st.preemptions > 0)),
+        batch=stats["batch"], kv_utilization=stats["kv_utilization"], littles_law=metrics.littles_law(st),
+        verdict=metrics.verdict(st, traffic.rate_rps, traffic.concurrency), forwards=stats["forwards"],
+        per_request=pr, timeline=metrics.timeline(reps, float(np.max(st.finish_t))),
+        table={"arrival_s": st.release_t, "first_token_s": st.first_t, "finish_s": st.finish_t,
+               "input_tokens": st.isl, "output_tokens": st.osl, "generated_tokens": st.out,
+               "completions": st.completions, "preemptions": st.preemptions, "replica": st.replica})
+    if ttft_slo_s is not None or tpot_slo_s is not None:
+        good = np.ones(n_meas, dtype=bool)
+        if ttft_slo_s is not None:
+            good &= pr["ttft"] <= ttft_slo_s
+        if tpot_slo_s is not None:
+            good &= np.nan_to_num(pr["tpot"], nan=0.0) <= tpot_slo_s
+        res.goodput = {"requests_per_s": float(good.sum()) / d, "fraction": float(good.mean())}
+        res.slo = {"ttft_s": ttft_slo_s, "tpot_s": tpot_slo_s}
+    return res
+
+
+@dataclass
+class RateSearch:
+    """find_rate's answer: the highest rate that met the SLOs (0 when none did) and every
+    point it simulated, by rate."""
+
+    max_rate_rps: float
+    percentile: float
+    slo: dict
+    curve: list
+    steady_state_rps: float
+    limited_by: str
+
+    def to_json(self) -> dict:
+        return {"max_rate_rps": self.max_rate_rps, "percentile": self.percentile, "slo": self.slo,
+                "steady_state_rps": self.steady_state_rps, "limited_by": self.limited_by, "curve": self.curve}
+
+
+def _point(dep, traffic, rate, ttft_slo_s, tpot_slo_s, q):
+    res = simulate(dep, traffic.at_rate(rate), ttft_slo_s=ttft_slo_s, tpot_slo_s=tpot_slo_s)
+    ttft, tpot = res.percentile("ttft", q), res.percentile("tpot", q)
+    misses = [name for name, v, s in (("ttft", ttft, ttft_slo_s), ("tpot", tpot, tpot_slo_s))
+              if s is not None and v > s]
+    row = {"rate_rps": rate, "ttft_s": res.latency["ttft_s"], "tpot_s": res.latency["tpot_s"],
+           f"ttft_p{q:g}_s": ttft, f"tpot_p{q:g}_s": tpot, "throughput_rps": res.throughput["requests_per_s"],
+           "verdict": res.verdict, "meets": not misses}
+    return row, misses
+
+
+def find_rate(dep: Deployment, traffic: Traffic, *, ttft_slo_s=None, tpot_slo_s=None, percentile: float = 99.0,
+              rel_tol: float = 0.02, max_points: int = 16) -> RateSearch:
+    """Bisection over the rate (issue #12 item 3): bracketed from the steady-state maximum
+    (sizer estimate's max-throughput requests/s), each point a simulation with the traffic's
+    seed; stops when the bracket is within `rel_tol`."""
+    if ttft_slo_s is None and tpot_slo_s is None:
+        raise InputError("--find-rate needs --ttft-slo and/or --tpot-slo")
+    if not 0 < percentile <= 100:
+        raise InputError(f"--percentile must be in (0, 100], got {percentile}")
+    if traffic.concurrency:
+        raise InputError("--find-rate searches the request rate; drop --concurrency")
+    steady = dep.steady_state_rps(traffic)
+    slo = {"ttft_s": ttft_slo_s, "tpot_s": tpot_slo_s}
+    curve, cache = [], {}
+
+    def meets(rate) -> bool:
+        if rate not in cache:
+            row, misses = _point(dep, traffic, rate, ttft_slo_s, tpot_slo_s, percentile)
+            cache[rate] = misses
+            curve.append(row)
+        return not cache[rate]
+
+    def answer(rate, limited_by):
+        curve.sort(key=lambda r: r["rate_rps"])
+        return RateSearch(rate, percentile, slo, curve, steady, limited_by)
+
+    hi = 1.5 * steady
+    while meets(hi):  # the SLOs hold past the steady-state maximum: widen
+        if len(curve) >= max_points // 2:
+            return answer(hi, "search range")
+        hi *= 2
+    lo = hi / 2
+    while not meets(lo):
+        if len(curve) >= max_points:
+            return answer(0.0, ",".join(cache[lo]))
+        hi, lo = lo, lo / 4
+    while hi - lo > rel_tol * hi and len(curve) < max_points:
+        mid = math.sqrt(lo * hi)
+        if meets(mid):
+            lo = mid
+        else:
+            hi = mid
+    return answer(lo, ",".join(cache[hi]))
