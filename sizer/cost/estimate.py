@@ -259,8 +259,11 @@ def estimate(model, gpu, split: Split, *, isl: int, osl: int, batch: int | None 
     seqs_cap, tokens_cap = scheduler_limits(rules, gpu)
     max_batch = max_batch or seqs_cap
     max_num_tokens = max_num_tokens or tokens_cap
+    # the configured max_num_seqs also sizes an engine's profiling sampler (profile_forward);
+    # without an engine the sampler follows the batch
     mem_kw = dict(weight_dtype=weight_dtype, kv_dtype=kv_dtype, context=isl + osl, engine=engine,
                   fraction=fraction, max_num_batched_tokens=max_num_tokens,
+                  max_num_seqs=max_batch if rules is not None else None,
                   cuda_graphs=True if cuda_graphs is None else cuda_graphs)
     mode = "static" if batch is not None else "continuous"
     if concurrency is not None:

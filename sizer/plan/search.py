@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from sizer.cost.engines import memory_plan
+from sizer.cost.engines import get_engine, memory_plan
 from sizer.errors import InputError
 from sizer.hardware.placement import layout
 from sizer.model.split import Split, check_split
@@ -29,8 +29,8 @@ GIB = 2**30
 
 @dataclass(frozen=True)
 class Workload:
-    """What every point is costed for (estimate()'s defaults: vLLM max_num_seqs 256 and
-    max_num_batched_tokens 8192 unless an engine says otherwise)."""
+    """What every point is costed for: the scheduler caps (sizer.cost.engines.scheduler_limits
+    for the engine and GPU unless given), which also size an engine's profiling forward."""
 
     isl: int
     osl: int
@@ -48,6 +48,7 @@ class Workload:
         """The memory_plan keywords estimate() uses, so plans here equal its `memory` object."""
         return dict(weight_dtype=weight_dtype, kv_dtype=kv_dtype, context=self.context,
                     engine=self.engine, fraction=None, max_num_batched_tokens=self.max_num_tokens,
+                    max_num_seqs=self.max_batch if get_engine(self.engine) is not None else None,
                     cuda_graphs=True if self.cuda_graphs is None else self.cuda_graphs)
 
 
