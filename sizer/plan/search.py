@@ -106,6 +106,18 @@ def divisibility_cause(model, split: Split) -> tuple[str, str]:
     return f"PP{split.pp}", f"{model.num_layers} layers"
 
 
+def divisibility_groups(model, dropped) -> dict:
+    """{what does not divide: [the dimensions it fails, first-seen order]} over the splits
+    enumerate_splits dropped: {'64 attention heads': ['TP3', 'TP6'], '80 layers': ['PP3']}."""
+    groups: dict = {}
+    for split, _ in dropped:
+        tag, what = divisibility_cause(model, split)
+        tags = groups.setdefault(what, [])
+        if tag not in tags:
+            tags.append(tag)
+    return groups
+
+
 def placement_flags(topology, split: Split) -> tuple:
     """Where the first TP group lands: ('tp_spans_nodes',) / ('tp_spans_sockets',) / ()."""
     if split.gpus == 1 or split.tp == 1:
