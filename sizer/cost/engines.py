@@ -213,7 +213,8 @@ def default_context(model, context: int | None) -> tuple[int, tuple]:
 def memory_plan(model, gpu, split: Split, *, weight_dtype=None, kv_dtype="auto", batch: int = 1,
                 context: int | None = None, engine: str | None = None, fraction: float | None = None,
                 max_num_batched_tokens: int | None = None, max_num_seqs: int | None = None,
-                cuda_graphs: bool = True, gpus: int | None = None) -> MemoryPlan:
+                cuda_graphs: bool = True, gpus: int | None = None,
+                draft_weight_bytes: float = 0.0, draft_kv_bytes_per_token: float = 0.0) -> MemoryPlan:
     """Memory of the most loaded GPU of `split` serving `batch` sequences of `context` tokens.
 
     With an engine, the engine's rule sizes the KV cache (kv_cache_bytes is what it allocates,
@@ -222,6 +223,13 @@ def memory_plan(model, gpu, split: Split, *, weight_dtype=None, kv_dtype="auto",
     is the peak of the engine's profiling forward for its configured caps (profile_forward:
     `max_num_seqs` / `max_num_batched_tokens` as given, else the engine's defaults for the GPU);
     without an engine, a forward of min(batch x context, 8192) tokens and `batch` logit rows.
+
+    A speculative decoder's draft (sizer/cost/speculative.py) lives on the same GPUs: its
+    weights per GPU (`draft_weight_bytes`; an MTP block or EAGLE head shares the target's
+    embedding and LM head) sit beside the target's, and its layers cache KV for every token
+    from the same pool (vLLM registers the draft's attention layers in the model's KV cache
+    config, v1/spec_decode/eagle.py; SGLang and TensorRT-LLM size a draft KV pool beside the
+    target's): `draft_kv_bytes_per_token` per GPU takes its share of the KV memory.
     """
     from . import kv_cache
 
@@ -233,7 +241,7 @@ def memory_plan(model, gpu, split: Split, *, weight_dtype=None, kv_dtype="auto",
     if fraction is not None and not 0 < fraction <= 1:
         raise InputError(f"memory fraction must be in (0, 1], got {fraction}")
     prec = resolve_precision(model, weight_dtype, kv_dtype)
-    stages = stage_weight_bytes(model, split, prec)
+    stages = [w + draft_weight_bytes for w in stage_weight_bytes(model, split, prec)]
     weights = max(stages)
     if rules is None:
         tokens = max_num_batched_tokens or min(batch * context, DEFAULT_MAX_NUM_BATCHED_TOKENS)
@@ -246,21 +254,26 @@ def memory_plan(model, gpu, split: Split, *, weight_dtype=None, kv_dtype="auto",
     groups = kv_stage_groups(model, split, prec)
     seq_bytes = kv_bytes_per_sequence(model, split, prec, context)
     cap = float(gpu.capacity_bytes)
+    # the target's share of the KV memory when a draft caches KV beside it (every token, every
+    # draft layer: its share is its bytes per cached token over the target's per sequence)
+    target_tok = seq_bytes / context
+    keep = target_tok / (target_tok + draft_kv_bytes_per_token) if draft_kv_bytes_per_token else 1.0
     if rules is None:
-        kv = batch * seq_bytes
-        pool = kv_cache.raw_pool(groups, cap - weights - act - over, context)
+        kv = batch * seq_bytes / keep
+        pool = kv_cache.raw_pool(groups, (cap - weights - act - over) * keep, context)
     else:
         f = rules.fraction if fraction is None else fraction
         if rules.name == "vllm":
-            pool = kv_cache.vllm_pool(model, groups, [cap * f - w - act - over for w in stages], context,
+            pool = kv_cache.vllm_pool(model, groups, [(cap * f - w - act - over) * keep for w in stages], context,
                                       rules.block_tokens, tokens)
         elif rules.name == "sglang":
             # CUDA graphs and activations live in the (1 - fraction) reserve
-            pool = kv_cache.sglang_pool(model, groups, cap * f - weights - overhead_bytes(split, cuda_graphs=False),
+            pool = kv_cache.sglang_pool(model, groups,
+                                        (cap * f - weights - overhead_bytes(split, cuda_graphs=False)) * keep,
                                         context, rules.block_tokens)
         else:
-            pool = kv_cache.trtllm_pool(groups, (cap - weights - act - over) * f, context, rules.block_tokens)
-        kv = pool.kv_bytes_allocated
+            pool = kv_cache.trtllm_pool(groups, (cap - weights - act - over) * f * keep, context, rules.block_tokens)
+        kv = pool.kv_bytes_allocated / keep
     total = weights + max(kv, 0.0) + act + over
     # with an engine: the batch's sequences must fit the KV the engine allocates (else the
     # engine queues them), and the fixed parts must fit the GPU
