@@ -61,3 +61,22 @@ def test_estimate_and_memory_profile_the_same_caps():
         assert e.memory["per_gpu"]["activation_bytes"] == plan.activation_bytes
         prec = resolve_precision(m)
         assert plan.activation_bytes == activation_bytes(m, Split(), prec, tokens, given or seqs)
+
+
+def test_sglang_dp_attention_ranks_share_the_deployments_caps():
+    """SGLang's DP attention (sizer's EP = TP x k: --tp-size 8 --dp-size 8 --enable-dp-attention
+    for TP1 DP8 EP8) gives each attention rank max_running_requests // dp_size sequences and
+    chunked_prefill_size // dp_size tokens (managers/scheduler.py, server_args.py): 2048 / 8 =
+    256 per sizer replica on an H200, where plain TP8 EP8 runs all 2048. recommend agrees."""
+    from sizer.cost.engines import caps_share, replica_limits
+    from sizer.plan.recommend import recommend
+
+    sglang, h200, ds = get_engine("sglang"), get_gpu("h200"), get_model("deepseek-v3")
+    assert replica_limits(sglang, h200, Split(dp=8, ep=8)) == (256, 1024)
+    assert replica_limits(sglang, h200, Split(tp=8, ep=8)) == (2048, 8192)
+    assert caps_share(get_engine("vllm"), Split(dp=8, ep=8)) == 1
+    e = estimate(ds, h200, Split(dp=8, ep=8), isl=256, osl=256, engine="sglang")
+    assert e.batch == 256
+    rec = recommend(ds, h200, 8, isl=256, osl=256, engine="sglang", top=20)
+    attn_dp = [c for c in rec.candidates if c.split.ep > c.split.tp]
+    assert attn_dp and all(c.max_batch <= 2048 // (c.split.ep // c.split.tp) for c in attn_dp)

@@ -151,6 +151,24 @@ def scheduler_limits(engine: "EngineRules | None", gpu=None) -> tuple[int, int]:
     return TRTLLM_BENCH_MAX_BATCH, TRTLLM_BENCH_MAX_NUM_TOKENS
 
 
+def caps_share(engine: "EngineRules | None", split) -> int:
+    """How many sizer replicas share one set of the engine's scheduler caps: k for SGLang with
+    data-parallel attention (sizer's EP = TP x k, `--tp-size TP*k --dp-size k
+    --enable-dp-attention`), whose caps are the deployment's, split over its k attention ranks
+    (managers/scheduler.py per_dp_max_running_requests = max_running_requests // dp_size;
+    server_args.py _handle_data_parallelism: chunked_prefill_size //= dp_size); else 1."""
+    if engine is not None and engine.name == "sglang" and split.ep > split.tp:
+        return split.ep // split.tp
+    return 1
+
+
+def replica_limits(engine: "EngineRules | None", gpu, split) -> tuple[int, int]:
+    """scheduler_limits per sizer replica of `split` (caps_share)."""
+    seqs, tokens = scheduler_limits(engine, gpu)
+    k = caps_share(engine, split)
+    return max(seqs // k, 1), max(tokens // k, 1)
+
+
 def profile_forward(engine: "EngineRules | None", gpu=None, max_num_seqs: int | None = None,
                     max_num_batched_tokens: int | None = None) -> tuple[int, int]:
     """(tokens, logit rows) of the forward whose activation peak the engine reserves before it

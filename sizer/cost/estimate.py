@@ -37,7 +37,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .engines import DEFAULT_MAX_NUM_BATCHED_TOKENS, get_engine, memory_plan, scheduler_limits
+from .engines import DEFAULT_MAX_NUM_BATCHED_TOKENS, get_engine, memory_plan, replica_limits
 from sizer.errors import InfeasibleError, InputError
 from .pipeline import Schedule
 from sizer.model.split import Split
@@ -280,7 +280,7 @@ def estimate(model, gpu, split: Split, *, isl: int, osl: int, batch: int | None 
     if batch is not None and concurrency is not None:
         raise InputError("give --batch or --concurrency, not both")
     rules = get_engine(engine)
-    seqs_cap, tokens_cap = scheduler_limits(rules, gpu)
+    seqs_cap, tokens_cap = replica_limits(rules, gpu, split)
     max_batch = max_batch or seqs_cap
     max_num_tokens = max_num_tokens or tokens_cap
     # the configured max_num_seqs also sizes an engine's profiling sampler (profile_forward);

@@ -14,11 +14,11 @@ flagged and only searched when nothing else fits (the recommender's rule).
 """
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
-from sizer.cost.engines import get_engine, memory_plan
+from sizer.cost.engines import caps_share, get_engine, memory_plan
 from sizer.errors import InputError
 from sizer.hardware.placement import layout
 from sizer.model.split import Split, check_split
@@ -39,6 +39,16 @@ class Workload:
     engine: str | None = None
     cuda_graphs: bool | None = None
     mode: str = "continuous"  # "static" when the user fixes --batch (sizer/cost/estimate.py)
+    given_caps: tuple = (None, None)  # --max-num-seqs / --max-num-batched-tokens as given
+
+    def for_split(self, split: Split) -> "Workload":
+        """This workload with one replica's share of the engine's caps where none were given
+        (caps_share: SGLang's data-parallel attention ranks split the deployment's caps)."""
+        k = caps_share(get_engine(self.engine), split)
+        if k == 1:
+            return self
+        return replace(self, max_batch=self.given_caps[0] or max(self.max_batch // k, 1),
+                       max_num_tokens=self.given_caps[1] or max(self.max_num_tokens // k, 1))
 
     @property
     def context(self) -> int:
@@ -170,7 +180,7 @@ class MemoryCache:
         hit = self._plans.get(key)
         if hit is None:
             hit = memory_plan(self.model, self.gpu, split, batch=int(batch),
-                              **self.wl.memory_kwargs(weight_dtype, kv_dtype))
+                              **self.wl.for_split(split).memory_kwargs(weight_dtype, kv_dtype))
             self._plans[key] = hit
         return hit
 
@@ -181,7 +191,7 @@ class MemoryCache:
         probe = self.plan(split, weight_dtype, kv_dtype, 1)
         if not probe.fits:
             return 0
-        hi = min(self.wl.max_batch, probe.max_sequences)
+        hi = min(self.wl.for_split(split).max_batch, probe.max_sequences)
         if hi < 1 or self.plan(split, weight_dtype, kv_dtype, hi).fits:
             return max(hi, 0)
         lo = 1  # fits; hi does not: bisect
@@ -281,6 +291,7 @@ def search_split(model, device, split, wd, kd, wl, topo, profile, mem, batch, co
                   targets, flags, objective="throughput") -> dict:
     """Cost one split and precision over its batch grid, then over every batch between the best
     grid point's neighbours (refine_batches); a `rejected` dict when it cannot fit."""
+    wl = wl.for_split(split)
     out = {"split": split, "weight_dtype": wd, "kv_dtype": kd, "flags": flags, "points": None,
            "rejected": None, "plan1": mem.plan(split, wd, kd, 1), "batch_limit": "given"}
     b_max = mem.max_batch(split, wd, kd)
