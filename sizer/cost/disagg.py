@@ -38,7 +38,7 @@ import numpy as np
 
 from sizer.errors import InputError
 from sizer.model.split import Split, check_split
-from .engines import get_engine, memory_plan, scheduler_limits
+from .engines import get_engine, memory_plan, replica_limits
 from .estimate import serving_curve
 from .kv_transfer import kv_transfer, transfer_time
 from .memory import resolve_precision
@@ -268,15 +268,20 @@ def estimate_disagg(model, gpu, pools: Pools, *, isl: int, osl: int, concurrency
         raise InputError("--isl and --osl must be positive")
     check_pools(model, pools)
     rules = get_engine(engine)
-    seqs_cap, tokens_cap = scheduler_limits(rules, gpu)
-    max_batch, max_num_tokens = max_batch or seqs_cap, max_num_tokens or tokens_cap
+    caps = {}  # role -> (max_num_seqs, max_num_batched_tokens) of one replica (replica_limits, as estimate)
+    for role, split in (("prefill", pools.prefill), ("decode", pools.decode)):
+        seqs_cap, tokens_cap = replica_limits(rules, gpu, split)
+        caps[role] = (max_batch or seqs_cap, max_num_tokens or tokens_cap)
     topo = topology or default_topology(gpu, pools.gpus)
     p_topo, d_topo, _, _ = placements(topo, pools)
-    mem_kw = dict(weight_dtype=weight_dtype, kv_dtype=kv_dtype, engine=engine, fraction=fraction,
-                  max_num_batched_tokens=max_num_tokens, cuda_graphs=True if cuda_graphs is None else cuda_graphs)
+
+    def mem_kw(role):
+        return dict(weight_dtype=weight_dtype, kv_dtype=kv_dtype, engine=engine, fraction=fraction,
+                    max_num_batched_tokens=caps[role][1], cuda_graphs=True if cuda_graphs is None else cuda_graphs)
+
     plans = {}
     for role, split, ctx in (("prefill", pools.prefill, isl + 1), ("decode", pools.decode, isl + osl)):
-        plan = memory_plan(model, gpu, split, batch=1, context=ctx, **mem_kw)
+        plan = memory_plan(model, gpu, split, batch=1, context=ctx, **mem_kw(role))
         if plan.weights_bytes + plan.activation_bytes + plan.overhead_bytes > plan.capacity_bytes or plan.max_sequences < 1:
             raise InputError(f"the {role} pool ({pools.instance(role).label()} on {gpu.id}) does not fit: weights "
                              f"{plan.weights_bytes / 2**30:.1f} GiB per GPU of {plan.capacity_bytes / 2**30:.1f} GiB, "
@@ -285,19 +290,19 @@ def estimate_disagg(model, gpu, pools: Pools, *, isl: int, osl: int, concurrency
     device = device_for(gpu, profile)
     kw = dict(cuda_graphs=cuda_graphs, weight_dtype=weight_dtype, kv_dtype=kv_dtype, profile=profile,
               ep_a2a=ep_a2a, moe_imbalance=moe_imbalance)
-    k_max = default_prompts(isl, max_num_tokens, plans["prefill"].max_sequences, max_batch)
-    pre = prefill_points(model, device, pools.prefill, np.arange(1, k_max + 1), isl=isl, max_num_tokens=max_num_tokens,
+    k_max = default_prompts(isl, caps["prefill"][1], plans["prefill"].max_sequences, caps["prefill"][0])
+    pre = prefill_points(model, device, pools.prefill, np.arange(1, k_max + 1), isl=isl, max_num_tokens=caps["prefill"][1],
                          topology=p_topo if pools.prefill.gpus > 1 else None, **kw)
     prec = resolve_precision(model, weight_dtype, kv_dtype)
     xfer = TransferModel(model, pools, topo, prec.kv, profile)
     t_x = float(xfer.time_s(isl))
     x_rps = min(pools.prefill.dp, pools.decode.dp) / t_x if t_x > 0 else math.inf
-    n_cap = min(max_batch, plans["decode"].max_sequences)
+    n_cap = min(caps["decode"][0], plans["decode"].max_sequences)
     if concurrency is not None:
         grid = np.array([math.ceil(concurrency / pools.decode.dp)], dtype=float)
     else:
         grid = np.arange(1, n_cap + 1, dtype=float)
-    dec = decode_points(model, device, pools.decode, grid, isl=isl, osl=osl, max_num_tokens=max_num_tokens,
+    dec = decode_points(model, device, pools.decode, grid, isl=isl, osl=osl, max_num_tokens=caps["decode"][1],
                         topology=d_topo if pools.decode.gpus > 1 else None, speculative=speculative, **kw)
     if concurrency is None:  # saturated prefill; the fewest sequences whose decode rate keeps up
         ki = k_max - 1
@@ -312,14 +317,15 @@ def estimate_disagg(model, gpu, pools: Pools, *, isl: int, osl: int, concurrency
     k = int(pre.batch[ki])
     pts = combine(float(pre.latency_s[ki]), float(pre.requests_per_s[ki]), dec, t_x, x_rps, osl, pools.gpus)
     n = int(grid[i])
-    dplan = memory_plan(model, gpu, pools.decode, batch=n, context=isl + osl, **mem_kw)
+    dplan = memory_plan(model, gpu, pools.decode, batch=n, context=isl + osl, **mem_kw("decode"))
     pick = {key: (v[i].item() if hasattr(v[i], "item") else v[i]) for key, v in pts.items()}
     doc = {"mode": "disaggregated", **{key: pick[key] for key in ("ttft_s", "tpot_s", "e2e_s", "output_tok_s",
                                                                   "output_tok_s_per_gpu", "requests_per_s")},
            "limited_by": str(pick["limited_by"]), "gpus": pools.gpus, "kv_transfer_s": t_x,
            "prefill": {**pools.pool_json("prefill"), "prompts_per_forward": k,
                        "prefill_s": float(pre.latency_s[ki]), "requests_per_s": float(pre.requests_per_s[ki]),
-                       "memory": memory_plan(model, gpu, pools.prefill, batch=k, context=isl + 1, **mem_kw).to_json()},
+                       "memory": memory_plan(model, gpu, pools.prefill, batch=k, context=isl + 1,
+                                             **mem_kw("prefill")).to_json()},
            "decode": {**pools.pool_json("decode"), "batch": n, "tpot_s": float(dec.latency_s[i]),
                       "requests_per_s": float(dec.requests_per_s[i]), "memory": dplan.to_json()},
            "kv_transfer": {**xfer.describe(isl).to_json(), "requests_per_s": x_rps},

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from sizer.cost.disagg import (Pools, TransferModel, combine, decode_points, prefill_points,
+from sizer.cost.disagg import (Pools, TransferModel, combine, decode_points, default_prompts, prefill_points,
                                sub_topology)
 from sizer.cost.engine_support import check_layout
 from sizer.cost.engines import get_engine, scheduler_limits
@@ -81,10 +81,11 @@ def search_disagg(model, gpu, gpus: int, topo, *, isl: int, osl: int, targets: d
     precision (the aggregated winner's, for a like-for-like comparison)."""
     rules = get_engine(engine)
     seqs_cap, tokens_cap = scheduler_limits(rules, gpu)
-    max_batch, max_num_tokens = max_batch or seqs_cap, max_num_tokens or tokens_cap
     device = device_for(gpu, profile)
-    dec_wl = Workload(isl, osl, max_batch, max_num_tokens, engine, cuda_graphs, "continuous")
-    pre_wl = Workload(isl, 1, max_batch, max_num_tokens, engine, cuda_graphs, "continuous")
+    given = (max_batch, max_num_tokens)
+    max_batch, max_num_tokens = max_batch or seqs_cap, max_num_tokens or tokens_cap
+    dec_wl = Workload(isl, osl, max_batch, max_num_tokens, engine, cuda_graphs, "continuous", given)
+    pre_wl = Workload(isl, 1, max_batch, max_num_tokens, engine, cuda_graphs, "continuous", given)
     dec_mem, pre_mem = MemoryCache(model, gpu, dec_wl), MemoryCache(model, gpu, pre_wl)
     kv = resolve_precision(model, weight_dtype, kv_dtype).kv
     kw = dict(cuda_graphs=cuda_graphs, weight_dtype=weight_dtype, kv_dtype=kv_dtype, profile=profile)
@@ -101,9 +102,10 @@ def search_disagg(model, gpu, gpus: int, topo, *, isl: int, osl: int, targets: d
         key = (split, sub.nodes, sub.gpus_per_node)
         if key not in pre_cache:
             room = pre_mem.max_batch(split, weight_dtype, kv_dtype)
-            k_max = min(max(1, max_num_tokens // isl) if isl <= max_num_tokens else 1, room, max_batch)
+            wl = pre_wl.for_split(split)  # one replica's share of the engine's caps
+            k_max = default_prompts(isl, wl.max_num_tokens, room, wl.max_batch)
             pre_cache[key] = None if room < 1 else prefill_points(
-                model, device, split, batch_grid(k_max), isl=isl, max_num_tokens=max_num_tokens,
+                model, device, split, batch_grid(k_max), isl=isl, max_num_tokens=wl.max_num_tokens,
                 topology=sub if split.gpus > 1 else None, **kw)
         return pre_cache[key]
 
@@ -112,7 +114,8 @@ def search_disagg(model, gpu, gpus: int, topo, *, isl: int, osl: int, targets: d
         if key not in dec_cache:
             n_max = dec_mem.max_batch(split, weight_dtype, kv_dtype)
             dec_cache[key] = None if n_max < 1 else decode_points(
-                model, device, split, batch_grid(n_max), isl=isl, osl=osl, max_num_tokens=max_num_tokens,
+                model, device, split, batch_grid(n_max), isl=isl, osl=osl,
+                max_num_tokens=dec_wl.for_split(split).max_num_tokens,
                 topology=sub if split.gpus > 1 else None, **kw)
         return dec_cache[key]
 
@@ -237,7 +240,7 @@ def aggregated_frontier(model, device, gpu, gpus, topo, rules, wl, weight_dtype,
         b_max = mem.max_batch(s, weight_dtype, kv_dtype)
         if b_max < 1:
             continue
-        pts = evaluate(model, device, s, batch_grid(b_max), wl, weight_dtype=weight_dtype, kv_dtype=kv_dtype,
+        pts = evaluate(model, device, s, batch_grid(b_max), wl.for_split(s), weight_dtype=weight_dtype, kv_dtype=kv_dtype,
                        topology=topo, profile=profile)
         rows.append((s, pts))
     if not rows:

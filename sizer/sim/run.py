@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from sizer.cost.engines import get_engine, memory_plan, scheduler_limits
+from sizer.cost.engines import get_engine, memory_plan, replica_limits
 from sizer.errors import InfeasibleError, InputError
 from sizer.hardware.constants import device_for
 from . import metrics
@@ -37,7 +37,8 @@ from .scheduler import POLICIES
 class Deployment:
     """One split of one model on one GPU type under one engine, ready to simulate.
 
-    Scheduler caps come from `scheduler_limits(engine, gpu)` unless given; the KV pool of each
+    Scheduler caps come from `replica_limits(engine, gpu, split)` (one replica's share of the
+    engine's caps, as estimate) unless given; the KV pool of each
     replica is `memory_plan(...).max_kv_tokens` with the same flags `sizer estimate` uses (the
     max_num_batched_tokens forward sizes the activation reserve); blocks are the engine's
     (vLLM 16, SGLang 1, TensorRT-LLM 32 tokens; token granularity without an engine). When EP
@@ -53,7 +54,7 @@ class Deployment:
         self.model, self.gpu, self.split = model, gpu, split
         self.rules = get_engine(engine)
         self.engine = self.rules.name if self.rules else None
-        seqs_cap, tokens_cap = scheduler_limits(self.rules, gpu)
+        seqs_cap, tokens_cap = replica_limits(self.rules, gpu, split)
         self.max_num_seqs = int(max_num_seqs or seqs_cap)
         self.max_num_batched_tokens = int(max_num_batched_tokens or tokens_cap)
         self.router = router
@@ -64,6 +65,7 @@ class Deployment:
                                 batch=self.max_num_seqs if self.rules is None else 1,
                                 context=self.context, engine=engine, fraction=fraction,
                                 max_num_batched_tokens=self.max_num_batched_tokens,
+                                max_num_seqs=self.max_num_seqs if self.rules is not None else None,
                                 cuda_graphs=True if cuda_graphs is None else cuda_graphs)
         fixed = self.plan.weights_bytes + self.plan.activation_bytes + self.plan.overhead_bytes
         if fixed > self.plan.capacity_bytes or self.plan.max_kv_tokens < 1:
