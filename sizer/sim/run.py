@@ -13,9 +13,9 @@ milliseconds to seconds per simulated point. `SimResult.to_json()` is `sizer sim
 
 Not modelled (yet): prefix caching, speculative decoding and the MoE dispatch kernels and
 imbalance that `sizer estimate` prices (the simulator's forwards use step_time's defaults),
-client-side overheads (HTTP, tokenisation) that benchmark clients include in TTFT, and the KV
-transfer of disaggregated prefill/decode pools (issue #18: a replica role that hands a request
-to a decode replica after its first token would plug into loop.Loop).
+and client-side overheads (HTTP, tokenisation) that benchmark clients include in TTFT.
+Disaggregated prefill/decode pools are sizer/sim/disagg.py's DisaggDeployment, which
+`simulate` and `find_rate` take as they take a Deployment (its `loop`).
 """
 
 import math
