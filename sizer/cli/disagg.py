@@ -159,6 +159,10 @@ def finite(obj):
     return obj
 
 
+def _n(k: int, what: str) -> str:
+    return f"{k} {what}{'' if k == 1 else 's'}"
+
+
 def _rate(x) -> str:
     return "unbounded" if x is None or not math.isfinite(x) else f"{x:.3g} req/s"
 
@@ -168,11 +172,11 @@ def render_estimate(doc: dict) -> str:
     return "\n".join([
         f"{doc['model']} on {doc['gpus']}x {doc['gpu']}, disaggregated, engine {doc['engine']}: isl {doc['isl']}, "
         f"osl {doc['osl']} ({doc['topology']})",
-        f"  prefill pool: {pre['replicas']}x {pre['split']['label']} ({pre['gpus']} GPUs), "
-        f"{pre['prompts_per_forward']} prompt(s) per forward, prefill {fmt_seconds(pre['prefill_s'])}, "
+        f"  prefill pool: {pre['replicas']}x {pre['split']['label']} ({_n(pre['gpus'], 'GPU')}), "
+        f"{_n(pre['prompts_per_forward'], 'prompt')} per forward, prefill {fmt_seconds(pre['prefill_s'])}, "
         f"{_rate(pre['requests_per_s'])}",
-        f"  decode pool:  {dec['replicas']}x {dec['split']['label']} ({dec['gpus']} GPUs), {dec['batch']} sequences "
-        f"per DP rank, TPOT {fmt_seconds(dec['tpot_s'])}, {_rate(dec['requests_per_s'])}",
+        f"  decode pool:  {dec['replicas']}x {dec['split']['label']} ({_n(dec['gpus'], 'GPU')}), "
+        f"{_n(dec['batch'], 'sequence')} per DP rank, TPOT {fmt_seconds(dec['tpot_s'])}, {_rate(dec['requests_per_s'])}",
         f"  KV transfer:  {fmt_bytes(x['bytes_per_request'])} per request over {x['links']}, "
         f"{fmt_seconds(x['time_s'])} ({x['rule']}; busiest decode rank receives {fmt_bytes(x['decode_rank_bytes'])})",
         f"  TTFT  {fmt_seconds(doc['ttft_s']):>12}   (prefill {fmt_seconds(pre['prefill_s'])} + KV transfer "

@@ -39,7 +39,7 @@ import numpy as np
 from sizer.errors import InputError
 from sizer.model.split import Split, check_split
 from .engines import get_engine, memory_plan, replica_limits
-from .estimate import serving_curve
+from .estimate import draft_memory, serving_curve
 from .kv_transfer import kv_transfer, transfer_time
 from .memory import resolve_precision
 
@@ -275,9 +275,12 @@ def estimate_disagg(model, gpu, pools: Pools, *, isl: int, osl: int, concurrency
     topo = topology or default_topology(gpu, pools.gpus)
     p_topo, d_topo, _, _ = placements(topo, pools)
 
-    def mem_kw(role):
+    def mem_kw(role):  # estimate's memory_plan keywords for one pool (the decode pool holds the draft)
+        split = pools.prefill if role == "prefill" else pools.decode
         return dict(weight_dtype=weight_dtype, kv_dtype=kv_dtype, engine=engine, fraction=fraction,
-                    max_num_batched_tokens=caps[role][1], cuda_graphs=True if cuda_graphs is None else cuda_graphs)
+                    max_num_batched_tokens=caps[role][1], max_num_seqs=caps[role][0] if rules is not None else None,
+                    cuda_graphs=True if cuda_graphs is None else cuda_graphs,
+                    **(draft_memory(speculative, split, weight_dtype, kv_dtype) if role == "decode" else {}))
 
     plans = {}
     for role, split, ctx in (("prefill", pools.prefill, isl + 1), ("decode", pools.decode, isl + osl)):

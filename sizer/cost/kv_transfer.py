@@ -129,7 +129,7 @@ class KVTransfer:
     def rule(self) -> str:
         p, d = self.prefill.tp, self.decode.tp
         if self.mla:
-            return (f"MLA latent replicated on every TP rank: each of the {d} decode rank(s) "
+            return (f"MLA latent replicated on every TP rank: each of the {d} decode TP rank{'s' if d > 1 else ''} "
                     "receives the whole latent from one prefill rank (SGLang, vLLM connectors)")
         if d >= p:
             return f"decode TP{d} >= prefill TP{p}: each decode rank reads its KV heads from one prefill rank"
