@@ -10,12 +10,24 @@ itself and takes no pool flags.
 """
 
 import math
+import time
 
-from sizer.errors import InputError
+from sizer.cost.disagg import Pools, check_pools, estimate_disagg
+from sizer.cost.moe_comm import check_a2a
+from sizer.cost.speculative import speculative_config
+from sizer.errors import InfeasibleError, InputError
+from sizer.hardware.gpus import get_gpu
+from sizer.hardware.profile import load_profile
+from sizer.model.catalog import get_model
 from sizer.model.split import Split
 from sizer.output import emit_json, warn
+from sizer.plan.disagg import search_disagg, speedup_at
+from sizer.plan.recommend import NothingFitsError, TargetsNotMetError, recommend
+from sizer.sim import find_rate, simulate
+from sizer.sim.disagg import DisaggDeployment
 from sizer.units import fmt_bytes, fmt_seconds
-from .common import gpu_count, nonempty
+from .common import (check_profile_device, engine_fraction, engine_label, gpu_count, nonempty, topology_from_args,
+                     uneven_pp_from_args)
 
 ROLES = ("prefill", "decode")
 POOL_FLAGS = ("tp", "pp", "dp", "ep", "replicas")
@@ -76,8 +88,6 @@ def check_flags(args) -> None:
 
 def pools_from_args(args, model):
     """The Pools the flags describe (sizer.cost.disagg.Pools), checked."""
-    from sizer.cost.disagg import Pools, check_pools
-
     uneven = not getattr(args, "even_pp", False)
     redundant = getattr(args, "redundant_experts", 0) or 0
     splits = {}
@@ -94,11 +104,6 @@ def pools_from_args(args, model):
 
 def _deployment(args, tokens: int, what: str):
     """(model, gpu, pools, topology, profile) from the flags."""
-    from sizer.hardware.gpus import get_gpu
-    from sizer.hardware.profile import load_profile
-    from sizer.model.catalog import get_model
-    from .common import check_profile_device, topology_from_args
-
     check_flags(args)
     model, gpu = get_model(args.model), get_gpu(args.gpu)
     pools = pools_from_args(args, model)
@@ -110,8 +115,6 @@ def _deployment(args, tokens: int, what: str):
 
 
 def _a2a(args, pools):
-    from sizer.cost.moe_comm import check_a2a
-
     a2a = check_a2a(args.ep_a2a)
     if pools.prefill.ep < 2 and pools.decode.ep < 2 and (a2a != "nccl" or args.moe_imbalance != 1.0):
         raise InputError("--ep-a2a / --moe-imbalance need expert parallelism in a pool (--prefill-ep or --decode-ep > 1)")
@@ -121,11 +124,6 @@ def _a2a(args, pools):
 # -- estimate ----------------------------------------------------------------------------------
 
 def run_estimate(args) -> int:
-    from sizer.cost.disagg import estimate_disagg
-    from sizer.cost.speculative import speculative_config
-    from sizer.model.catalog import get_model
-    from .common import engine_fraction, engine_label
-
     model, gpu, pools, topo, profile = _deployment(args, args.isl + args.osl, "isl + osl")
     a2a = _a2a(args, pools)
     draft = get_model(args.draft_model) if args.draft_model else None
@@ -190,12 +188,7 @@ def render_estimate(doc: dict) -> str:
 # -- simulate ----------------------------------------------------------------------------------
 
 def run_simulate(args, traffic, ttft, tpot, longest) -> int:
-    from sizer.sim import find_rate, simulate
-    from sizer.sim.disagg import DisaggDeployment
-    from .common import engine_fraction
-    from .simulate import _show, _show_search, write_requests
-
-    import time
+    from .simulate import _show, _show_search, write_requests  # (cli.simulate imports this module)
 
     model, gpu, pools, topo, profile = _deployment(args, longest, "the longest request")
     dep = DisaggDeployment(model, gpu, pools, engine=args.engine, weight_dtype=args.weight_dtype,
@@ -207,8 +200,6 @@ def run_simulate(args, traffic, ttft, tpot, longest) -> int:
             "seed": args.seed}
     start = time.perf_counter()
     if args.find_rate:
-        from sizer.errors import InfeasibleError
-
         search = find_rate(dep, traffic, ttft_slo_s=ttft, tpot_slo_s=tpot, percentile=args.percentile)
         doc = {**head, **search.to_json(), "traffic": traffic.describe(), "deployment": dep.to_json()}
         if args.json:
@@ -246,16 +237,6 @@ def run_simulate(args, traffic, ttft, tpot, longest) -> int:
 def run_recommend(args) -> int:
     """Today's aggregated search, then the disaggregated one on the same GPUs, SLOs and
     precision; exit 0 when either meets the targets."""
-    import time
-
-    from sizer.errors import InfeasibleError
-    from sizer.hardware.gpus import get_gpu
-    from sizer.hardware.profile import load_profile
-    from sizer.model.catalog import get_model
-    from sizer.plan.disagg import search_disagg, speedup_at
-    from sizer.plan.recommend import NothingFitsError, TargetsNotMetError, recommend
-    from .common import check_profile_device, topology_from_args, uneven_pp_from_args
-
     for flag, why in (("batch", "a static batch"), ("concurrency", "a fixed concurrency"),
                       ("allow_idle", "idle GPUs"), ("emit", "launch commands for two pools")):
         if getattr(args, flag, None):
@@ -294,7 +275,7 @@ def run_recommend(args) -> int:
     doc = {**rec.to_json(), "aggregated": agg, "disaggregated": best,
            "disaggregated_candidates": found.candidates,
            "pareto": {"aggregated": found.aggregated_pareto, "disaggregated": found.pareto},
-           "comparison": _compare(agg, best, met, found, speedup_at),
+           "comparison": _compare(agg, best, met, found),
            "disagg_search": {"pool_sizes": found.pool_sizes, "evaluated_pairs": found.evaluated_pairs,
                              "evaluated_points": found.evaluated_points, "notes": found.notes},
            "search_time_s": elapsed}
@@ -311,7 +292,7 @@ def run_recommend(args) -> int:
     return 0
 
 
-def _compare(agg: dict, best: dict | None, agg_met: bool, found, speedup_at) -> dict:
+def _compare(agg: dict, best: dict | None, agg_met: bool, found) -> dict:
     """Which mode wins under the targets, by how much, and the frontiers' ratio at a few TPOTs."""
     out = {"winner": "aggregated", "speedup_tok_s_per_gpu": None, "at_tpot": []}
     if best is not None:
