@@ -106,6 +106,23 @@ def test_transfer_rides_nvlink_inside_a_node_and_the_nic_across(llama70):
     assert t2 > 3 * t  # 50 GB/s per NIC against 450 GB/s per GPU into NVSwitch, at an eighth the bytes each
 
 
+def test_wide_ep_pools_on_an_nvl72_slice(capsys):
+    """DeepSeek-R1 on 32 GB200 of one NVL72 domain, DeepSeek-style pools (attention DP with EP
+    over the DP ranks, EPLB's 32 redundant experts where EP does not divide 256): one latent
+    copy per request into one decode DP rank, over the rack's NVLink switch."""
+    import json
+
+    argv = ["estimate", "--model", "deepseek-r1", "--gpu", "gb200", "--gpus", "32", "--disagg", "--prefill-dp", "8",
+            "--prefill-ep", "8", "--decode-dp", "24", "--decode-ep", "24", "--redundant-experts", "32",
+            "--ep-a2a", "auto", "--isl", "2000", "--osl", "500", "--json"]
+    assert main(argv) == 0
+    d = json.loads(capsys.readouterr().out)
+    assert d["kv_transfer"]["bytes_per_request"] == 2000 * MLA_V3
+    assert d["kv_transfer"]["links"].startswith("nvswitch") and d["gpus"] == 32
+    assert d["decode"]["split"]["label"] == "TP1 PP1 DP24 EP24 (+32 redundant experts)"
+    assert d["prefill"]["split"]["ep"] == 8 and d["decode"]["gpus"] == 24
+
+
 # -- the steady state --------------------------------------------------------------------------
 
 def test_steady_state_identities(llama70):
@@ -155,6 +172,8 @@ EST = ["estimate", "--model", "70b", "--isl", "1024", "--osl", "128"]
     (["estimate", "--model", "mixtral", "--disagg", "--prefill-tp", "2", "--decode-tp", "2", "--decode-ep", "4"],
      "decode pool: EP=4 must divide TP x DP = 2"),
     (EST + ["--disagg", "--prefill-tp", "4", "--decode-tp", "4", "--ep-a2a", "deepep"], "need expert parallelism in a pool"),
+    (EST + ["--disagg", "--prefill-tp", "4", "--decode-tp", "4", "--redundant-experts", "8"],
+     "--redundant-experts 8 needs expert parallelism in a pool"),
     (EST + ["--disagg", "--prefill-tp", "4", "--decode-tp", "4", "--batch", "4"], "--batch (a static batch) is not modelled"),
     (EST + ["--disagg", "--prefill-tp", "4", "--decode-tp", "4", "--emit", "vllm"], "--emit (launch commands for two pools)"),
     (["simulate", "--model", "70b", "--rate", "1", "--decode-tp", "4"], "--decode-tp describes a disaggregated pool"),
