@@ -13,9 +13,9 @@ milliseconds to seconds per simulated point. `SimResult.to_json()` is `sizer sim
 
 Not modelled (yet): prefix caching, speculative decoding and the MoE dispatch kernels and
 imbalance that `sizer estimate` prices (the simulator's forwards use step_time's defaults),
-client-side overheads (HTTP, tokenisation) that benchmark clients include in TTFT, and the KV
-transfer of disaggregated prefill/decode pools (issue #18: a replica role that hands a request
-to a decode replica after its first token would plug into loop.Loop).
+and client-side overheads (HTTP, tokenisation) that benchmark clients include in TTFT.
+Disaggregated prefill/decode pools are sizer/sim/disagg.py's DisaggDeployment, which
+`simulate` and `find_rate` take as they take a Deployment (its `loop`).
 """
 
 import math
@@ -102,6 +102,18 @@ class Deployment:
             self._costs[anchors] = StepCosts(self.model, self._device, self.split, anchors=anchors, **self._cost_kw)
         return self._costs[anchors]
 
+    def replica(self, idx: int, costs, cls=Replica) -> Replica:
+        """One engine replica of this deployment (a lockstep group counts as one, its caps summed)."""
+        return cls(idx, max_num_seqs=self.max_num_seqs * self.group,
+                   max_num_batched_tokens=self.max_num_batched_tokens * self.group,
+                   block_tokens=self.block_tokens, kv_tokens=self.kv_tokens * self.group, pp=self.split.pp,
+                   costs=costs, policy_cls=POLICIES[self.engine])
+
+    def loop(self, st: State, wl, traffic: Traffic) -> Loop:
+        """The event loop of one simulation: this deployment's replicas behind its router."""
+        costs = self.costs(wl)
+        return Loop(st, [self.replica(i, costs) for i in range(self.replicas)], self.router, traffic.concurrency)
+
     def to_json(self) -> dict:
         return {"engine": self.engine or "none", "replicas": self.replicas, "lockstep_group": self.group,
                 "max_num_seqs": self.max_num_seqs, "max_num_batched_tokens": self.max_num_batched_tokens,
@@ -156,6 +168,7 @@ class SimResult:
     forwards: int
     goodput: dict | None = None
     slo: dict | None = None
+    stages: dict | None = None  # disaggregated serving: the prefill pool, transfer and decode admission
     per_request: dict = field(default_factory=dict, repr=False)
     table: dict = field(default_factory=dict, repr=False)
     timeline: dict = field(default_factory=dict, repr=False)
@@ -176,6 +189,8 @@ class SimResult:
         if self.goodput is not None:
             doc["goodput"] = self.goodput
             doc["slo"] = self.slo
+        if self.stages is not None:
+            doc["stages"] = self.stages
         return doc
 
 
@@ -190,13 +205,17 @@ def simulate(dep: Deployment, traffic: Traffic, *, ttft_slo_s=None, tpot_slo_s=N
     dep.check(wl)
     first = min(traffic.warmup, len(wl) - 1)
     st = State(wl, first)
-    policy = POLICIES[dep.engine]
-    costs = dep.costs(wl)
-    reps = [Replica(i, max_num_seqs=dep.max_num_seqs * dep.group,
-                    max_num_batched_tokens=dep.max_num_batched_tokens * dep.group,
-                    block_tokens=dep.block_tokens, kv_tokens=dep.kv_tokens * dep.group, pp=dep.split.pp,
-                    costs=costs, policy_cls=policy) for i in range(dep.replicas)]
-    Loop(st, reps, dep.router, traffic.concurrency).run()
+    loop = dep.loop(st, wl, traffic)
+    loop.run()
+    res = measure(dep.to_json(), traffic, st, loop.measured_replicas, first, ttft_slo_s, tpot_slo_s)
+    res.stages = loop.stages(first)
+    return res
+
+
+def measure(deployment: dict, traffic: Traffic, st: State, reps, first: int, ttft_slo_s=None,
+            tpot_slo_s=None) -> SimResult:
+    """The SimResult of a finished simulation: latency blocks over the measured requests,
+    throughput over the benchmark duration, the replicas' batch and KV statistics."""
     pr = metrics.per_request(st, first)
     t0 = float(np.min(st.release_t[first:]))
     duration = float(np.max(st.finish_t)) - t0
@@ -211,7 +230,7 @@ def simulate(dep: Deployment, traffic: Traffic, *, ttft_slo_s=None, tpot_slo_s=N
                "queue_s": metrics.block(pr["queue"])}
     stats = metrics.replica_stats(reps)
     res = SimResult(
-        deployment=dep.to_json(), traffic=traffic.describe(), requests=st.n, measured=n_meas,
+        deployment=deployment, traffic=traffic.describe(), requests=st.n, measured=n_meas,
         completed=int(np.sum(~np.isnan(st.finish_t))), duration_s=duration,
         throughput={"requests_per_s": n_meas / d, "output_tok_s": out_tok / d, "total_tok_s": (in_tok + out_tok) / d},
         latency=latency, preemptions=int(st.preemptions.sum()), preempted_requests=int(np.sum(st.preemptions > 0)),
