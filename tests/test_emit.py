@@ -248,13 +248,73 @@ def test_what_an_engine_cannot_run_is_input_error(engine, name, split, kw, words
 
 
 def test_model_argument():
-    """A preset names its Hugging Face repo; a repo-style alias is kept as typed; a config.json's
-    folder is the model directory; another JSON file is kept with a note to replace it."""
-    assert model_argument("8b") == ("meta-llama/Llama-3.1-8B", ())
+    """A preset name serves the Hugging Face repo it means; a repo-style alias is kept as typed; a
+    config.json's folder is the model directory; another JSON file is kept with a note."""
+    assert model_argument("llama-3.1-8b") == ("meta-llama/Llama-3.1-8B",
+                                              (model_argument("llama-3.1-8b")[1][0],))
     assert model_argument("meta-llama/Llama-3.1-70B") == ("meta-llama/Llama-3.1-70B", ())
     assert model_argument("/models/llama/config.json") == ("/models/llama", ())
     arg, notes = model_argument("tiny.json")
     assert arg == "tiny.json" and "bare config" in notes[0]
+
+
+# The trial's cases (reports/trial1.md item 3): an alias naming a release emits that release.
+NAMED = {"deepseek-r1": "deepseek-ai/DeepSeek-R1", "deepseek-r1-0528": "deepseek-ai/DeepSeek-R1-0528",
+         "deepseek-v3-0324": "deepseek-ai/DeepSeek-V3-0324", "deepseek-v3": "deepseek-ai/DeepSeek-V3",
+         "llama-3.1-8b-instruct": "meta-llama/Llama-3.1-8B-Instruct", "llama-3.1-8b": "meta-llama/Llama-3.1-8B",
+         "mixtral-8x22b-instruct": "mistralai/Mixtral-8x22B-Instruct-v0.1",
+         "mixtral-8x22b-v0.1": "mistralai/Mixtral-8x22B-v0.1",
+         # nicknames name no release: the chat release, the same rule for every preset
+         "8b": "meta-llama/Llama-3.1-8B-Instruct", "70b": "meta-llama/Llama-3.1-70B-Instruct",
+         "405b": "meta-llama/Llama-3.1-405B-Instruct", "mixtral": "mistralai/Mixtral-8x7B-Instruct-v0.1",
+         "llama3.1:8b": "meta-llama/Llama-3.1-8B-Instruct", "gemma-2-27b-it": "google/gemma-2-27b-it"}
+
+
+@pytest.mark.parametrize("name,repo", sorted(NAMED.items()))
+def test_an_alias_that_names_a_release_emits_that_repo(name, repo):
+    out = launch("vllm", name, Split(tp=8), length=1024)
+    a, _ = parse("vllm", out.commands[0].argv)
+    assert a.model == repo
+
+
+def _aliases():
+    from sizer.model.resources import read_json
+
+    return [(pid, name) for pid, e in read_json("models/index.json").items()
+            for name in [pid] + e["aliases"]]
+
+
+# Qwen3's post-trained (chat) releases carry no -Instruct suffix ("Training Stage: Pretraining &
+# Post-training", Qwen/Qwen3-32B and Qwen/Qwen3-30B-A3B model cards; the pretrained ones are -Base)
+POST_TRAINED = {"Qwen/Qwen3-32B", "Qwen/Qwen3-30B-A3B"}
+
+
+@pytest.mark.parametrize("pid,name", _aliases())
+def test_every_alias_in_the_index_means_one_repo_of_its_preset(pid, name):
+    """Every name of every preset (data/models/index.json) serves a repo that is itself one of
+    the preset's repo-style aliases (so it is vouched to have the preset's architecture); a
+    repo-style alias serves itself; a name that says instruct/it/R1/base-version serves a repo
+    that says so too."""
+    from sizer.model.catalog import preset_repos, serving_repo
+    from sizer.model.resources import read_json
+
+    e = read_json("models/index.json")[pid]
+    repo = serving_repo(name)
+    repo_aliases = {a for a in e["aliases"] if "/" in a}
+    assert repo in repo_aliases
+    if "/" in name:
+        assert repo == name
+    else:
+        assert repo in preset_repos(pid)
+    low, r = name.lower(), repo.lower()
+    if repo in POST_TRAINED:
+        return
+    for word, in_repo in (("instruct", "instruct"), ("-it", "-it"), ("r1", "r1"), ("0528", "0528"),
+                          ("0324", "0324"), ("2507", "2507"), ("v0.1", "v0.1")):
+        if word in low:
+            assert in_repo in r, (name, repo)
+    if "r1" not in low and pid == "deepseek-v3":
+        assert "r1" not in r
 
 
 def test_render_is_the_argv_shell_quoted():
@@ -282,8 +342,10 @@ def test_cli_estimate_emit_json_and_implied_engine(capsys):
 
 def test_cli_human_output_ends_with_the_command(capsys):
     assert main(["estimate", "--model", "8b", "--emit", "vllm"]) == 0
-    out = capsys.readouterr().out
-    assert out.rstrip().splitlines()[-1].strip().startswith("vllm serve meta-llama/Llama-3.1-8B ")
+    lines = capsys.readouterr().out.rstrip().splitlines()
+    # the command, then the note naming the other checkpoint of the architecture
+    assert lines[-2].strip().startswith("vllm serve meta-llama/Llama-3.1-8B-Instruct ")
+    assert lines[-1].strip().startswith("note: --model 8b serves meta-llama/Llama-3.1-8B-Instruct")
 
 
 def test_cli_recommend_emits_the_winner(capsys):

@@ -53,8 +53,7 @@ from sizer.cost.engine_support import check_layout
 from sizer.cost.engines import ENGINES, get_engine
 from sizer.cost.memory import resolve_precision
 from sizer.errors import InputError
-from sizer.model.catalog import resolve_preset
-from sizer.model.resources import read_json
+from sizer.model.catalog import preset_repos, resolve_preset, serving_repo
 
 SOURCES = {
     "vllm": "https://docs.vllm.ai/en/latest/configuration/engine_args/",
@@ -190,21 +189,24 @@ def engine_layout(engine: str, model, split, per_node: int) -> EngineLayout:
 
 
 def model_argument(name_or_path: str) -> tuple[str, tuple]:
-    """What the engine loads, and notes: a preset's Hugging Face repository id (the typed one
-    when the user named the model by a repo-style alias), a config.json path's model directory,
-    any other path as given."""
+    """What the engine loads, and notes: the Hugging Face repository the preset name means
+    (sizer.model.catalog.serving_repo: a repo id as typed, a release's name as that release, a
+    nickname as the chat release), a config.json path's model directory, any other path as
+    given."""
     import os
 
     text = str(name_or_path)
     pid = resolve_preset(text)
     if pid is not None:
-        if "/" in text and not text.endswith(".json"):
-            return text, ()
-        repo = read_json("models/index.json")[pid].get("hf_repo")
-        if repo:
+        repo = serving_repo(text)
+        if repo is None:
+            return text, (f"preset {pid} names no Hugging Face repository: replace {text!r} in the "
+                          "command with the model's repo id or directory",)
+        others = [r for r in preset_repos(pid) if r != repo]
+        if "/" in text or not others:
             return repo, ()
-        return text, (f"preset {pid} names no Hugging Face repository: replace {text!r} in the "
-                      "command with the model's repo id or directory",)
+        return repo, (f"--model {text} serves {repo}; the same architecture is also "
+                      f"{', '.join(others)}: pass one of those as --model to serve it instead",)
     if os.path.basename(text) == "config.json":
         return os.path.dirname(text) or ".", ()
     if text.endswith(".json"):
