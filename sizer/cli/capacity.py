@@ -312,7 +312,8 @@ def render_plan(args, p, elapsed=None) -> list[str]:
         lines.append(f"  one step fewer, {n} replica{'s' if n != 1 else ''} ({f['gpus']} GPUs), misses: "
                      f"{p.miss_text(f['row'])}")
     elif w is not None and p.mode == "rate":
-        lines.append("  one replica is the fewest (what memory allows)")
+        lines.append("  it is the smallest deployment of its shape (one replica" + (", whole nodes" if p.whole_nodes else "")
+                     + ")")
     if w is not None and w.runs:
         lines.append(f"  rerun a seed: {simulate_command(args, p, w, w.runs[0]['seed'])}")
     why = p.why_not()

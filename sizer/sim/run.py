@@ -253,7 +253,7 @@ def _point(dep, traffic, rate, ttft_slo_s, tpot_slo_s, q, stable=False):
     ttft, tpot = res.percentile("ttft", q), res.percentile("tpot", q)
     misses = [name for name, v, s in (("ttft", ttft, ttft_slo_s), ("tpot", tpot, tpot_slo_s))
               if s is not None and v > s]
-    if stable and res.verdict == "saturated":
+    if stable and (stable(res) if callable(stable) else res.verdict == "saturated"):
         misses.append("saturated")
     row = {"rate_rps": rate, "ttft_s": res.latency["ttft_s"], "tpot_s": res.latency["tpot_s"],
            f"ttft_p{q:g}_s": ttft, f"tpot_p{q:g}_s": tpot, "throughput_rps": res.throughput["requests_per_s"],
@@ -281,12 +281,14 @@ def _points(dep, traffic, rate, ttft_slo_s, tpot_slo_s, q, seeds, stable):
 
 
 def find_rate(dep: Deployment, traffic: Traffic, *, ttft_slo_s=None, tpot_slo_s=None, percentile: float = 99.0,
-              rel_tol: float = 0.02, max_points: int = 16, seeds=None, stable: bool = False) -> RateSearch:
+              rel_tol: float = 0.02, max_points: int = 16, seeds=None, stable=False) -> RateSearch:
     """Bisection over the rate (issue #12 item 3): bracketed from the steady-state maximum
     (sizer estimate's max-throughput requests/s), each point a simulation with the traffic's
     seed; stops when the bracket is within `rel_tol`. With `seeds`, a rate meets only when it
     meets on every seed (capacity planning, issue #13); with `stable`, a saturated run misses
-    too (limited_by "saturated"), and the SLOs may be omitted: the highest stable rate."""
+    too (limited_by "saturated"), and the SLOs may be omitted: the highest stable rate. `stable`
+    may be a function of the SimResult that says whether it counts as saturated (default: its
+    verdict)."""
     if ttft_slo_s is None and tpot_slo_s is None and not stable:
         raise InputError("--find-rate needs --ttft-slo and/or --tpot-slo")
     if not 0 < percentile <= 100:
