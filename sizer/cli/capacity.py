@@ -5,6 +5,7 @@ sentence, or one JSON document."""
 
 import copy
 import time
+from dataclasses import dataclass
 
 from sizer.errors import InfeasibleError, InputError
 from sizer.hardware.gpus import get_gpu
@@ -13,6 +14,7 @@ from sizer.model.catalog import get_model
 from sizer.output import emit_json
 from sizer.plan.capacity import DEFAULT_MAX_GPUS, CapacityNotMetError
 from sizer.plan.capacity_plan import _t, compare, plan
+from sizer.plan.recommend import _weight_dtypes
 from sizer.sim import Lengths, Traffic, parse_lengths, read_trace
 from sizer.sim.arrivals import ARRIVALS
 from .common import (bounded_float, check_profile_device, emit_launch, engine_fraction, gpu_count, non_negative_int,
@@ -108,8 +110,21 @@ def _topology_for(args, gpu):
     return build
 
 
-def run(args) -> int:
-    """The --rate path of `sizer recommend` (module docstring)."""
+@dataclass
+class Outcome:
+    """What one `recommend --rate` computed: a plan (or (gpu, error) pair) per GPU type, the
+    prices, the plan whose winner is the answer, the winner's launch, and the exit-1 error."""
+
+    plans: list
+    prices: list | None
+    chosen: object
+    elapsed_s: float
+    launch: object
+    error: Exception | None
+
+
+def compute(args) -> Outcome:
+    """The --rate path of `sizer recommend` up to its report (also what the UI runs)."""
     from .simulate import longest_request, parse_slo
 
     _refuse_steady_flags(args)
@@ -132,8 +147,6 @@ def run(args) -> int:
     longest = longest_request(traffic)
     profile = load_profile(args.profile)
     kv = [k.strip() for k in args.kv_dtype.split(",") if k.strip()] or ["auto"]
-    from sizer.plan.recommend import _weight_dtypes
-
     wds = _weight_dtypes(args.weight_dtype)
     fraction = engine_fraction(args) if hasattr(args, "gpu_memory_utilization") else None
     start = time.perf_counter()
@@ -164,15 +177,21 @@ def run(args) -> int:
     elapsed = time.perf_counter() - start
     chosen = _chosen(plans, prices)
     launch = _launch(args, model, chosen, longest, fraction) if chosen is not None else None
-    doc = _document(args, plans, prices, chosen, elapsed) if args.json else None
+    return Outcome(plans, prices, chosen, elapsed, launch, None if chosen is not None else first_error)
+
+
+def run(args) -> int:
+    """Report what compute() found; exit 1 (InfeasibleError) when no type serves the rate."""
+    out = compute(args)
     if args.json:
-        show_emit(launch, doc)
+        doc = document(args, out)
+        show_emit(out.launch, doc)
         emit_json(doc)
     else:
-        print(render(args, plans, prices, chosen, elapsed))
-        show_emit(launch)
-    if chosen is None:
-        raise first_error
+        print(render(args, out.plans, out.prices, out.chosen, out.elapsed_s))
+        show_emit(out.launch)
+    if out.error is not None:
+        raise out.error
     return 0
 
 
@@ -237,7 +256,9 @@ def simulate_command(args, p, r, seed) -> str:
     return " ".join(parts)
 
 
-def _document(args, plans, prices, chosen, elapsed) -> dict:
+def document(args, out: Outcome) -> dict:
+    """The one JSON document of `recommend --rate --json` (less the emit field)."""
+    plans, prices, chosen, elapsed = out.plans, out.prices, out.chosen, out.elapsed_s
     docs = []
     for p in plans:
         if isinstance(p, tuple):
