@@ -297,10 +297,12 @@ def _cand_row(p, r, i) -> str:
     nodes, per = p.nodes_of(r)
     worst = [_t(max(x[f"{k}_{q}_s"] for x in r.runs)) if r.runs else "-" for k in ("ttft", "tpot")]
     sus = f"{r.sustainable_rate_rps:.3g}" if r.sustainable_rate_rps else "-"
+    if r.sustainable_rate_rps and r.misses_at_rps:
+        sus = f"{r.sustainable_rate_rps:.3g}-{r.misses_at_rps:.3g}"
     mark = "" if r.status in ("meets", "rate") else " x (misses)"
     return (f"{i:>2}  {r.shape.deployment(r.replicas).label():<18}{r.gpus:>6}{f'{nodes}x{per}':>8}{r.replicas:>9}  "
             f"{r.shape.weights_label:<9}{r.shape.kv_label:<6}{worst[0]:>10}{worst[1]:>10}"
-            f"{sus:>10}{r.shape.bound_rps:>9.3g}" + mark)
+            f"{sus:>12}{r.shape.bound_rps:>9.3g}" + mark)
 
 
 def render_plan(args, p, elapsed=None) -> list[str]:
@@ -318,12 +320,12 @@ def render_plan(args, p, elapsed=None) -> list[str]:
              f"SLOs: {slo}; each candidate simulated on seeds {', '.join(map(str, p.seeds))} ({how}, "
              f"{'/'.join(map(str, requests)) or '-'} requests per seed)", ""]
     head = (f"{'#':>2}  {'deployment':<18}{'GPUs':>6}{'nodes':>8}{'replicas':>9}  {'weights':<9}{'KV':<6}"
-            f"{q + ' TTFT':>10}{q + ' TPOT':>10}{'sustains':>10}{'bound':>9}")
+            f"{q + ' TTFT':>10}{q + ' TPOT':>10}{'sustains':>12}{'bound':>9}")
     lines += [head, "-" * len(head)]
     top = args.top or 10
     lines += [_cand_row(p, r, i) for i, r in enumerate(shown[:top], 1)]
     lines.append(f"{q} = the worst seed; nodes = nodes x GPUs per node that run it as given (--gpus G --nodes N); "
-                 "sustains = the highest rate it meets (req/s); bound = steady-state req/s per replica with the SLOs "
+                 "sustains = the highest rate seen to meet - the lowest seen to miss (req/s); bound = steady-state req/s per replica with the SLOs "
                  "as mean targets")
     w = p.winner
     lines += ["", "Answer: " + p.verdict()] if w else ["", "No deployment: " + p.error]

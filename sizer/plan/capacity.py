@@ -8,8 +8,9 @@ replica count, so the search is a branch and bound with the steady-state model f
 simulation it runs is counted:
 
 1. Shapes (sizer/plan/shapes.py): one replica, repeated d times behind a round-robin router;
-   each has a steady-state bound, the most requests/s one replica carries within the SLOs, so
-   a shape needs at least ceil(R / bound) replicas.
+   each has a steady-state bound, the most requests/s one replica carries within the SLOs (times
+   a measured slack), so a shape needs at least ceil(R / (slack x bound)) replicas; the search
+   starts at ceil(R / bound), where the answer usually is.
 2. One replica stands for all d. A round-robin router gives each replica every d-th arrival: for
    Poisson arrivals at R, gaps that are sums of d exponential gaps, a gamma (Erlang) process of
    shape d at R / d (shape d x b for a gamma process of shape b; constant spacing stays
@@ -47,7 +48,8 @@ MAX_FINALISTS = 3
 REQUESTS_MIN = 600
 REQUESTS_MAX = 5000
 LIFETIMES = 6
-RATE_TOL = 0.03  # the sustainable rate is bracketed to 3%
+RATE_TOL = 0.03  # find_rate's bracket (--gpus) of the sustainable rate
+HEADROOM_TOL = 0.05  # the winner's sustainable rate above R, bracketed to 5%
 DEFAULT_MAX_GPUS = 1024
 METRICS = ("ttft_s", "tpot_s", "itl_s", "e2e_s", "queue_s")
 
@@ -118,7 +120,8 @@ class Sized:
     runs: list  # the seeds' rows at `replicas` (or, on a miss, up to the seed that missed)
     fewer: dict | None = None  # {replicas, gpus, row}: the missing run one step below
     requests: int = 0
-    sustainable_rate_rps: float | None = None
+    sustainable_rate_rps: float | None = None  # the highest rate seen to meet
+    misses_at_rps: float | None = None  # the lowest rate above it seen to miss
     rate_curve: list | None = None  # --gpus: find_rate's points (deployment rates)
     limited_by: str = ""
     lower_gpus: int = 0  # the bound's GPUs
@@ -243,8 +246,9 @@ class Planner:
 
     def highest_rate(self, shape: Shape, replicas: int, lo: float | None = None, hi: float | None = None):
         """The highest deployment rate `replicas` shapes sustain: a geometric bisection to
-        RATE_TOL from a rate known to meet (`lo`) and one expected to miss (`hi`), or
-        sizer.sim.find_rate over the seeds when none is known. Returns (rate, curve, limited_by)."""
+        HEADROOM_TOL from a rate known to meet (`lo`) and one expected to miss (`hi`), or
+        sizer.sim.find_rate over the seeds (to RATE_TOL) when none is known. Returns (rate, the
+        lowest rate seen to miss or None, find_rate's curve, limited_by)."""
         if lo is None:
             dep = self.deployment(shape, replicas)
             d = 1 if self.timed else replicas
@@ -254,21 +258,23 @@ class Planner:
                             stable=lambda sim: self.saturated(sim, shape))
             self.simulations += res.simulations
             curve = [{**row, "rate_rps": row["rate_rps"] * d} for row in res.curve]
-            return res.max_rate_rps * d, curve, res.limited_by
+            above = min((r["rate_rps"] for r in curve if not r["meets"] and r["rate_rps"] > res.max_rate_rps * d),
+                        default=None)
+            return res.max_rate_rps * d, above, curve, res.limited_by
         grow = hi / lo
         for _ in range(6):  # widen while the guess still meets
             if not self.check(shape, replicas, hi)[0]:
                 break
             lo, hi = hi, hi * grow
         else:
-            return lo, [], "search range"
-        while hi / lo > 1 + RATE_TOL:
+            return lo, None, [], "search range"
+        while hi / lo > 1 + HEADROOM_TOL:
             mid = math.sqrt(lo * hi)
             if self.check(shape, replicas, mid)[0]:
                 lo = mid
             else:
                 hi = mid
-        return lo, [], "+".join(self.check(shape, replicas, hi)[1][-1]["misses"])
+        return lo, hi, [], "+".join(self.check(shape, replicas, hi)[1][-1]["misses"])
 
 
 def plan_capacity(planner: Planner, shapes: list[Shape], rate_rps: float, *, step_of, max_gpus: int) -> list[Sized]:
@@ -279,8 +285,8 @@ def plan_capacity(planner: Planner, shapes: list[Shape], rate_rps: float, *, ste
     out, best, searched = [], None, 0
     for shape in order:
         step = step_of(shape)
-        d_lo = replicas_at_least(shape, rate_rps, step)
-        lower = d_lo * shape.gpus
+        lower = replicas_at_least(shape, rate_rps, step) * shape.gpus  # with the slack: for pruning
+        d_lo = replicas_at_least(shape, rate_rps, step, slack=1.0)  # without: where the search starts
         most = max_gpus // shape.gpus
         if (best is not None and lower > best.gpus) or searched >= MAX_FINALISTS or lower > max_gpus:
             out.append(Sized(shape, None, "pruned", [], lower_gpus=lower))
@@ -329,7 +335,8 @@ def add_headroom(planner: Planner, results: list[Sized], rate_rps: float, limit:
     for r in [r for r in results if r.status == "meets"][:limit]:
         fewer = r.fewer["replicas"] if r.fewer else None
         hi = rate_rps * r.replicas / fewer if fewer else rate_rps * 2
-        r.sustainable_rate_rps, _, r.limited_by = planner.highest_rate(r.shape, r.replicas, rate_rps, hi)
+        r.sustainable_rate_rps, r.misses_at_rps, _, r.limited_by = planner.highest_rate(r.shape, r.replicas,
+                                                                                       rate_rps, hi)
 
 
 def rate_at_gpus(planner: Planner, shapes: list[Shape], gpus: int, rate_rps: float) -> list[Sized]:
@@ -343,10 +350,10 @@ def rate_at_gpus(planner: Planner, shapes: list[Shape], gpus: int, rate_rps: flo
             out.append(Sized(shape, d, "pruned", [], lower_gpus=gpus))
             continue
         searched += 1
-        rate, curve, limited = planner.highest_rate(shape, d)
+        rate, above, curve, limited = planner.highest_rate(shape, d)
         runs = planner.check(shape, d, rate)[1] if rate > 0 else []
         out.append(Sized(shape, d, "rate", runs, requests=planner.requests_for(shape), sustainable_rate_rps=rate,
-                         rate_curve=curve, limited_by=limited, lower_gpus=gpus))
+                         misses_at_rps=above, rate_curve=curve, limited_by=limited, lower_gpus=gpus))
         best = max(best, rate)
     return rank(out, planner)
 

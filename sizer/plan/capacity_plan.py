@@ -92,7 +92,7 @@ class CapacityPlan:
                "whole_nodes": buy, "idle_gpus": buy * self.per_node - r.gpus,
                "replicas": r.replicas, "replica_gpus": s.gpus, "weight_dtype": s.weights_label,
                "kv_dtype": s.kv_label, "status": r.status,
-               "sustainable_rate_rps": r.sustainable_rate_rps,
+               "sustainable_rate_rps": r.sustainable_rate_rps, "misses_at_rps": r.misses_at_rps,
                "headroom": (r.sustainable_rate_rps / self.rate_rps - 1) if r.sustainable_rate_rps else None,
                "limited_by": r.limited_by or None,
                "steady_state": {"bound_rps_per_replica": s.bound_rps, "batch": s.bound_batch,
@@ -346,7 +346,7 @@ def _highest(planner, result, gpus) -> dict:
         r = next(x for x in result.results if x.status in ("misses", "pruned"))
         if r.replicas is None:
             r.replicas = max(1, result.max_gpus // r.shape.gpus)
-        rate, _, limited = planner.highest_rate(r.shape, r.replicas)
+        rate, _, _, limited = planner.highest_rate(r.shape, r.replicas)
     return {"rate_rps": rate, "label": result.label(r), "gpus": r.gpus, "replicas": r.replicas,
             "limited_by": limited or "the search range"}
 

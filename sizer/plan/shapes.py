@@ -187,7 +187,7 @@ def bound_shapes(model, gpu, splits, *, isl: float, osl: float, engine, weight_d
     return out, rejected
 
 
-def replicas_at_least(shape: Shape, rate_rps: float, step: int = 1) -> int:
-    """The fewest replicas (a multiple of `step`) the bound, times BOUND_SLACK, allows at `rate_rps`."""
-    d = max(1, math.ceil(rate_rps / (BOUND_SLACK * shape.bound_rps) - 1e-9))
+def replicas_at_least(shape: Shape, rate_rps: float, step: int = 1, slack: float = BOUND_SLACK) -> int:
+    """The fewest replicas (a multiple of `step`) the bound, times `slack`, allows at `rate_rps`."""
+    d = max(1, math.ceil(rate_rps / (slack * shape.bound_rps) - 1e-9))
     return step * math.ceil(d / step)
