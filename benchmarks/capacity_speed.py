@@ -5,7 +5,9 @@ Each case runs `python -m sizer recommend ... --json` in a fresh interpreter: en
 that process's wall time (interpreter start, imports, bounds, simulations, JSON out); the search
 time, the simulation count and the answer come from the document. The machine's 1-minute load
 average is printed with the results: on a shared box wall time exceeds CPU time. The median of
-REPEATS runs is reported. Prints a table, then one JSON line.
+REPEATS runs is reported. Then the stand-in's error: one replica with its round-robin share of the
+arrivals, as the planner simulates it, against the whole deployment simulated. Prints tables,
+then one JSON line.
 
 Usage: python benchmarks/capacity_speed.py
 """
@@ -45,6 +47,43 @@ def run_case(args) -> dict:
             "sustains": w.get("sustainable_rate_rps")}
 
 
+def stand_in_error() -> dict:
+    """One replica fed its round-robin share (what the planner simulates) against the whole
+    deployment simulated at R, 3 seeds each, the same window (600 requests per replica): the
+    signed error of the mean P99 and the worst seed's |error|, per metric."""
+    sys.path.insert(0, ROOT)
+    import numpy as np
+
+    from sizer.hardware.gpus import get_gpu
+    from sizer.hardware.topology import default_topology
+    from sizer.model.catalog import get_model
+    from sizer.model.split import Split
+    from sizer.plan.capacity import replica_traffic
+    from sizer.sim import Deployment, Lengths, Traffic, simulate
+
+    out = {}
+    for key, model, tp, d, rate, isl, osl in (("70b_tp4_x15_100rps", "llama-3.1-70b", 4, 15, 100.0, 1024, 256),
+                                              ("8b_x4_200rps", "llama-3.1-8b", 1, 4, 200.0, 256, 64)):
+        gpu, m = get_gpu("h100-sxm"), get_model(model)
+        traffic = Traffic(isl=Lengths("fixed", isl), osl=Lengths("fixed", osl))
+        topo = default_topology(gpu, tp * d, tp * d // 4) if tp * d > 8 else None
+        whole = Deployment(m, gpu, Split(tp=tp, dp=d), engine="vllm", context=isl + osl, topology=topo)
+        one = Deployment(m, gpu, Split(tp=tp), engine="vllm", context=isl + osl)
+        w, p = {"ttft": [], "tpot": []}, {"ttft": [], "tpot": []}
+        for seed in (0, 1, 2):
+            rw = simulate(whole, Traffic(rate_rps=rate, requests=600 * d, seed=seed, isl=traffic.isl, osl=traffic.osl))
+            rp = simulate(one, replica_traffic(traffic, d, rate, seed, 600))
+            for k in w:
+                w[k].append(rw.percentile(k, 99))
+                p[k].append(rp.percentile(k, 99))
+        out[key] = {f"{k}_p99": {"signed": round(float(np.mean(p[k]) / np.mean(w[k]) - 1), 4),
+                                 "worst_seed": round(float(np.max(np.abs(np.array(p[k]) / np.array(w[k]) - 1))), 4)}
+                    for k in w}
+        print(f"{key:<26}" + "".join(f"  {k} P99 {v['signed']:+.1%} (worst seed {v['worst_seed']:.1%})"
+                                     for k, v in out[key].items()))
+    return out
+
+
 def main() -> None:
     subprocess.run([sys.executable, "-c", "import sizer.cli.recommend"], cwd=ROOT, check=True)  # bytecode
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
@@ -59,12 +98,14 @@ def main() -> None:
               f"{r0['winner']} ({sus})")
         summary[key] = {"e2e_s": round(med["e2e_s"], 2), "search_s": round(med["search_s"], 2),
                         "simulations": r0["simulations"], "gpus_needed": r0["gpus"], "winner": r0["winner"]}
+    print("\none replica for the round-robin deployment (signed error of the mean P99 over 3 seeds):")
+    stand_in = stand_in_error()
     head = summary[CASES[0][0]]
     ok = head["e2e_s"] < TARGET_S
     print(f"\n{CASES[0][0]}: {head['e2e_s']:.2f} s end to end, {head['simulations']} simulations "
           f"({'under' if ok else 'OVER'} the {TARGET_S:g} s target); load average {load:.1f}")
     print(json.dumps({"benchmark": "capacity_speed", "target_s": TARGET_S, "meets_target": ok,
-                      "load_average_1min": round(load, 2), "cases": summary}))
+                      "load_average_1min": round(load, 2), "cases": summary, "stand_in": stand_in}))
 
 
 if __name__ == "__main__":

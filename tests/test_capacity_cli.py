@@ -138,3 +138,26 @@ def test_a_rate_no_allowed_deployment_serves_is_exit_1_with_the_highest_reached(
     assert d["gpus_needed"] is None and d["error"] and 0 < h["rate_rps"] < 5000 and h["gpus"] <= 2
     assert "no deployment of up to 2x h100-sxm serves 5000 req/s" in err and f"{h['rate_rps']:.3g} req/s" in err
     assert h["label"] in err and "limited by" in err
+
+
+def test_a_trace_with_arrival_times_simulates_whole_deployments(capsys, tmp_path):
+    """No round-robin shortcut for a replayed trace: one workload, so one run per count, of the
+    whole deployment; its rerun command (with --dp) gives the same numbers."""
+    import random
+
+    rng = random.Random(1)
+    t, rows = 0.0, ["arrival_s,input_tokens,output_tokens"]
+    for _ in range(300):
+        t += rng.expovariate(50)
+        rows.append(f"{t:.4f},{rng.randint(100, 400)},{rng.randint(20, 100)}")
+    trace = tmp_path / "timed.csv"
+    trace.write_text("\n".join(rows) + "\n")
+    code, out, _ = run(capsys, "recommend", "--model", "8b", "--rate", "150", "--trace", str(trace), "--nodes", "1",
+                       *SLO, "--json")
+    assert code == 0
+    w = json.loads(out)["winner"]
+    sim = w["simulated"]
+    assert sim["simulated"] == "the whole deployment" and sim["seeds"] == [0] and sim["replica_rate_rps"] == 150
+    assert f"--dp {w['dp']}" in sim["commands"][0] and "--trace" in sim["commands"][0]
+    code, out, _ = run(capsys, *shlex.split(sim["commands"][0])[1:], "--json")
+    assert code == 0 and json.loads(out)["tpot_s"] == sim["runs"][0]["tpot_s"]

@@ -310,7 +310,7 @@ def render_plan(args, p, elapsed=None) -> list[str]:
     slo = ", ".join(f"{q} {k[:-2].upper()} <= {_t(v)}" for k, v in p.slo.items() if v) or \
         "none (stability only)"
     shown = [r for r in p.results if r.replicas is not None and r.status != "pruned"]
-    requests = sorted({r.requests for r in shown if r.requests})
+    requests = sorted({r.requests or r.runs[0]["requests"] for r in shown if r.requests or r.runs})
     how = ("the whole deployment on the trace's arrivals" if p.traffic_timed else
            "one replica with its round-robin share of the arrivals")
     where = (f"{args.gpus}x {p.gpu}" if p.mode == "gpus" else
@@ -367,9 +367,10 @@ def render(args, plans, prices, chosen, elapsed) -> str:
                 continue
             ph = f"{row['cost_per_hour']:,.2f}" if row["cost_per_hour"] is not None else "-"
             pm = f"{row['cost_per_million_output_tokens']:.3f}" if row["cost_per_million_output_tokens"] else "-"
-            lines.append(f"{row['gpu']:<12}{row['gpus_needed']:>6}{row['nodes']:>7}  {row['winner']['label']:<18}"
+            nodes = f"{row['whole_nodes']}x{row['per_node']}"
+            lines.append(f"{row['gpu']:<12}{row['gpus_needed']:>6}{nodes:>7}  {row['winner']['label']:<18}"
                          f"{ph:>10}{pm:>13}")
-        lines += ["", "Verdict: " + _verdict(cmp_doc, prices)]
+        lines += ["nodes = whole nodes of each type's size that hold the GPUs", "", "Verdict: " + _verdict(cmp_doc, prices)]
         lines.append(f"{sum(p.simulations for p in plans if not isinstance(p, tuple))} simulations in {elapsed:.1f} s")
     return "\n".join(lines).rstrip()
 

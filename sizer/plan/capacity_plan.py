@@ -232,8 +232,10 @@ class CapacityPlan:
         where = f"{buy} node{'s' if buy != 1 else ''} of {self.per_node}" + (f", {idle} GPUs idle" if idle else "")
         if w.gpus < self.per_node:
             where = f"part of one node of {self.per_node}"
-        return (f"{w.gpus}x {self.gpu} ({where}): {self.label(w)} serves {self.rate_rps:g} req/s within {slo} "
-                f"on all {len(w.runs)} seed{'s' if len(w.runs) != 1 else ''}")
+        serves = (f"serves {self.rate_rps:g} req/s within {slo}" if any(self.slo.values()) else
+                  f"keeps up with {self.rate_rps:g} req/s (no SLOs: the requests in the system do not grow)")
+        seeds = f"on all {len(w.runs)} seeds" if len(w.runs) > 1 else "on the trace's arrivals"
+        return f"{w.gpus}x {self.gpu} ({where}): {self.label(w)} {serves} {seeds}"
 
 
 def _mean_lengths(traffic):
@@ -362,6 +364,7 @@ def compare(plans: list, prices, rate_rps: float) -> dict:
             per_hour = w.gpus * price if price else None
             tokens_per_hour = rate_rps * p.mean_osl * 3600.0
             rows.append({"gpu": p.gpu, "gpus_needed": w.gpus, "nodes": p.nodes_of(w)[0],
+                         "whole_nodes": math.ceil(w.gpus / p.per_node), "per_node": p.per_node,
                          "winner": p.candidate(w), "gpu_hour_price": price, "cost_per_hour": per_hour,
                          "cost_per_million_output_tokens": per_hour / tokens_per_hour * 1e6 if price else None,
                          "simulations": p.simulations})
