@@ -22,10 +22,12 @@ simulation it runs is counted:
    meets every SLO at the percentile and is not saturated (Planner.saturated); the first seed
    that misses ends the check. The fewest replicas are found by galloping from the bound and
    bisecting, and the count one step below is always simulated too: the answer carries the run
-   that shows one replica fewer misses (or that one replica is the fewest memory allows).
+   that shows one replica (or node) fewer misses, unless it is the shape's smallest deployment.
 4. Branch and bound: shapes go in order of the GPUs their bound needs; one whose bound needs
-   more GPUs than the best confirmed deployment is not simulated (its why-not line says so),
-   and at most MAX_FINALISTS shapes are searched.
+   more GPUs than the best confirmed deployment is not simulated (its why-not line says so), a
+   later shape is searched only up to the best's GPU count (to tie or beat it, or to show it
+   misses there), and at most MAX_FINALISTS shapes are simulated. The winner's sustainable rate
+   is then bracketed, from R up to the rate at which its replicas carry what one fewer carried.
 Each seed simulates REQUESTS_MIN requests, or LIFETIMES x the requests one replica holds at its
 bound (Little's law: bound rate x E2E) when that is more (capped at REQUESTS_MAX): a P99 of a
 shorter window underestimates the tail, because the batch never reaches its steady size.
@@ -40,7 +42,7 @@ import numpy as np
 
 from sizer.errors import InfeasibleError, InputError
 from sizer.sim import Deployment, Traffic, find_rate, simulate
-from .shapes import Rejected, Shape, bound_shapes, bound_targets, candidate_splits, replicas_at_least
+from .shapes import Shape, replicas_at_least
 from .search import divisors
 
 SEEDS = 3
@@ -367,7 +369,3 @@ def check_inputs(rate_rps, ttft_slo_s, tpot_slo_s, percentile) -> None:
     if not 0 < percentile <= 100:
         raise InputError(f"--percentile must be in (0, 100], got {percentile}")
 
-
-__all__ = ["CapacityNotMetError", "Planner", "Rejected", "Sized", "add_headroom", "bound_shapes", "bound_targets",
-           "candidate_splits", "check_inputs", "node_layout", "plan_capacity", "rate_at_gpus", "replica_traffic",
-           "smallest_meeting"]

@@ -14,7 +14,7 @@ from sizer.errors import InfeasibleError, InputError
 from sizer.hardware.topology import default_topology
 from . import capacity as cap
 from .search import divisors
-from .shapes import bound_shapes, bound_targets, candidate_splits
+from .shapes import Rejected, bound_shapes, bound_targets, candidate_splits
 
 HEADROOM_CANDIDATES = 1  # confirmed deployments whose sustainable rate is bracketed (the winner)
 
@@ -191,7 +191,7 @@ class CapacityPlan:
                 less = ""
                 if r.fewer:
                     less = f"; {r.fewer['gpus']} GPUs miss: {self.miss_text(r.fewer['row'])} at {self.rate_rps:g} req/s"
-                tie = f" (as many as the winner, with less room under the SLOs)" if w and r.gpus == w.gpus else ""
+                tie = " (as many as the winner, with less room under the SLOs)" if w and r.gpus == w.gpus else ""
                 lines.append(f"{name}: needs {r.gpus} GPUs{tie}{less}")
             elif r.status == "misses":
                 why = self.miss_text(r.runs[-1]) if r.runs else "no replica count fits the limit"
@@ -331,7 +331,7 @@ def _runnable(planner, shapes):
         try:
             planner.deployment(s).check(sample)
         except InfeasibleError as exc:
-            rejected.append(cap.Rejected(s.split, s.weight_dtype, "kv", str(exc)))
+            rejected.append(Rejected(s.split, s.weight_dtype, "kv", str(exc)))
             continue
         keep.append(s)
     return keep, rejected
