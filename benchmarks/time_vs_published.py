@@ -1,6 +1,7 @@
 """The time model (sizer.cost.estimate) against published inference measurements on A100/H100/H200:
 TensorRT-LLM's performance tables (static batch, max-throughput and online serving), gpt-fast's
-batch-1 decode and NVIDIA NIM's concurrency sweeps, one record each in data/published_perf.json.
+batch-1 decode and NVIDIA NIM's concurrency sweeps, and MoE serving runs (DeepSeek-R1 on SGLang),
+one record each in data/published_perf.json.
 
 Each record names its workload mode, which picks the estimate() call:
 - static: `batch=B`, the whole batch prefilled then decoded (gptSessionBenchmark, gpt-fast);
@@ -67,6 +68,10 @@ def predict(rec):
     split = Split(tp=rec["tp"], pp=rec.get("pp", 1), dp=rec.get("dp", 1), ep=rec.get("ep", 1))
     kw = dict(isl=rec["isl"], osl=rec["osl"], weight_dtype=rec["weight_dtype"],
               kv_dtype=rec.get("kv_dtype") or "auto", engine=rec.get("engine"))
+    if rec.get("nodes", 1) > 1:  # the catalog node over `nodes` nodes (its default network)
+        from sizer.hardware.topology import default_topology
+
+        kw["topology"] = default_topology(gpu, split.gpus, rec["nodes"])
     mode = rec["mode"]
     if mode == "static":
         kw["batch"] = rec["batch"]

@@ -185,6 +185,41 @@ def pareto(rec: dict, ttft_s: float | None = None, tpot_s: float | None = None,
                    yaxis_rangemode="tozero")
 
 
+def disagg_pareto(doc: dict, title: str = "Aggregated vs disaggregated: throughput vs interactivity") -> go.Figure:
+    """The two Pareto frontiers of `sizer recommend --disagg --json` (its `pareto` object:
+    `aggregated` and `disaggregated` rows), output tok/s per GPU against tokens/s per user,
+    each mode's pick marked, the region a TPOT target rules out shaded."""
+    fronts = doc.get("pareto") or {}
+    fig = go.Figure()
+    for key, color, name in (("aggregated", "#4C78A8", "aggregated"), ("disaggregated", "#F58518", "disaggregated")):
+        rows = sorted((r for r in fronts.get(key, []) if r.get("tpot_s")), key=lambda r: 1 / r["tpot_s"])
+        if rows:
+            fig.add_scatter(x=[1 / r["tpot_s"] for r in rows], y=[r["output_tok_s_per_gpu"] for r in rows],
+                            mode="lines+markers", name=f"{name} frontier", line=dict(color=color, shape="hv"),
+                            marker=dict(size=6, color=color), text=[r.get("label", "") for r in rows],
+                            customdata=[[r.get("ttft_s", 0) * 1e3, r["tpot_s"] * 1e3] for r in rows],
+                            hovertemplate="%{text}<br>TTFT %{customdata[0]:.0f} ms, TPOT %{customdata[1]:.2f} ms"
+                                          "<br>%{y:.0f} tok/s/GPU<extra></extra>")
+        pick = doc.get(key)
+        if isinstance(pick, dict) and pick.get("tpot_s"):
+            fig.add_scatter(x=[1 / pick["tpot_s"]], y=[pick["output_tok_s_per_gpu"]], mode="markers",
+                            name=f"{name} pick", marker=dict(size=14, symbol="star", color=color,
+                                                             line=dict(color="black", width=1)),
+                            hovertemplate=f"{name} pick<br>%{{y:.0f}} tok/s/GPU<extra></extra>")
+    shapes, labels = [], []
+    tpot_s = (doc.get("targets") or {}).get("tpot_s")
+    if tpot_s:
+        shapes.append(dict(type="rect", xref="x", x0=0, x1=1 / tpot_s, yref="paper", y0=0, y1=1,
+                           fillcolor="#E45756", opacity=0.10, line_width=0, layer="below"))
+        labels.append(dict(xref="x", x=0, yref="paper", y=1, text=f"TPOT > {tpot_s * 1e3:g} ms",
+                           showarrow=False, xanchor="left", yanchor="top"))
+    ttft_s = (doc.get("targets") or {}).get("ttft_s")
+    sub = f" (points meeting TTFT <= {ttft_s * 1e3:g} ms)" if ttft_s else ""
+    return _layout(fig, title + sub, shapes, labels, xaxis_title="tokens/s per user (1 / TPOT)",
+                   yaxis_title="output tokens/s per GPU", height=480, xaxis_rangemode="tozero",
+                   yaxis_rangemode="tozero")
+
+
 def candidate_label(c: dict) -> str:
     """'TP4 PP2 EP1 DP1 fp8/auto b64' for a recommendation candidate (its own label when given)."""
     s = c["label"] if c.get("label") else " ".join(f"{k.upper()}{c[k]}" for k in ("tp", "pp", "ep", "dp") if c.get(k) is not None)

@@ -249,13 +249,14 @@ def _a2a_pairwise(ranks, topo):
     ("rtx-4090", "pcie-2socket", 8, 1, None, (0, 5, 6, 7)),
 ])
 def test_grouped_all_to_all_equals_the_pairwise_loop(gpu, topo_name, n, nodes, inter, ranks):
-    from sizer.cost.collectives import _a2a_seconds_per_byte, _analyse
+    from sizer.cost.collectives import _a2a_seconds_per_byte
+    from sizer.cost.comm_group import analyse_group
     from sizer.hardware.gpus import get_gpu
     from sizer.hardware.topology import get_topology
 
     topo = get_topology(topo_name, get_gpu(gpu), n, nodes, inter)
     ranks = ranks or tuple(range(n))
-    g = _analyse(tuple(ranks), topo)
+    g = analyse_group(tuple(ranks), topo)
     assert _a2a_seconds_per_byte(g, topo) == pytest.approx(_a2a_pairwise(ranks, topo), rel=1e-12)
 
 

@@ -38,8 +38,12 @@ def test_default_is_vllm_and_says_so(capsys, cmd):
 
 def test_memory_default_keeps_vllms_reserve(capsys):
     """Llama-3.1-8B on one H100: vLLM's 0.9 x 79.22 GiB budget leaves 53.3 GiB of KV (R03100:
-    53.29 GiB); raw capacity would give the free memory of the whole GPU."""
-    vllm = doc(capsys, "memory", "--model", "8b", "--context", "8192")
+    53.29 GiB, a V0 engine running 256 sequences); raw capacity would give the free memory of
+    the whole GPU. At V1's H100 default of 1024 sequences the profiled sampler takes 3.7 GiB
+    more (sizer.cost.engines.profile_forward)."""
+    vllm = doc(capsys, "memory", "--model", "8b", "--context", "8192", "--max-num-seqs", "256")
+    v1 = doc(capsys, "memory", "--model", "8b", "--context", "8192")
+    assert (vllm["per_gpu"]["kv_cache_bytes"] - v1["per_gpu"]["kv_cache_bytes"]) / 2**30 == pytest.approx(3.67, abs=0.05)
     raw = doc(capsys, "memory", "--model", "8b", "--context", "8192", "--engine", "none", "--batch", "400")
     assert vllm["per_gpu"]["kv_cache_bytes"] / 2**30 == pytest.approx(53.3, abs=0.1)
     assert raw["max_sequences"] > vllm["max_sequences"]

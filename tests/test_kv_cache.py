@@ -73,7 +73,7 @@ def test_vllm_holds_twice_what_it_reports_for_gpt_oss():
     plan = memory_plan(get_model("gpt-oss-20b"), get_gpu_h100(), Split(tp=2), engine="vllm", context=131_072)
     blocks = plan.max_kv_tokens * 2 // 16  # two groups share the pool
     assert plan.max_sequences == blocks // (131_072 // 16 + 9)
-    assert plan.max_sequences * 131_072 == pytest.approx(2 * plan.max_kv_tokens, rel=0.02)
+    assert abs(plan.max_sequences * 131_072 - 2 * plan.max_kv_tokens) < 1.01 * 131_072  # within a sequence
     assert "GPU KV cache size" in plan.kv_reported_as and plan.kv_rule.startswith("vLLM V1 hybrid")
 
 

@@ -19,6 +19,7 @@ import time_vs_published as tv  # noqa: E402
 
 RECORDS = read_json("published_perf.json")
 FIT = ("trt17", "trt14")
+DEEPSEEK = ("ix870-", "tt356-")  # DeepSeek-R1 serving rows added by the review (MoE, reported apart)
 
 
 def test_records_are_complete_and_resolve():
@@ -41,7 +42,7 @@ def test_ampere_hopper_records_median_and_bias_within_the_issue_bounds():
     Blackwell FP4 rows added since read low (B200 -6%, GB200 -9%, RTX PRO 6000 -17% signed):
     over all rows 8.4% and -5.9%, pinned here so that it cannot silently get worse."""
     errs = {r["id"]: (tv.predict(r)[0] / r["value"] - 1) * 100 for r in RECORDS}
-    ah = [e for rid, e in errs.items() if not rid.startswith("trt10-")]
+    ah = [e for rid, e in errs.items() if not rid.startswith(("trt10-",) + DEEPSEEK)]
     assert len(ah) == 54
     assert statistics.median(abs(e) for e in ah) <= 8.0 and abs(statistics.median(ah)) <= 3.0
     every = list(errs.values())
@@ -98,3 +99,19 @@ def test_nvfp4_gemms_use_fp4_tensor_cores_only_where_they_exist():
     b200, h100 = device_for(get_gpu("b200")), device_for(get_gpu("h100-sxm"))
     assert b200.matmul_rate("fp4") == 9e15 * FP4_MATMUL_EFFICIENCY
     assert h100.matmul_rate("fp4") == h100.matmul_rate("bf16")
+
+
+def test_deepseek_r1_serving_rows_are_reported_apart_and_pinned():
+    """DeepSeek-R1-0528 FP8 on SGLang (data/published_perf.json, sources there): on 8x H200 at TP8
+    sizer reads -3% / -5% at 8 / 16 sequences and -15% / -19% at 32 / 64 (the experts' weights
+    stream at 0.92 of datasheet in sizer once every expert is reached; the fused-MoE kernel at
+    2-4 rows an expert reaches less), and -41% at TP16 over two H100 nodes (small all-reduces
+    across InfiniBand). Pinned so that none gets worse unseen; the MoE rows' median |error|
+    (with Mixtral's three) stays under 15%."""
+    errs = {r["id"]: tv.predict(r)[0] / r["value"] - 1 for r in RECORDS if r["id"].startswith(DEEPSEEK)}
+    assert len(errs) == 5
+    for c, lo, hi in ((8, -0.10, 0.10), (16, -0.10, 0.10), (32, -0.20, 0.0), (64, -0.25, 0.0)):
+        assert lo < errs[f"ix870-dsr1-h200-tp8-1024-1024-c{c}-tpot"] < hi, c
+    assert -0.5 < errs["tt356-dsr1-h100-tp16-2node-128-128-c1-tpot"] < -0.3
+    moe = [abs(tv.predict(r)[0] / r["value"] - 1) for r in RECORDS if tv.is_moe(r)]
+    assert len(moe) == 8 and statistics.median(moe) < 0.15

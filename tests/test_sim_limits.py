@@ -86,3 +86,22 @@ def test_interpolated_step_costs_match_the_step_model(h100, model, split):
         exact = max(float(np.max(t)) for t in r.stage_times_s)
         errors.append(abs(costs.time(b, ctx, p, L) / exact - 1))
     assert max(errors) < 1e-3
+
+
+@pytest.mark.parametrize("engine, split, seqs", [
+    ("vllm", Split(tp=4), None),
+    ("vllm", Split(tp=4), 64),   # a given max_num_seqs sizes vLLM's profiling sampler too
+    ("sglang", Split(tp=1, dp=8, ep=8), None),  # DP attention: each rank gets its share
+])
+def test_caps_and_kv_pool_are_estimates(h100, engine, split, seqs):
+    """The simulator's replica caps and KV pool are the ones `sizer estimate` plans with
+    (cost.engines.replica_limits; memory_plan sized with the configured max_num_seqs): SGLang
+    splits max_running_requests over its data-parallel attention ranks (managers/scheduler.py
+    per_dp_max_running_requests), and vLLM profiles min(max_num_batched_tokens, max_num_seqs)
+    sampler rows (gpu_model_runner.py profile_run)."""
+    model = get_model("llama-3.1-70b" if split.ep == 1 else "qwen3-30b-a3b")
+    est = estimate(model, h100, split, isl=1024, osl=256, engine=engine, max_batch=seqs)
+    dep = Deployment(model, h100, split, engine=engine, max_num_seqs=seqs, context=1280)
+    assert dep.kv_tokens == est.memory["max_kv_tokens"]
+    from sizer.cost.engines import get_engine, replica_limits
+    assert dep.max_num_seqs == (seqs or replica_limits(get_engine(engine), h100, split)[0])

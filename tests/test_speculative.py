@@ -116,3 +116,40 @@ def test_cli_speculative_and_bad_flags(capsys):
     assert main(argv + ["--speculative", "draft"]) == 2
     assert main(argv + ["--speculative", "eagle", "--acceptance", "inf"]) == 2
     assert "Traceback" not in capsys.readouterr().err
+
+
+def test_the_draft_takes_its_weights_and_kv_from_the_same_gpus():
+    """DeepSeek-V3 with MTP on 8x H200 at TP8: the MTP block (one MoE layer of 11.5B parameters,
+    a 1/8 shard of each expert per GPU, plus its 2 x 7168 x 7168 eh_proj) adds 1.55 GiB of
+    weights per GPU, and its one MLA layer caches KV for every token beside the target's 61:
+    the target keeps 61/62 of the KV memory. A Llama-3.1-8B draft of a 70B TP4 fp8 target adds
+    its bf16 weights, a quarter per GPU, and 32 layers of KV (two of its 8 KV heads per GPU)
+    beside the target's 80 layers of two heads each: the target keeps 80/112 of the KV memory."""
+    from sizer.cost.engines import memory_plan
+    from sizer.cost.estimate import draft_memory, estimate
+    from sizer.cost.memory import kv_bytes_per_token, resolve_precision, stage_weight_bytes
+    from sizer.hardware.gpus import get_gpu
+    from sizer.model.catalog import get_model
+    from sizer.model.split import Split
+
+    ds, h200, tp8 = get_model("deepseek-v3"), get_gpu("h200"), Split(tp=8)
+    mtp = speculative_config(ds, "mtp")
+    extra = draft_memory(mtp, tp8)
+    layer = ds.moe_layer_params() / 1e9
+    assert layer == pytest.approx(11.5, abs=0.05)
+    assert extra["draft_weight_bytes"] / 2**30 == pytest.approx(1.55, abs=0.02)
+    per_token = sum(kv_bytes_per_token(ds, tp8, resolve_precision(ds)))
+    assert extra["draft_kv_bytes_per_token"] == pytest.approx(per_token / 61)
+    plain = memory_plan(ds, h200, tp8, context=2048, engine="vllm")
+    kv_only = memory_plan(ds, h200, tp8, context=2048, engine="vllm",
+                          draft_kv_bytes_per_token=extra["draft_kv_bytes_per_token"])
+    assert kv_only.max_kv_tokens / plain.max_kv_tokens == pytest.approx(61 / 62, rel=1e-3)
+    both = estimate(ds, h200, tp8, isl=1024, osl=1024, engine="vllm", speculative=mtp)
+    assert both.memory["per_gpu"]["weights_bytes"] == pytest.approx(plain.weights_bytes + extra["draft_weight_bytes"])
+
+    l70, l8, h100, tp4 = get_model("70b"), get_model("8b"), get_gpu("h100-sxm"), Split(tp=4)
+    draft = speculative_config(l70, "draft", draft_model=l8)
+    extra = draft_memory(draft, tp4, "fp8", "fp8")
+    assert extra["draft_weight_bytes"] == max(stage_weight_bytes(l8, tp4, resolve_precision(l8, None, "fp8")))
+    target = sum(kv_bytes_per_token(l70, tp4, resolve_precision(l70, "fp8", "fp8")))
+    assert target / (target + extra["draft_kv_bytes_per_token"]) == pytest.approx(80 / 112)

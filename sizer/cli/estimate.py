@@ -6,6 +6,7 @@ from .common import (add_emit_arg, add_model_args, bounded_float, deployment_fro
 from sizer.cost.engines import get_engine, scheduler_limits
 from sizer.cost.estimate import estimate
 from .common import add_topology_args
+from .disagg import add_pool_args, run_estimate, wants_disagg
 from sizer.units import fmt_seconds
 
 
@@ -24,6 +25,7 @@ def register(sub) -> None:
                         "(low-latency), auto (ll for decode, normal for prefill; default nccl)")
     g.add_argument("--moe-imbalance", type=bounded_float(1.0, 64.0), default=1.0, metavar="X",
                    help="busiest expert rank's load over the mean (default 1: uniform routing)")
+    add_pool_args(p)
     g = p.add_argument_group("speculative decoding")
     g.add_argument("--speculative", metavar="M", help="mtp, eagle or draft (default: none)")
     g.add_argument("--num-speculative-tokens", type=positive_int, metavar="K",
@@ -36,6 +38,8 @@ def register(sub) -> None:
 
 def run(args) -> int:
     resolve_emit(args)
+    if wants_disagg(args):
+        return run_estimate(args)
     from sizer.cost.moe_comm import check_a2a
     from sizer.cost.speculative import speculative_config
     from sizer.errors import InputError

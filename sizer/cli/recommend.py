@@ -14,6 +14,7 @@ from sizer.plan.recommend import OBJECTIVES, NothingFitsError, TargetsNotMetErro
 from sizer.plan.search import GIB
 from sizer.plan.whynot import comm_pct
 from .common import add_scheduler_args, add_topology_args, topology_from_args
+from .disagg import add_recommend_args, run_recommend, wants_disagg
 
 MAX_WHY_NOT = 10  # every family of rejected splits comes first (sizer/plan/whynot.py)
 MAX_PARETO = 16  # Pareto rows in the text report (--json has them all)
@@ -58,6 +59,7 @@ def register(sub) -> None:
     s.add_argument("--top", type=positive_int, default=10, help="candidates to list (default 10)")
     s.add_argument("--allow-idle", action="store_true", help="also consider splits that leave some GPUs idle")
     add_emit_arg(s)
+    add_recommend_args(p)
     p.add_argument("--json", action="store_true", help="print one JSON document on stdout")
     capacity.add_args(p)
     p.set_defaults(func=run, nodes=None)  # --nodes: with --rate and no --gpus, the most nodes to use
@@ -66,6 +68,9 @@ def register(sub) -> None:
 def run(args) -> int:
     resolve_emit(args)
     if args.rate is not None:
+        if wants_disagg(args):
+            raise InputError("--disagg with --rate: capacity planning of prefill/decode pools is not modelled; "
+                             "drop one (--disagg compares pools on --gpus N)")
         return capacity.run(args)  # rate-driven capacity planning (sizer/cli/capacity.py)
     capacity.refuse_without_rate(args)
     if args.gpus is None:
@@ -75,6 +80,8 @@ def run(args) -> int:
     args.gpu_hour_price = args.gpu_hour_price[0] if args.gpu_hour_price else None
     args.isl, args.osl = args.isl or 1024, args.osl or 256
     args.objective, args.nodes = args.objective or "throughput", args.nodes or 1
+    if wants_disagg(args):
+        return run_recommend(args)
     model, gpu = get_model(args.model), get_gpu(args.gpu)
     ttft, tpot = args.ttft, args.tpot  # seconds (sizer.units.parse_seconds)
     if model.max_position_embeddings and args.isl + args.osl > model.max_position_embeddings:

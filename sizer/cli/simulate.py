@@ -13,6 +13,7 @@ from sizer.sim import Deployment, Lengths, Traffic, find_rate, parse_lengths, re
 from sizer.sim.arrivals import ARRIVALS
 from sizer.sim.loop import ROUTERS
 from sizer.units import fmt_seconds, parse_seconds
+from .disagg import add_pool_args, run_simulate, wants_disagg
 from .common import (add_emit_arg, add_model_args, add_topology_args, bounded_float, deployment_from_args, duration,
                      emit_launch, engine_fraction, non_negative_int, nonempty, positive_int, resolve_emit,
                      show_emit)
@@ -49,6 +50,7 @@ def register(sub) -> None:
     s.add_argument("--tpot-slo", metavar="T", type=nonempty, help="TPOT objective with a unit (50ms)")
     s.add_argument("--percentile", type=bounded_float(0.0, 100.0), default=99.0, help="percentile the SLOs apply to with --find-rate (default 99)")
     s.add_argument("--find-rate", action="store_true", help="search the highest rate whose percentile meets the SLOs")
+    add_pool_args(p)
     p.add_argument("--requests-out", metavar="FILE", type=nonempty, help="write one CSV row per request")
     add_emit_arg(p)
     p.set_defaults(func=run)
@@ -123,6 +125,8 @@ def run(args) -> int:
     if args.find_rate and args.requests_out:
         raise InputError("--requests-out writes one simulation's requests: drop --find-rate")
     longest = longest_request(traffic)
+    if wants_disagg(args):
+        return run_simulate(args, traffic, ttft, tpot, longest)
     model, gpu, split, topo, profile = deployment_from_args(args, longest, "the longest request")
     dep = Deployment(model, gpu, split, engine=args.engine, weight_dtype=args.weight_dtype, kv_dtype=args.kv_dtype,
                      fraction=engine_fraction(args), max_num_seqs=args.max_num_seqs,
@@ -184,9 +188,9 @@ def write_requests(path: str, res) -> None:
         raise InputError(f"--requests-out {path}: {exc.strerror}") from None
 
 
-def _show(doc: dict, res, wall: float) -> None:
+def _show(doc: dict, res, wall: float, title: str | None = None) -> None:
     d = res.deployment
-    print(f"{doc['model']} on {doc['split']['tp'] * doc['split']['pp'] * doc['split']['dp']}x {doc['gpu']}, "
+    print(title or f"{doc['model']} on {doc['split']['tp'] * doc['split']['pp'] * doc['split']['dp']}x {doc['gpu']}, "
           f"{doc['split']['label']}, engine {d['engine'] if d['engine'] != 'none' else 'none (generic continuous batching)'}: "
           f"{res.requests} requests, {res.traffic}, seed {doc['seed']}")
     print(f"  {'':6} {'mean':>11} {'p50':>11} {'p90':>11} {'p99':>11} {'max':>11}")

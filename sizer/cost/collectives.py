@@ -42,10 +42,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from sizer.errors import InputError, closest_names
-from sizer.hardware.placement import gpu_order
+from .comm_group import DOMAIN_NET_CHANNELS, PROTOS, Group, analyse_group  # noqa: F401 (re-exported)
 
 OPS = ("all_reduce", "all_gather", "reduce_scatter", "all_to_all", "send_recv", "broadcast")
-PROTOS = (("ll", "LL"), ("ll128", "LL128"), ("simple", "Simple"))
 CUSTOM_ALGOS = frozenset({"one_shot", "two_shot"})
 NCCL_ALGOS = frozenset({"ring", "tree", "nvls", "hierarchical", "direct", "p2p"})
 CUSTOM_MAX_BYTES = 8 * 2**20  # vLLM custom all-reduce default max_size (8 MiB)
@@ -53,9 +52,6 @@ MEASURED, EXTRAPOLATED = "measured", "measured (extrapolated)"  # a profile fit,
 # the largest size the profile measured
 _CUSTOM = {"one_shot": (6e-6, 0.75), "two_shot": (10e-6, 0.75)}  # (latency_s, efficiency); no
 # public curve in the reference set: vLLM's reported ~2x lower small-message latency than NCCL.
-DOMAIN_NET_CHANNELS = 8  # fitted: CoreWeave GB200 NVL72 2 and 20 racks (data/nccl_multinode.json
-# M00006-17: busbw 810 GB/s over 2 racks, ~430 GB/s asymptote over 20, with 72 NDR NICs per
-# rack); binds only where a node has more than 8 NICs (NVL72 racks), never on HGX nodes.
 
 
 @dataclass(frozen=True)
@@ -92,122 +88,7 @@ def check_op(op: str) -> str:
     return key
 
 
-@dataclass(frozen=True)
-class _Hop:
-    """A path's cost per protocol: bandwidth (bytes/s), base latency, hop latency."""
-
-    bw: dict
-    base_s: dict
-    hop_s: float
-    p2p_bw: float
-    p2p_s: float
-
-
-def _hop(links, parallel: int = 1) -> _Hop:
-    bw = {p: min(lk.bytes_per_s * lk.protocols[p].efficiency for lk in links) * parallel
-          for p, _ in PROTOS}
-    base = {p: max(lk.protocols[p].latency_s for lk in links) for p, _ in PROTOS}
-    p2p_bw = min(lk.bytes_per_s * lk.p2p.efficiency for lk in links)
-    return _Hop(bw, base, sum(lk.hop_latency_s for lk in links), p2p_bw,
-                max(lk.p2p.latency_s for lk in links))
-
-
-def _worst(hops) -> _Hop:
-    return _Hop({p: min(h.bw[p] for h in hops) for p, _ in PROTOS},
-                {p: max(h.base_s[p] for h in hops) for p, _ in PROTOS},
-                max(h.hop_s for h in hops), min(h.p2p_bw for h in hops),
-                max(h.p2p_s for h in hops))
-
-
-@dataclass(frozen=True)
-class _Group:
-    n: int
-    nodes: int
-    per_node: int
-    ring: _Hop | None  # slowest hop of the intra-node ring (None for one GPU per node)
-    shift: _Hop  # slowest hop of the send_recv ring shift
-    net: object  # LinkClass between nodes (or None)
-    nic_bytes_per_s: float  # NIC line rate one node offers this group
-    rail_bytes_per_s: float  # NIC line rate of one GPU
-    nvls: object  # Protocol or None
-    nvlink_bytes_per_s: float  # per-GPU switch bandwidth when on an NVSwitch, else 0
-    peer_bytes_per_s: float  # what one GPU can pull from all its peers at once
-    peer_access: bool  # custom all-reduce possible
-    local_sets: tuple  # distinct sets of local GPU indices the group holds in a node
-    node_counts: tuple  # distinct numbers of group GPUs per node
-
-
-_CACHE: dict = {}
-
-
-def _analyse(ranks: tuple, topo) -> _Group:
-    key = (id(topo), ranks)
-    hit = _CACHE.get(key)
-    if hit is not None and hit[0] is topo:
-        return hit[1]
-    if len(_CACHE) > 4096:
-        _CACHE.clear()
-    group = _build_group(ranks, topo)
-    _CACHE[key] = (topo, group)
-    return group
-
-
-def _build_group(ranks: tuple, topo) -> _Group:
-    """Where the group sits, vectorised over ranks: nodes are identical, so what a node's share
-    of the group costs depends only on which local GPUs it holds (a few distinct sets), and a
-    million-GPU group is analysed in well under a second."""
-    per = topo.gpus_per_node
-    local_order = np.empty(per, dtype=np.int64)  # rank order inside a node (placement.gpu_order)
-    local_order[[g % per for g in gpu_order(topo)[:per]]] = np.arange(per)
-    r = np.asarray(ranks, dtype=np.int64)
-    node, loc = r // per, r % per
-    sort = np.lexsort((local_order[loc], node))
-    r, node, loc = r[sort], node[sort], loc[sort]
-    _, start, count = np.unique(node, return_index=True, return_counts=True)
-    k = len(start)
-    locals_ = {tuple(int(x) for x in loc[a:a + c]) for a, c in zip(start, count)}
-    big = int(np.argmax(count))
-    sub = [int(x) for x in r[start[big]:start[big] + count[big]]]
-    m = len(sub)
-
-    def hop(i, j, parallel=1):
-        return _hop(tuple(topo.links[key] for key in topo.paths[i][j]), parallel)
-
-    ring = None
-    sub_local = [g % per for g in sub]
-    if m > 1:
-        mesh = all(topo.is_direct(a, b) for a in sub for b in sub if a != b)
-        parallel = m - 1 if mesh else 1  # a full mesh runs one ring per link
-        ring = _worst([hop(i, j, parallel) for i, j in zip(sub_local, sub_local[1:] + sub_local[:1])])
-    pairs = set()  # the send_recv ring shift: consecutive ranks, node by node
-    for lt in locals_:
-        pairs.update(zip(lt, lt[1:]))
-        if k == 1 and len(lt) > 1:
-            pairs.add((lt[-1], lt[0]))
-    shift_hops = [hop(i, j) for i, j in pairs]
-    if k > 1:
-        shift_hops.append(_hop((topo.inter_node,)))
-    shift = _worst(shift_hops)
-    net = topo.inter_node if k > 1 else None
-    nic = rail = 0.0
-    if net is not None:
-        rail = net.bytes_per_s * (1.0 / m if net.per_node else max(topo.nics_per_gpu, 1e-9))
-        nics = 1.0 if net.per_node else min(max(m * topo.nics_per_gpu, 1.0), DOMAIN_NET_CHANNELS)
-        nic = net.bytes_per_s * nics
-    first = [topo.links[key] for i in sub_local for j in sub_local if i != j for key in topo.paths[i][j]]
-    switched = bool(first) and all(lk.kind == "nvswitch" for lk in first)
-    nvls = first[0].nvls if switched and m > 1 else None
-    host = any(lk.kind in ("host", "net") for lk in first)
-    mesh = m > 1 and all(topo.is_direct(a, b) for a in sub for b in sub if a != b)
-    one_host = int(r.min()) // topo.host_gpus == int(r.max()) // topo.host_gpus  # CUDA IPC: one OS
-    peer = k == 1 and one_host and not host and m <= 8 and (m == 2 or mesh or switched)
-    switch_bw = first[0].bytes_per_s if switched else 0.0
-    pull = switch_bw or (min((lk.bytes_per_s for lk in first), default=0.0) * max(m - 1, 1))
-    return _Group(len(r), k, m, ring, shift, net, nic, rail, nvls, switch_bw, pull, peer,
-                  tuple(sorted(locals_)), tuple(sorted({int(c) for c in count})))
-
-
-def _candidates(op: str, g: _Group, topo):
+def _candidates(op: str, g: Group, topo):
     """(name, latency_s, seconds_per_byte) for every algorithm that applies."""
     n, k, m = g.n, g.nodes, g.per_node
     f = busbw_factor(op, n)
@@ -249,7 +130,7 @@ def _candidates(op: str, g: _Group, topo):
     return out
 
 
-def _a2a_seconds_per_byte(g: _Group, topo) -> float:
+def _a2a_seconds_per_byte(g: Group, topo) -> float:
     """Most loaded resource when every rank sends 1/n of its buffer to every peer: a GPU's NIC
     (or a node's, for per-node NICs), the socket link a socket pair shares, a point-to-point
     NVLink/xGMI bond, a GPU's port into a switch or PCIe. Nodes are identical, so the in-node
@@ -317,7 +198,7 @@ def collective_time(op: str, size_bytes, ranks, topology, profile=None,
     if n <= 1:
         zero = np.zeros_like(sizes)
         return _pack(zero, ["none"] * len(sizes), sizes, op, max(n, 1), scalar)
-    g = _analyse(ranks, topology)
+    g = analyse_group(ranks, topology)
     cover = profile_fit(op, ranks, topology, profile)
     cands = [c for c in _candidates(op, g, topology) if _allowed(c[0], algorithms)]
     if cover is not None:

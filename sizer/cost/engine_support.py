@@ -91,8 +91,11 @@ def runs_expert_layout(engine, tp: int, dp: int, ep: int) -> bool:
 
 def expert_layouts(engine, tp: int, dp: int, num_experts: int | None = None) -> list[int]:
     """The EP sizes `engine` runs over TP x DP ranks (dividing the expert count when given)."""
-    return [e for e in range(1, tp * dp + 1) if (tp * dp) % e == 0
-            and (num_experts is None or num_experts % e == 0) and runs_expert_layout(engine, tp, dp, e)]
+    n = tp * dp
+    small = [d for d in range(1, int(n ** 0.5) + 1) if n % d == 0]  # O(sqrt n): n reaches 1e6
+    every = sorted(set(small) | {n // d for d in small})
+    return [e for e in every if (num_experts is None or num_experts % e == 0)
+            and runs_expert_layout(engine, tp, dp, e)]
 
 
 def check_layout(engine, split, model=None) -> str | None:

@@ -31,24 +31,24 @@ class EngineRules:
     name: str
     fraction: float  # gpu_memory_utilization | mem_fraction_static | free_gpu_memory_fraction
     fraction_flag: str
-    max_num_batched_tokens: int  # the memory profile's forward (memory_plan); the scheduler's
-    max_num_seqs: int  # caps on each GPU come from scheduler_limits
     block_tokens: int
     source: str
     entry_point: str = ""  # which of the engine's front ends the scheduler defaults model
+    # scheduler caps (max_num_seqs, max_num_batched_tokens) depend on the GPU: scheduler_limits;
+    # what the memory profile runs with them: profile_forward
 
 
 ENGINES = {
-    "vllm": EngineRules("vllm", 0.9, "--gpu-memory-utilization", 8192, 256, 16,
+    "vllm": EngineRules("vllm", 0.9, "--gpu-memory-utilization", 16,
                         "vLLM EngineArgs defaults: gpu_memory_utilization=0.9, block_size=16; scheduler caps "
                         "by GPU (scheduler_limits): vllm/engine/arg_utils.py _set_default_args",
                         "vllm serve (UsageContext.OPENAI_API_SERVER)"),
-    "sglang": EngineRules("sglang", 0.88, "--mem-fraction-static", 8192, 256, 1,
+    "sglang": EngineRules("sglang", 0.88, "--mem-fraction-static", 1,
                           "SGLang ServerArgs: mem_fraction_static picked by GPU memory (0.88 for "
                           "80 GB-class GPUs at TP<=2), page_size=1; chunked_prefill_size and "
                           "max_running_requests by GPU (scheduler_limits)",
                           "python -m sglang.launch_server"),
-    "trtllm": EngineRules("trtllm", 0.9, "--kv-cache-free-gpu-mem-fraction", 8192, 256, 32,
+    "trtllm": EngineRules("trtllm", 0.9, "--kv-cache-free-gpu-mem-fraction", 32,
                           "TensorRT-LLM KvCacheConfig.free_gpu_memory_fraction=0.9, tokens_per_block=32; "
                           "scheduler caps of trtllm-bench's tuning (scheduler_limits)",
                           "trtllm-bench throughput (the published performance tables)"),
@@ -106,6 +106,7 @@ class MemoryPlan:
 
 DEFAULT_MAX_NUM_SEQS = 256  # vLLM's max_num_seqs on a GPU without the large-memory default
 DEFAULT_MAX_NUM_BATCHED_TOKENS = 8192  # chunked-prefill token budget when none is known
+PROFILE_SAMPLER_SEQS = 256  # SGLang / TensorRT-LLM: logit rows of the profiled peak (profile_forward)
 VLLM_LARGE_GPU_BYTES = 70 * GIB
 SGLANG_MAX_RUNNING_REQUESTS = 2048
 TRTLLM_BENCH_MAX_BATCH, TRTLLM_BENCH_MAX_NUM_TOKENS = 4096, 8192
@@ -150,6 +151,55 @@ def scheduler_limits(engine: "EngineRules | None", gpu=None) -> tuple[int, int]:
     return TRTLLM_BENCH_MAX_BATCH, TRTLLM_BENCH_MAX_NUM_TOKENS
 
 
+def caps_share(engine: "EngineRules | None", split) -> int:
+    """How many sizer replicas share one set of the engine's scheduler caps: k for SGLang with
+    data-parallel attention (sizer's EP = TP x k, `--tp-size TP*k --dp-size k
+    --enable-dp-attention`), whose caps are the deployment's, split over its k attention ranks
+    (managers/scheduler.py per_dp_max_running_requests = max_running_requests // dp_size;
+    server_args.py _handle_data_parallelism: chunked_prefill_size //= dp_size); else 1."""
+    if engine is not None and engine.name == "sglang" and split.ep > split.tp:
+        return split.ep // split.tp
+    return 1
+
+
+def replica_limits(engine: "EngineRules | None", gpu, split) -> tuple[int, int]:
+    """scheduler_limits per sizer replica of `split` (caps_share)."""
+    seqs, tokens = scheduler_limits(engine, gpu)
+    k = caps_share(engine, split)
+    return max(seqs // k, 1), max(tokens // k, 1)
+
+
+def profile_forward(engine: "EngineRules | None", gpu=None, max_num_seqs: int | None = None,
+                    max_num_batched_tokens: int | None = None) -> tuple[int, int]:
+    """(tokens, logit rows) of the forward whose activation peak the engine reserves before it
+    sizes the KV cache, for its configured caps (default: scheduler_limits for the GPU).
+
+    - vLLM V1 (vllm/v1/worker/gpu_model_runner.py, profile_run, since PRs #13594 / #14508):
+      `_dummy_run(max_num_tokens)` over min(max_num_tokens, max_num_seqs) requests, then
+      `_dummy_sampler_run` over their last-token logits with top-k and top-p on, "a dummy sampler
+      run with max number of possible [sequences]" (vllm-project/vllm#15357, comment by
+      ywang96); its out-of-memory hint asks to lower max_num_seqs. So on an H100, whose
+      default is 1024 sequences, the sampler's logits are four times those of the 256 the
+      V0 logs of memory_facts R03099 were fitted at. Check: gpt-oss-120b at 0.95 on one H100
+      (data/engine_kv_logs.json K0005, K0006) leaves 9.17 GiB beside 64.38 GiB of weights and
+      1.71 GiB of KV; 1,024 rows of its 201,088-token vocabulary (7.67 GiB) and the non-torch
+      1.79 GiB make 9.46 GiB (+3%), where 256 rows made 3.7 GiB.
+    - SGLang: the KV pool is what the (1 - mem_fraction_static) reserve leaves (memory_plan);
+      the forward only has to fit it. TensorRT-LLM profiles a forward of max_num_tokens
+      context tokens over a few requests (KvCacheCreator's dummy context requests); both are
+      given PROFILE_SAMPLER_SEQS rows, sizer's assumption, not read from their profilers.
+    Without an engine: max_num_seqs as given (the batch) over DEFAULT_MAX_NUM_BATCHED_TOKENS."""
+    seqs_cap, tokens_cap = scheduler_limits(engine, gpu)
+    tokens = max_num_batched_tokens or (tokens_cap if engine is not None else DEFAULT_MAX_NUM_BATCHED_TOKENS)
+    if engine is not None and engine.name == "vllm":
+        rows = max_num_seqs or seqs_cap
+    elif engine is not None:
+        rows = PROFILE_SAMPLER_SEQS
+    else:
+        rows = max_num_seqs or 1
+    return int(tokens), int(min(rows, tokens))
+
+
 def get_engine(name: str | None) -> EngineRules | None:
     """The engine's rules; None (or "none") for raw capacity with no engine's reserves."""
     if name is None or str(name).strip().lower() == "none":
@@ -181,14 +231,23 @@ def default_context(model, context: int | None) -> tuple[int, tuple]:
 def memory_plan(model, gpu, split: Split, *, weight_dtype=None, kv_dtype="auto", batch: int = 1,
                 context: int | None = None, engine: str | None = None, fraction: float | None = None,
                 max_num_batched_tokens: int | None = None, max_num_seqs: int | None = None,
-                cuda_graphs: bool = True, gpus: int | None = None) -> MemoryPlan:
+                cuda_graphs: bool = True, gpus: int | None = None,
+                draft_weight_bytes: float = 0.0, draft_kv_bytes_per_token: float = 0.0) -> MemoryPlan:
     """Memory of the most loaded GPU of `split` serving `batch` sequences of `context` tokens.
 
     With an engine, the engine's rule sizes the KV cache (kv_cache_bytes is what it allocates,
     sizer/cost/kv_cache.py how it lays it out per attention kind) and `context` is its maximum
     model length; without one, kv_cache_bytes is what the workload needs. The activation term
-    is the peak of a `max_num_batched_tokens` forward (default: the engine's, else
-    min(batch x context, 8192) as a chunked prefill would run).
+    is the peak of the engine's profiling forward for its configured caps (profile_forward:
+    `max_num_seqs` / `max_num_batched_tokens` as given, else the engine's defaults for the GPU);
+    without an engine, a forward of min(batch x context, 8192) tokens and `batch` logit rows.
+
+    A speculative decoder's draft (sizer/cost/speculative.py) lives on the same GPUs: its
+    weights per GPU (`draft_weight_bytes`; an MTP block or EAGLE head shares the target's
+    embedding and LM head) sit beside the target's, and its layers cache KV for every token
+    from the same pool (vLLM registers the draft's attention layers in the model's KV cache
+    config, v1/spec_decode/eagle.py; SGLang and TensorRT-LLM size a draft KV pool beside the
+    target's): `draft_kv_bytes_per_token` per GPU takes its share of the KV memory.
     """
     from . import kv_cache
 
@@ -200,31 +259,39 @@ def memory_plan(model, gpu, split: Split, *, weight_dtype=None, kv_dtype="auto",
     if fraction is not None and not 0 < fraction <= 1:
         raise InputError(f"memory fraction must be in (0, 1], got {fraction}")
     prec = resolve_precision(model, weight_dtype, kv_dtype)
-    stages = stage_weight_bytes(model, split, prec)
+    stages = [w + draft_weight_bytes for w in stage_weight_bytes(model, split, prec)]
     weights = max(stages)
-    tokens = max_num_batched_tokens or (rules.max_num_batched_tokens if rules else min(batch * context, 8192))
-    seqs = max_num_seqs or (rules.max_num_seqs if rules else batch)
-    act = activation_bytes(model, split, prec, tokens, min(seqs, tokens))
+    if rules is None:
+        tokens = max_num_batched_tokens or min(batch * context, DEFAULT_MAX_NUM_BATCHED_TOKENS)
+        rows = min(max_num_seqs or batch, tokens)
+    else:
+        tokens, rows = profile_forward(rules, gpu, max_num_seqs, max_num_batched_tokens)
+    act = activation_bytes(model, split, prec, tokens, rows)
     over = overhead_bytes(split, cuda_graphs)
     full_tok, slide_tok = kv_bytes_per_token(model, split, prec)
     groups = kv_stage_groups(model, split, prec)
     seq_bytes = kv_bytes_per_sequence(model, split, prec, context)
     cap = float(gpu.capacity_bytes)
+    # the target's share of the KV memory when a draft caches KV beside it (every token, every
+    # draft layer: its share is its bytes per cached token over the target's per sequence)
+    target_tok = seq_bytes / context
+    keep = target_tok / (target_tok + draft_kv_bytes_per_token) if draft_kv_bytes_per_token else 1.0
     if rules is None:
-        kv = batch * seq_bytes
-        pool = kv_cache.raw_pool(groups, cap - weights - act - over, context)
+        kv = batch * seq_bytes / keep
+        pool = kv_cache.raw_pool(groups, (cap - weights - act - over) * keep, context)
     else:
         f = rules.fraction if fraction is None else fraction
         if rules.name == "vllm":
-            pool = kv_cache.vllm_pool(model, groups, [cap * f - w - act - over for w in stages], context,
+            pool = kv_cache.vllm_pool(model, groups, [(cap * f - w - act - over) * keep for w in stages], context,
                                       rules.block_tokens, tokens)
         elif rules.name == "sglang":
             # CUDA graphs and activations live in the (1 - fraction) reserve
-            pool = kv_cache.sglang_pool(model, groups, cap * f - weights - overhead_bytes(split, cuda_graphs=False),
+            pool = kv_cache.sglang_pool(model, groups,
+                                        (cap * f - weights - overhead_bytes(split, cuda_graphs=False)) * keep,
                                         context, rules.block_tokens)
         else:
-            pool = kv_cache.trtllm_pool(groups, (cap - weights - act - over) * f, context, rules.block_tokens)
-        kv = pool.kv_bytes_allocated
+            pool = kv_cache.trtllm_pool(groups, (cap - weights - act - over) * f * keep, context, rules.block_tokens)
+        kv = pool.kv_bytes_allocated / keep
     total = weights + max(kv, 0.0) + act + over
     # with an engine: the batch's sequences must fit the KV the engine allocates (else the
     # engine queues them), and the fixed parts must fit the GPU

@@ -37,7 +37,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .engines import DEFAULT_MAX_NUM_BATCHED_TOKENS, get_engine, memory_plan, scheduler_limits
+from .engines import DEFAULT_MAX_NUM_BATCHED_TOKENS, get_engine, memory_plan, replica_limits
 from sizer.errors import InfeasibleError, InputError
 from .pipeline import Schedule
 from sizer.model.split import Split
@@ -99,10 +99,7 @@ def chunk_clock(mean_clock, heavy_clock, light_clock, per_forward, stages: int):
 def _draft_s(spec: Speculative, device, split: Split, batch, ctx, kw) -> np.ndarray:
     """The draft's k forwards of one step (the first re-reads the k + 1 verified positions),
     without the engine's per-step overhead, which the verify step already pays."""
-    d = spec.draft
-    moe = d.is_moe and split.ep > 1
-    dsplit = Split(tp=split.tp, pp=1, dp=split.dp, ep=split.ep if moe else 1,
-                   redundant_experts=split.redundant_experts if moe else 0)
+    d, dsplit = spec.draft, draft_split(spec, split)
     dkw = dict(kw, weight_dtype=None) if spec.method == "draft" else kw
 
     def one(q):
@@ -113,6 +110,33 @@ def _draft_s(spec: Speculative, device, split: Split, batch, ctx, kw) -> np.ndar
 
     k = spec.num_tokens
     return one(k + 1) + (k - 1) * (one(1) if k > 1 else 0.0)
+
+
+def draft_split(spec: Speculative, split: Split) -> Split:
+    """The draft runs on the target's GPUs and TP (PP 1); an MoE draft keeps the target's EP."""
+    moe = spec.draft.is_moe and split.ep > 1
+    return Split(tp=split.tp, pp=1, dp=split.dp, ep=split.ep if moe else 1,
+                 redundant_experts=split.redundant_experts if moe else 0)
+
+
+def draft_memory(spec: Speculative | None, split: Split, weight_dtype=None, kv_dtype="auto") -> dict:
+    """memory_plan's draft keywords: the draft's weights per GPU and its KV bytes per cached
+    token per GPU. An MTP block or EAGLE head is one layer sharing the target's embedding and
+    LM head (an MTP block adds its eh_proj, 2 x hidden x hidden, vLLM deepseek_mtp.py); a
+    draft model is whole, in its own checkpoint's format."""
+    if spec is None:
+        return {}
+    from .memory import kv_bytes_per_token, layer_weight_bytes, resolve_precision, stage_weight_bytes
+
+    d, dsplit = spec.draft, draft_split(spec, split)
+    prec = resolve_precision(d, None if spec.method == "draft" else weight_dtype, kv_dtype)
+    if spec.method == "draft":
+        weights = max(stage_weight_bytes(d, dsplit, prec))
+    else:
+        weights = layer_weight_bytes(d, 0, dsplit, prec)
+        if spec.method == "mtp":
+            weights += 2 * d.hidden_size * d.hidden_size * prec.bytes("base")
+    return {"draft_weight_bytes": weights, "draft_kv_bytes_per_token": sum(kv_bytes_per_token(d, dsplit, prec))}
 
 
 def serving_curve(model, device, split: Split, batches, *, isl: int, osl: int,
@@ -256,12 +280,16 @@ def estimate(model, gpu, split: Split, *, isl: int, osl: int, batch: int | None 
     if batch is not None and concurrency is not None:
         raise InputError("give --batch or --concurrency, not both")
     rules = get_engine(engine)
-    seqs_cap, tokens_cap = scheduler_limits(rules, gpu)
+    seqs_cap, tokens_cap = replica_limits(rules, gpu, split)
     max_batch = max_batch or seqs_cap
     max_num_tokens = max_num_tokens or tokens_cap
+    # the configured max_num_seqs also sizes an engine's profiling sampler (profile_forward);
+    # without an engine the sampler follows the batch
     mem_kw = dict(weight_dtype=weight_dtype, kv_dtype=kv_dtype, context=isl + osl, engine=engine,
                   fraction=fraction, max_num_batched_tokens=max_num_tokens,
-                  cuda_graphs=True if cuda_graphs is None else cuda_graphs)
+                  max_num_seqs=max_batch if rules is not None else None,
+                  cuda_graphs=True if cuda_graphs is None else cuda_graphs,
+                  **draft_memory(speculative, split, weight_dtype, kv_dtype))
     mode = "static" if batch is not None else "continuous"
     if concurrency is not None:
         batch = math.ceil(concurrency / split.dp)

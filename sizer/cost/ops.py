@@ -44,8 +44,12 @@ class OpCost:
                 "bytes": scalar(self.bytes), "bound": self.bound, "count": self.count}
 
 
+def _peak(x) -> float:
+    return float(x.max()) if isinstance(x, np.ndarray) else float(x)
+
+
 def _bound(t_compute, t_memory, t_floor) -> str:
-    tc, tm, tf = (float(np.max(np.asarray(x, dtype=float))) for x in (t_compute, t_memory, t_floor))
+    tc, tm, tf = _peak(t_compute), _peak(t_memory), _peak(t_floor)
     if tf >= max(tc, tm):
         return "latency"
     return "compute" if tc >= tm else "memory"

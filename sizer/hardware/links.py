@@ -59,6 +59,10 @@ def _protos(ll, ll128, simple):
 _NVLINK3 = _protos(ll=(37e-6, 0.0143), ll128=(35e-6, 0.49), simple=(180e-6, 0.776))
 _NVLINK4 = _protos(ll=(20e-6, 0.0167), ll128=(30e-6, 0.743), simple=(63e-6, 0.752))
 _NVLINK5 = _NVLINK4  # no public Blackwell curve in the reference set: Hopper constants
+# PCIe x16 of every generation: one set of efficiencies (fitted on PCIe 4 and 5, see below)
+_PCIE, _PCIE_P2P = _protos((20e-6, 0.08), (30e-6, 0.6), (40e-6, 0.78)), Protocol(8e-6, 0.8)
+# NDR and XDR InfiniBand: one set (fitted on NDR; XDR has no public curve), see "ndr" below
+_NDR, _NDR_P2P = _protos((35e-6, 0.05), (40e-6, 0.5), (50e-6, 0.95)), Protocol(14e-6, 0.75)
 
 LINKS = {
     "nvlink2": LinkClass(
@@ -104,18 +108,18 @@ LINKS = {
     # 4-GPU pairwise-NVLink boxes, whose rings cross PCIe between the pairs (A100 PCIe: gen4,
     # busbw 23.6 GB/s; H100 NVL: gen5, 48.8 GB/s at 64 MB).
     "pcie3": LinkClass(
-        "pcie3", "pcie", 15.75e9, 1.0e-6, _protos((20e-6, 0.08), (30e-6, 0.6), (40e-6, 0.78)),
-        Protocol(8e-6, 0.8), source="PCI-SIG PCIe 3.0: 8 GT/s x16, 128b/130b = 15.75 GB/s/direction"),
+        "pcie3", "pcie", 15.75e9, 1.0e-6, _PCIE, _PCIE_P2P,
+        source="PCI-SIG PCIe 3.0: 8 GT/s x16, 128b/130b = 15.75 GB/s/direction"),
     "pcie4": LinkClass(
-        "pcie4", "pcie", 31.5e9, 1.0e-6, _protos((20e-6, 0.08), (30e-6, 0.6), (40e-6, 0.78)),
-        Protocol(8e-6, 0.8), source="PCI-SIG PCIe 4.0: 16 GT/s x16 = 31.5 GB/s/direction"),
+        "pcie4", "pcie", 31.5e9, 1.0e-6, _PCIE, _PCIE_P2P,
+        source="PCI-SIG PCIe 4.0: 16 GT/s x16 = 31.5 GB/s/direction"),
     "pcie5": LinkClass(
-        "pcie5", "pcie", 63e9, 1.0e-6, _protos((20e-6, 0.08), (30e-6, 0.6), (40e-6, 0.78)),
-        Protocol(8e-6, 0.8), source="PCI-SIG PCIe 5.0: 32 GT/s x16 = 63 GB/s/direction"),
+        "pcie5", "pcie", 63e9, 1.0e-6, _PCIE, _PCIE_P2P,
+        source="PCI-SIG PCIe 5.0: 32 GT/s x16 = 63 GB/s/direction"),
     "pcie6": LinkClass(
-        "pcie6", "pcie", 121e9, 1.0e-6, _protos((20e-6, 0.08), (30e-6, 0.6), (40e-6, 0.78)),
-        Protocol(8e-6, 0.8), source="PCI-SIG PCIe 6.0: 64 GT/s x16 = 128 GB/s/direction raw, "
-                                    "FLIT mode (242 of 256 bytes payload) ~121 GB/s; efficiencies as PCIe 5"),
+        "pcie6", "pcie", 121e9, 1.0e-6, _PCIE, _PCIE_P2P,
+        source="PCI-SIG PCIe 6.0: 64 GT/s x16 = 128 GB/s/direction raw, "
+               "FLIT mode (242 of 256 bytes payload) ~121 GB/s; efficiencies as PCIe 5"),
     # --- CPU socket interconnect crossed by GPU peer traffic ("SYS" in nvidia-smi topo -m).
     # One UPI link at 10.4 GT/s carries 20.8 GB/s per direction; peer writes across it reach about
     # 20 GB/s of all-reduce busbw (reference R00026: A100 3-GPU ring through SYS, nccl-tests#178).
@@ -151,12 +155,12 @@ LINKS = {
         "hdr", "net", 25e9, 3.0e-6, _protos((35e-6, 0.05), (40e-6, 0.5), (50e-6, 0.85)),
         Protocol(15e-6, 0.85), source="InfiniBand HDR: 200 Gb/s per port (NVIDIA ConnectX-6)"),
     "ndr": LinkClass(
-        "ndr", "net", 50e9, 3.0e-6, _protos((35e-6, 0.05), (40e-6, 0.5), (50e-6, 0.95)),
-        Protocol(14e-6, 0.75), source="InfiniBand NDR: 400 Gb/s per port (NVIDIA ConnectX-7)"),
+        "ndr", "net", 50e9, 3.0e-6, _NDR, _NDR_P2P,
+        source="InfiniBand NDR: 400 Gb/s per port (NVIDIA ConnectX-7)"),
     "xdr": LinkClass(
-        "xdr", "net", 100e9, 3.0e-6, _protos((35e-6, 0.05), (40e-6, 0.5), (50e-6, 0.95)),
-        Protocol(14e-6, 0.75), source="InfiniBand XDR: 800 Gb/s per port (NVIDIA ConnectX-8); "
-                                      "no public curve: NDR's efficiencies"),
+        "xdr", "net", 100e9, 3.0e-6, _NDR, _NDR_P2P,
+        source="InfiniBand XDR: 800 Gb/s per port (NVIDIA ConnectX-8); "
+               "no public curve: NDR's efficiencies"),
     "edr": LinkClass(
         "edr", "net", 12.5e9, 3.0e-6, _protos((35e-6, 0.05), (40e-6, 0.5), (50e-6, 0.85)),
         Protocol(15e-6, 0.85), source="InfiniBand EDR: 100 Gb/s per port (ConnectX-5)"),

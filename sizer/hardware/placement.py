@@ -16,39 +16,72 @@ from sizer.errors import InputError
 
 @dataclass(frozen=True)
 class Layout:
-    """GPU indices (global, as in the Topology) used by the first replica and its stage peers."""
+    """GPU indices (global, as in the Topology) used by the first replica and its stage peers.
+
+    Rank r runs on GPU (r // per) x per + local[r % per] (nodes are identical; `local` is
+    local_order's ordering of a node), so a layout of a million ranks is a few tuples: only the
+    first replica's groups are spelled out, every other position is computed (issue #16: a
+    65,536-GPU recommend spent seconds listing every GPU of every replica)."""
 
     tp: int
     pp: int
     dp: int
-    order: tuple  # global GPU indices in rank order (rank r runs on order[r])
+    local: tuple  # local_order(topology): rank order inside a node
     tp_group: tuple  # first replica, first stage
     stage_groups: tuple  # first replica: the TP group of each pipeline stage
     pp_links: tuple  # ((gpu of stage i, gpu of stage i+1), ...) for TP rank 0
-    dp_group: tuple  # TP rank 0 of stage 0 in every replica
+
+    def gpu(self, rank: int) -> int:
+        """The GPU global rank `rank` runs on."""
+        per = len(self.local)
+        return (rank // per) * per + self.local[rank % per]
 
     def rank_gpu(self, dp: int, stage: int, tp_rank: int) -> int:
-        return self.order[(dp * self.pp + stage) * self.tp + tp_rank]
+        return self.gpu((dp * self.pp + stage) * self.tp + tp_rank)
 
-    def stage_ranks(self, stage: int = 0) -> tuple:
-        """All TP x DP GPUs of one pipeline stage, replica-major (the EP domain)."""
-        return tuple(self.rank_gpu(d, stage, t) for d in range(self.dp) for t in range(self.tp))
+    @property
+    def dp_group(self) -> tuple:
+        """TP rank 0 of stage 0 in every replica."""
+        return tuple(self.rank_gpu(d, 0, 0) for d in range(self.dp))
+
+    def stage_ranks(self, stage: int = 0, count: int | None = None) -> tuple:
+        """The TP x DP GPUs of one pipeline stage, replica-major (the EP domain); the first
+        `count` of them when given."""
+        n = self.tp * self.dp if count is None else count
+        return tuple(self.rank_gpu(i // self.tp, stage, i % self.tp) for i in range(n))
 
     def ep_group(self, ep: int, stage: int = 0) -> tuple:
         """GPUs of the first EP group of a stage: `ep` ranks out of that stage's TP x DP ranks."""
-        pool = self.stage_ranks(stage)
-        if not isinstance(ep, int) or ep < 1 or len(pool) % ep:
-            raise InputError(f"EP size {ep} must divide TP x DP = {len(pool)} "
+        pool = self.tp * self.dp
+        if not isinstance(ep, int) or ep < 1 or pool % ep:
+            raise InputError(f"EP size {ep} must divide TP x DP = {pool} "
                              "(experts are spread over the TP and DP ranks of a stage)")
-        return pool[:ep]
+        return self.stage_ranks(stage, ep)
 
 
-def gpu_order(topology) -> tuple:
-    """All GPUs, node by node, each node ordered by (socket, NVLink island, index)."""
-    per = topology.gpus_per_node
-    local = sorted(range(per), key=lambda i: (topology.socket_of[i],
-                                              min(topology.fast_island(i)), i))
-    return tuple(node * per + i for node in range(topology.nodes) for i in local)
+_LOCAL: dict = {}
+
+
+def local_order(topology) -> tuple:
+    """The local GPUs of a node ordered by (socket, NVLink island, index): consecutive ranks
+    land close. Computed once per topology."""
+    hit = _LOCAL.get(id(topology))
+    if hit is not None and hit[0] is topology:
+        return hit[1]
+    order = tuple(sorted(range(topology.gpus_per_node),
+                         key=lambda i: (topology.socket_of[i], min(topology.fast_island(i)), i)))
+    if len(_LOCAL) > 256:
+        _LOCAL.clear()
+    _LOCAL[id(topology)] = (topology, order)
+    return order
+
+
+def gpu_order(topology, count: int | None = None) -> tuple:
+    """The first `count` GPUs (default: all) in rank order, node by node, each node in
+    local_order."""
+    per, local = topology.gpus_per_node, local_order(topology)
+    n = topology.n_gpus if count is None else count
+    return tuple((r // per) * per + local[r % per] for r in range(n))
 
 
 def layout(topology, tp: int, pp: int = 1, dp: int = 1) -> Layout:
@@ -60,8 +93,8 @@ def layout(topology, tp: int, pp: int = 1, dp: int = 1) -> Layout:
     if need > topology.n_gpus:
         raise InputError(f"TP {tp} x PP {pp} x DP {dp} = {need} GPUs, but the topology has "
                          f"{topology.n_gpus}")
-    order = gpu_order(topology)[:need]
-    stages = tuple(tuple(order[s * tp + t] for t in range(tp)) for s in range(pp))
+    local = local_order(topology)
+    first = gpu_order(topology, tp * pp)
+    stages = tuple(tuple(first[s * tp + t] for t in range(tp)) for s in range(pp))
     pp_links = tuple((stages[s][0], stages[s + 1][0]) for s in range(pp - 1))
-    dp_group = tuple(order[d * pp * tp] for d in range(dp))
-    return Layout(tp, pp, dp, order, stages[0], stages, pp_links, dp_group)
+    return Layout(tp, pp, dp, local, stages[0], stages, pp_links)

@@ -15,7 +15,7 @@ deserves the answer in the text, not only in `--json` `rejected`. Four families:
 
 import dataclasses
 
-from .search import divisibility_cause, objective_key
+from .search import divisibility_groups, objective_key
 from .whynot import _versus, cause, dtypes
 
 
@@ -85,12 +85,7 @@ def engine_lines(unsupported, engine: str) -> list[str]:
 def divisibility_lines(model, dropped) -> list[str]:
     """'TP3, TP6 (any PP, DP): 128 attention heads do not divide by them' for the splits the
     model does not divide into (check_split's rules), one line per thing that does not divide."""
-    groups: dict = {}
-    for split, _ in dropped:
-        tag, what = divisibility_cause(model, split)
-        tags = groups.setdefault(what, [])
-        if tag not in tags:
-            tags.append(tag)
+    groups = divisibility_groups(model, dropped)
     out = []
     for what, tags in groups.items():
         tags = sorted(tags, key=lambda t: int(t[2:]))

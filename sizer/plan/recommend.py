@@ -198,7 +198,8 @@ def recommend(model, gpu, gpus: int, *, nodes: int = 1, topology=None, inter_nod
     rules = get_engine(engine)
     seqs_cap, tokens_cap = scheduler_limits(rules, gpu)
     wl = Workload(isl, osl, max_batch or seqs_cap, max_num_tokens or tokens_cap,
-                  engine, cuda_graphs, "static" if batch is not None else "continuous")
+                  engine, cuda_graphs, "static" if batch is not None else "continuous",
+                  (max_batch, max_num_tokens))
     dtypes = _weight_dtypes(weight_dtypes)
     kv_dtypes = [kv_dtype] if isinstance(kv_dtype, str) or kv_dtype is None else list(kv_dtype)
     kv_dtypes = [canonical(k or "auto", ("auto", "bf16", "fp16", "fp32", "fp8", "int8")) for k in kv_dtypes]

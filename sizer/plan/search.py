@@ -14,11 +14,11 @@ flagged and only searched when nothing else fits (the recommender's rule).
 """
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
-from sizer.cost.engines import memory_plan
+from sizer.cost.engines import caps_share, get_engine, memory_plan
 from sizer.errors import InputError
 from sizer.hardware.placement import layout
 from sizer.model.split import Split, check_split
@@ -29,8 +29,8 @@ GIB = 2**30
 
 @dataclass(frozen=True)
 class Workload:
-    """What every point is costed for (estimate()'s defaults: vLLM max_num_seqs 256 and
-    max_num_batched_tokens 8192 unless an engine says otherwise)."""
+    """What every point is costed for: the scheduler caps (sizer.cost.engines.scheduler_limits
+    for the engine and GPU unless given), which also size an engine's profiling forward."""
 
     isl: int
     osl: int
@@ -39,6 +39,16 @@ class Workload:
     engine: str | None = None
     cuda_graphs: bool | None = None
     mode: str = "continuous"  # "static" when the user fixes --batch (sizer/cost/estimate.py)
+    given_caps: tuple = (None, None)  # --max-num-seqs / --max-num-batched-tokens as given
+
+    def for_split(self, split: Split) -> "Workload":
+        """This workload with one replica's share of the engine's caps where none were given
+        (caps_share: SGLang's data-parallel attention ranks split the deployment's caps)."""
+        k = caps_share(get_engine(self.engine), split)
+        if k == 1:
+            return self
+        return replace(self, max_batch=self.given_caps[0] or max(self.max_batch // k, 1),
+                       max_num_tokens=self.given_caps[1] or max(self.max_num_tokens // k, 1))
 
     @property
     def context(self) -> int:
@@ -48,11 +58,14 @@ class Workload:
         """The memory_plan keywords estimate() uses, so plans here equal its `memory` object."""
         return dict(weight_dtype=weight_dtype, kv_dtype=kv_dtype, context=self.context,
                     engine=self.engine, fraction=None, max_num_batched_tokens=self.max_num_tokens,
+                    max_num_seqs=self.max_batch if get_engine(self.engine) is not None else None,
                     cuda_graphs=True if self.cuda_graphs is None else self.cuda_graphs)
 
 
 def divisors(n: int) -> list[int]:
-    return [d for d in range(1, n + 1) if n % d == 0]
+    """The divisors of n in ascending order, in O(sqrt n) steps (n reaches 1e6 GPUs)."""
+    small = [d for d in range(1, int(n ** 0.5) + 1) if n % d == 0]
+    return small + [n // d for d in reversed(small) if d * d != n]
 
 
 IDLE_ALL_COUNTS_UP_TO = 16  # with idle GPUs allowed, every count 1..gpus up to this many GPUs
@@ -103,6 +116,18 @@ def divisibility_cause(model, split: Split) -> tuple[str, str]:
     return f"PP{split.pp}", f"{model.num_layers} layers"
 
 
+def divisibility_groups(model, dropped) -> dict:
+    """{what does not divide: [the dimensions it fails, first-seen order]} over the splits
+    enumerate_splits dropped: {'64 attention heads': ['TP3', 'TP6'], '80 layers': ['PP3']}."""
+    groups: dict = {}
+    for split, _ in dropped:
+        tag, what = divisibility_cause(model, split)
+        tags = groups.setdefault(what, [])
+        if tag not in tags:
+            tags.append(tag)
+    return groups
+
+
 def placement_flags(topology, split: Split) -> tuple:
     """Where the first TP group lands: ('tp_spans_nodes',) / ('tp_spans_sockets',) / ()."""
     if split.gpus == 1 or split.tp == 1:
@@ -116,17 +141,28 @@ def placement_flags(topology, split: Split) -> tuple:
 
 
 def group_links(topology, split: Split, op: str) -> str:
-    """Names of the link classes the dominant collective crosses ('nvswitch4', 'pcie5+upi')."""
+    """Names of the link classes the dominant collective crosses ('nvswitch4', 'pcie5+upi').
+    Nodes are identical, so the in-node pairs are read once per distinct set of local GPUs
+    the group holds in a node, and every cross-node pair crosses the network's link class:
+    O(group + GPUs per node squared), not O(group squared) (a 256-rank EP group has 65,280
+    pairs)."""
     if split.gpus == 1:
         return ""
     lay = layout(topology, split.tp, split.pp, split.dp)
     ranks = {"tp": lay.tp_group, "ep": lay.ep_group(split.ep) if split.ep > 1 else (),
              "pp": lay.pp_links[0] if lay.pp_links else ()}[op]
+    by_node: dict = {}
+    for g in ranks:
+        by_node.setdefault(topology.node_of(g), []).append(g)
     names = set()
-    for a in ranks:
-        for b in ranks:
-            if a != b:
-                names.add("+".join(lk.name for lk in topology.path(a, b)))
+    for local in {tuple(topology.local(g) for g in gs) for gs in by_node.values()}:
+        for a in local:
+            for b in local:
+                if a != b:
+                    names.add("+".join(lk.name for lk in topology.path(a, b)))
+    if len(by_node) > 1:
+        first, second = (gs[0] for gs in list(by_node.values())[:2])
+        names.add("+".join(lk.name for lk in topology.path(first, second)))
     return ", ".join(sorted(names))
 
 
@@ -144,7 +180,7 @@ class MemoryCache:
         hit = self._plans.get(key)
         if hit is None:
             hit = memory_plan(self.model, self.gpu, split, batch=int(batch),
-                              **self.wl.memory_kwargs(weight_dtype, kv_dtype))
+                              **self.wl.for_split(split).memory_kwargs(weight_dtype, kv_dtype))
             self._plans[key] = hit
         return hit
 
@@ -155,7 +191,7 @@ class MemoryCache:
         probe = self.plan(split, weight_dtype, kv_dtype, 1)
         if not probe.fits:
             return 0
-        hi = min(self.wl.max_batch, probe.max_sequences)
+        hi = min(self.wl.for_split(split).max_batch, probe.max_sequences)
         if hi < 1 or self.plan(split, weight_dtype, kv_dtype, hi).fits:
             return max(hi, 0)
         lo = 1  # fits; hi does not: bisect
@@ -255,6 +291,7 @@ def search_split(model, device, split, wd, kd, wl, topo, profile, mem, batch, co
                   targets, flags, objective="throughput") -> dict:
     """Cost one split and precision over its batch grid, then over every batch between the best
     grid point's neighbours (refine_batches); a `rejected` dict when it cannot fit."""
+    wl = wl.for_split(split)
     out = {"split": split, "weight_dtype": wd, "kv_dtype": kd, "flags": flags, "points": None,
            "rejected": None, "plan1": mem.plan(split, wd, kd, 1), "batch_limit": "given"}
     b_max = mem.max_batch(split, wd, kd)

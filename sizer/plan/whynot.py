@@ -20,7 +20,7 @@ and points the right way; when none does, no cause is given rather than an inven
 
 import numpy as np
 
-from .search import GIB, MemoryCache, divisibility_cause, divisors, enumerate_splits, gpu_counts
+from .search import GIB, MemoryCache, divisibility_groups, divisors, enumerate_splits, gpu_counts
 from sizer.model.split import Split
 
 _OP_TEXT = {"tp_all_reduce": "all-reduce", "tp_reduce_scatter+all_gather": "reduce-scatter + all-gather",
@@ -270,12 +270,7 @@ def why_not_lines(ranked, targets, objective, index=None, families=()) -> list[s
 def divisibility_summary(model, dropped) -> str:
     """'PP3: 80 layers do not divide; TP3, TP6: 64 attention heads do not divide' for the
     splits enumerate_splits dropped (check_split's rules)."""
-    groups: dict = {}
-    for split, _ in dropped:
-        tag, what = divisibility_cause(model, split)
-        tags = groups.setdefault(what, [])
-        if tag not in tags:
-            tags.append(tag)
+    groups = divisibility_groups(model, dropped)
     order = lambda t: (t[:2] != "TP", int(t[2:]))  # noqa: E731  (TP before PP, then by size)
     rows = sorted((sorted(tags, key=order), what) for what, tags in groups.items())
     return "; ".join(f"{', '.join(tags)}: {what} do not divide" for tags, what in

@@ -57,6 +57,15 @@ class Loop:
         self.seq = 0
         self.rr = 0
 
+    @property
+    def measured_replicas(self) -> list:
+        """The replicas whose forwards SimResult's batch and KV statistics describe."""
+        return self.reps
+
+    def stages(self, first: int) -> dict | None:
+        """What a simulation measured beyond the requests' timestamps (None here)."""
+        return None
+
     # -- routing ----------------------------------------------------------------------------
     def route(self):
         if len(self.reps) == 1:
@@ -81,11 +90,22 @@ class Loop:
             t = min(t, rep.stage_free[0])
         return None if math.isinf(t) else t
 
+    def state_of(self, rep):
+        """The request state a replica's scheduler reads and writes (one for every replica
+        here; a disaggregated prefill pool keeps its own, sizer/sim/disagg.py)."""
+        return self.st
+
     def _poke(self, rep, now) -> None:
         """A request arrived at rep: cut a fused plan at the next step boundary when the engine
         would admit it there (it heads the queue and fits), and wake an idle replica now."""
-        if (rep.inflight and isinstance(rep.inflight[0][1], Plan) and rep.inflight[0][0] > now + EPS
-                and len(rep.waiting) == 1 and rep.policy.can_admit(self.st)):  # else it waits anyway
+        if len(rep.waiting) == 1 and rep.policy.can_admit(self.state_of(rep)):  # else it waits anyway
+            self._cut_plan(rep, now)
+        if len(rep.inflight) < rep.pp and rep.stage_free[0] <= now + EPS:
+            self._push(rep, now)
+
+    def _cut_plan(self, rep, now) -> None:
+        """End a fused stretch of decode forwards at the first step boundary after `now`."""
+        if rep.inflight and isinstance(rep.inflight[0][1], Plan) and rep.inflight[0][0] > now + EPS:
             plan = rep.inflight[0][1]
             k = int(np.searchsorted(plan.ends, now - EPS, side="left")) + 1
             if k < plan.k:
@@ -94,14 +114,12 @@ class Loop:
                 rep.stage_free[0] = float(plan.ends[-1])
                 rep.wake_at = None
                 self._push(rep, float(plan.ends[-1]))
-        if len(rep.inflight) < rep.pp and rep.stage_free[0] <= now + EPS:
-            self._push(rep, now)
 
     def _wake(self, rep, now) -> int:
         done = 0
         while rep.inflight and rep.inflight[0][0] <= now + EPS:
             _, item = rep.inflight.popleft()
-            done += self._complete_plan(rep, item) if isinstance(item, Plan) else rep.complete(self.st, item, now)
+            done += self._complete_plan(rep, item) if isinstance(item, Plan) else rep.complete(self.state_of(rep), item, now)
         self._start(rep, now)
         t = self._next_wake(rep, now)
         if t is not None:
@@ -109,7 +127,7 @@ class Loop:
         return done
 
     def _start(self, rep, now) -> None:
-        st = self.st
+        st = self.state_of(rep)
         while len(rep.inflight) < rep.pp and rep.stage_free[0] <= now + EPS:
             if rep.pp == 1 and rep.running and not rep.inflight and self._plan(rep, now):
                 return
@@ -133,7 +151,7 @@ class Loop:
         k_max = int((rep.osl - rep.out).min())
         if k_max < 2 or not np.array_equal(rep.comp + 1, rep.known):
             return False
-        k = rep.policy.decode_steps(self.st, k_max)
+        k = rep.policy.decode_steps(self.state_of(rep), k_max)
         if k < 2:
             return False
         steps = np.arange(1, k + 1, dtype=float)
@@ -145,7 +163,7 @@ class Loop:
 
     def _complete_plan(self, rep, plan: Plan) -> int:
         """Apply k fused decode forwards (the running set has not changed since the plan)."""
-        st, k = self.st, plan.k
+        st, k = self.state_of(rep), plan.k
         rep.comp += k
         rep.known += k
         rep.out += k

@@ -13,9 +13,9 @@ milliseconds to seconds per simulated point. `SimResult.to_json()` is `sizer sim
 
 Not modelled (yet): prefix caching, speculative decoding and the MoE dispatch kernels and
 imbalance that `sizer estimate` prices (the simulator's forwards use step_time's defaults),
-client-side overheads (HTTP, tokenisation) that benchmark clients include in TTFT, and the KV
-transfer of disaggregated prefill/decode pools (issue #18: a replica role that hands a request
-to a decode replica after its first token would plug into loop.Loop).
+and client-side overheads (HTTP, tokenisation) that benchmark clients include in TTFT.
+Disaggregated prefill/decode pools are sizer/sim/disagg.py's DisaggDeployment, which
+`simulate` and `find_rate` take as they take a Deployment (its `loop`).
 """
 
 import math
@@ -23,7 +23,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from sizer.cost.engines import get_engine, memory_plan, scheduler_limits
+from sizer.cost.engines import get_engine, memory_plan, replica_limits
 from sizer.errors import InfeasibleError, InputError
 from sizer.hardware.constants import device_for
 from . import metrics
@@ -37,7 +37,8 @@ from .scheduler import POLICIES
 class Deployment:
     """One split of one model on one GPU type under one engine, ready to simulate.
 
-    Scheduler caps come from `scheduler_limits(engine, gpu)` unless given; the KV pool of each
+    Scheduler caps come from `replica_limits(engine, gpu, split)` (one replica's share of the
+    engine's caps, as estimate) unless given; the KV pool of each
     replica is `memory_plan(...).max_kv_tokens` with the same flags `sizer estimate` uses (the
     max_num_batched_tokens forward sizes the activation reserve); blocks are the engine's
     (vLLM 16, SGLang 1, TensorRT-LLM 32 tokens; token granularity without an engine). When EP
@@ -53,7 +54,7 @@ class Deployment:
         self.model, self.gpu, self.split = model, gpu, split
         self.rules = get_engine(engine)
         self.engine = self.rules.name if self.rules else None
-        seqs_cap, tokens_cap = scheduler_limits(self.rules, gpu)
+        seqs_cap, tokens_cap = replica_limits(self.rules, gpu, split)
         self.max_num_seqs = int(max_num_seqs or seqs_cap)
         self.max_num_batched_tokens = int(max_num_batched_tokens or tokens_cap)
         self.router = router
@@ -64,6 +65,7 @@ class Deployment:
                                 batch=self.max_num_seqs if self.rules is None else 1,
                                 context=self.context, engine=engine, fraction=fraction,
                                 max_num_batched_tokens=self.max_num_batched_tokens,
+                                max_num_seqs=self.max_num_seqs if self.rules is not None else None,
                                 cuda_graphs=True if cuda_graphs is None else cuda_graphs)
         fixed = self.plan.weights_bytes + self.plan.activation_bytes + self.plan.overhead_bytes
         if fixed > self.plan.capacity_bytes or self.plan.max_kv_tokens < 1:
@@ -99,6 +101,18 @@ class Deployment:
         if anchors not in self._costs:
             self._costs[anchors] = StepCosts(self.model, self._device, self.split, anchors=anchors, **self._cost_kw)
         return self._costs[anchors]
+
+    def replica(self, idx: int, costs, cls=Replica) -> Replica:
+        """One engine replica of this deployment (a lockstep group counts as one, its caps summed)."""
+        return cls(idx, max_num_seqs=self.max_num_seqs * self.group,
+                   max_num_batched_tokens=self.max_num_batched_tokens * self.group,
+                   block_tokens=self.block_tokens, kv_tokens=self.kv_tokens * self.group, pp=self.split.pp,
+                   costs=costs, policy_cls=POLICIES[self.engine])
+
+    def loop(self, st: State, wl, traffic: Traffic) -> Loop:
+        """The event loop of one simulation: this deployment's replicas behind its router."""
+        costs = self.costs(wl)
+        return Loop(st, [self.replica(i, costs) for i in range(self.replicas)], self.router, traffic.concurrency)
 
     def to_json(self) -> dict:
         return {"engine": self.engine or "none", "replicas": self.replicas, "lockstep_group": self.group,
@@ -154,6 +168,7 @@ class SimResult:
     forwards: int
     goodput: dict | None = None
     slo: dict | None = None
+    stages: dict | None = None  # disaggregated serving: the prefill pool, transfer and decode admission
     per_request: dict = field(default_factory=dict, repr=False)
     table: dict = field(default_factory=dict, repr=False)
     timeline: dict = field(default_factory=dict, repr=False)
@@ -174,6 +189,8 @@ class SimResult:
         if self.goodput is not None:
             doc["goodput"] = self.goodput
             doc["slo"] = self.slo
+        if self.stages is not None:
+            doc["stages"] = self.stages
         return doc
 
 
@@ -188,13 +205,17 @@ def simulate(dep: Deployment, traffic: Traffic, *, ttft_slo_s=None, tpot_slo_s=N
     dep.check(wl)
     first = min(traffic.warmup, len(wl) - 1)
     st = State(wl, first)
-    policy = POLICIES[dep.engine]
-    costs = dep.costs(wl)
-    reps = [Replica(i, max_num_seqs=dep.max_num_seqs * dep.group,
-                    max_num_batched_tokens=dep.max_num_batched_tokens * dep.group,
-                    block_tokens=dep.block_tokens, kv_tokens=dep.kv_tokens * dep.group, pp=dep.split.pp,
-                    costs=costs, policy_cls=policy) for i in range(dep.replicas)]
-    Loop(st, reps, dep.router, traffic.concurrency).run()
+    loop = dep.loop(st, wl, traffic)
+    loop.run()
+    res = measure(dep.to_json(), traffic, st, loop.measured_replicas, first, ttft_slo_s, tpot_slo_s)
+    res.stages = loop.stages(first)
+    return res
+
+
+def measure(deployment: dict, traffic: Traffic, st: State, reps, first: int, ttft_slo_s=None,
+            tpot_slo_s=None) -> SimResult:
+    """The SimResult of a finished simulation: latency blocks over the measured requests,
+    throughput over the benchmark duration, the replicas' batch and KV statistics."""
     pr = metrics.per_request(st, first)
     t0 = float(np.min(st.release_t[first:]))
     duration = float(np.max(st.finish_t)) - t0
@@ -209,7 +230,7 @@ def simulate(dep: Deployment, traffic: Traffic, *, ttft_slo_s=None, tpot_slo_s=N
                "queue_s": metrics.block(pr["queue"])}
     stats = metrics.replica_stats(reps)
     res = SimResult(
-        deployment=dep.to_json(), traffic=traffic.describe(), requests=st.n, measured=n_meas,
+        deployment=deployment, traffic=traffic.describe(), requests=st.n, measured=n_meas,
         completed=int(np.sum(~np.isnan(st.finish_t))), duration_s=duration,
         throughput={"requests_per_s": n_meas / d, "output_tok_s": out_tok / d, "total_tok_s": (in_tok + out_tok) / d},
         latency=latency, preemptions=int(st.preemptions.sum()), preempted_requests=int(np.sum(st.preemptions > 0)),
