@@ -344,3 +344,31 @@ def traffic_timeline(timeline: dict, title: str = "Queue and KV cache over simul
     fig.update_yaxes(title_text="requests", secondary_y=False)
     fig.update_yaxes(title_text="KV cache used (%)", range=[0, 105], secondary_y=True)
     return fig
+
+
+# -- capacity (sizer recommend --rate) --------------------------------------------------------
+
+def capacity_by_gpu(doc: dict, title: str = "GPUs needed per GPU type") -> go.Figure:
+    """GPUs each type needs for the traffic (`sizer recommend --rate --json`: its `by_gpu` rows,
+    or the one plan's `gpus_needed`), the winning split on each bar, and the cost per hour and
+    per million output tokens over it when priced; the cheapest (else the fewest) highlighted."""
+    rows = doc.get("by_gpu") or [{"gpu": doc.get("gpu"), "gpus_needed": doc.get("gpus_needed"),
+                                  "winner": doc.get("winner"), "cost_per_hour": None,
+                                  "cost_per_million_output_tokens": None}]
+    rows = [r for r in rows if r.get("gpus_needed")]
+    best = doc.get("cheapest") or doc.get("fewest_gpus") or (rows[0]["gpu"] if len(rows) == 1 else None)
+    text = []
+    for r in rows:
+        parts = [(r.get("winner") or {}).get("label", "")]
+        if r.get("cost_per_hour") is not None:
+            parts.append(f"${r['cost_per_hour']:,.2f}/h, ${r['cost_per_million_output_tokens']:.3f}/M tok")
+        text.append("<br>".join(p for p in parts if p))
+    fig = go.Figure()
+    fig.add_bar(x=[r["gpu"] for r in rows], y=[r["gpus_needed"] for r in rows], text=text, textposition="outside",
+                marker_color=["#54A24B" if r["gpu"] == best else "#4C78A8" for r in rows],
+                hovertemplate="%{x}: %{y} GPUs<br>%{text}<extra></extra>")
+    q = f"P{doc.get('percentile', 99):g}"
+    slo = ", ".join(f"{q} {k[:-2].upper()} {v * 1e3:g} ms" for k, v in (doc.get("slo") or {}).items() if v)
+    return _layout(fig, f"{title} at {doc.get('rate', 0):g} req/s" + (f" ({slo})" if slo else ""),
+                   xaxis_title="GPU type", yaxis_title="GPUs needed", height=420, yaxis_rangemode="tozero",
+                   showlegend=False)

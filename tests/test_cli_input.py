@@ -25,6 +25,8 @@ BAD = {  # the shared flag types (sizer/cli/common.py) and values each must refu
     common.duration: ["0", "-5ms", "inf", "nan", "", "1e400", "soon"],
     common.fraction: ["0", "1.5", "-0.1", "nan", "inf", ""],
     common.price: ["0", "-2", "inf", "nan", "", "1e400"],
+    common.price_list: ["0", "2,-2", "2,inf", "nan", "", "2,", ",2", "2,x"],
+    common.request_rate: ["0", "-2", "inf", "nan", "", "1e400", "1e10", "10rps"],
     common.nonempty: ["", "  "],
     common.non_negative_int: ["-1", "2.7", "nan", "", "x", str(common.MAX_GPUS + 1)],
 }

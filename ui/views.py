@@ -156,10 +156,18 @@ def communication(inp, est: dict) -> None:
     json_download(doc, "comm")
 
 
+QUESTIONS = ("How to split these GPUs", "How many GPUs for a request rate")
+
+
 def recommend(inp) -> None:
     if not core.recommend_available():
         st.info("`sizer.plan.recommend` is not installed in this build yet; the ranked table, why-not list "
                 "and Pareto plot appear here once it is.")
+        return
+    if st.radio("Question", QUESTIONS, horizontal=True, key="rec_question") == QUESTIONS[1]:
+        from .capacity import view  # sizer recommend --rate (issue #13)
+
+        view(inp)
         return
     c1, c2, c3 = st.columns(3)
     objective = c1.selectbox("Objective", ("throughput", "latency", "cost"), key="rec_objective")

@@ -45,6 +45,8 @@ fraction = _flag(lambda t: parse_fraction(t), "fraction")
 size = _flag(parse_bytes, "size")
 duration = _flag(parse_seconds, "duration")
 price = _flag(lambda t: parse_positive(t, "price"), "price")
+price_list = _flag(lambda t: [parse_positive(part, "price") for part in str(t).split(",")], "price list")
+request_rate = _flag(lambda t: parse_positive(t, "requests per second", MAX_COUNT), "request rate")
 non_negative_int = _flag(lambda t: parse_count(t, MAX_GPUS, minimum=0), "non-negative count")
 nonempty = _flag(_non_empty, "value")  # names and paths: '' is not "not given"
 

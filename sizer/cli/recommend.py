@@ -2,9 +2,11 @@
 
 import time
 
+from sizer.errors import InputError
 from sizer.output import emit_json, warn
+from . import capacity
 from .common import (add_emit_arg, add_pp_partition_args, check_profile_device, duration, emit_launch,
-                     gpu_count, nonempty, positive_int, price, resolve_emit, show_emit, uneven_pp_from_args)
+                     gpu_count, nonempty, positive_int, price_list, resolve_emit, show_emit, uneven_pp_from_args)
 from sizer.hardware.gpus import get_gpu
 from sizer.model.catalog import get_model
 from sizer.hardware.profile import load_profile
@@ -29,23 +31,26 @@ def _thin(rows: list, k: int) -> list:
 def register(sub) -> None:
     p = sub.add_parser("recommend", help="the best TP/PP/EP/DP split under memory and latency targets")
     p.add_argument("--model", required=True, type=nonempty, help="preset id/alias (see `sizer models`) or a config.json path")
-    p.add_argument("--gpus", type=gpu_count, required=True, help="GPUs to use (all of them unless --allow-idle)")
-    p.add_argument("--gpu", default="h100-sxm", type=nonempty, help="GPU id (see `sizer gpus`; default h100-sxm)")
+    p.add_argument("--gpus", type=gpu_count, help="GPUs to use (all of them unless --allow-idle); required "
+                   "unless --rate asks for the fewest")
+    p.add_argument("--gpu", default="h100-sxm", type=nonempty, help="GPU id (see `sizer gpus`; default h100-sxm); "
+                   "with --rate a comma list compares types")
     add_topology_args(p)
     add_pp_partition_args(p)
     w = p.add_argument_group("workload and targets")
-    w.add_argument("--isl", type=positive_int, default=1024, help="input tokens per request (default 1024)")
-    w.add_argument("--osl", type=positive_int, default=256, help="output tokens per request (default 256)")
+    w.add_argument("--isl", type=positive_int, help="input tokens per request (default 1024)")
+    w.add_argument("--osl", type=positive_int, help="output tokens per request (default 256)")
     w.add_argument("--ttft", metavar="T", type=duration, help="time-to-first-token target, seconds or with a unit (2s, 500ms)")
     w.add_argument("--tpot", metavar="T", type=duration, help="time-per-output-token target, seconds or with a unit (50ms)")
     w.add_argument("--batch", type=positive_int, help="sequences per replica (default: search up to the memory limit)")
     w.add_argument("--concurrency", type=positive_int, help="concurrent requests over the deployment")
     add_scheduler_args(w)
     s = p.add_argument_group("search")
-    s.add_argument("--objective", choices=OBJECTIVES, default="throughput",
+    s.add_argument("--objective", choices=OBJECTIVES,
                    help="throughput: tokens/s per GPU (default); latency: lowest TPOT then TTFT; "
                         "cost: $ per million output tokens (needs --gpu-hour-price)")
-    s.add_argument("--gpu-hour-price", type=price, metavar="USD", help="price of one GPU-hour, for cost per token")
+    s.add_argument("--gpu-hour-price", type=price_list, metavar="USD", help="price of one GPU-hour, for cost per "
+                   "token (with a --gpu list and --rate, one price per type: p1,p2,...)")
     s.add_argument("--weight-dtype", type=nonempty, help="one or a comma list of bf16, fp16, fp8, int8, int4, fp4 "
                    "(default: the checkpoint's own)")
     s.add_argument("--kv-dtype", default="auto", type=nonempty, help="one or a comma list of auto (model dtype), bf16, fp16, fp8, int8")
@@ -56,11 +61,25 @@ def register(sub) -> None:
     add_emit_arg(s)
     add_recommend_args(p)
     p.add_argument("--json", action="store_true", help="print one JSON document on stdout")
-    p.set_defaults(func=run)
+    capacity.add_args(p)
+    p.set_defaults(func=run, nodes=None)  # --nodes: with --rate and no --gpus, the most nodes to use
 
 
 def run(args) -> int:
     resolve_emit(args)
+    if args.rate is not None:
+        if wants_disagg(args):
+            raise InputError("--disagg with --rate: capacity planning of prefill/decode pools is not modelled; "
+                             "drop one (--disagg compares pools on --gpus N)")
+        return capacity.run(args)  # rate-driven capacity planning (sizer/cli/capacity.py)
+    capacity.refuse_without_rate(args)
+    if args.gpus is None:
+        raise InputError("--gpus is required (the GPUs to split), unless --rate R asks for the fewest GPUs")
+    if len(args.gpu_hour_price or ()) > 1:
+        raise InputError("--gpu-hour-price takes one price without --rate (a list prices a --gpu list)")
+    args.gpu_hour_price = args.gpu_hour_price[0] if args.gpu_hour_price else None
+    args.isl, args.osl = args.isl or 1024, args.osl or 256
+    args.objective, args.nodes = args.objective or "throughput", args.nodes or 1
     if wants_disagg(args):
         return run_recommend(args)
     model, gpu = get_model(args.model), get_gpu(args.gpu)

@@ -19,7 +19,7 @@ Disaggregated prefill/decode pools are sizer/sim/disagg.py's DisaggDeployment, w
 """
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -262,29 +262,55 @@ class RateSearch:
     curve: list
     steady_state_rps: float
     limited_by: str
+    simulations: int = 0  # simulate() calls (points x seeds run)
 
     def to_json(self) -> dict:
         return {"max_rate_rps": self.max_rate_rps, "percentile": self.percentile, "slo": self.slo,
                 "steady_state_rps": self.steady_state_rps, "limited_by": self.limited_by, "curve": self.curve}
 
 
-def _point(dep, traffic, rate, ttft_slo_s, tpot_slo_s, q):
+def _point(dep, traffic, rate, ttft_slo_s, tpot_slo_s, q, stable=False):
     res = simulate(dep, traffic.at_rate(rate), ttft_slo_s=ttft_slo_s, tpot_slo_s=tpot_slo_s)
     ttft, tpot = res.percentile("ttft", q), res.percentile("tpot", q)
     misses = [name for name, v, s in (("ttft", ttft, ttft_slo_s), ("tpot", tpot, tpot_slo_s))
               if s is not None and v > s]
+    if stable and (stable(res) if callable(stable) else res.verdict == "saturated"):
+        misses.append("saturated")
     row = {"rate_rps": rate, "ttft_s": res.latency["ttft_s"], "tpot_s": res.latency["tpot_s"],
            f"ttft_p{q:g}_s": ttft, f"tpot_p{q:g}_s": tpot, "throughput_rps": res.throughput["requests_per_s"],
            "verdict": res.verdict, "meets": not misses}
     return row, misses
 
 
+def _points(dep, traffic, rate, ttft_slo_s, tpot_slo_s, q, seeds, stable):
+    """One rate over several seeds: the first seed that misses decides (its row, with `seed`);
+    when all meet, the row of the seed closest to missing. Returns (row, misses, runs)."""
+    if seeds is None:
+        row, misses = _point(dep, traffic, rate, ttft_slo_s, tpot_slo_s, q, stable)
+        return row, misses, 1
+    worst, worst_margin = None, -math.inf
+    for i, seed in enumerate(seeds):
+        row, misses = _point(dep, replace(traffic, seed=seed), rate, ttft_slo_s, tpot_slo_s, q, stable)
+        row["seed"] = seed
+        if misses:
+            return row, misses, i + 1
+        margin = max([row[f"{k}_p{q:g}_s"] / s for k, s in (("ttft", ttft_slo_s), ("tpot", tpot_slo_s)) if s]
+                     or [0.0])
+        if margin > worst_margin:
+            worst, worst_margin = row, margin
+    return worst, [], len(seeds)
+
+
 def find_rate(dep: Deployment, traffic: Traffic, *, ttft_slo_s=None, tpot_slo_s=None, percentile: float = 99.0,
-              rel_tol: float = 0.02, max_points: int = 16) -> RateSearch:
+              rel_tol: float = 0.02, max_points: int = 16, seeds=None, stable=False) -> RateSearch:
     """Bisection over the rate (issue #12 item 3): bracketed from the steady-state maximum
     (sizer estimate's max-throughput requests/s), each point a simulation with the traffic's
-    seed; stops when the bracket is within `rel_tol`."""
-    if ttft_slo_s is None and tpot_slo_s is None:
+    seed; stops when the bracket is within `rel_tol`. With `seeds`, a rate meets only when it
+    meets on every seed (capacity planning, issue #13); with `stable`, a saturated run misses
+    too (limited_by "saturated"), and the SLOs may be omitted: the highest stable rate. `stable`
+    may be a function of the SimResult that says whether it counts as saturated (default: its
+    verdict)."""
+    if ttft_slo_s is None and tpot_slo_s is None and not stable:
         raise InputError("--find-rate needs --ttft-slo and/or --tpot-slo")
     if not 0 < percentile <= 100:
         raise InputError(f"--percentile must be in (0, 100], got {percentile}")
@@ -292,18 +318,19 @@ def find_rate(dep: Deployment, traffic: Traffic, *, ttft_slo_s=None, tpot_slo_s=
         raise InputError("--find-rate searches the request rate; drop --concurrency")
     steady = dep.steady_state_rps(traffic)
     slo = {"ttft_s": ttft_slo_s, "tpot_s": tpot_slo_s}
-    curve, cache = [], {}
+    curve, cache, runs = [], {}, [0]
 
     def meets(rate) -> bool:
         if rate not in cache:
-            row, misses = _point(dep, traffic, rate, ttft_slo_s, tpot_slo_s, percentile)
+            row, misses, n = _points(dep, traffic, rate, ttft_slo_s, tpot_slo_s, percentile, seeds, stable)
             cache[rate] = misses
             curve.append(row)
+            runs[0] += n
         return not cache[rate]
 
     def answer(rate, limited_by):
         curve.sort(key=lambda r: r["rate_rps"])
-        return RateSearch(rate, percentile, slo, curve, steady, limited_by)
+        return RateSearch(rate, percentile, slo, curve, steady, limited_by, runs[0])
 
     hi = 1.5 * steady
     while meets(hi):  # the SLOs hold past the steady-state maximum: widen

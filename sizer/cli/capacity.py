@@ -1,0 +1,393 @@
+"""`sizer recommend --rate R`: rate-driven capacity planning (issue #13), the recommend command's
+second face. Its flags (traffic and percentile SLOs, as `sizer simulate` names them), the path
+from flags to sizer/plan/capacity_plan.py, and the report: a table per GPU type and one verdict
+sentence, or one JSON document."""
+
+import copy
+import time
+from dataclasses import dataclass
+
+from sizer.errors import InfeasibleError, InputError
+from sizer.hardware.gpus import get_gpu
+from sizer.hardware.profile import load_profile
+from sizer.model.catalog import get_model
+from sizer.output import emit_json
+from sizer.plan.capacity import DEFAULT_MAX_GPUS, CapacityNotMetError
+from sizer.plan.capacity_plan import _t, compare, plan
+from sizer.plan.recommend import _weight_dtypes
+from sizer.sim import Lengths, Traffic, parse_lengths, read_trace
+from sizer.sim.arrivals import ARRIVALS
+from .common import (bounded_float, check_profile_device, emit_launch, engine_fraction, gpu_count, non_negative_int,
+                     nonempty, positive_int, request_rate, show_emit, topology_from_args, uneven_pp_from_args)
+
+MAX_WHY_NOT = 10
+# flags that only mean something with --rate, and their defaults (None: not given)
+RATE_ONLY = ("ttft_slo", "tpot_slo", "percentile", "per_node", "isl_dist", "osl_dist", "trace", "arrival",
+             "burstiness", "requests", "seed")
+
+
+def add_args(p) -> None:
+    """The capacity flags on `sizer recommend` (defaults None, so that a flag given without --rate
+    is refused rather than ignored)."""
+    c = p.add_argument_group("capacity (with --rate): how many GPUs serve a request rate within percentile SLOs")
+    c.add_argument("--rate", metavar="R", type=request_rate, help="requests per second to serve: with --rate, recommend "
+                   "finds the fewest GPUs (or, with --gpus, each split's sustainable rate) by simulation")
+    c.add_argument("--ttft-slo", metavar="T", type=nonempty, help="TTFT objective at --percentile, with a unit (2s)")
+    c.add_argument("--tpot-slo", metavar="T", type=nonempty, help="TPOT objective at --percentile, with a unit (50ms)")
+    c.add_argument("--percentile", type=bounded_float(0.0, 100.0), help="percentile the SLOs apply to (default 99)")
+    c.add_argument("--per-node", metavar="K", type=gpu_count, help="count whole nodes of K GPUs (default: any "
+                   "GPU count, on the GPU's usual node); --nodes N bounds the search to N nodes")
+    c.add_argument("--isl-dist", metavar="D", type=nonempty, help="prompt-length distribution, as `sizer simulate`")
+    c.add_argument("--osl-dist", metavar="D", type=nonempty, help="output-length distribution, as `sizer simulate`")
+    c.add_argument("--trace", metavar="F", type=nonempty, help="CSV or JSONL request trace, as `sizer simulate`")
+    c.add_argument("--arrival", choices=ARRIVALS, help="arrival process at --rate (default poisson)")
+    c.add_argument("--burstiness", type=bounded_float(1e-3, 1e3), help="gamma shape of the gaps (default 1)")
+    c.add_argument("--requests", type=positive_int, help="requests per simulation (default: 600, or six request "
+                   "lifetimes of one replica at its steady-state bound)")
+    c.add_argument("--seed", type=non_negative_int, help="first of the 3 seeds every candidate must pass (default 0)")
+
+
+def refuse_without_rate(args) -> None:
+    """Capacity flags without --rate are bad input (one line)."""
+    for name in RATE_ONLY:
+        if getattr(args, name, None) is not None:
+            raise InputError(f"--{name.replace('_', '-')} belongs to rate-driven planning: give --rate R "
+                             "(steady-state targets without a rate are --ttft/--tpot)")
+    if "," in str(args.gpu):
+        raise InputError(f"--gpu {args.gpu}: a list of GPU types compares capacity for a traffic: give --rate R")
+
+
+def _prices(args, n: int):
+    if args.gpu_hour_price is None:
+        return None
+    if len(args.gpu_hour_price) != n:
+        raise InputError(f"--gpu-hour-price has {len(args.gpu_hour_price)} price"
+                         f"{'s' if len(args.gpu_hour_price) != 1 else ''} for {n} GPU type{'s' if n != 1 else ''}: "
+                         "give one per --gpu entry, in the same order")
+    return list(args.gpu_hour_price)
+
+
+def traffic_from_args(args) -> Traffic:
+    """The traffic of `sizer simulate`'s flags at --rate (lengths, trace, arrivals, seed)."""
+    trace = read_trace(args.trace) if args.trace else None
+    if trace is not None and (args.isl or args.osl or args.isl_dist or args.osl_dist):
+        raise InputError("--trace gives the lengths: drop --isl/--osl/--isl-dist/--osl-dist")
+    for a, b in (("isl", "isl_dist"), ("osl", "osl_dist")):
+        if getattr(args, a) and getattr(args, b):
+            raise InputError(f"give --{a} or --{b.replace('_', '-')}, not both")
+    isl = parse_lengths(args.isl_dist, "--isl-dist") if args.isl_dist else Lengths("fixed", args.isl or 1024)
+    osl = parse_lengths(args.osl_dist, "--osl-dist") if args.osl_dist else Lengths("fixed", args.osl or 256)
+    return Traffic(rate_rps=args.rate, requests=args.requests, isl=isl, osl=osl, arrival=args.arrival or "poisson",
+                   burstiness=args.burstiness if args.burstiness is not None else 1.0, trace=trace,
+                   seed=args.seed or 0)
+
+
+def _refuse_steady_flags(args) -> None:
+    for flag, value in (("--ttft", args.ttft), ("--tpot", args.tpot)):
+        if value is not None:
+            raise InputError(f"{flag} is a steady-state mean target; with --rate give --{flag[2:]}-slo "
+                             "(a percentile objective, --percentile P)")
+    for flag, value in (("--batch", args.batch), ("--concurrency", args.concurrency)):
+        if value is not None:
+            raise InputError(f"{flag} fixes the load; with --rate the rate sets it: drop {flag}")
+    if args.objective not in (None, "throughput"):
+        raise InputError("--objective ranks splits of a fixed GPU count; with --rate the answer is the fewest GPUs "
+                         "(or, with --gpus, the most headroom): drop --objective")
+    if args.allow_idle:
+        raise InputError("--allow-idle: with --rate, drop --gpus to let the plan choose the GPU count")
+
+
+def _topology_for(args, gpu):
+    """topology_from_args for one replica or deployment of n GPUs over `nodes` nodes."""
+    def build(n: int, nodes: int):
+        ns = copy.copy(args)
+        ns.nodes = nodes
+        domain = getattr(args, "nvlink_domain", None)
+        ns.nvlink_domain = None if domain is None or n <= domain else domain
+        if nodes == 1:
+            ns.inter_node = None  # replicas on one node each never cross the network
+        return topology_from_args(ns, gpu, n)
+    return build
+
+
+@dataclass
+class Outcome:
+    """What one `recommend --rate` computed: a plan (or (gpu, error) pair) per GPU type, the
+    prices, the plan whose winner is the answer, the winner's launch, and the exit-1 error."""
+
+    plans: list
+    prices: list | None
+    chosen: object
+    elapsed_s: float
+    launch: object
+    error: Exception | None
+
+
+def compute(args) -> Outcome:
+    """The --rate path of `sizer recommend` up to its report (also what the UI runs)."""
+    from .simulate import longest_request, parse_slo
+
+    _refuse_steady_flags(args)
+    names = [g.strip() for g in str(args.gpu).split(",")]
+    if any(not g for g in names):
+        raise InputError(f"--gpu {args.gpu!r}: an empty name in the list")
+    gpus = [get_gpu(g) for g in names]
+    if len({g.id for g in gpus}) != len(gpus):
+        raise InputError(f"--gpu {args.gpu}: a GPU type is listed twice")
+    prices = _prices(args, len(gpus))
+    model = get_model(args.model)
+    traffic = traffic_from_args(args)
+    ttft = parse_slo(args.ttft_slo, "--ttft-slo") if args.ttft_slo else None
+    tpot = parse_slo(args.tpot_slo, "--tpot-slo") if args.tpot_slo else None
+    percentile = 99.0 if args.percentile is None else args.percentile
+    if not percentile > 0:
+        raise InputError(f"--percentile must be in (0, 100], got {percentile:g}")
+    if args.per_node is not None and args.gpus is not None:
+        raise InputError("--per-node counts whole nodes of a GPU count the plan chooses: with --gpus, give --nodes")
+    longest = longest_request(traffic)
+    profile = load_profile(args.profile)
+    kv = [k.strip() for k in args.kv_dtype.split(",") if k.strip()] or ["auto"]
+    wds = _weight_dtypes(args.weight_dtype)
+    fraction = engine_fraction(args) if hasattr(args, "gpu_memory_utilization") else None
+    start = time.perf_counter()
+    plans, first_error = [], None
+    for gpu in gpus:
+        check_profile_device(profile, gpu)
+        per_node = args.per_node or getattr(args, "nvlink_domain", None) or gpu.domain_gpus
+        if args.gpus is not None:
+            topology_from_args(args, gpu, args.gpus)  # the given GPUs and nodes must make a topology
+            max_gpus = args.gpus
+        else:
+            max_gpus = (args.nodes * per_node) if args.nodes else DEFAULT_MAX_GPUS
+        try:
+            p = plan(model, gpu, traffic, rate_rps=args.rate, ttft_slo_s=ttft, tpot_slo_s=tpot,
+                     percentile=percentile, gpus=args.gpus, nodes=args.nodes or 1, per_node=per_node,
+                     whole_nodes=args.per_node is not None, max_gpus=max_gpus, engine=args.engine,
+                     weight_dtypes=wds, kv_dtypes=kv, topology_for=_topology_for(args, gpu), profile=profile,
+                     fraction=fraction, max_num_seqs=args.max_num_seqs,
+                     max_num_batched_tokens=args.max_num_batched_tokens, cuda_graphs=None,
+                     requests=args.requests, uneven_pp=uneven_pp_from_args(args), context=longest)
+        except CapacityNotMetError as exc:
+            p, first_error = exc.plan, first_error or exc
+        except InfeasibleError as exc:
+            if len(gpus) == 1:
+                raise
+            p, first_error = (gpu.id, str(exc)), first_error or exc
+        plans.append(p)
+    elapsed = time.perf_counter() - start
+    chosen = _chosen(plans, prices)
+    launch = _launch(args, model, chosen, longest, fraction) if chosen is not None else None
+    return Outcome(plans, prices, chosen, elapsed, launch, None if chosen is not None else first_error)
+
+
+def run(args) -> int:
+    """Report what compute() found; exit 1 (InfeasibleError) when no type serves the rate."""
+    out = compute(args)
+    if args.json:
+        doc = document(args, out)
+        show_emit(out.launch, doc)
+        emit_json(doc)
+    else:
+        print(render(args, out.plans, out.prices, out.chosen, out.elapsed_s))
+        show_emit(out.launch)
+    if out.error is not None:
+        raise out.error
+    return 0
+
+
+def _chosen(plans, prices):
+    """The plan whose winner the answer is: the cheapest type with prices, else the fewest GPUs."""
+    served = [(i, p) for i, p in enumerate(plans) if not isinstance(p, tuple) and p.winner is not None]
+    if not served:
+        return None
+    if prices:
+        return min(served, key=lambda ip: (ip[1].gpus_needed * prices[ip[0]], ip[0]))[1]
+    return min(served, key=lambda ip: (ip[1].gpus_needed, ip[0]))[1]
+
+
+def _launch(args, model, p, longest, fraction):
+    w = p.winner
+    dep = p_deployment(p, w)
+    _, per = p.nodes_of(w)
+    return emit_launch(args, model, w.shape.deployment(w.replicas), batch=dep.max_num_seqs, context=longest,
+                       precision=dep.plan.precision, max_num_batched_tokens=dep.max_num_batched_tokens,
+                       gpus_per_node=per, memory_fraction=fraction)
+
+
+def p_deployment(p, r):
+    """The sizer.sim.Deployment that was simulated for result `r` of plan `p` (its memory plan
+    and scheduler caps are the launch command's)."""
+    return p.planner.deployment(r.shape, r.replicas)
+
+
+def simulate_command(args, p, r, seed) -> str:
+    """The `sizer simulate` line that reruns the seed's simulation of `r` exactly."""
+    s, d = r.shape, r.replicas
+    timed = p.traffic_timed
+    split = s.deployment(d) if timed else s.split
+    parts = ["sizer", "simulate", "--model", args.model, "--gpu", p.gpu]
+    parts += [f"--{k} {v}" for k, v in (("tp", split.tp), ("pp", split.pp), ("dp", split.dp), ("ep", split.ep))
+              if v != 1]
+    if split.gpus > p.per_node:
+        parts.append(f"--nodes {p.nodes_of(r)[0] if timed else split.gpus // p.per_node}")
+    parts += ["--engine", p.engine]
+    for flag, value in (("--weight-dtype", s.weight_dtype), ("--kv-dtype", None if s.kv_dtype == "auto" else s.kv_dtype),
+                        ("--max-num-seqs", args.max_num_seqs), ("--max-num-batched-tokens", args.max_num_batched_tokens),
+                        ("--topology", args.topology), ("--topology-file", args.topology_file),
+                        ("--profile", args.profile), ("--inter-node", args.inter_node if split.gpus > p.per_node else None)):
+        if value is not None:
+            parts += [flag, str(value)]
+    if args.trace:
+        parts += ["--trace", args.trace]
+    else:
+        parts += ["--isl-dist", args.isl_dist] if args.isl_dist else ["--isl", str(args.isl or 1024)]
+        parts += ["--osl-dist", args.osl_dist] if args.osl_dist else ["--osl", str(args.osl or 256)]
+    rate = r.sustainable_rate_rps if r.status == "rate" else p.rate_rps
+    arrival = p.replica_arrival(1 if timed else d)
+    parts += ["--rate", repr(rate if timed else rate / d), "--arrival", arrival["process"]]
+    if arrival["burstiness"] != 1.0:
+        parts += ["--burstiness", repr(float(arrival["burstiness"]))]
+    if r.requests:
+        parts += ["--requests", str(r.requests)]
+    parts += ["--seed", str(seed)]
+    for flag, v in (("--ttft-slo", p.slo["ttft_s"]), ("--tpot-slo", p.slo["tpot_s"])):
+        if v is not None:
+            parts += [flag, f"{v!r}s"]
+    return " ".join(parts)
+
+
+def document(args, out: Outcome) -> dict:
+    """The one JSON document of `recommend --rate --json` (less the emit field)."""
+    plans, prices, chosen, elapsed = out.plans, out.prices, out.chosen, out.elapsed_s
+    docs = []
+    for p in plans:
+        if isinstance(p, tuple):
+            docs.append({"gpu": p[0], "error": p[1]})
+            continue
+        d = p.to_json()
+        for c, r in zip(d["candidates"], [r for r in p.results if r.replicas is not None and r.status != "pruned"]):
+            if "simulated" in c:
+                c["simulated"]["commands"] = [simulate_command(args, p, r, row["seed"]) for row in r.runs]
+        if d["winner"] is not None:
+            d["winner"] = d["candidates"][0]
+        docs.append(d)
+    if len(plans) == 1:
+        doc = docs[0]
+    else:
+        first = next((p for p in plans if not isinstance(p, tuple)), None)
+        cmp_doc = compare(plans, prices, args.rate)
+        pick = next((d for d in docs if chosen is not None and d.get("gpu") == chosen.gpu), None)
+        doc = {"mode": "capacity" if args.gpus is None else "capacity_at_gpus", "model": get_model(args.model).name,
+               "gpu": [p[0] if isinstance(p, tuple) else p.gpu for p in plans],
+               "engine": first.engine if first else None, "rate": args.rate,
+               "percentile": first.percentile if first else None, "slo": first.slo if first else None,
+               "traffic": first.traffic if first else None,
+               "gpus_needed": pick["gpus_needed"] if pick else None, "winner": pick["winner"] if pick else None,
+               **cmp_doc, "plans": docs,
+               "simulations": sum(p.simulations for p in plans if not isinstance(p, tuple))}
+        for row, d in zip(doc["by_gpu"], docs):
+            if d.get("winner") is not None:
+                row["winner"] = d["winner"]
+    doc["search_time_s"] = elapsed
+    return doc
+
+
+def _cand_row(p, r, i) -> str:
+    q = p.q
+    nodes, per = p.nodes_of(r)
+    worst = [_t(max(x[f"{k}_{q}_s"] for x in r.runs)) if r.runs else "-" for k in ("ttft", "tpot")]
+    sus = f"{r.sustainable_rate_rps:.3g}" if r.sustainable_rate_rps else "-"
+    if r.sustainable_rate_rps and r.misses_at_rps:
+        sus = f"{r.sustainable_rate_rps:.3g}-{r.misses_at_rps:.3g}"
+    mark = "" if r.status in ("meets", "rate") else " x (misses)"
+    return (f"{i:>2}  {r.shape.deployment(r.replicas).label():<18}{r.gpus:>6}{f'{nodes}x{per}':>8}{r.replicas:>9}  "
+            f"{r.shape.weights_label:<9}{r.shape.kv_label:<6}{worst[0]:>10}{worst[1]:>10}"
+            f"{sus:>12}{r.shape.bound_rps:>9.3g}" + mark)
+
+
+def render_plan(args, p, elapsed=None) -> list[str]:
+    q = p.q.upper()
+    slo = ", ".join(f"{q} {k[:-2].upper()} <= {_t(v)}" for k, v in p.slo.items() if v) or \
+        "none (stability only)"
+    shown = [r for r in p.results if r.replicas is not None and r.status != "pruned"]
+    requests = sorted({r.requests or r.runs[0]["requests"] for r in shown if r.requests or r.runs})
+    how = ("the whole deployment on the trace's arrivals" if p.traffic_timed else
+           "one replica with its round-robin share of the arrivals")
+    where = (f"{args.gpus}x {p.gpu}" if p.mode == "gpus" else
+             f"{p.gpu}, {'whole nodes of ' + str(p.per_node) if p.whole_nodes else 'any GPU count'}, "
+             f"at most {p.max_gpus} GPUs")
+    lines = [f"{p.model}: {p.traffic}; on {where}; engine {p.engine}",
+             f"SLOs: {slo}; each candidate simulated on seeds {', '.join(map(str, p.seeds))} ({how}, "
+             f"{'/'.join(map(str, requests)) or '-'} requests per seed)", ""]
+    head = (f"{'#':>2}  {'deployment':<18}{'GPUs':>6}{'nodes':>8}{'replicas':>9}  {'weights':<9}{'KV':<6}"
+            f"{q + ' TTFT':>10}{q + ' TPOT':>10}{'sustains':>12}{'bound':>9}")
+    lines += [head, "-" * len(head)]
+    top = args.top or 10
+    lines += [_cand_row(p, r, i) for i, r in enumerate(shown[:top], 1)]
+    lines.append(f"{q} = the worst seed; nodes = nodes x GPUs per node that run it as given (--gpus G --nodes N); "
+                 "sustains = the highest rate seen to meet - the lowest seen to miss (req/s); bound = steady-state req/s per replica with the SLOs "
+                 "as mean targets")
+    w = p.winner
+    lines += ["", "Answer: " + p.verdict()] if w else ["", "No deployment: " + p.error]
+    if w is not None and w.fewer:
+        f = w.fewer
+        n = f["replicas"]
+        lines.append(f"  one step fewer, {n} replica{'s' if n != 1 else ''} ({f['gpus']} GPUs), misses: "
+                     f"{p.miss_text(f['row'])}")
+    elif w is not None and p.mode == "rate":
+        lines.append("  it is the smallest deployment of its shape (one replica" + (", whole nodes" if p.whole_nodes else "")
+                     + ")")
+    if w is not None and w.runs:
+        lines.append(f"  rerun a seed: {simulate_command(args, p, w, w.runs[0]['seed'])}")
+    why = p.why_not()
+    if why:
+        lines += ["", "Why not:"] + [f"  - {x}" for x in why[:MAX_WHY_NOT]]
+        if len(why) > MAX_WHY_NOT:
+            lines.append(f"  ... {len(why) - MAX_WHY_NOT} more in --json")
+    for note in p.notes:
+        lines.append(f"note: {note}")
+    lines.append(f"{p.simulations} simulations" + (f" in {elapsed:.1f} s" if elapsed is not None else ""))
+    return lines
+
+
+def render(args, plans, prices, chosen, elapsed) -> str:
+    lines = []
+    for p in plans:
+        if isinstance(p, tuple):
+            lines += [f"{p[0]}: {p[1]}", ""]
+            continue
+        lines += render_plan(args, p, elapsed if len(plans) == 1 else None) + [""]
+    if len(plans) > 1:
+        cmp_doc = compare(plans, prices, args.rate)
+        head = f"{'GPU':<12}{'GPUs':>6}{'nodes':>7}  {'deployment':<18}{'$/hour':>10}{'$/M out tok':>13}"
+        lines += ["Side by side:", head, "-" * len(head)]
+        for row in cmp_doc["by_gpu"]:
+            if row["gpus_needed"] is None:
+                lines.append(f"{row['gpu']:<12}{'-':>6}{'-':>7}  {'cannot serve it':<18}")
+                continue
+            ph = f"{row['cost_per_hour']:,.2f}" if row["cost_per_hour"] is not None else "-"
+            pm = f"{row['cost_per_million_output_tokens']:.3f}" if row["cost_per_million_output_tokens"] else "-"
+            nodes = f"{row['whole_nodes']}x{row['per_node']}"
+            lines.append(f"{row['gpu']:<12}{row['gpus_needed']:>6}{nodes:>7}  {row['winner']['label']:<18}"
+                         f"{ph:>10}{pm:>13}")
+        lines += ["nodes = whole nodes of each type's size that hold the GPUs", "", "Verdict: " + _verdict(cmp_doc, prices)]
+        lines.append(f"{sum(p.simulations for p in plans if not isinstance(p, tuple))} simulations in {elapsed:.1f} s")
+    return "\n".join(lines).rstrip()
+
+
+def _verdict(cmp_doc, prices) -> str:
+    rows = {r["gpu"]: r for r in cmp_doc["by_gpu"]}
+    served = [r for r in cmp_doc["by_gpu"] if r["gpus_needed"] is not None]
+    if not served:
+        return "no GPU type of the list serves the traffic within the SLOs"
+    if cmp_doc["cheapest"]:
+        c = rows[cmp_doc["cheapest"]]
+        others = ", ".join(f"{r['gpu']} {r['gpus_needed']} GPUs at ${r['cost_per_hour']:,.2f}/h"
+                           for r in served if r is not c)
+        return (f"{c['gpu']} is cheapest: {c['gpus_needed']} GPUs at ${c['cost_per_hour']:,.2f}/h, "
+                f"${c['cost_per_million_output_tokens']:.3f} per million output tokens"
+                + (f" (vs {others})" if others else ""))
+    f = rows[cmp_doc["fewest_gpus"]]
+    others = ", ".join(f"{r['gpu']} {r['gpus_needed']}" for r in served if r is not f)
+    return (f"{f['gpu']} needs the fewest GPUs: {f['gpus_needed']}" + (f" (vs {others})" if others else "")
+            + "; give --gpu-hour-price p1,p2,... for the cost per hour and per million output tokens")
