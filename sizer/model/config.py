@@ -37,6 +37,10 @@ _ALIASES = {
     "num_shared_experts": ("n_shared_experts", "num_shared_experts"),
     "max_position_embeddings": ("max_position_embeddings", "n_positions", "max_seq_len",
                                 "seq_length"),
+    # multi-token-prediction modules shipped with the checkpoint: DeepSeek-V3/R1, GLM-4.5, MiMo
+    # `num_nextn_predict_layers`; Qwen3-Next `mtp_num_hidden_layers` (the model types of vLLM's
+    # MTP_MODEL_TYPES, vllm/config/speculative.py v0.11.0)
+    "mtp_layers": ("num_nextn_predict_layers", "mtp_num_hidden_layers"),
 }
 
 # Physically meaningful bounds, named in every message that enforces one.
@@ -63,6 +67,7 @@ BOUNDS = {  # field -> (lowest, highest)
     "max_position_embeddings": (1, MAX_CONTEXT), "sliding_window": (1, MAX_CONTEXT),
     "sliding_window_pattern": (1, MAX_LAYERS), "max_window_layers": (0, MAX_CONTEXT),
     "attention_chunk_size": (1, MAX_CONTEXT), "no_rope_layer_interval": (1, MAX_LAYERS),
+    "mtp_layers": (0, MAX_LAYERS),
 }
 BOOLS = ("tie_word_embeddings", "attention_bias", "mlp_bias", "use_sliding_window", "multi_query")
 LISTS = ("layer_types", "mlp_only_layers", "no_rope_layers", "moe_layers")
@@ -303,7 +308,8 @@ def model_from_config(cfg: dict, name: str = "custom", path: str = "config.json"
         router_bias=arch == "gpt_oss", moe_layers=moe_layers, kv_lora_rank=kv_lora,
         q_lora_rank=_int(cfg, "q_lora_rank", path, 0), qk_rope_head_dim=rope_dim,
         layer_attention=attention, quantization=quant, quantized_modules=qmodules,
-        block_scaled_fp8=block_fp8, arch=arch, notes=tuple(notes),
+        block_scaled_fp8=block_fp8, arch=arch, mtp_layers=_int(cfg, "mtp_layers", path, 0),
+        notes=tuple(notes),
     )
 
 
