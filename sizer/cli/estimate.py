@@ -80,6 +80,12 @@ def run(args) -> int:
     print(f"{model.name} on {split.gpus}x {gpu.id}, {split.label()}, engine {engine}: isl {args.isl}, osl {args.osl}, "
           f"{'static batch' if est.mode == 'static' else 'continuous batching, concurrency'} "
           f"{est.batch} per replica")
+    if est.spread and est.spread["rest_replicas"]:
+        sp = est.spread
+        print(f"  {sp['concurrency']} request{'s' if sp['concurrency'] != 1 else ''} over {split.dp} replicas: {sp['busy_replicas']} hold "
+              f"{sp['busy_batch']}, {sp['rest_replicas']} hold {sp['rest_batch']}"
+              f"{' (idle)' if sp['rest_batch'] == 0 else ''}; throughput sums the replicas, "
+              "latency is the busier ones'")
     print(f"  TTFT  {fmt_seconds(est.ttft_s):>12}   (compute {fmt_seconds(b['prefill']['compute_s'])}, "
           f"comm {fmt_seconds(b['prefill']['comm_s'])}, bubble {fmt_seconds(b['prefill']['bubble_s'])})")
     print(f"  TPOT  {fmt_seconds(est.tpot_s):>12}   (compute {fmt_seconds(b['decode']['compute_s'])}, "
