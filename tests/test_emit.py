@@ -386,3 +386,20 @@ def test_emit_overrides_a_default_engine_but_not_an_explicit_one():
     assert resolve_emit(args) is None and args.engine == "vllm"
     with pytest.raises(InputError, match="--engine vllm"):
         resolve_emit(p.parse_args(["--emit", "sglang", "--engine", "vllm"]))
+
+
+def test_trtllm_is_refused_on_non_nvidia_gpus(capsys):
+    """Trial 1 item 4: TensorRT-LLM runs on NVIDIA GPUs only (its supported-hardware page), so
+    --emit trtllm on an MI300X is exit 2 with the reason; vLLM and SGLang run on ROCm."""
+    model, split = get_model("8b"), Split(tp=1)
+    plan = memory_plan(model, get_gpu("mi300x"), split, engine="trtllm", context=2048)
+    kw = dict(model_arg="8b", precision=plan.precision, max_num_seqs=8,
+              max_num_batched_tokens=2048, max_model_len=2048)
+    with pytest.raises(InputError, match="runs only on NVIDIA GPUs, and mi300x is AMD"):
+        engine_command("trtllm", model, split, gpu=get_gpu("mi300x"), **kw)
+    assert engine_command("trtllm", model, split, gpu=get_gpu("h100-sxm"), **kw).commands
+    assert engine_command("vllm", model, split, gpu=get_gpu("mi300x"), **kw).commands
+    assert main(["estimate", "--model", "8b", "--gpu", "mi300x", "--emit", "trtllm"]) == 2
+    io = capsys.readouterr()
+    assert "NVIDIA" in io.err and io.out == "" and "Traceback" not in io.err
+    assert main(["estimate", "--model", "8b", "--gpu", "mi300x", "--emit", "sglang"]) == 0

@@ -76,6 +76,12 @@ KV_VALUES = {
 }
 DTYPE_VALUES = {"bf16": "bfloat16", "fp16": "float16"}  # --dtype (vLLM, SGLang), LlmArgs.dtype
 
+# GPU vendors each engine runs on. TensorRT-LLM: "supports the full spectrum of NVIDIA GPU
+# architectures" and nothing else (nvidia.github.io/TensorRT-LLM/supported-hardware.html);
+# vLLM and SGLang also run on AMD ROCm (vLLM docs/getting_started/installation/gpu.md "ROCm";
+# SGLang docs/platforms/amd_gpu.md).
+VENDORS = {"vllm": ("NVIDIA", "AMD"), "sglang": ("NVIDIA", "AMD"), "trtllm": ("NVIDIA",)}
+
 
 @dataclass(frozen=True)
 class Command:
@@ -338,7 +344,8 @@ def _node_flags(engine: str, lay: EngineLayout, per_node: int, m: int, i: int, a
 
 def engine_command(engine, model, split, *, model_arg: str, precision: dict, max_num_seqs: int,
                    max_num_batched_tokens: int, max_model_len: int,
-                   memory_fraction: float | None = None, gpus_per_node: int | None = None) -> Launch:
+                   memory_fraction: float | None = None, gpus_per_node: int | None = None,
+                   gpu=None) -> Launch:
     """The commands that start `engine` serving `split` of `model` as sizer planned it.
 
     model_arg: the user's --model (preset, repo id or path; see model_argument). precision:
@@ -346,8 +353,12 @@ def engine_command(engine, model, split, *, model_arg: str, precision: dict, max
     batch); max_num_batched_tokens: the per-forward token budget of one replica; max_model_len:
     the context the plan sized KV for; memory_fraction: the engine's fraction flag (default: its
     EngineRules.fraction, the value the plan used); gpus_per_node: node size (default: one node
-    holds the split). InputError when the engine cannot run the split or the precision."""
+    holds the split); gpu: the GPUSpec it runs on (its vendor must be one the engine supports,
+    VENDORS). InputError when the engine cannot run the split, the precision or the GPU."""
     name = engine_name(engine)
+    if gpu is not None and gpu.vendor not in VENDORS[name]:
+        raise InputError(f"--emit {name}: {name} runs only on {' and '.join(VENDORS[name])} GPUs, "
+                         f"and {gpu.id} is {gpu.vendor}: emit vllm or sglang instead")
     for what, v in (("max_num_seqs", max_num_seqs), ("max_num_batched_tokens", max_num_batched_tokens),
                     ("max_model_len", max_model_len)):
         if not isinstance(v, int) or isinstance(v, bool) or v < 1:
