@@ -45,6 +45,7 @@ def vllm_parser() -> argparse.ArgumentParser:
     p.add_argument("--kv-cache-dtype", choices=("auto", "float16", "bfloat16", "fp8", "fp8_e4m3", "fp8_e5m2"))
     p.add_argument("--dtype", choices=("auto", "half", "float16", "bfloat16", "float", "float32"))
     p.add_argument("--quantization", choices=("fp8", "awq", "gptq", "bitsandbytes", "mxfp4", "modelopt"))
+    p.add_argument("--speculative-config", type=json.loads)  # docs/features/spec_decode/*.md
     return p
 
 
@@ -64,6 +65,11 @@ def sglang_parser() -> argparse.ArgumentParser:
     p.add_argument("--dtype", choices=("auto", "half", "float16", "bfloat16", "float", "float32"))
     p.add_argument("--quantization", choices=("fp8", "awq", "gptq", "modelopt_fp8", "w8a8_fp8", "mxfp4"))
     p.add_argument("--dist-init-addr")
+    # docs/advanced_features/speculative_decoding.md (commit fc6d4653)
+    p.add_argument("--speculative-algorithm", choices=("EAGLE", "EAGLE3", "STANDALONE", "NGRAM"))
+    p.add_argument("--speculative-draft-model-path")
+    for flag in ("--speculative-num-steps", "--speculative-eagle-topk", "--speculative-num-draft-tokens"):
+        p.add_argument(flag, type=int)
     return p
 
 
@@ -403,3 +409,98 @@ def test_trtllm_is_refused_on_non_nvidia_gpus(capsys):
     io = capsys.readouterr()
     assert "NVIDIA" in io.err and io.out == "" and "Traceback" not in io.err
     assert main(["estimate", "--model", "8b", "--gpu", "mi300x", "--emit", "sglang"]) == 0
+
+
+def _spec_launch(engine, name, split, method, draft=None, gpu="h200", **kw):
+    from sizer.cost.speculative import speculative_config
+
+    model = get_model(name)
+    spec = speculative_config(model, method, draft_model=get_model(draft) if draft else None, **kw)
+    plan = memory_plan(model, get_gpu(gpu), split, engine=engine, context=2048)
+    return engine_command(engine, model, split, model_arg=name, precision=plan.precision,
+                          max_num_seqs=4, max_num_batched_tokens=2048, max_model_len=2048,
+                          speculative=spec, draft_arg=draft)
+
+
+def _yaml(out) -> dict:
+    """The extra options YAML as nested dicts (two-space indents, `key: value` lines)."""
+    doc, block = {}, None
+    for line in dict(out.files)["extra_llm_api_options.yaml"].splitlines():
+        key, _, value = line.strip().partition(":")
+        if not line.startswith(" "):
+            block = doc.setdefault(key, {}) if not value.strip() else None
+            if value.strip():
+                doc[key] = value.strip()
+        else:
+            block[key] = value.strip()
+    return doc
+
+
+def test_emit_carries_mtp_in_each_engines_form():
+    """Trial 1 item 2: --speculative mtp with --emit dropped speculative decoding. DeepSeek-R1's
+    own MTP layer: vLLM {"method": "mtp"} (docs/features/speculative_decoding/mtp.md); SGLang
+    EAGLE with 1 step, top-k 1, 2 draft tokens (the exact flags of docs/basic_usage/deepseek.md);
+    TensorRT-LLM decoding_type MTP with num_nextn_predict_layers = max_draft_len."""
+    tp8 = Split(tp=8)
+    a, _ = parse("vllm", _spec_launch("vllm", "deepseek-r1", tp8, "mtp").commands[0].argv)
+    assert a.speculative_config == {"method": "mtp", "num_speculative_tokens": 1}
+    a, _ = parse("sglang", _spec_launch("sglang", "deepseek-r1", tp8, "mtp").commands[0].argv)
+    assert (a.speculative_algorithm, a.speculative_num_steps, a.speculative_eagle_topk,
+            a.speculative_num_draft_tokens, a.speculative_draft_model_path) == ("EAGLE", 1, 1, 2, None)
+    out = _spec_launch("trtllm", "deepseek-r1", tp8, "mtp", num_tokens=3)
+    a, _ = parse("trtllm", out.commands[0].argv)
+    assert a.extra_llm_api_options == "extra_llm_api_options.yaml"
+    assert _yaml(out)["speculative_config"] == {"decoding_type": "MTP", "max_draft_len": "3",
+                                                "num_nextn_predict_layers": "3"}
+
+
+def test_emit_carries_a_draft_model_and_an_eagle_head():
+    """A draft model is the draft preset's repo at the target's TP; an EAGLE-3 head is the
+    published one (Llama-3.1-8B-Instruct: yuhuili/EAGLE3-LLaMA3.1-Instruct-8B, TensorRT-LLM's
+    speculative-decoding docs) or a placeholder the user fills, with where to find one."""
+    tp4 = Split(tp=4)
+    a, _ = parse("vllm", _spec_launch("vllm", "70b", tp4, "draft", "8b").commands[0].argv)
+    assert a.speculative_config == {"method": "draft_model", "model": "meta-llama/Llama-3.1-8B-Instruct",
+                                    "num_speculative_tokens": 4}
+    a, _ = parse("sglang", _spec_launch("sglang", "70b", tp4, "draft", "8b").commands[0].argv)
+    assert (a.speculative_algorithm, a.speculative_draft_model_path, a.speculative_num_steps,
+            a.speculative_num_draft_tokens) == ("STANDALONE", "meta-llama/Llama-3.1-8B-Instruct", 4, 5)
+    out = _spec_launch("trtllm", "70b", tp4, "draft", "8b")
+    assert _yaml(out)["speculative_config"] == {
+        "decoding_type": "DraftTarget", "max_draft_len": "4",
+        "speculative_model_dir": "meta-llama/Llama-3.1-8B-Instruct"}
+    assert _yaml(out)["disable_overlap_scheduler"] == "true"
+    out = _spec_launch("vllm", "8b", Split(tp=1), "eagle")
+    a, _ = parse("vllm", out.commands[0].argv)
+    assert a.speculative_config == {"method": "eagle3", "model": "yuhuili/EAGLE3-LLaMA3.1-Instruct-8B",
+                                    "num_speculative_tokens": 3}
+    assert out.placeholders == ()
+    out = _spec_launch("sglang", "70b", tp4, "eagle")
+    a, _ = parse("sglang", out.commands[0].argv)
+    assert (a.speculative_algorithm, a.speculative_draft_model_path) == ("EAGLE3", "EAGLE3_HEAD")
+    assert dict(out.placeholders)["EAGLE3_HEAD"].endswith("trained for meta-llama/Llama-3.1-70B-Instruct")
+    assert any("knows no EAGLE-3 head" in n for n in out.notes)
+    assert _yaml(_spec_launch("trtllm", "70b", tp4, "eagle"))["speculative_config"]["decoding_type"] == "Eagle3"
+
+
+def test_trtllm_mtp_is_deepseek_only_and_cli_carries_it(capsys):
+    """TensorRT-LLM: "MTP is currently only supported by Deepseek": a config with MTP layers of
+    another architecture is refused for trtllm and emitted for vLLM."""
+    import dataclasses
+
+    from sizer.cost.speculative import speculative_config
+
+    m = dataclasses.replace(get_model("qwen3-32b"), mtp_layers=1)
+    spec = speculative_config(m, "mtp")
+    plan = memory_plan(m, get_gpu("h200"), Split(tp=2), engine="trtllm", context=2048)
+    kw = dict(model_arg="qwen3-32b", precision=plan.precision, max_num_seqs=4,
+              max_num_batched_tokens=2048, max_model_len=2048, speculative=spec)
+    with pytest.raises(InputError, match="MTP for DeepSeek models only"):
+        engine_command("trtllm", m, Split(tp=2), **kw)
+    assert engine_command("vllm", m, Split(tp=2), **kw).commands
+    argv = ["estimate", "--model", "70b", "--tp", "4", "--concurrency", "1", "--speculative", "draft",
+            "--draft-model", "8b", "--emit", "vllm", "--json"]
+    assert main(argv) == 0
+    doc = json.loads(capsys.readouterr().out)
+    a, _ = parse("vllm", doc["emit"]["commands"][0]["argv"])
+    assert a.speculative_config["model"] == "meta-llama/Llama-3.1-8B-Instruct"

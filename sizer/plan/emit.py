@@ -54,6 +54,7 @@ from sizer.cost.engines import ENGINES, get_engine
 from sizer.cost.memory import resolve_precision
 from sizer.errors import InputError
 from sizer.model.catalog import preset_repos, resolve_preset, serving_repo
+from .emit_spec import SpecOptions, speculative_options
 
 SOURCES = {
     "vllm": "https://docs.vllm.ai/en/latest/configuration/engine_args/",
@@ -252,8 +253,9 @@ def precision_flags(engine: str, model, precision: dict) -> tuple[str | None, st
 
 
 def _argv(engine: str, model_arg: str, lay: EngineLayout, *, seqs: int, tokens: int, length: int,
-          fraction: float, dtype, quant, kv: str) -> tuple[list, tuple]:
-    """The base argv of one deployment (no placement flags) and the files it reads."""
+          fraction: float, dtype, quant, kv: str, spec: SpecOptions = SpecOptions()) -> tuple[list, tuple]:
+    """The base argv of one deployment (no placement flags) and the files it reads; `spec`: the
+    speculative decoding options (sizer/plan/emit_spec.py)."""
     n = lambda v: str(int(v))  # noqa: E731
     if engine == "vllm":
         argv = ["vllm", "serve", model_arg, "--tensor-parallel-size", n(lay.tp),
@@ -263,7 +265,7 @@ def _argv(engine: str, model_arg: str, lay: EngineLayout, *, seqs: int, tokens: 
                  "--gpu-memory-utilization", f"{fraction:g}", "--kv-cache-dtype", kv,
                  "--max-model-len", n(length)]
         argv += (["--dtype", dtype] if dtype else []) + (["--quantization", quant] if quant else [])
-        return argv, ()
+        return argv + list(spec.flags), ()
     if engine == "sglang":
         per = lay.dp if lay.attention_dp else 1  # totals over the DP-attention ranks
         argv = ["python3", "-m", "sglang.launch_server", "--model-path", model_arg,
@@ -275,7 +277,7 @@ def _argv(engine: str, model_arg: str, lay: EngineLayout, *, seqs: int, tokens: 
                  "--mem-fraction-static", f"{fraction:g}", "--kv-cache-dtype", kv,
                  "--context-length", n(length)]
         argv += (["--dtype", dtype] if dtype else []) + (["--quantization", quant] if quant else [])
-        return argv, ()
+        return argv + list(spec.flags), ()
     argv = ["trtllm-serve", model_arg, "--backend", "pytorch", "--tp_size", n(lay.tp),
             "--pp_size", n(lay.pp)]
     argv += ["--ep_size", n(lay.ep)] if lay.expert_parallel else []
@@ -283,7 +285,7 @@ def _argv(engine: str, model_arg: str, lay: EngineLayout, *, seqs: int, tokens: 
              "--kv_cache_free_gpu_memory_fraction", f"{fraction:g}"]
     yaml = (["enable_attention_dp: true"] if lay.attention_dp else []) + \
         ([f"dtype: {dtype}"] if dtype else []) + \
-        (["kv_cache_config:", f"  dtype: {kv}"] if kv != "auto" else [])
+        (["kv_cache_config:", f"  dtype: {kv}"] if kv != "auto" else []) + list(spec.yaml)
     if not yaml:
         return argv, ()
     return argv + ["--extra_llm_api_options", YAML_NAME], ((YAML_NAME, "\n".join(yaml) + "\n"),)
@@ -345,7 +347,7 @@ def _node_flags(engine: str, lay: EngineLayout, per_node: int, m: int, i: int, a
 def engine_command(engine, model, split, *, model_arg: str, precision: dict, max_num_seqs: int,
                    max_num_batched_tokens: int, max_model_len: int,
                    memory_fraction: float | None = None, gpus_per_node: int | None = None,
-                   gpu=None) -> Launch:
+                   gpu=None, speculative=None, draft_arg: str | None = None) -> Launch:
     """The commands that start `engine` serving `split` of `model` as sizer planned it.
 
     model_arg: the user's --model (preset, repo id or path; see model_argument). precision:
@@ -354,7 +356,9 @@ def engine_command(engine, model, split, *, model_arg: str, precision: dict, max
     the context the plan sized KV for; memory_fraction: the engine's fraction flag (default: its
     EngineRules.fraction, the value the plan used); gpus_per_node: node size (default: one node
     holds the split); gpu: the GPUSpec it runs on (its vendor must be one the engine supports,
-    VENDORS). InputError when the engine cannot run the split, the precision or the GPU."""
+    VENDORS); speculative: the plan's Speculative (sizer/cost/speculative.py), launched in the
+    engine's own form (sizer/plan/emit_spec.py), with draft_arg the user's --draft-model.
+    InputError when the engine cannot run the split, the precision, the GPU or the method."""
     name = engine_name(engine)
     if gpu is not None and gpu.vendor not in VENDORS[name]:
         raise InputError(f"--emit {name}: {name} runs only on {' and '.join(VENDORS[name])} GPUs, "
@@ -372,9 +376,13 @@ def engine_command(engine, model, split, *, model_arg: str, precision: dict, max
     lay = engine_layout(name, model, split, per_node)
     dtype, quant, kv = precision_flags(name, model, precision)
     arg, notes = model_argument(model_arg)
+    draft = model_argument(draft_arg)[0] if draft_arg else None
+    spec = speculative_options(name, speculative, model, arg, draft)
     argv, files = _argv(name, arg, lay, seqs=max_num_seqs, tokens=max_num_batched_tokens,
-                        length=max_model_len, fraction=fraction, dtype=dtype, quant=quant, kv=kv)
+                        length=max_model_len, fraction=fraction, dtype=dtype, quant=quant, kv=kv,
+                        spec=spec)
     cmds, holders = _place(name, lay, argv, per_node)
+    holders, notes = list(spec.placeholders) + holders, notes + spec.notes
     if any(c.argv[0] == "srun" for c in cmds):
         notes += (f"run srun inside a Slurm allocation of the nodes, adding your container flags "
                   f"(any MPI launcher of {lay.gpus} ranks, {per_node} per node, works the same)",)
