@@ -238,7 +238,7 @@ def test_precision_flags():
     a, _ = parse("vllm", launch("vllm", "gpt-oss-120b", Split(tp=2)).commands[0].argv)
     assert (a.model, a.quantization, a.kv_cache_dtype) == ("openai/gpt-oss-120b", None, "auto")
     a, _ = parse("vllm", launch("vllm", "8b", Split(), weight_dtype="fp16").commands[0].argv)
-    assert (a.dtype, a.kv_cache_dtype) == ("float16", "bfloat16")  # KV stays the planned bf16
+    assert (a.dtype, a.kv_cache_dtype) == ("float16", "auto")  # KV auto is the run's fp16
 
 
 @pytest.mark.parametrize("engine,name,split,kw,words", [
@@ -504,3 +504,21 @@ def test_trtllm_mtp_is_deepseek_only_and_cli_carries_it(capsys):
     doc = json.loads(capsys.readouterr().out)
     a, _ = parse("vllm", doc["emit"]["commands"][0]["argv"])
     assert a.speculative_config["model"] == "meta-llama/Llama-3.1-8B-Instruct"
+
+
+def test_a_16_bit_run_dtype_is_the_kv_dtype_of_auto():
+    """Trial 1 item 10: `--emit vllm --weight-dtype fp16` on a bf16 checkpoint emitted
+    `--kv-cache-dtype bfloat16 --dtype float16`. KV `auto` is the dtype the model runs in (vLLM
+    cache_dtype auto uses the model's --dtype), so the plan's KV is fp16 and the command says auto."""
+    from sizer.cost.memory import resolve_precision
+
+    m = get_model("8b")
+    p = resolve_precision(m, "fp16")
+    assert (p.linear, p.base, p.kv) == ("fp16", "fp16", "fp16")
+    assert resolve_precision(m, "fp8").kv == "bf16"  # a quantization keeps bf16 activations
+    assert resolve_precision(m).kv == "bf16"
+    for engine in ("vllm", "sglang"):
+        a, _ = parse(engine, launch(engine, "8b", Split(tp=1), weight_dtype="fp16").commands[0].argv)
+        assert (a.dtype, a.kv_cache_dtype) == ("float16", "auto")
+    out = launch("trtllm", "8b", Split(tp=1), weight_dtype="fp16")
+    assert dict(out.files)["extra_llm_api_options.yaml"] == "dtype: float16\n"
