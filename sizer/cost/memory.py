@@ -53,11 +53,13 @@ def resolve_precision(model: ModelSpec, weight_dtype: str | None = None,
     engine's --dtype and then also holds the norms and embeddings (vLLM: `--kv-cache-dtype auto`
     "will use model data type", ModelConfig.dtype, which --dtype sets; vllm/config/cache.py
     CacheConfig.cache_dtype). A quantized --weight-dtype (fp8, int4, ...) keeps the
-    checkpoint's activation dtype."""
+    checkpoint's activation dtype. A checkpoint that declares its KV format (ModelSpec.
+    kv_quantization: ModelOpt kv_cache_quant_algo FP8) makes `auto` that format, as every
+    engine does (sizer/model/config.py _kv_quantization)."""
     kv = canonical(kv_dtype or "auto", ("auto", "bf16", "fp16", "fp32", "fp8", "int8"))
     w = canonical(weight_dtype) if weight_dtype else None
     run = w if w in RUN_DTYPES else model.dtype
-    kv = run if kv == "auto" else kv
+    kv = (getattr(model, "kv_quantization", "") or run) if kv == "auto" else kv
     if weight_dtype:
         return Precision(w, w, run, kv, block_scaled_fp8=False)
     if model.quantization:

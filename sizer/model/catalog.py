@@ -144,7 +144,9 @@ def _from_directory(folder: str) -> ModelSpec:
         algo = q.get("quantization", {}).get("quant_algo") if isinstance(q, dict) and isinstance(q.get("quantization"), dict) else None
         if not isinstance(algo, str):
             raise InputError(f"{quant_path}: expected {{\"quantization\": {{\"quant_algo\": ...}}}}")
-        cfg = {**cfg, "quantization_config": {"quant_method": "modelopt", "quant_algo": algo}}
+        kv = q["quantization"].get("kv_cache_quant_algo")
+        cfg = {**cfg, "quantization_config": {"quant_method": "modelopt", "quant_algo": algo,
+                                              **({"kv_cache_quant_algo": kv} if kv is not None else {})}}
     name = os.path.basename(os.path.abspath(folder)) or "custom"
     spec = model_from_config(cfg, name=name, path=path)
     index_path = os.path.join(folder, "model.safetensors.index.json")

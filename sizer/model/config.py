@@ -162,6 +162,27 @@ def _index_list(cfg: dict, key: str, layers: int, path: str) -> list:
     return values
 
 
+def _kv_quantization(cfg: dict, path: str, notes: list) -> str:
+    """The KV cache format a ModelOpt checkpoint declares (`kv_cache_quant_algo` in its
+    quantization_config or hf_quant_config.json): "fp8", or "" for none. Every engine stores KV in
+    it when the KV dtype is left at auto: vLLM resolve_kv_cache_dtype_string (vllm/utils/
+    torch_utils.py, commit 959009b4; called by EngineArgs.create_engine_config), SGLang
+    ModelRunner.configure_kv_cache_dtype (python/sglang/srt/model_executor/model_runner.py,
+    commit 01cc04e2: "FP8" -> fp8_e4m3), TensorRT-LLM ("inherited from the checkpoint with
+    dtype='auto'", nvidia.github.io/TensorRT-LLM/1.4.0rc4/features/quantization.html)."""
+    q = cfg.get("quantization_config") or cfg.get("quantization")
+    algo = q.get("kv_cache_quant_algo") if isinstance(q, dict) else None
+    if algo is None:
+        return ""
+    if not isinstance(algo, str):
+        raise InputError(f"{path}: kv_cache_quant_algo must be a string, got {algo!r}")
+    if algo.upper() == "FP8":
+        return "fp8"
+    notes.append(f"the checkpoint's {algo} KV cache (kv_cache_quant_algo) is not modelled: KV "
+                 "is sized at the model dtype unless --kv-dtype says otherwise")
+    return ""
+
+
 def _quantization(cfg: dict, path: str):
     q = cfg.get("quantization_config") or cfg.get("quantization")
     if not q:
@@ -291,6 +312,7 @@ def model_from_config(cfg: dict, name: str = "custom", path: str = "config.json"
         notes.append("linear-attention layers hold a fixed state, not per-token KV; their "
                      "parameters are counted with the attention projection shapes")
     quant, qmodules, block_fp8 = _quantization(cfg, path)
+    kv_quant = _kv_quantization(cfg, path, notes)
     dtype = canonical(cfg.get("torch_dtype") or cfg.get("dtype") or "bfloat16", ("bf16", "fp16", "fp32"))
     return ModelSpec(
         name=name, hidden_size=hidden, num_layers=layers, num_heads=heads, num_kv_heads=kv_heads,
@@ -309,7 +331,7 @@ def model_from_config(cfg: dict, name: str = "custom", path: str = "config.json"
         q_lora_rank=_int(cfg, "q_lora_rank", path, 0), qk_rope_head_dim=rope_dim,
         layer_attention=attention, quantization=quant, quantized_modules=qmodules,
         block_scaled_fp8=block_fp8, arch=arch, mtp_layers=_int(cfg, "mtp_layers", path, 0),
-        notes=tuple(notes),
+        kv_quantization=kv_quant, notes=tuple(notes),
     )
 
 

@@ -243,7 +243,7 @@ def precision_flags(engine: str, model, precision: dict) -> tuple[str | None, st
             raise InputError(f"--emit {engine}: {engine} cannot turn the {ckpt} checkpoint of "
                              f"{model.name} into {w} weights at load time; pass the config.json "
                              f"of a {w} checkpoint instead")
-    if kv == act:
+    if kv == (getattr(model, "kv_quantization", "") or act):  # what the engine's auto resolves to
         return dtype, quant, "auto"
     value = KV_VALUES[engine].get(kv)
     if value is None:
