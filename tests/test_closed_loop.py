@@ -102,3 +102,15 @@ def test_desynchronised_closed_loop_ttft_and_tpot(l70, h100):
 def test_70b_at_64_does_not_fit_its_kv(l70, h100):
     est = estimate(l70, h100, Split(tp=4), isl=8192, osl=128, concurrency=64, engine="vllm")
     assert est.memory["max_sequences"] == 47  # 392,800 KV tokens / 8,320 per sequence (sizer memory)
+
+
+def test_recommend_prices_its_continuous_points_with_the_same_closed_loop(l70, h100):
+    """sizer/plan/search.py evaluate() costs recommend's points with estimate's serving_curve:
+    at N = 1 and 16 its TTFT/TPOT/e2e are estimate's, exactly."""
+    from sizer.plan.search import Workload, evaluate
+
+    split = Split(tp=4)
+    pts = evaluate(l70, h100, split, [1, 16], Workload(isl=8192, osl=128, max_batch=1024, max_num_tokens=8192))
+    for i, n in enumerate((1, 16)):
+        est = estimate(l70, h100, split, isl=8192, osl=128, concurrency=n, engine="vllm")
+        assert (pts.ttft_s[i], pts.tpot_s[i], pts.e2e_s[i]) == pytest.approx((est.ttft_s, est.tpot_s, est.e2e_s), rel=1e-12)
