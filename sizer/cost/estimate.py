@@ -198,51 +198,55 @@ def serving_curve(model, device, split: Split, batches, *, isl: int, osl: int,
             t = np.asarray(r.time_s, float)
             return _stage_max(r, shape) if p > 1 else np.broadcast_to(t, shape)
 
-        def rnd(prompt_tokens):
+        steps = {}
+
+        def fwd(batch, prefill=None):
+            """A decode-phase forward of `batch` sequences beside `prefill` prompt tokens (None:
+            decode only), costed once per distinct vector: rounds and the prompt's own forward
+            often coincide."""
+            key = (np.asarray(batch, float).tobytes(), None if prefill is None else np.asarray(prefill, float).tobytes())
+            if key not in steps:
+                extra = {} if prefill is None else {"prefill_tokens": prefill, "seq_len": isl}
+                steps[key] = step_time(model, device, split, phase="decode", batch=batch, context_len=mean_ctx,
+                                       cuda_graphs=cuda_graphs, query_tokens=q, **extra, **kw)
+            return steps[key]
+
+        def rnd(prompt_tokens, like=None):
             """One round in which every sequence decodes once beside `prompt_tokens` prompt
-            tokens, split into forwards of at most max_num_tokens tokens (module docstring)."""
+            tokens, split into forwards of at most max_num_tokens tokens (module docstring).
+            With `like` (another round) the even split (`dec`) is costed only where it sets
+            the clock, and where it does the chunk forward borrows `like`'s (unused there)."""
             # each micro-batch in flight is its own scheduled forward with its own token budget
             forwards = np.maximum(1, np.ceil((b + prompt_tokens) / (mb * max_num_tokens)))
             per = mb * forwards
-            dec = step_time(model, device, split, phase="decode", batch=b / per, context_len=mean_ctx,
-                            prefill_tokens=prompt_tokens / per, seq_len=isl, cuda_graphs=cuda_graphs,
-                            query_tokens=q, **kw)
             draft = _draft_s(speculative, device, split, b / per, mean_ctx, dkw) if speculative else 0.0
             # a forward that carries a prompt chunk: its micro-batch's decode tokens plus as much
             # of a prompt as the token budget leaves (at least the round's share)
             budget = np.maximum(max_num_tokens - b / per, 1.0)
-            piece = np.maximum(np.minimum(isl, budget), prompt_tokens / per)
-            heavy = step_time(model, device, split, phase="decode", batch=b / per, context_len=mean_ctx,
-                              prefill_tokens=piece, seq_len=isl, cuda_graphs=cuda_graphs,
-                              query_tokens=q, **kw)
-            even = np.broadcast_to(np.asarray(dec.time_s, float) + draft, b.shape)
-            even = _stage_max(dec, b.shape) if p > 1 else even
             # prompt chunks per forward; below one, whole chunks ride some forwards and not others
             per_forward = prompt_tokens / per / np.minimum(isl, budget)
-            tick = chunk_clock(even, clock(heavy) + draft, clock(light(per)) + draft, per_forward, p)
+            piece = np.maximum(np.minimum(isl, budget), prompt_tokens / per)
+            if like is not None:
+                piece = np.where(per_forward >= 1.0, like["piece"], piece)
+            heavy = fwd(b / per, piece)
+            dec, even = None, np.zeros(b.shape)
+            if like is None or np.any(per_forward >= 1.0):
+                dec = fwd(b / per, prompt_tokens / per)
+                even = _stage_max(dec, b.shape) if p > 1 else np.broadcast_to(np.asarray(dec.time_s, float) + draft, b.shape)
+            tick = chunk_clock(even, clock(heavy) + draft, clock(fwd(b / per)) + draft, per_forward, p)
             return {"forwards": forwards, "per": per, "shared": prompt_tokens / per, "dec": dec,
-                    "draft": draft, "even": even,
+                    "piece": piece, "draft": draft, "even": even,
                     "clock": tick, "tpot": forwards * (p * tick if p > 1 else tick) / gain}
 
-        lights = {}
-
-        def light(per):  # the decode-only forward of a round with `per` forwards (cached)
-            key = np.asarray(per).tobytes()
-            if key not in lights:
-                lights[key] = step_time(model, device, split, phase="decode", batch=b / per,
-                                        context_len=mean_ctx, cuda_graphs=cuda_graphs,
-                                        query_tokens=q, **kw)
-            return lights[key]
-
-        # the work-conserving round carries all N requests' prompts: its osl rounds are the
-        # shortest cycle the engine's work allows (what saturated serving runs at)
-        work = rnd(b * isl * gain / osl)
         # one request's decode steps carry the other N - 1 requests' prompts, never its own
         seen = rnd(np.maximum(b - 1.0, 0.0) * isl * gain / osl)
+        # the work-conserving round carries all N requests' prompts: its osl rounds are the
+        # shortest cycle the engine's work allows (what saturated serving runs at)
+        work = rnd(b * isl * gain / osl, like=seen)
         dec, draft, even_clock, dec_clock, tpot = (seen[k] for k in ("dec", "draft", "even", "clock", "tpot"))
         dec_time = np.broadcast_to(np.asarray(dec.time_s, dtype=float) + draft, b.shape)
         pre, pre_clock, chunks = _own_prefill(model, device, split, b, seen["per"], seen["shared"], isl,
-                                              max_num_tokens, mean_ctx, q, cuda_graphs, kw)
+                                              max_num_tokens, cuda_graphs, kw, fwd)
         pre_clock = pre_clock + np.where(b > 1, draft, 0.0)
         own = chunks * (p * pre_clock if p > 1 else pre_clock)
         free = own + (osl - 1) * tpot  # its own prefill, then osl - 1 decode steps
@@ -263,13 +267,13 @@ def serving_curve(model, device, split: Split, batches, *, isl: int, osl: int,
 
 
 def _own_prefill(model, device, split: Split, b, per, shared, isl: int, max_num_tokens: int,
-                 mean_ctx: int, q: int, cuda_graphs, kw):
+                 cuda_graphs, kw, fwd):
     """A request's own prompt in continuous batching: equal chunks of at most max_num_tokens
     minus the forward's decode tokens, each riding a forward of the round (b / per decode
-    tokens) beside the others' prompt tokens that share it (`shared` per forward, at least the
-    chunk: with several prompts per forward it is the round's own forward). Alone (N = 1) a
-    chunk is a pure prefill forward, priced as a static batch of 1 prices it (isl / chunks
-    tokens each). Returns (StepResult, clock, chunks)."""
+    tokens, `fwd(batch, prefill)`) beside the others' prompt tokens that share it (`shared` per
+    forward, at least the chunk: with several prompts per forward it is the round's own
+    forward). Alone (N = 1) a chunk is a pure prefill forward, priced as a static batch of 1
+    prices it (isl / chunks tokens each). Returns (StepResult, clock, chunks)."""
     alone = np.asarray(b <= 1)
     decode = np.where(alone, 0.0, b / per)
     chunks = np.ceil(isl / np.minimum(isl, np.maximum(max_num_tokens - decode, 1.0)))
@@ -279,9 +283,7 @@ def _own_prefill(model, device, split: Split, b, per, shared, isl: int, max_num_
         res = step_time(model, device, split, phase="prefill", batch=1.0 / chunks, seq_len=isl,
                         cuda_graphs=False if cuda_graphs is None else cuda_graphs, **kw)
     if not np.all(alone):
-        mixed = step_time(model, device, split, phase="decode", batch=np.where(alone, 1.0, decode),
-                          context_len=mean_ctx, prefill_tokens=np.maximum(isl / chunks, shared),
-                          seq_len=isl, cuda_graphs=cuda_graphs, query_tokens=q, **kw)
+        mixed = fwd(np.where(alone, 1.0, decode), np.maximum(isl / chunks, shared))
         if res is None:
             res = mixed
         else:  # a vector holding both: pick per batch (the ops are the mixed forward's)
