@@ -60,6 +60,7 @@ from .pipeline import Schedule
 from sizer.model.split import Split
 from .step import step_time
 from .speculative import Speculative
+from .draft import draft_memory, draft_split, draft_step_s  # noqa: F401 (draft_memory, draft_split: re-exported)
 
 MODES = ("static", "continuous")
 
@@ -114,49 +115,6 @@ def chunk_clock(mean_clock, heavy_clock, light_clock, per_forward, stages: int):
     return np.where(np.asarray(per_forward) >= 1.0, mean_clock, mixed)
 
 
-def _draft_s(spec: Speculative, device, split: Split, batch, ctx, kw) -> np.ndarray:
-    """The draft's k forwards of one step (the first re-reads the k + 1 verified positions),
-    without the engine's per-step overhead, which the verify step already pays."""
-    d, dsplit = spec.draft, draft_split(spec, split)
-    dkw = dict(kw, weight_dtype=None) if spec.method == "draft" else kw
-
-    def one(q):
-        r = step_time(d, device, dsplit, phase="decode", batch=batch, context_len=ctx,
-                      query_tokens=q, **dkw)
-        return np.asarray(r.time_s, float) - sum(np.asarray(o.time_s, float) for o in r.ops
-                                                 if o.name == "engine_step_overhead")
-
-    k = spec.num_tokens
-    return one(k + 1) + (k - 1) * (one(1) if k > 1 else 0.0)
-
-
-def draft_split(spec: Speculative, split: Split) -> Split:
-    """The draft runs on the target's GPUs and TP (PP 1); an MoE draft keeps the target's EP."""
-    moe = spec.draft.is_moe and split.ep > 1
-    return Split(tp=split.tp, pp=1, dp=split.dp, ep=split.ep if moe else 1,
-                 redundant_experts=split.redundant_experts if moe else 0)
-
-
-def draft_memory(spec: Speculative | None, split: Split, weight_dtype=None, kv_dtype="auto") -> dict:
-    """memory_plan's draft keywords: the draft's weights per GPU and its KV bytes per cached
-    token per GPU. An MTP block or EAGLE head is one layer sharing the target's embedding and
-    LM head (an MTP block adds its eh_proj, 2 x hidden x hidden, vLLM deepseek_mtp.py); a
-    draft model is whole, in its own checkpoint's format."""
-    if spec is None:
-        return {}
-    from .memory import kv_bytes_per_token, layer_weight_bytes, resolve_precision, stage_weight_bytes
-
-    d, dsplit = spec.draft, draft_split(spec, split)
-    prec = resolve_precision(d, None if spec.method == "draft" else weight_dtype, kv_dtype)
-    if spec.method == "draft":
-        weights = max(stage_weight_bytes(d, dsplit, prec))
-    else:
-        weights = layer_weight_bytes(d, 0, dsplit, prec)
-        if spec.method == "mtp":
-            weights += 2 * d.hidden_size * d.hidden_size * prec.bytes("base")
-    return {"draft_weight_bytes": weights, "draft_kv_bytes_per_token": sum(kv_bytes_per_token(d, dsplit, prec))}
-
-
 def serving_curve(model, device, split: Split, batches, *, isl: int, osl: int,
                   max_num_tokens: int = DEFAULT_MAX_NUM_BATCHED_TOKENS, mode: str = "continuous",
                   cuda_graphs=None, weight_dtype=None, kv_dtype="auto", topology=None,
@@ -187,7 +145,7 @@ def serving_curve(model, device, split: Split, batches, *, isl: int, osl: int,
         ttft = (chunks + p - 1) * pre_clock if p > 1 else chunks * np.broadcast_to(pre.time_s, b.shape)
         dec = step_time(model, device, split, phase="decode", batch=b / mb, context_len=mean_ctx,
                         cuda_graphs=cuda_graphs, query_tokens=q, **kw)
-        draft = _draft_s(speculative, device, split, b / mb, mean_ctx, dkw) if speculative else 0.0
+        draft = draft_step_s(speculative, device, split, b / mb, mean_ctx, dkw) if speculative else 0.0
         dec_time = np.broadcast_to(np.asarray(dec.time_s, dtype=float) + draft, b.shape)
         dec_clock = even_clock = _stage_max(dec, b.shape) if p > 1 else dec_time
         tpot = (p * dec_clock if p > 1 else dec_clock) / gain
@@ -219,7 +177,7 @@ def serving_curve(model, device, split: Split, batches, *, isl: int, osl: int,
             # each micro-batch in flight is its own scheduled forward with its own token budget
             forwards = np.maximum(1, np.ceil((b + prompt_tokens) / (mb * max_num_tokens)))
             per = mb * forwards
-            draft = _draft_s(speculative, device, split, b / per, mean_ctx, dkw) if speculative else 0.0
+            draft = draft_step_s(speculative, device, split, b / per, mean_ctx, dkw) if speculative else 0.0
             # a forward that carries a prompt chunk: its micro-batch's decode tokens plus as much
             # of a prompt as the token budget leaves (at least the round's share)
             budget = np.maximum(max_num_tokens - b / per, 1.0)
