@@ -16,6 +16,16 @@ class NonFiniteOutputError(RuntimeError):
     exit_code = 1
 
 
+_printed = [0]  # documents emit_json has written since the last reset (main() resets per run)
+
+
+def documents_printed(reset: bool = False) -> int:
+    """How many JSON documents this run has printed; reset=True starts a new run's count."""
+    if reset:
+        _printed[0] = 0
+    return _printed[0]
+
+
 def emit_json(doc) -> None:
     """The one JSON document of a --json run (strict JSON: every number finite)."""
     try:
@@ -27,6 +37,7 @@ def emit_json(doc) -> None:
         raise NonFiniteOutputError(f"internal error: the answer holds a non-finite number at "
                                    f"{where or '?'}; nothing printed (please report)") from None
     sys.stdout.write(text + "\n")
+    _printed[0] += 1
 
 
 def _non_finite_path(obj, path: str = "$") -> str | None:

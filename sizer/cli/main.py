@@ -2,7 +2,10 @@
 
 Each sub-command lives in its own module `sizer/cli/<name>.py` exposing `register(subparsers)`;
 this file only dispatches and maps errors to exit codes (0 answer, 1 infeasible, 2 bad input).
-`--json` puts exactly one JSON document on stdout; warnings go to stderr.
+`--json` puts exactly one JSON document on stdout; warnings go to stderr. On exit 1 that document
+is still printed: the command's own (recommend: no candidates, the error, what would fit) or,
+where the command printed none, `{"command", "exit_code": 1, "infeasible": true, "error"}`. On
+exit 2 (bad input) stdout stays empty and the one line on stderr is the answer.
 """
 
 import argparse
@@ -10,7 +13,7 @@ import importlib
 import sys
 
 from sizer.errors import InfeasibleError, InputError
-from sizer.output import NonFiniteOutputError
+from sizer.output import NonFiniteOutputError, documents_printed, emit_json
 
 COMMANDS = ("models", "gpus", "memory", "comm", "step", "estimate", "recommend", "simulate")
 
@@ -52,6 +55,7 @@ def main(argv=None) -> int:
         sys.stderr.write(f"sizer: error: give a command: {', '.join(COMMANDS)} "
                          "(see `sizer --help`)\n")
         return 2
+    documents_printed(reset=True)
     try:
         code = args.func(args)
     except InputError as exc:
@@ -59,13 +63,22 @@ def main(argv=None) -> int:
         return 2
     except InfeasibleError as exc:
         sys.stderr.write(f"sizer: {exc}\n")
+        _json_failure(args, exc, infeasible=True)
         return 1
     except NonFiniteOutputError as exc:
         sys.stderr.write(f"sizer: error: {exc}\n")
+        _json_failure(args, exc, infeasible=False)
         return 1
     except BrokenPipeError:
         return 0
     return int(code or 0)
+
+
+def _json_failure(args, exc, infeasible: bool) -> None:
+    """Exit 1 under --json: the one document, unless the command already printed its own."""
+    if getattr(args, "json", False) and not documents_printed():
+        emit_json({"command": args.command, "exit_code": 1, "infeasible": infeasible,
+                   "error": str(exc)})
 
 
 if __name__ == "__main__":
