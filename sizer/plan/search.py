@@ -348,10 +348,10 @@ def weight_label(weight_dtype, precision: dict) -> str:
 
 def reject_memory(split, wd, plan, what) -> dict:
     pg = plan.to_json()["per_gpu"]
-    need = plan.weights_bytes + plan.activation_bytes + plan.overhead_bytes + \
-        plan.kv_bytes_per_token * plan.context * max(plan.batch, 1)
-    reason = (f"doesn't fit: {what} of {plan.context} tokens needs {need / GIB:.1f} GiB per GPU "
-              f"of {pg['capacity_bytes'] / GIB:.1f} GiB (weights {plan.weights_bytes / GIB:.1f} GiB)")
+    need = plan.budget_fixed_bytes + plan.kv_bytes_per_token * plan.context * max(plan.batch, 1)
+    reason = (f"doesn't fit: {what} of {plan.context} tokens {plan.shortfall(need)} "
+              f"(weights {plan.weights_bytes / GIB:.1f} GiB)")
     return {**split_json(split), "weight_dtype": weight_label(wd, plan.precision),
             "kv_dtype": plan.precision["kv_cache"], "kind": "memory",
-            "reason": reason, "needs_bytes": need, "capacity_bytes": pg["capacity_bytes"]}
+            "reason": reason, "needs_bytes": need, "capacity_bytes": pg["capacity_bytes"],
+            "budget_bytes": plan.budget_bytes, "budget": plan.budget}

@@ -299,7 +299,7 @@ def fit_hint(model, gpu, gpus, topo, dtypes, kv_dtypes, wl, results, dropped=(),
         which = f"the leanest split, {lean['label']},"
     msg = (f"{model.name} does not fit on {gpus}x {gpu.id} ({what}, {wl.context} tokens of "
            f"context: isl + osl): {which} needs "
-           f"{lean['needs_bytes'] / GIB:.1f} GiB per GPU of {lean['capacity_bytes'] / GIB:.1f} GiB")
+           f"{lean['needs_bytes'] / GIB:.1f} GiB per GPU of the {lean['budget']}")
     hints, suggestion = [], {}
     mem = MemoryCache(model, gpu, wl)
     kd = kv_dtypes[0]
