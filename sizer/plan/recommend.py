@@ -298,7 +298,8 @@ def recommend(model, gpu, gpus: int, *, nodes: int = 1, topology=None, inter_nod
             hint = describe_alternative(alts[0] if alts else None, ranked[0], alt, objective)
     rec = Recommendation(
         **common, candidates=tuple(ranked[:top]), rejected=tuple(rejected), pareto=tuple(pareto),
-        why_not=tuple(why_not_lines(ranked, targets, objective, index, families)),
+        why_not=tuple(why_not_lines(ranked, targets, objective, index, families,
+                                    missed=[c for c in cands if meeting and not c.meets_targets])),
         winner_reason=winner_reason(ranked, objective, targets, topo, index, gpus) if meeting else "",
         evaluated_points=sum(len(r["points"].batch) for r in fitted), meets_targets=bool(meeting),
         precision_hint=hint)

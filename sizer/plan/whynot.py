@@ -246,10 +246,12 @@ def winner_reason(ranked, objective, targets, topo, index=None, gpus=None) -> st
     return text
 
 
-def why_not_lines(ranked, targets, objective, index=None, families=()) -> list[str]:
+def why_not_lines(ranked, targets, objective, index=None, families=(), missed=()) -> list[str]:
     """One line per notable loser: ranked losers against the winner, target misses, and the
     families of splits that never made the ranking (`families`: lists of lines from
-    sizer/plan/families.py: memory, TP across nodes, engine layouts, divisibility)."""
+    sizer/plan/families.py: memory, TP across nodes, engine layouts, divisibility). `missed`:
+    the splits that fit but miss the targets while others meet them (not in `ranked`); they are
+    summarised (miss_lines) so that a short display still shows every one of them."""
     losers, misses = [], []
     meeting = [c for c in ranked if c.meets_targets]
     if meeting:
@@ -260,11 +262,34 @@ def why_not_lines(ranked, targets, objective, index=None, families=()) -> list[s
     for c in ranked:
         if not c.meets_targets:
             misses.append(f"{c.label} ({dtypes(c)}): {miss_text(c, targets)}")
+    summary = miss_lines(missed, targets)
     families = [f for f in families if f]
     # priority order, so that a short display shows every kind: the closest losers, the first
-    # line of every family, the first target misses, then the rest
-    return (losers[:3] + [f[0] for f in families] + misses[:2] + losers[3:]
+    # line of every family, the target misses, then the rest
+    return (losers[:3] + [f[0] for f in families] + summary + misses[:2] + losers[3:]
             + [line for f in families for line in f[1:]] + misses[2:])
+
+
+def miss_lines(missed, targets) -> list[str]:
+    """The closest split that misses the targets in full, then one line per precision for the
+    rest: '4 more (bf16 weights, bf16 KV) miss the 30 ms TPOT target by 2.2-43.8 ms: TP2 PP2
+    DP2, ...' (every split named; --json `rejected` has each one's numbers)."""
+    missed = sorted(missed, key=lambda c: c.miss)
+    lines = [f"{c.label} ({dtypes(c)}): {miss_text(c, targets)}" for c in missed[:1]]
+    groups = {}
+    for c in missed[1:]:
+        groups.setdefault(dtypes(c), []).append(c)
+    for precision, cs in groups.items():
+        by = []
+        for key, name in (("tpot_s", "TPOT"), ("ttft_s", "TTFT")):
+            over = [(getattr(c, key) - targets[key]) * 1e3 for c in cs
+                    if targets[key] and getattr(c, key) > targets[key]]
+            if over:
+                spread = f"{min(over):.1f}-{max(over):.1f}" if len(over) > 1 else f"{over[0]:.1f}"
+                by.append(f"the {targets[key] * 1e3:g} ms {name} target by {spread} ms")
+        lines.append(f"{len(cs)} more ({precision}) miss {' or '.join(by)}: "
+                     f"{', '.join(c.label for c in cs)}")
+    return lines
 
 
 def divisibility_summary(model, dropped) -> str:
