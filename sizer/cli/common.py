@@ -2,6 +2,7 @@
 them into the core's objects. Every parse error becomes one line and exit code 2."""
 
 import argparse
+import re
 
 from sizer.cost.engines import DEFAULT_ENGINE, get_engine, memory_plan
 from sizer.errors import InputError
@@ -44,6 +45,25 @@ gpu_count = _flag(lambda t: parse_count(t, MAX_GPUS), "GPU count")
 fraction = _flag(lambda t: parse_fraction(t), "fraction")
 size = _flag(parse_bytes, "size")
 duration = _flag(parse_seconds, "duration")
+
+
+def _latency_target(flag: str, bare_limit_s: float):
+    """A latency target: a duration (bare numbers are seconds), with a warning on stderr when a
+    bare number reads as an implausible number of seconds (`--tpot 50` is 50 s per token, not
+    50 ms; trial 1 item 14). The unit silences it: `--tpot 2s` is as meant."""
+    def parse(text):
+        value, t = parse_seconds(text), str(text).strip()
+        if re.fullmatch(r"[0-9.eE+-]+", t) and value >= bare_limit_s:
+            warn(f"{flag} {t} is read as {value:g} seconds (a bare number is seconds); "
+                 f"write {t}ms if you meant milliseconds, or {t}s to keep it")
+        return value
+    return _flag(parse, "duration")
+
+
+# a TPOT of 1 s or more is 1 token per second or slower, a TTFT of 10 s or more is a wait no
+# interactive target sets: bare numbers that large are almost surely milliseconds without the unit
+tpot_target = _latency_target("--tpot", 1.0)
+ttft_target = _latency_target("--ttft", 10.0)
 price = _flag(lambda t: parse_positive(t, "price"), "price")
 price_list = _flag(lambda t: [parse_positive(part, "price") for part in str(t).split(",")], "price list")
 request_rate = _flag(lambda t: parse_positive(t, "requests per second", MAX_COUNT), "request rate")

@@ -5,8 +5,9 @@ import time
 from sizer.errors import InputError
 from sizer.output import emit_json, warn
 from . import capacity
-from .common import (add_emit_arg, add_pp_partition_args, check_profile_device, duration, emit_launch,
-                     gpu_count, nonempty, positive_int, price_list, resolve_emit, show_emit, uneven_pp_from_args)
+from .common import (add_emit_arg, add_pp_partition_args, check_profile_device, emit_launch,
+                     gpu_count, nonempty, positive_int, price_list, resolve_emit, show_emit, tpot_target,
+                     ttft_target, uneven_pp_from_args)
 from sizer.hardware.gpus import get_gpu
 from sizer.model.catalog import get_model
 from sizer.hardware.profile import load_profile
@@ -40,8 +41,12 @@ def register(sub) -> None:
     w = p.add_argument_group("workload and targets")
     w.add_argument("--isl", type=positive_int, help="input tokens per request (default 1024)")
     w.add_argument("--osl", type=positive_int, help="output tokens per request (default 256)")
-    w.add_argument("--ttft", metavar="T", type=duration, help="time-to-first-token target, seconds or with a unit (2s, 500ms)")
-    w.add_argument("--tpot", metavar="T", type=duration, help="time-per-output-token target, seconds or with a unit (50ms)")
+    w.add_argument("--ttft", metavar="T", type=ttft_target,
+                   help="time-to-first-token target with a unit (2s, 500ms); a bare number is seconds "
+                        "(warned about from 10)")
+    w.add_argument("--tpot", metavar="T", type=tpot_target,
+                   help="time-per-output-token target with a unit (50ms); a bare number is seconds "
+                        "(warned about from 1)")
     w.add_argument("--batch", type=positive_int, help="sequences per replica (default: search up to the memory limit)")
     w.add_argument("--concurrency", type=positive_int, help="concurrent requests over the deployment")
     add_scheduler_args(w)
