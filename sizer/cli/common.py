@@ -215,8 +215,36 @@ def deployment_from_args(args, tokens: int | None = None, what: str = "context")
              f"{model.max_position_embeddings}")
     profile = load_profile(args.profile)
     check_profile_device(profile, gpu)
-    topo = topology_from_args(args, gpu, split.gpus)  # checked on one GPU too: no flag ignored
+    topo = topology_for_split(args, gpu, split)  # checked on one GPU too: no flag ignored
     return model, gpu, split, topo if split.gpus > 1 else None, profile
+
+
+def topology_for_split(args, gpu, split: Split) -> Topology:
+    """topology_from_args; without --nodes, a split whose DP replicas do not fit one node is
+    spread over the fewest nodes that each hold whole replicas, and stderr says so. DP replicas
+    exchange nothing (each runs its own engine; with EP inside TP no collective spans them), so
+    their placement cannot change a replica's time. With EP across DP ranks (EP > TP) the
+    all-to-all spans replicas and the layout matters: then --nodes stays the user's to give."""
+    try:
+        return topology_from_args(args, gpu, split.gpus)
+    except InputError:
+        if (getattr(args, "nodes", None) is not None or getattr(args, "nvlink_domain", None) is not None
+                or split.dp < 2 or split.ep > split.tp):
+            raise
+        for k in range(2, split.dp + 1):
+            if split.dp % k:
+                continue
+            try:
+                topo = topology_from_args(argparse.Namespace(**{**vars(args), "nodes": k}), gpu, split.gpus)
+            except InputError:
+                continue
+            replica = split.gpus // split.dp
+            warn(f"{split.gpus} GPUs do not fit one {gpu.id} node: the {split.dp} DP replicas "
+                 f"({replica} GPU{'s' if replica > 1 else ''} each, exchanging nothing) are placed "
+                 f"{split.dp // k} per node on {k} nodes of {topo.gpus_per_node}; a replica's time does "
+                 "not depend on the packing (pass --nodes to choose it)")
+            return topo
+        raise
 
 
 def check_profile_device(profile, gpu) -> None:
@@ -236,9 +264,9 @@ def add_topology_args(parser) -> None:
                    help=f"node preset: {', '.join(PRESETS)} (default: the GPU's usual node)")
     g.add_argument("--topology-file", metavar="F", type=nonempty,
                    help="text printed by `nvidia-smi topo -m` on the real machine")
-    g.add_argument("--nodes", type=gpu_count, default=1, metavar="K",
+    g.add_argument("--nodes", type=gpu_count, metavar="K",
                    help="number of nodes (NVLink domains on nvl72/nvl36x2); it must divide the "
-                        "GPU count (default 1)")
+                        "GPU count (default 1, or as many as DP replicas beyond one node need)")
     g.add_argument("--nvlink-domain", type=gpu_count, metavar="N",
                    help="GPUs per NVLink domain (rack-scale GPUs: up to 72 on GB200/GB300 NVL72; "
                         "default: the rack, or all GPUs when fewer); it must divide the GPU count")
