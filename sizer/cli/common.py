@@ -12,6 +12,7 @@ from sizer.hardware.links import inter_node_names
 from sizer.hardware.topo_smi import read_topology_file
 from sizer.hardware.topology import (PRESETS, RACK_PRESETS, Topology, default_topology, get_topology,
                                      nodes_for_domain, replicate, split_nodes)
+from sizer.model.precision import WEIGHT_DTYPE_HELP
 from sizer.model.split import Split
 from sizer.output import warn
 from sizer.units import parse_bytes, parse_count, parse_fraction, parse_number, parse_positive, parse_seconds
@@ -86,7 +87,7 @@ def add_model_args(p, split: bool = True, engine_memory: bool = True) -> None:
         p.add_argument("--redundant-experts", type=non_negative_int, default=0, metavar="R",
                        help="EPLB replicas of hot experts: EP must then divide experts + R "
                             "(DeepSeek: 256 + 32 over EP144)")
-    p.add_argument("--weight-dtype", type=nonempty, help="linear-layer weights: bf16, fp16, fp8, int8, int4, fp4 "
+    p.add_argument("--weight-dtype", type=nonempty, help=f"linear-layer weights: {WEIGHT_DTYPE_HELP} "
                    "(default: the checkpoint's own)")
     p.add_argument("--kv-dtype", default="auto", type=nonempty,
                    help="KV cache: auto (model dtype), bf16, fp16, fp8, int8")

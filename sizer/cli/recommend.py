@@ -8,6 +8,7 @@ from . import capacity
 from .common import (add_emit_arg, add_pp_partition_args, check_profile_device, emit_launch,
                      gpu_count, nonempty, positive_int, price_list, resolve_emit, show_emit, tpot_target,
                      ttft_target, uneven_pp_from_args)
+from sizer.model.precision import WEIGHT_DTYPE_HELP
 from sizer.hardware.gpus import get_gpu
 from sizer.model.catalog import get_model
 from sizer.hardware.profile import load_profile
@@ -56,7 +57,7 @@ def register(sub) -> None:
                         "cost: $ per million output tokens (needs --gpu-hour-price)")
     s.add_argument("--gpu-hour-price", type=price_list, metavar="USD", help="price of one GPU-hour, for cost per "
                    "token (with a --gpu list and --rate, one price per type: p1,p2,...)")
-    s.add_argument("--weight-dtype", type=nonempty, help="one or a comma list of bf16, fp16, fp8, int8, int4, fp4 "
+    s.add_argument("--weight-dtype", type=nonempty, help=f"one or a comma list of {WEIGHT_DTYPE_HELP} "
                    "(default: the checkpoint's own)")
     s.add_argument("--kv-dtype", default="auto", type=nonempty, help="one or a comma list of auto (model dtype), bf16, fp16, fp8, int8")
     s.add_argument("--engine", default="vllm", type=nonempty,
