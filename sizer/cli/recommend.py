@@ -14,7 +14,7 @@ from sizer.model.catalog import get_model
 from sizer.hardware.profile import load_profile
 from sizer.plan.recommend import OBJECTIVES, NothingFitsError, TargetsNotMetError, recommend
 from sizer.plan.search import GIB
-from sizer.plan.whynot import comm_pct
+from sizer.plan.whynot import comm_pct, spare_text
 from .common import add_scheduler_args, add_topology_args, topology_from_args
 from .disagg import add_recommend_args, run_recommend, wants_disagg
 
@@ -157,8 +157,7 @@ def _no_target_note(w, objective: str) -> str:
     elif w.batch == w.max_batch and w.batch_limit == "max_num_seqs":
         what = f"the winner runs at the max_num_seqs cap ({at}), TTFT {_t(w.ttft_s)}"
     else:
-        what = (f"the winner runs {at} with {w.headroom_bytes / GIB:.1f} GiB free per GPU, "
-                f"TTFT {_t(w.ttft_s)}")
+        what = f"the winner runs {at} with {spare_text(w)}, TTFT {_t(w.ttft_s)}"
     trade = ("Give --ttft / --tpot to trade throughput for latency; the Pareto points below show "
              "the trade." if objective != "latency" else "The Pareto points below show what "
              "larger batches give in throughput.")
@@ -183,8 +182,9 @@ def render(rec, elapsed_s: float = 0.0) -> str:
         lines.append("NO split meets the targets; the closest candidates:")
     show_cost = any(c.cost_per_mtok is not None for c in rec.candidates)
     show_gpus = bool(wl.get("allow_idle"))
+    spare = "free/GPU" if not wl["engine"] else "spare/GPU"  # spare: outside the engine's budget
     head = (f"{'#':>2}  {'split':<18}" + (f"{'GPUs':>5}  " if show_gpus else "")
-            + f"{'weights':<10}{'KV':<6}{'batch':>6}{'free/GPU':>11}{'TTFT':>10}"
+            + f"{'weights':<10}{'KV':<6}{'batch':>6}{spare:>11}{'TTFT':>10}"
             f"{'TPOT':>10}{'tok/s/GPU':>11}{'comm':>17}" + (f"{'$/Mtok':>9}" if show_cost else ""))
     lines += [head, "-" * len(head)]
     for i, c in enumerate(rec.candidates, 1):
@@ -204,6 +204,9 @@ def render(rec, elapsed_s: float = 0.0) -> str:
     else:
         lines.append("batch = concurrent sequences per replica in continuous batching (steady state, "
                      "chunked prefill); comm = largest collective's share of a decode step")
+    if wl["engine"]:
+        lines.append(f"spare = GPU memory outside {wl['engine']}'s memory budget (e.g. vLLM's "
+                     "1 - --gpu-memory-utilization); the KV cache already fills the budget")
     if rec.winner_reason:
         lines += ["", "Winner: " + rec.winner_reason]
     if rec.precision_hint:

@@ -113,7 +113,17 @@ def divisibility_cause(model, split: Split) -> tuple[str, str]:
     kv = model.num_kv_heads
     if not model.is_mla and kv % split.tp and split.tp % kv:
         return f"TP{split.tp}", f"{kv} KV heads"
+    if split.pp > model.num_layers:  # uneven stages are fine; a stage without a layer is not
+        return f"PP{split.pp}", f"{model.num_layers} layers" + FEWER
     return f"PP{split.pp}", f"{model.num_layers} layers"
+
+
+FEWER = " are fewer than the stages"  # divisibility_cause's `what` when PP exceeds the layers
+
+
+def divisibility_reason(what: str) -> str:
+    """'80 layers do not divide' or '32 layers are fewer than the stages' (PP over the layers)."""
+    return what if what.endswith(FEWER) else f"{what} do not divide"
 
 
 def divisibility_groups(model, dropped) -> dict:
