@@ -31,3 +31,18 @@ def test_spare_memory_is_not_called_free_under_an_engine_and_pp_bytes_are_per_st
     pp8 = next(line for line in rec.why_not if line.startswith("TP1 PP8 DP1"))
     assert "8 stages x 17.9 GiB per GPU in sequence (143.2 GiB)" in pp8
     assert "GiB of weights per GPU along" not in pp8
+
+
+def test_an_nvswitch_board_of_two_numa_nodes_is_not_called_one_socket():
+    """tests/data/topo/h100_sxm_8gpu_nv18_8nic.txt shows NUMA affinity 0 and 1, every GPU pair
+    NV18: no GPU path crosses the CPU link, which is what the description now says (it said
+    '1 socket(s)/node'); the RTX 4090 box's SYS pairs keep '2 socket(s)/node'."""
+    import os
+
+    from sizer.hardware.topo_smi import read_topology_file
+
+    here = os.path.join(os.path.dirname(__file__), "data", "topo")
+    h100 = read_topology_file(os.path.join(here, "h100_sxm_8gpu_nv18_8nic.txt"), get_gpu("h100-sxm"))
+    assert "no GPU path over the CPU link" in h100.describe() and "1 socket" not in h100.describe()
+    rtx = read_topology_file(os.path.join(here, "rtx4090_8gpu_phb_node_sys.txt"), get_gpu("rtx-4090"))
+    assert "2 socket(s)/node (GPU paths cross the CPU link)" in rtx.describe()
