@@ -40,8 +40,11 @@ def test_unknown_repo_id_names_closest_presets_and_how_to_pass_a_config():
         get_model("meta-llama/Llama-3.1-405B-Instruct-FP8")
     msg = str(err.value)
     assert "is not a preset" in msg and "config file not found" not in msg
-    assert "closest presets: llama-3.1-405b" in msg
+    # a quantized release of a preset's model: the preset with that weight dtype
+    assert "closest: --model Llama-3.1-405B-Instruct --weight-dtype fp8" in msg
     assert "huggingface-cli download meta-llama/Llama-3.1-405B-Instruct-FP8 config.json" in msg
+    with pytest.raises(InputError, match="--weight-dtype int4"):
+        get_model("hugging-quants/Llama-3.1-8B-Instruct-AWQ-INT4")
     assert get_model("meta-llama/Llama-3.1-70B").name == "llama-3.1-70b"  # an alias still resolves
 
 

@@ -142,6 +142,16 @@ def _unknown_repo_message(text: str) -> str:
     names = preset_names() + [a for e in _index().values() for a in e.get("aliases", ())]
     hint = closest_names(text.split("/", 1)[1], [n for n in names if "/" not in n]) or \
         closest_names(text, names)
+    quant = re.fullmatch(r"(.+?)-(fp8|fp4|nvfp4|int4|int8|awq|gptq|mxfp4)(?:-[\w.]+)?", text, re.IGNORECASE)
+    base = quant.group(1) if quant else ""
+    short = base.split("/", 1)[-1]
+    if quant and (resolve_preset(short) or resolve_preset(base)):  # a quantized release of a preset
+        wd = {"awq": "int4", "gptq": "int4", "mxfp4": "fp4"}.get(quant.group(2).lower(), quant.group(2).lower())
+        name = short if resolve_preset(short) is not None else base
+        hint = f"--model {name} --weight-dtype {wd} (the same architecture in {wd})"
+        return (f"{text!r} is not a preset and not a file here; closest: {hint}, or pass the "
+                f"checkpoint's config.json or folder (e.g. `huggingface-cli download {text} config.json "
+                "--local-dir DIR`, then --model DIR)")
     return (f"{text!r} is not a preset and not a file here" + (f"; closest presets: {hint}" if hint else "")
             + f". sizer reads no Hub: pass the model's config.json or folder (e.g. `huggingface-cli download "
             f"{text} config.json --local-dir DIR`, then --model DIR); see `sizer models`")
