@@ -205,8 +205,11 @@ def render(rec, elapsed_s: float = 0.0) -> str:
         lines.append("batch = concurrent sequences per replica in continuous batching (steady state, "
                      "chunked prefill); comm = largest collective's share of a decode step")
     if wl["engine"]:
-        lines.append(f"spare = GPU memory outside {wl['engine']}'s memory budget (e.g. vLLM's "
-                     "1 - --gpu-memory-utilization); the KV cache already fills the budget")
+        rest = {"vllm": "(1 - --gpu-memory-utilization) x capacity",
+                "sglang": "(1 - --mem-fraction-static) x capacity, less activations and CUDA graphs",
+                "trtllm": "the KV fraction's remainder of what weights and activations leave"}
+        lines.append(f"spare = memory outside the engine's budget ({rest.get(wl['engine'], 'its reserve')}); "
+                     "the KV cache already takes the budget, so it is not room for more sequences")
     if rec.winner_reason:
         lines += ["", "Winner: " + rec.winner_reason]
     if rec.precision_hint:
