@@ -37,6 +37,17 @@ def test_recommend_keeps_its_own_document(capsys):
     assert doc["candidates"] == [] and "does not fit" in doc["error"]
 
 
+def test_a_commands_own_exit_1_document_gets_the_reason(capsys):
+    """recommend's targets-not-met document (its closest candidates) carries the stderr reason
+    as `error`, as every exit-1 document does: a consumer reads one key."""
+    code, out, err = _run(capsys, ["recommend", "--model", "8b", "--gpus", "1", "--tpot", "1ms", "--json"])
+    assert code == 1
+    doc = json.loads(out)
+    assert doc["meets_targets"] is False and doc["candidates"]
+    assert doc["error"].startswith("no split of llama-3.1-8b on 1x h100-sxm meets the targets")
+    assert doc["error"] in err
+
+
 def test_text_mode_prints_nothing_on_stdout(capsys):
     code, out, err = _run(capsys, ["estimate", "--model", "405b", "--tp", "2"])
     assert code == 1 and out == "" and "does not fit" in err
