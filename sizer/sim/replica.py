@@ -6,8 +6,10 @@ knows `isl + out` tokens (prompt plus generated) and has computed the KV of `com
 forward computes `new` tokens of it; when all known tokens are computed the forward samples the
 next output token. A decode step is new = 1; a prefill chunk is new > 1; a request resumed
 after preemption recomputes its prompt and the tokens it already generated, then samples the
-next one. KV is held in blocks of `block_tokens`, ceil(comp / block) per request, freed when the
-request finishes or is preempted. A waiting request has no KV (comp = 0).
+next one. KV is held in blocks of `block_tokens` per the engine's KV cache groups
+(sizer/sim/kv.py: ceil(comp / block) per request with one group; vLLM's hybrid manager also
+frees what sliding-window and chunked groups no longer attend to), freed when the request
+finishes or is preempted. A waiting request has no KV (comp = 0).
 
 For speed the running requests of a replica live in its own parallel arrays (admission order),
 so a forward of 256 sequences is a handful of vectorised updates; `State` holds what every
@@ -18,6 +20,8 @@ from collections import deque
 from dataclasses import dataclass
 
 import numpy as np
+
+from .kv import KVLayout
 
 PENDING, WAITING, RUNNING, DONE = 0, 1, 2, 3
 _I = np.int64
@@ -91,12 +95,13 @@ class Replica:
     requests (parallel arrays in admission order), KV block pool, forwards in flight."""
 
     def __init__(self, idx: int, *, max_num_seqs: int, max_num_batched_tokens: int, block_tokens: int,
-                 kv_tokens: int, pp: int, costs, policy_cls):
+                 kv_tokens: int, pp: int, costs, policy_cls, layout: KVLayout | None = None):
         self.idx = idx
         self.max_seqs = max_num_seqs
         self.max_tokens = max_num_batched_tokens
         self.block = max(1, block_tokens)
-        self.total_blocks = kv_tokens // self.block
+        self.kv = layout or KVLayout(self.block, kv_tokens // self.block)
+        self.total_blocks = self.kv.total_blocks
         self.free = self.total_blocks
         self.reserved = 0  # blocks promised to running requests (whole-sequence admission)
         self.pp = pp
@@ -121,7 +126,8 @@ class Replica:
         return len(self.waiting) + len(self.ids)
 
     def blocks_for(self, tokens):
-        return -(-tokens // self.block)
+        """Blocks a request with nothing computed takes for its first `tokens`."""
+        return self.kv.fresh(tokens)
 
     # -- membership -------------------------------------------------------------------------
     def _views(self) -> None:
@@ -151,8 +157,9 @@ class Replica:
 
     def allocate(self, pos, new) -> None:
         """Blocks for `new` more tokens of the running requests at `pos` (a slice or indices)."""
-        need = self.blocks_for(self.comp[pos] + new) - self.blocks[pos]
-        np.maximum(need, 0, out=need)
+        need = self.kv.held(self.comp[pos], self.comp[pos] + new) - self.blocks[pos]
+        if not self.kv.hybrid:  # else windowed groups free what they no longer attend to
+            np.maximum(need, 0, out=need)
         self.blocks[pos] += need
         self.free -= int(need.sum())
 

@@ -24,11 +24,14 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from sizer.cost.engines import get_engine, memory_plan, replica_limits
+from sizer.cost.kv_cache import vllm_kv_groups
 from sizer.errors import InfeasibleError, InputError
 from sizer.hardware.constants import device_for
+from sizer.model.attention import FULL_LAYER
 from . import metrics
 from .arrivals import Traffic, generate
 from .costs import StepCosts
+from .kv import KVLayout
 from .loop import ROUTERS, Loop
 from .replica import Replica, State
 from .scheduler import POLICIES
@@ -41,7 +44,10 @@ class Deployment:
     engine's caps, as estimate) unless given; the KV pool of each
     replica is `memory_plan(...).max_kv_tokens` with the same flags `sizer estimate` uses (the
     max_num_batched_tokens forward sizes the activation reserve); blocks are the engine's
-    (vLLM 16, SGLang 1, TensorRT-LLM 32 tokens; token granularity without an engine). When EP
+    (vLLM 16, SGLang 1, TensorRT-LLM 32 tokens; token granularity without an engine). Under vLLM
+    a model with sliding-window or chunked layers has several KV groups sharing one pool of
+    `kv_blocks` blocks (its printed `kv_tokens` is kv_blocks // groups x 16), each request
+    allocating per group (sizer/sim/kv.py). When EP
     spans DP replicas (EP > TP), those replicas step in lockstep (vLLM DP attention with an EP
     MoE) and are simulated as one with their summed caps.
     """
@@ -74,6 +80,16 @@ class Deployment:
                                   "GiB per GPU, no room for KV cache")
         self.kv_tokens = int(self.plan.max_kv_tokens)
         self.block_tokens = self.rules.block_tokens if self.rules else 1
+        # vLLM's hybrid KV groups (sliding-window / chunked layers beside full ones) share one
+        # pool of num_blocks; kv_tokens is what vLLM prints, num_blocks // groups x block
+        self.kv_groups = (FULL_LAYER,)
+        self._spare_blocks = 0
+        if self.engine == "vllm":
+            kinds, _ = vllm_kv_groups(model, split.pp)
+            if len(kinds) > 1 and self.plan.kv_groups:
+                self.kv_groups = kinds
+                blocks = int(self.plan.kv_groups[0]["engine_pool_tokens"]) // self.block_tokens
+                self._spare_blocks = blocks - self.kv_tokens // self.block_tokens * len(kinds)
         g = split.ep // split.tp if split.ep > split.tp else 1
         self.group = g if split.dp % g == 0 else 1
         self.replicas = split.dp // self.group
@@ -102,12 +118,21 @@ class Deployment:
             self._costs[anchors] = StepCosts(self.model, self._device, self.split, anchors=anchors, **self._cost_kw)
         return self._costs[anchors]
 
+    @property
+    def kv_blocks(self) -> int:
+        """Blocks of one engine replica's KV pool (all its KV groups draw from it)."""
+        return self.kv_tokens // self.block_tokens * len(self.kv_groups) + self._spare_blocks
+
+    def kv_layout(self) -> KVLayout:
+        """Per-request block accounting of one replica (a lockstep group: its pools summed)."""
+        return KVLayout.of_groups(self.block_tokens, self.kv_blocks * self.group, self.kv_groups)
+
     def replica(self, idx: int, costs, cls=Replica) -> Replica:
         """One engine replica of this deployment (a lockstep group counts as one, its caps summed)."""
         return cls(idx, max_num_seqs=self.max_num_seqs * self.group,
                    max_num_batched_tokens=self.max_num_batched_tokens * self.group,
                    block_tokens=self.block_tokens, kv_tokens=self.kv_tokens * self.group, pp=self.split.pp,
-                   costs=costs, policy_cls=POLICIES[self.engine])
+                   costs=costs, policy_cls=POLICIES[self.engine], layout=self.kv_layout())
 
     def loop(self, st: State, wl, traffic: Traffic) -> Loop:
         """The event loop of one simulation: this deployment's replicas behind its router."""
@@ -117,13 +142,22 @@ class Deployment:
     def to_json(self) -> dict:
         return {"engine": self.engine or "none", "replicas": self.replicas, "lockstep_group": self.group,
                 "max_num_seqs": self.max_num_seqs, "max_num_batched_tokens": self.max_num_batched_tokens,
-                "kv_tokens_per_replica": self.kv_tokens, "block_tokens": self.block_tokens,
+                "kv_tokens_per_replica": self.kv_tokens, "kv_blocks_per_replica": self.kv_blocks,
+                "kv_groups": len(self.kv_groups), "block_tokens": self.block_tokens,
                 "router": self.router, "max_model_len": self.context}
 
     def check(self, wl) -> None:
         """A workload the deployment can never serve is an answer (exit 1), not a hang."""
         longest = int(np.max(wl.isl + wl.osl))
-        if longest > self.kv_tokens:
+        if len(self.kv_groups) > 1:
+            worst = self.kv_layout().worst(wl.isl, wl.osl, self.max_num_batched_tokens)
+            i = int(np.argmax(worst))
+            if int(worst[i]) > self.kv_blocks:
+                raise InfeasibleError(
+                    f"a request of {int(wl.isl[i])} + {int(wl.osl[i])} tokens needs {int(worst[i]):,} KV blocks at "
+                    f"its peak in vLLM's {len(self.kv_groups)} KV groups, more than the {self.kv_blocks:,} of one "
+                    f"replica on {self.split.label()}")
+        elif longest > self.kv_tokens:
             raise InfeasibleError(f"a request of {longest} tokens does not fit the KV cache of one replica "
                                   f"({self.kv_tokens} tokens on {self.split.label()} with "
                                   f"{self.engine or 'no engine'})")

@@ -58,11 +58,12 @@ def _budgeted(need: np.ndarray, budget: int) -> np.ndarray:
 
 
 def decode_block_steps(rep, k_max: int) -> int:
-    """How many successive one-token steps of every running request fit the free blocks."""
+    """How many successive one-token steps of every running request fit the free blocks (with
+    windowed KV groups, by sizer/sim/kv.py's decode_bound: blocks they free are not counted on)."""
     c, held, free = rep.comp, rep.blocks, rep.free
 
     def need(k):
-        return int(np.maximum(rep.blocks_for(c + k) - held, 0).sum())
+        return int(np.maximum(rep.kv.decode_bound(c + k) - held, 0).sum())
 
     if need(k_max) <= free:
         return k_max
@@ -135,12 +136,16 @@ class VLLM:
                 cand, comp, held = None, rep.comp, rep.blocks
             need = rep.known[cand] - comp if cand is not None else rep.known - comp
             new = _budgeted(need, budget)
-            blk = np.maximum(rep.blocks_for(comp + new) - held, 0)
-            if int(blk.sum()) > rep.free:
+            blk = rep.kv.held(comp, comp + new) - held
+            if not rep.kv.hybrid:
+                np.maximum(blk, 0, out=blk)
+            prefix = np.concatenate([[0], np.cumsum(blk)])
+            if rep.kv.hybrid:  # a request frees its skipped blocks only when its turn comes
+                np.maximum.accumulate(prefix, out=prefix)
+            if int(prefix[-1]) > rep.free:
                 # keep the longest prefix whose blocks fit once the tail behind it is freed
                 cand = np.arange(n) if cand is None else cand
                 held_tail = np.concatenate([np.cumsum(held[::-1])[::-1], [0]])
-                prefix = np.concatenate([[0], np.cumsum(blk)])
                 m = int(np.flatnonzero(prefix <= rep.free + held_tail)[-1])
                 rep.preempt(st, cand[m:], front=True)  # positions before cand[m] do not move
                 cand, comp, need, new = cand[:m], comp[:m], need[:m], new[:m]
