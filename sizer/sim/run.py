@@ -11,7 +11,8 @@ milliseconds to seconds per simulated point. `SimResult.to_json()` is `sizer sim
     res.percentile("ttft", 99), res.latency["tpot_s"]["p99"], res.verdict
     search = find_rate(dep, Traffic(requests=1000), ttft_slo_s=2, tpot_slo_s=0.05, percentile=99)
 
-Not modelled (yet): prefix caching, speculative decoding and the MoE dispatch kernels and
+Not modelled (yet): prefix caching shared between requests (vLLM's cache is modelled only for
+a preempted request's own blocks, which it resumes from while they survive), speculative decoding and the MoE dispatch kernels and
 imbalance that `sizer estimate` prices (the simulator's forwards use step_time's defaults),
 and client-side overheads (HTTP, tokenisation) that benchmark clients include in TTFT.
 Disaggregated prefill/decode pools are sizer/sim/disagg.py's DisaggDeployment, which
@@ -54,12 +55,15 @@ class Deployment:
 
     def __init__(self, model, gpu, split, *, engine=None, weight_dtype=None, kv_dtype="auto",
                  fraction=None, max_num_seqs=None, max_num_batched_tokens=None, cuda_graphs=None,
-                 topology=None, profile=None, context=None, router="round-robin"):
+                 topology=None, profile=None, context=None, router="round-robin", prefix_caching=None):
         if router not in ROUTERS:
             raise InputError(f"--router must be one of {', '.join(ROUTERS)}, got {router!r}")
         self.model, self.gpu, self.split = model, gpu, split
         self.rules = get_engine(engine)
         self.engine = self.rules.name if self.rules else None
+        # vLLM V1 caches prefixes by default (enable_prefix_caching); only a preempted request's
+        # own blocks are modelled (sizer/sim/replica.py cache_hit), no sharing between requests
+        self.prefix_caching = self.engine == "vllm" if prefix_caching is None else bool(prefix_caching)
         seqs_cap, tokens_cap = replica_limits(self.rules, gpu, split)
         self.max_num_seqs = int(max_num_seqs or seqs_cap)
         self.max_num_batched_tokens = int(max_num_batched_tokens or tokens_cap)
@@ -132,7 +136,8 @@ class Deployment:
         return cls(idx, max_num_seqs=self.max_num_seqs * self.group,
                    max_num_batched_tokens=self.max_num_batched_tokens * self.group,
                    block_tokens=self.block_tokens, kv_tokens=self.kv_tokens * self.group, pp=self.split.pp,
-                   costs=costs, policy_cls=POLICIES[self.engine], layout=self.kv_layout())
+                   costs=costs, policy_cls=POLICIES[self.engine], layout=self.kv_layout(),
+                   prefix_caching=self.prefix_caching and self.engine == "vllm")
 
     def loop(self, st: State, wl, traffic: Traffic) -> Loop:
         """The event loop of one simulation: this deployment's replicas behind its router."""
@@ -144,6 +149,7 @@ class Deployment:
                 "max_num_seqs": self.max_num_seqs, "max_num_batched_tokens": self.max_num_batched_tokens,
                 "kv_tokens_per_replica": self.kv_tokens, "kv_blocks_per_replica": self.kv_blocks,
                 "kv_groups": len(self.kv_groups), "block_tokens": self.block_tokens,
+                "prefix_caching": self.prefix_caching and self.engine == "vllm",
                 "router": self.router, "max_model_len": self.context}
 
     def check(self, wl) -> None:

@@ -81,7 +81,7 @@ class _Forward:
     def __init__(self):
         self.pos, self.new, self.comp, self.need = [], [], [], []
         self.all_running = False  # the running part is every running request, in order
-        self.rids, self.chunks, self.fresh_need = [], [], []
+        self.rids, self.chunks, self.fresh_need, self.hits = [], [], [], []
 
     def running_part(self, pos, new, comp, need) -> None:
         self.pos.append(pos)
@@ -92,10 +92,11 @@ class _Forward:
     def batch(self, rep, st: State, now: float) -> Batch | None:
         n0 = rep.running
         if self.rids:
-            rep.add(st, self.rids, now)
+            hits = np.asarray(self.hits if self.hits else [0] * len(self.rids), dtype=_I)
+            rep.add(st, self.rids, now, hits)
             chunks = np.asarray(self.chunks, dtype=_I)
-            rep.allocate(slice(n0, None), chunks)
-            self.running_part(np.arange(n0, rep.running), chunks, np.zeros(len(chunks), dtype=_I),
+            rep.allocate(slice(n0, None), chunks, int(rep.kv.held(hits, hits).sum()))
+            self.running_part(np.arange(n0, rep.running), chunks, hits,
                               np.asarray(self.fresh_need, dtype=_I))
         if not self.pos:
             return None
@@ -166,20 +167,30 @@ class VLLM:
             self._admit(st, fw, budget)
         return fw.batch(rep, st, now)
 
+    def _head(self, st: State, r: int, budget: int) -> tuple:
+        """(cached tokens, chunk, blocks) for waiting request r under `budget`: a request that
+        was preempted resumes after the part of its KV still in the prefix cache (Replica.
+        cache_hit), and the blocks it needs are those of the hit (taken back from the free
+        queue) and of the chunk (vLLM `allocate_slots` counts both against the free blocks)."""
+        rep = self.rep
+        full = int(st.isl[r] + st.out[r])
+        hit = rep.cache_hit(st, r) if rep.prefix_caching else 0
+        chunk = min(full - hit, budget)
+        return hit, chunk, int(rep.kv.held(hit, hit + chunk))
+
     def _admit(self, st: State, fw: _Forward, budget: int) -> None:
         rep = self.rep
         free, n_run = rep.free, rep.running
         while rep.waiting and budget > 0 and n_run < rep.max_seqs:
             r = rep.waiting[0]
-            full = int(st.isl[r] + st.out[r])
-            chunk = min(full, budget)
-            blocks = int(rep.blocks_for(chunk))
+            hit, chunk, blocks = self._head(st, r, budget)
             if blocks > free or not self.admissible(st, r):
                 break
             rep.waiting.popleft()
             fw.rids.append(r)
             fw.chunks.append(chunk)
-            fw.fresh_need.append(full)
+            fw.fresh_need.append(int(st.isl[r] + st.out[r]) - hit)
+            fw.hits.append(hit)
             free -= blocks
             budget -= chunk
             n_run += 1
@@ -195,7 +206,7 @@ class VLLM:
         if not rep.waiting or rep.running >= rep.max_seqs or room <= 0:
             return False
         r = rep.waiting[0]
-        return int(rep.blocks_for(min(int(st.isl[r] + st.out[r]), room))) <= rep.free and self._could_admit(st, r)
+        return self._head(st, r, room)[2] <= rep.free and self._could_admit(st, r)
 
     def decode_steps(self, st: State, k_max: int) -> int:
         """Pure-decode forwards that may be fused now (0: take one step at a time)."""
