@@ -159,9 +159,8 @@ def run(args) -> int:
     wall = time.perf_counter() - start
     if args.requests_out:
         write_requests(args.requests_out, res)
-    if res.verdict == "saturated" and math.isfinite(traffic.rate_rps):
-        warn(f"saturated: requests in the system still grow at the end of the arrivals; the percentiles "
-             f"depend on --requests ({res.requests})")
+    if res.advice():
+        warn(res.advice())
     doc = {**head, **res.to_json()}
     if args.json:
         show_emit(launch, doc)
@@ -206,8 +205,11 @@ def _show(doc: dict, res, wall: float, title: str | None = None) -> None:
     if res.goodput is not None:
         print(f"  goodput {res.goodput['requests_per_s']:.3g} req/s ({res.goodput['fraction']:.1%} of requests meet the SLOs)")
     verdict = {"stable": "stable: the engine keeps up with the arrivals",
-               "saturated": "saturated: requests in the system still grow at the end (arrivals outpace the engine)",
+               "saturated": "saturated: requests in the system grow through the run (arrivals outpace the engine)",
+               "too short": "too short to tell: the run ends before the engine reaches a steady state",
                "closed loop": "closed loop: the client concurrency sets the load"}[res.verdict]
+    if (res.stability or {}).get("reason") == "all at once":
+        verdict = "saturated: every request arrives at t=0 (the queue only drains)"
     ratio = res.duration_s / wall if wall > 0 else float("inf")
     print(f"  verdict: {verdict}")
     print(f"  simulated {res.duration_s:.1f} s in {wall:.2f} s wall ({ratio:,.0f}x), {res.forwards:,} forwards")

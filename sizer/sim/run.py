@@ -131,6 +131,17 @@ class Deployment:
         """Per-request block accounting of one replica (a lockstep group: its pools summed)."""
         return KVLayout.of_groups(self.block_tokens, self.kv_blocks * self.group, self.kv_groups)
 
+    def service_time(self, wl) -> float:
+        """Seconds a lone request of the workload's mean lengths spends in one replica: its
+        prompt in max_num_batched_tokens chunks, then its decode steps, each through every
+        pipeline stage (the time scale of metrics.stability's "too short")."""
+        costs = self.costs(wl)
+        isl, osl = float(np.mean(wl.isl)), float(np.mean(wl.osl))
+        chunk = min(isl, float(self.max_num_batched_tokens))
+        prefill = math.ceil(isl / chunk) * costs.time(0, 0.0, chunk, isl)
+        decode = max(osl - 1, 0.0) * costs.time(1, isl + osl / 2)
+        return (prefill + decode) * self.split.pp
+
     def replica(self, idx: int, costs, cls=Replica) -> Replica:
         """One engine replica of this deployment (a lockstep group counts as one, its caps summed)."""
         return cls(idx, max_num_seqs=self.max_num_seqs * self.group,
@@ -209,6 +220,7 @@ class SimResult:
     goodput: dict | None = None
     slo: dict | None = None
     stages: dict | None = None  # disaggregated serving: the prefill pool, transfer and decode admission
+    stability: dict | None = None  # the growth test behind `verdict` (metrics.stability)
     per_request: dict = field(default_factory=dict, repr=False)
     table: dict = field(default_factory=dict, repr=False)
     timeline: dict = field(default_factory=dict, repr=False)
@@ -231,7 +243,13 @@ class SimResult:
             doc["slo"] = self.slo
         if self.stages is not None:
             doc["stages"] = self.stages
+        if self.stability is not None:
+            doc["stability"] = self.stability
         return doc
+
+    def advice(self) -> str | None:
+        """The warning the verdict deserves (metrics.advice), or None."""
+        return metrics.advice(self.verdict, self.stability or {})
 
 
 def simulate(dep: Deployment, traffic: Traffic, *, ttft_slo_s=None, tpot_slo_s=None) -> SimResult:
@@ -247,13 +265,14 @@ def simulate(dep: Deployment, traffic: Traffic, *, ttft_slo_s=None, tpot_slo_s=N
     st = State(wl, first)
     loop = dep.loop(st, wl, traffic)
     loop.run()
-    res = measure(dep.to_json(), traffic, st, loop.measured_replicas, first, ttft_slo_s, tpot_slo_s)
+    service = dep.service_time(wl) if hasattr(dep, "service_time") else None
+    res = measure(dep.to_json(), traffic, st, loop.measured_replicas, first, ttft_slo_s, tpot_slo_s, service)
     res.stages = loop.stages(first)
     return res
 
 
 def measure(deployment: dict, traffic: Traffic, st: State, reps, first: int, ttft_slo_s=None,
-            tpot_slo_s=None) -> SimResult:
+            tpot_slo_s=None, service_s=None) -> SimResult:
     """The SimResult of a finished simulation: latency blocks over the measured requests,
     throughput over the benchmark duration, the replicas' batch and KV statistics."""
     pr = metrics.per_request(st, first)
@@ -269,13 +288,15 @@ def measure(deployment: dict, traffic: Traffic, st: State, reps, first: int, ttf
                "itl_s": metrics.block(itl_v, itl_c), "e2e_s": metrics.block(pr["e2e"]),
                "queue_s": metrics.block(pr["queue"])}
     stats = metrics.replica_stats(reps)
+    stab = metrics.stability(st, service_s)
     res = SimResult(
         deployment=deployment, traffic=traffic.describe(), requests=st.n, measured=n_meas,
         completed=int(np.sum(~np.isnan(st.finish_t))), duration_s=duration,
         throughput={"requests_per_s": n_meas / d, "output_tok_s": out_tok / d, "total_tok_s": (in_tok + out_tok) / d},
         latency=latency, preemptions=int(st.preemptions.sum()), preempted_requests=int(np.sum(st.preemptions > 0)),
         batch=stats["batch"], kv_utilization=stats["kv_utilization"], littles_law=metrics.littles_law(st),
-        verdict=metrics.verdict(st, traffic.rate_rps, traffic.concurrency), forwards=stats["forwards"],
+        verdict=metrics.verdict(st, traffic.rate_rps, traffic.concurrency, stab), forwards=stats["forwards"],
+        stability=None if traffic.concurrency else stab,
         per_request=pr, timeline=metrics.timeline(reps, float(np.max(st.finish_t))),
         table={"arrival_s": st.release_t, "first_token_s": st.first_t, "finish_s": st.finish_t,
                "input_tokens": st.isl, "output_tokens": st.osl, "generated_tokens": st.out,
