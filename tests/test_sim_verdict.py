@@ -3,12 +3,12 @@ system over the second half of the arrivals, "too short to tell" for runs still 
 the header's rate for replayed traces.
 
 Measured (8B on one H100, vLLM, 1024 in / 256 out; find-rate maximum 21.5 req/s for P99 TTFT
-2 s / TPOT 50 ms, steady-state maximum 22.1): at half that rate, 1,000 and 3,000 requests,
-seeds 0-2: stable (pile-up -1% to 0%); 300 requests: 1 stable, 2 too short (a burst of
-arrivals at the end of seed 2 raised the count from 35 to 65). At twice it: saturated for
-1,000 and 3,000 requests, seeds 0-2 (36-60% of the window's arrivals piled up). 70B TP4 DP2 at
-16 req/s, 6,000 requests, seeds 0-5: stable (Mann-Kendall S -17 to 21 against 29; the old
-verdict called seed 0 saturated).
+2 s / TPOT 50 ms, steady-state maximum 22.1), seeds 0-2: at half that rate, 1,000 and 3,000
+requests stable (pile-up -0.9% to +0.2%); 300 requests 1 stable, 2 too short (pile-up 12% and
+24%: a burst of arrivals at the end of seed 2 raised the count from 35 to 65). At twice it:
+1,000 and 3,000 requests saturated (pile-up 40-67%, S = 45 of 45); 300 requests 2 saturated,
+1 too short. 70B TP4 DP2 at 16 req/s, 6,000 requests, seeds 0-5: stable (S from -21 to 29,
+pile-up at most 3.2%, under the 5% that counts; the old verdict called seed 0 saturated).
 """
 
 import math
