@@ -154,6 +154,25 @@ def test_pools_are_priced_as_estimate_prices_them(llama70):
     assert d["tpot_s"] == pytest.approx(dec.tpot_s, rel=1e-9)
 
 
+def test_decode_concurrency_spreads_over_decode_replicas(l8):
+    """--concurrency is over the decode pool, spread as estimate spreads it (sizer.cost.estimate
+    spread): one request on a TP1 x DP3 decode pool is one busy rank at batch 1, so the pool
+    serves a third of what three ranks at batch 1 serve (it was rounded up to 1 per rank)."""
+    gpu = get_gpu("h100-sxm")
+    pools = Pools(Split(tp=1), Split(tp=1, dp=3))
+
+    def at(c):
+        return estimate_disagg(l8, gpu, pools, isl=2048, osl=256, engine="vllm", concurrency=c).doc
+
+    one, three, five, six = at(1), at(3), at(5), at(6)
+    assert one["tpot_s"] == pytest.approx(three["tpot_s"], rel=1e-12)
+    assert one["decode"]["requests_per_s"] == pytest.approx(three["decode"]["requests_per_s"] / 3, rel=1e-12)
+    # 5 requests: two ranks at 2, one at 1 -> TPOT of batch 2, the rate of 2 + 2 + 1 sequences
+    assert five["tpot_s"] == pytest.approx(six["tpot_s"], rel=1e-12)
+    want = six["decode"]["requests_per_s"] * 2 / 3 + three["decode"]["requests_per_s"] / 3
+    assert five["decode"]["requests_per_s"] == pytest.approx(want, rel=1e-12)
+
+
 # -- bad input: one line, exit 2 ---------------------------------------------------------------
 
 EST = ["estimate", "--model", "70b", "--isl", "1024", "--osl", "128"]

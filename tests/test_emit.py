@@ -45,6 +45,7 @@ def vllm_parser() -> argparse.ArgumentParser:
     p.add_argument("--kv-cache-dtype", choices=("auto", "float16", "bfloat16", "fp8", "fp8_e4m3", "fp8_e5m2"))
     p.add_argument("--dtype", choices=("auto", "half", "float16", "bfloat16", "float", "float32"))
     p.add_argument("--quantization", choices=("fp8", "awq", "gptq", "bitsandbytes", "mxfp4", "modelopt"))
+    p.add_argument("--speculative-config", type=json.loads)  # docs/features/spec_decode/*.md
     return p
 
 
@@ -64,6 +65,11 @@ def sglang_parser() -> argparse.ArgumentParser:
     p.add_argument("--dtype", choices=("auto", "half", "float16", "bfloat16", "float", "float32"))
     p.add_argument("--quantization", choices=("fp8", "awq", "gptq", "modelopt_fp8", "w8a8_fp8", "mxfp4"))
     p.add_argument("--dist-init-addr")
+    # docs/advanced_features/speculative_decoding.md (commit fc6d4653)
+    p.add_argument("--speculative-algorithm", choices=("EAGLE", "EAGLE3", "STANDALONE", "NGRAM"))
+    p.add_argument("--speculative-draft-model-path")
+    for flag in ("--speculative-num-steps", "--speculative-eagle-topk", "--speculative-num-draft-tokens"):
+        p.add_argument(flag, type=int)
     return p
 
 
@@ -232,7 +238,7 @@ def test_precision_flags():
     a, _ = parse("vllm", launch("vllm", "gpt-oss-120b", Split(tp=2)).commands[0].argv)
     assert (a.model, a.quantization, a.kv_cache_dtype) == ("openai/gpt-oss-120b", None, "auto")
     a, _ = parse("vllm", launch("vllm", "8b", Split(), weight_dtype="fp16").commands[0].argv)
-    assert (a.dtype, a.kv_cache_dtype) == ("float16", "bfloat16")  # KV stays the planned bf16
+    assert (a.dtype, a.kv_cache_dtype) == ("float16", "auto")  # KV auto is the run's fp16
 
 
 @pytest.mark.parametrize("engine,name,split,kw,words", [
@@ -248,13 +254,73 @@ def test_what_an_engine_cannot_run_is_input_error(engine, name, split, kw, words
 
 
 def test_model_argument():
-    """A preset names its Hugging Face repo; a repo-style alias is kept as typed; a config.json's
-    folder is the model directory; another JSON file is kept with a note to replace it."""
-    assert model_argument("8b") == ("meta-llama/Llama-3.1-8B", ())
+    """A preset name serves the Hugging Face repo it means; a repo-style alias is kept as typed; a
+    config.json's folder is the model directory; another JSON file is kept with a note."""
+    assert model_argument("llama-3.1-8b") == ("meta-llama/Llama-3.1-8B",
+                                              (model_argument("llama-3.1-8b")[1][0],))
     assert model_argument("meta-llama/Llama-3.1-70B") == ("meta-llama/Llama-3.1-70B", ())
     assert model_argument("/models/llama/config.json") == ("/models/llama", ())
     arg, notes = model_argument("tiny.json")
     assert arg == "tiny.json" and "bare config" in notes[0]
+
+
+# The trial's cases (reports/trial1.md item 3): an alias naming a release emits that release.
+NAMED = {"deepseek-r1": "deepseek-ai/DeepSeek-R1", "deepseek-r1-0528": "deepseek-ai/DeepSeek-R1-0528",
+         "deepseek-v3-0324": "deepseek-ai/DeepSeek-V3-0324", "deepseek-v3": "deepseek-ai/DeepSeek-V3",
+         "llama-3.1-8b-instruct": "meta-llama/Llama-3.1-8B-Instruct", "llama-3.1-8b": "meta-llama/Llama-3.1-8B",
+         "mixtral-8x22b-instruct": "mistralai/Mixtral-8x22B-Instruct-v0.1",
+         "mixtral-8x22b-v0.1": "mistralai/Mixtral-8x22B-v0.1",
+         # nicknames name no release: the chat release, the same rule for every preset
+         "8b": "meta-llama/Llama-3.1-8B-Instruct", "70b": "meta-llama/Llama-3.1-70B-Instruct",
+         "405b": "meta-llama/Llama-3.1-405B-Instruct", "mixtral": "mistralai/Mixtral-8x7B-Instruct-v0.1",
+         "llama3.1:8b": "meta-llama/Llama-3.1-8B-Instruct", "gemma-2-27b-it": "google/gemma-2-27b-it"}
+
+
+@pytest.mark.parametrize("name,repo", sorted(NAMED.items()))
+def test_an_alias_that_names_a_release_emits_that_repo(name, repo):
+    out = launch("vllm", name, Split(tp=8), length=1024)
+    a, _ = parse("vllm", out.commands[0].argv)
+    assert a.model == repo
+
+
+def _aliases():
+    from sizer.model.resources import read_json
+
+    return [(pid, name) for pid, e in read_json("models/index.json").items()
+            for name in [pid] + e["aliases"]]
+
+
+# Qwen3's post-trained (chat) releases carry no -Instruct suffix ("Training Stage: Pretraining &
+# Post-training", Qwen/Qwen3-32B and Qwen/Qwen3-30B-A3B model cards; the pretrained ones are -Base)
+POST_TRAINED = {"Qwen/Qwen3-32B", "Qwen/Qwen3-30B-A3B"}
+
+
+@pytest.mark.parametrize("pid,name", _aliases())
+def test_every_alias_in_the_index_means_one_repo_of_its_preset(pid, name):
+    """Every name of every preset (data/models/index.json) serves a repo that is itself one of
+    the preset's repo-style aliases (so it is vouched to have the preset's architecture); a
+    repo-style alias serves itself; a name that says instruct/it/R1/base-version serves a repo
+    that says so too."""
+    from sizer.model.catalog import preset_repos, serving_repo
+    from sizer.model.resources import read_json
+
+    e = read_json("models/index.json")[pid]
+    repo = serving_repo(name)
+    repo_aliases = {a for a in e["aliases"] if "/" in a}
+    assert repo in repo_aliases
+    if "/" in name:
+        assert repo == name
+    else:
+        assert repo in preset_repos(pid)
+    low, r = name.lower(), repo.lower()
+    if repo in POST_TRAINED:
+        return
+    for word, in_repo in (("instruct", "instruct"), ("-it", "-it"), ("r1", "r1"), ("0528", "0528"),
+                          ("0324", "0324"), ("2507", "2507"), ("v0.1", "v0.1")):
+        if word in low:
+            assert in_repo in r, (name, repo)
+    if "r1" not in low and pid == "deepseek-v3":
+        assert "r1" not in r
 
 
 def test_render_is_the_argv_shell_quoted():
@@ -282,8 +348,10 @@ def test_cli_estimate_emit_json_and_implied_engine(capsys):
 
 def test_cli_human_output_ends_with_the_command(capsys):
     assert main(["estimate", "--model", "8b", "--emit", "vllm"]) == 0
-    out = capsys.readouterr().out
-    assert out.rstrip().splitlines()[-1].strip().startswith("vllm serve meta-llama/Llama-3.1-8B ")
+    lines = capsys.readouterr().out.rstrip().splitlines()
+    # the command, then the note naming the other checkpoint of the architecture
+    assert lines[-2].strip().startswith("vllm serve meta-llama/Llama-3.1-8B-Instruct ")
+    assert lines[-1].strip().startswith("note: --model 8b serves meta-llama/Llama-3.1-8B-Instruct")
 
 
 def test_cli_recommend_emits_the_winner(capsys):
@@ -324,3 +392,133 @@ def test_emit_overrides_a_default_engine_but_not_an_explicit_one():
     assert resolve_emit(args) is None and args.engine == "vllm"
     with pytest.raises(InputError, match="--engine vllm"):
         resolve_emit(p.parse_args(["--emit", "sglang", "--engine", "vllm"]))
+
+
+def test_trtllm_is_refused_on_non_nvidia_gpus(capsys):
+    """Trial 1 item 4: TensorRT-LLM runs on NVIDIA GPUs only (its supported-hardware page), so
+    --emit trtllm on an MI300X is exit 2 with the reason; vLLM and SGLang run on ROCm."""
+    model, split = get_model("8b"), Split(tp=1)
+    plan = memory_plan(model, get_gpu("mi300x"), split, engine="trtllm", context=2048)
+    kw = dict(model_arg="8b", precision=plan.precision, max_num_seqs=8,
+              max_num_batched_tokens=2048, max_model_len=2048)
+    with pytest.raises(InputError, match="runs only on NVIDIA GPUs, and mi300x is AMD"):
+        engine_command("trtllm", model, split, gpu=get_gpu("mi300x"), **kw)
+    assert engine_command("trtllm", model, split, gpu=get_gpu("h100-sxm"), **kw).commands
+    assert engine_command("vllm", model, split, gpu=get_gpu("mi300x"), **kw).commands
+    assert main(["estimate", "--model", "8b", "--gpu", "mi300x", "--emit", "trtllm"]) == 2
+    io = capsys.readouterr()
+    assert "NVIDIA" in io.err and io.out == "" and "Traceback" not in io.err
+    assert main(["estimate", "--model", "8b", "--gpu", "mi300x", "--emit", "sglang"]) == 0
+
+
+def _spec_launch(engine, name, split, method, draft=None, gpu="h200", **kw):
+    from sizer.cost.speculative import speculative_config
+
+    model = get_model(name)
+    spec = speculative_config(model, method, draft_model=get_model(draft) if draft else None, **kw)
+    plan = memory_plan(model, get_gpu(gpu), split, engine=engine, context=2048)
+    return engine_command(engine, model, split, model_arg=name, precision=plan.precision,
+                          max_num_seqs=4, max_num_batched_tokens=2048, max_model_len=2048,
+                          speculative=spec, draft_arg=draft)
+
+
+def _yaml(out) -> dict:
+    """The extra options YAML as nested dicts (two-space indents, `key: value` lines)."""
+    doc, block = {}, None
+    for line in dict(out.files)["extra_llm_api_options.yaml"].splitlines():
+        key, _, value = line.strip().partition(":")
+        if not line.startswith(" "):
+            block = doc.setdefault(key, {}) if not value.strip() else None
+            if value.strip():
+                doc[key] = value.strip()
+        else:
+            block[key] = value.strip()
+    return doc
+
+
+def test_emit_carries_mtp_in_each_engines_form():
+    """Trial 1 item 2: --speculative mtp with --emit dropped speculative decoding. DeepSeek-R1's
+    own MTP layer: vLLM {"method": "mtp"} (docs/features/speculative_decoding/mtp.md); SGLang
+    EAGLE with 1 step, top-k 1, 2 draft tokens (the exact flags of docs/basic_usage/deepseek.md);
+    TensorRT-LLM decoding_type MTP with num_nextn_predict_layers = max_draft_len."""
+    tp8 = Split(tp=8)
+    a, _ = parse("vllm", _spec_launch("vllm", "deepseek-r1", tp8, "mtp").commands[0].argv)
+    assert a.speculative_config == {"method": "mtp", "num_speculative_tokens": 1}
+    a, _ = parse("sglang", _spec_launch("sglang", "deepseek-r1", tp8, "mtp").commands[0].argv)
+    assert (a.speculative_algorithm, a.speculative_num_steps, a.speculative_eagle_topk,
+            a.speculative_num_draft_tokens, a.speculative_draft_model_path) == ("EAGLE", 1, 1, 2, None)
+    out = _spec_launch("trtllm", "deepseek-r1", tp8, "mtp", num_tokens=3)
+    a, _ = parse("trtllm", out.commands[0].argv)
+    assert a.extra_llm_api_options == "extra_llm_api_options.yaml"
+    assert _yaml(out)["speculative_config"] == {"decoding_type": "MTP", "max_draft_len": "3",
+                                                "num_nextn_predict_layers": "3"}
+
+
+def test_emit_carries_a_draft_model_and_an_eagle_head():
+    """A draft model is the draft preset's repo at the target's TP; an EAGLE-3 head is the
+    published one (Llama-3.1-8B-Instruct: yuhuili/EAGLE3-LLaMA3.1-Instruct-8B, TensorRT-LLM's
+    speculative-decoding docs) or a placeholder the user fills, with where to find one."""
+    tp4 = Split(tp=4)
+    a, _ = parse("vllm", _spec_launch("vllm", "70b", tp4, "draft", "8b").commands[0].argv)
+    assert a.speculative_config == {"method": "draft_model", "model": "meta-llama/Llama-3.1-8B-Instruct",
+                                    "num_speculative_tokens": 4}
+    a, _ = parse("sglang", _spec_launch("sglang", "70b", tp4, "draft", "8b").commands[0].argv)
+    assert (a.speculative_algorithm, a.speculative_draft_model_path, a.speculative_num_steps,
+            a.speculative_num_draft_tokens) == ("STANDALONE", "meta-llama/Llama-3.1-8B-Instruct", 4, 5)
+    out = _spec_launch("trtllm", "70b", tp4, "draft", "8b")
+    assert _yaml(out)["speculative_config"] == {
+        "decoding_type": "DraftTarget", "max_draft_len": "4",
+        "speculative_model_dir": "meta-llama/Llama-3.1-8B-Instruct"}
+    assert _yaml(out)["disable_overlap_scheduler"] == "true"
+    out = _spec_launch("vllm", "8b", Split(tp=1), "eagle")
+    a, _ = parse("vllm", out.commands[0].argv)
+    assert a.speculative_config == {"method": "eagle3", "model": "yuhuili/EAGLE3-LLaMA3.1-Instruct-8B",
+                                    "num_speculative_tokens": 3}
+    assert out.placeholders == ()
+    out = _spec_launch("sglang", "70b", tp4, "eagle")
+    a, _ = parse("sglang", out.commands[0].argv)
+    assert (a.speculative_algorithm, a.speculative_draft_model_path) == ("EAGLE3", "EAGLE3_HEAD")
+    assert dict(out.placeholders)["EAGLE3_HEAD"].endswith("trained for meta-llama/Llama-3.1-70B-Instruct")
+    assert any("knows no EAGLE-3 head" in n for n in out.notes)
+    assert _yaml(_spec_launch("trtllm", "70b", tp4, "eagle"))["speculative_config"]["decoding_type"] == "Eagle3"
+
+
+def test_trtllm_mtp_is_deepseek_only_and_cli_carries_it(capsys):
+    """TensorRT-LLM: "MTP is currently only supported by Deepseek": a config with MTP layers of
+    another architecture is refused for trtllm and emitted for vLLM."""
+    import dataclasses
+
+    from sizer.cost.speculative import speculative_config
+
+    m = dataclasses.replace(get_model("qwen3-32b"), mtp_layers=1)
+    spec = speculative_config(m, "mtp")
+    plan = memory_plan(m, get_gpu("h200"), Split(tp=2), engine="trtllm", context=2048)
+    kw = dict(model_arg="qwen3-32b", precision=plan.precision, max_num_seqs=4,
+              max_num_batched_tokens=2048, max_model_len=2048, speculative=spec)
+    with pytest.raises(InputError, match="MTP for DeepSeek models only"):
+        engine_command("trtllm", m, Split(tp=2), **kw)
+    assert engine_command("vllm", m, Split(tp=2), **kw).commands
+    argv = ["estimate", "--model", "70b", "--tp", "4", "--concurrency", "1", "--speculative", "draft",
+            "--draft-model", "8b", "--emit", "vllm", "--json"]
+    assert main(argv) == 0
+    doc = json.loads(capsys.readouterr().out)
+    a, _ = parse("vllm", doc["emit"]["commands"][0]["argv"])
+    assert a.speculative_config["model"] == "meta-llama/Llama-3.1-8B-Instruct"
+
+
+def test_a_16_bit_run_dtype_is_the_kv_dtype_of_auto():
+    """Trial 1 item 10: `--emit vllm --weight-dtype fp16` on a bf16 checkpoint emitted
+    `--kv-cache-dtype bfloat16 --dtype float16`. KV `auto` is the dtype the model runs in (vLLM
+    cache_dtype auto uses the model's --dtype), so the plan's KV is fp16 and the command says auto."""
+    from sizer.cost.memory import resolve_precision
+
+    m = get_model("8b")
+    p = resolve_precision(m, "fp16")
+    assert (p.linear, p.base, p.kv) == ("fp16", "fp16", "fp16")
+    assert resolve_precision(m, "fp8").kv == "bf16"  # a quantization keeps bf16 activations
+    assert resolve_precision(m).kv == "bf16"
+    for engine in ("vllm", "sglang"):
+        a, _ = parse(engine, launch(engine, "8b", Split(tp=1), weight_dtype="fp16").commands[0].argv)
+        assert (a.dtype, a.kv_cache_dtype) == ("float16", "auto")
+    out = launch("trtllm", "8b", Split(tp=1), weight_dtype="fp16")
+    assert dict(out.files)["extra_llm_api_options.yaml"] == "dtype: float16\n"

@@ -8,6 +8,7 @@ import pytest
 from sizer.cli.main import main
 from sizer.cost.estimate import estimate
 from sizer.hardware.gpus import get_gpu
+from sizer.model.catalog import get_model
 from sizer.model.split import Split
 from sizer.cost.step import step_time
 from shapes import LLAMA_8B
@@ -103,3 +104,30 @@ def test_context_beyond_model_maximum_warns(capsys, tmp_path):
     out = capsys.readouterr()
     json.loads(out.out)
     assert "exceed" in out.err
+
+
+def test_concurrency_spreads_over_replicas_without_rounding_up(capsys):
+    """Trial 1 item 5: --dp 8 --concurrency 1 is one request on one replica (seven idle), so its
+    throughput is one request's, not eight; 3 requests over 2 replicas are 2 + 1, and the
+    throughput is the sum of a 2-sequence and a 1-sequence replica. Latency is the busier ones'."""
+    from sizer.cost.estimate import spread
+
+    m, g = get_model("8b"), get_gpu("h100-sxm")
+    one = estimate(m, g, Split(tp=1), isl=1024, osl=256, concurrency=1)
+    dp8 = estimate(m, g, Split(tp=1, dp=8), isl=1024, osl=256, concurrency=1)
+    assert dp8.output_tok_s == pytest.approx(one.output_tok_s, rel=1e-12)
+    assert dp8.output_tok_s_per_gpu == pytest.approx(one.output_tok_s / 8, rel=1e-12)
+    assert dp8.tpot_s == pytest.approx(one.tpot_s, rel=1e-12)
+    assert dp8.spread == {"concurrency": 1, "busy_batch": 1, "busy_replicas": 1,
+                          "rest_batch": 0, "rest_replicas": 7}
+    tp4 = Split(tp=4)
+    two = estimate(m, g, tp4, isl=1024, osl=256, concurrency=2)
+    single = estimate(m, g, tp4, isl=1024, osl=256, concurrency=1)
+    three = estimate(m, g, Split(tp=4, dp=2), isl=1024, osl=256, concurrency=3)
+    assert three.batch == 2 and three.tpot_s == pytest.approx(two.tpot_s, rel=1e-12)
+    assert three.output_tok_s == pytest.approx(two.output_tok_s + single.output_tok_s, rel=1e-12)
+    even = estimate(m, g, Split(tp=4, dp=2), isl=1024, osl=256, concurrency=4)
+    assert even.output_tok_s == pytest.approx(2 * two.output_tok_s, rel=1e-12)
+    assert spread(16, 8)["rest_replicas"] == 0 and spread(17, 8)["busy_replicas"] == 1
+    assert main(["estimate", "--model", "8b", "--dp", "8", "--concurrency", "1"]) == 0
+    assert "1 request over 8 replicas: 1 hold 1, 7 hold 0 (idle)" in capsys.readouterr().out

@@ -140,6 +140,39 @@ def test_directory_reads_hf_quant_config(tmp_path):
     assert get_model(str(d)).quantization == "fp8"
 
 
+def test_checkpoint_fp8_kv_is_what_auto_means(tmp_path):
+    """Trial 1 item 6: hf_quant_config.json's kv_cache_quant_algo FP8 was dropped. vLLM
+    (resolve_kv_cache_dtype_string), SGLang (configure_kv_cache_dtype) and TensorRT-LLM (dtype
+    auto inherits the checkpoint's) all store KV in fp8 for it, so sizer's auto is fp8: half the
+    bf16 KV bytes per token, and --emit leaves the flag at auto; an explicit --kv-dtype wins."""
+    from sizer.cost.memory import kv_bytes_per_token, resolve_precision
+    from sizer.model.split import Split
+    from sizer.plan.emit import precision_flags
+
+    quant = {"producer": {"name": "modelopt"}, "quantization": {"quant_algo": "FP8"}}
+    plain = get_model(str(_folder(tmp_path, LLAMA_8B, quant=quant)))
+    other = tmp_path / "kv"
+    other.mkdir()
+    quant["quantization"]["kv_cache_quant_algo"] = "FP8"
+    m = get_model(str(_folder(other, LLAMA_8B, quant=quant)))
+    assert (plain.kv_quantization, m.kv_quantization) == ("", "fp8")
+    assert (resolve_precision(plain).kv, resolve_precision(m).kv) == ("bf16", "fp8")
+    assert resolve_precision(m, kv_dtype="bf16").kv == "bf16"
+    one = Split(tp=1)
+    assert sum(kv_bytes_per_token(m, one, resolve_precision(m))) * 2 == \
+        sum(kv_bytes_per_token(plain, one, resolve_precision(plain)))  # 64 KiB -> 32 KiB
+    prec = {"weights": "fp8", "experts": "fp8", "kv_cache": "fp8"}
+    for engine in ("vllm", "sglang", "trtllm"):
+        assert precision_flags(engine, m, prec)[2] == "auto"
+    assert precision_flags("vllm", plain, prec)[2] == "fp8"
+    inline = model_from_config({**LLAMA_8B, "quantization_config": {
+        "quant_method": "modelopt", "quant_algo": "FP8", "kv_cache_quant_algo": "FP8"}})
+    assert inline.kv_quantization == "fp8"
+    nvfp4 = model_from_config({**LLAMA_8B, "quantization_config": {
+        "quant_method": "modelopt", "quant_algo": "NVFP4", "kv_cache_quant_algo": "NVFP4"}})
+    assert nvfp4.kv_quantization == "" and any("NVFP4 KV cache" in n for n in nvfp4.notes)
+
+
 def test_directory_without_config_is_refused(tmp_path):
     with pytest.raises(InputError, match="without a config.json"):
         get_model(str(tmp_path))

@@ -642,3 +642,17 @@ def test_why_not_compares_at_equal_sequences_per_gpu_and_says_so(l70, h100):
     assert len(sibling_lines) >= 5
     for x in sibling_lines:
         assert re.search(r" as TP\d+ PP\d+ DP\d+(?: EP\d+)? both at [\d.]+ sequences per GPU", x), x
+
+
+def test_concurrency_throughput_sums_the_replicas_as_estimate_does(h100):
+    """Trial 1 item 5 in the recommender: one request over 8 replicas is one request's tokens/s.
+    Before, TP1 DP8 at --concurrency 1 counted 8 busy replicas and won with 8x the throughput;
+    every candidate's tok/s/GPU now equals estimate()'s for the same split and concurrency."""
+    from sizer.model.catalog import get_model
+
+    m8 = get_model("8b")
+    rec = recommend(m8, h100, 8, concurrency=1, top=20)
+    assert rec.winner.split.dp == 1
+    for c in rec.candidates:
+        est = estimate(m8, h100, c.split, isl=1024, osl=256, concurrency=1, weight_dtype=c.weight_dtype)
+        assert c.output_tok_s_per_gpu == pytest.approx(est.output_tok_s_per_gpu, rel=1e-9), c.split

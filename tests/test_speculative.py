@@ -153,3 +153,36 @@ def test_the_draft_takes_its_weights_and_kv_from_the_same_gpus():
     assert extra["draft_weight_bytes"] == max(stage_weight_bytes(l8, tp4, resolve_precision(l8, None, "fp8")))
     target = sum(kv_bytes_per_token(l70, tp4, resolve_precision(l70, "fp8", "fp8")))
     assert target / (target + extra["draft_kv_bytes_per_token"]) == pytest.approx(80 / 112)
+
+
+def test_mtp_needs_the_checkpoints_own_mtp_layers(capsys):
+    """Trial 1 item 2: Llama-3.1-70B ships no MTP module, so `--speculative mtp` invented a 1.78x
+    speedup. The DeepSeek-V3 config (and R1, the same architecture) says num_nextn_predict_layers 1;
+    Kimi-K2's says 0."""
+    assert (get_model("deepseek-v3").mtp_layers, get_model("deepseek-r1").mtp_layers) == (1, 1)
+    assert (get_model("kimi-k2").mtp_layers, M70.mtp_layers) == (0, 0)
+    for name in ("70b", "kimi-k2"):
+        with pytest.raises(InputError, match="multi-token-prediction layers"):
+            speculative_config(get_model(name), "mtp")
+    assert main(["estimate", "--model", "70b", "--tp", "4", "--concurrency", "1",
+                 "--speculative", "mtp"]) == 2
+    err = capsys.readouterr().err
+    assert "has none" in err and "Traceback" not in err
+
+
+def test_mtp_layers_are_read_from_either_config_key():
+    """num_nextn_predict_layers (DeepSeek-V3, MiMo, GLM-4.5) or mtp_num_hidden_layers (Qwen3-Next)."""
+    import dataclasses
+
+    from sizer.model.config import model_from_config
+
+    base = {"model_type": "llama", "hidden_size": 1024, "num_hidden_layers": 2,
+            "num_attention_heads": 8, "num_key_value_heads": 8, "intermediate_size": 4096,
+            "vocab_size": 32000}
+    assert model_from_config(base).mtp_layers == 0
+    assert model_from_config({**base, "num_nextn_predict_layers": 1}).mtp_layers == 1
+    assert model_from_config({**base, "mtp_num_hidden_layers": 2}).mtp_layers == 2
+    with pytest.raises(InputError):
+        model_from_config({**base, "num_nextn_predict_layers": -1})
+    spec = speculative_config(dataclasses.replace(M70, mtp_layers=1), "mtp")
+    assert spec.method == "mtp" and spec.draft.num_layers == 1

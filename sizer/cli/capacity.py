@@ -211,7 +211,7 @@ def _launch(args, model, p, longest, fraction):
     _, per = p.nodes_of(w)
     return emit_launch(args, model, w.shape.deployment(w.replicas), batch=dep.max_num_seqs, context=longest,
                        precision=dep.plan.precision, max_num_batched_tokens=dep.max_num_batched_tokens,
-                       gpus_per_node=per, memory_fraction=fraction)
+                       gpus_per_node=per, memory_fraction=fraction, gpu=p.gpu)
 
 
 def p_deployment(p, r):

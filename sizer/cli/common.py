@@ -292,18 +292,22 @@ def resolve_emit(args) -> str | None:
 
 def emit_launch(args, model, split, *, batch: int, context: int, precision: dict,
                 max_num_batched_tokens: int, gpus_per_node: int | None = None,
-                memory_fraction: float | None = None):
+                memory_fraction: float | None = None, gpu: str | None = None, speculative=None):
     """The Launch of --emit for `split` (None without --emit): `batch` sequences per DP
     replica, `context` tokens of model length, the plan's precision (MemoryPlan.precision) and
-    per-replica token budget, nodes of `gpus_per_node` GPUs (default: one node)."""
+    per-replica token budget, nodes of `gpus_per_node` GPUs (default: one node), on GPU `gpu`
+    (default: --gpu), with the plan's speculative decoding (its draft: --draft-model)."""
     from sizer.plan.emit import engine_command
 
     if not getattr(args, "emit", None):
         return None
+    gpu = gpu or getattr(args, "gpu", None)
     return engine_command(args.engine, model, split, model_arg=args.model, precision=precision,
                           max_num_seqs=int(batch), max_num_batched_tokens=int(max_num_batched_tokens),
                           max_model_len=int(context), memory_fraction=memory_fraction,
-                          gpus_per_node=gpus_per_node)
+                          gpus_per_node=gpus_per_node,
+                          gpu=get_gpu(gpu) if gpu and "," not in str(gpu) else None,
+                          speculative=speculative, draft_arg=getattr(args, "draft_model", None))
 
 
 def show_emit(launch, doc: dict | None = None) -> None:

@@ -68,7 +68,7 @@ def run(args) -> int:
     launch = emit_launch(args, model, split, batch=est.batch, context=est.memory["context"],
                          precision=est.memory["precision"], max_num_batched_tokens=tokens,
                          gpus_per_node=topo.host_gpus if topo is not None else split.gpus,
-                         memory_fraction=engine_fraction(args))
+                         memory_fraction=engine_fraction(args), speculative=spec)
     doc = est.to_json()
     doc.update(model=model.name, gpu=gpu.id, split=split.to_json(),
                isl=args.isl, osl=args.osl, engine=engine)
@@ -80,6 +80,12 @@ def run(args) -> int:
     print(f"{model.name} on {split.gpus}x {gpu.id}, {split.label()}, engine {engine}: isl {args.isl}, osl {args.osl}, "
           f"{'static batch' if est.mode == 'static' else 'continuous batching, concurrency'} "
           f"{est.batch} per replica")
+    if est.spread and est.spread["rest_replicas"]:
+        sp = est.spread
+        print(f"  {sp['concurrency']} request{'s' if sp['concurrency'] != 1 else ''} over {split.dp} replicas: {sp['busy_replicas']} hold "
+              f"{sp['busy_batch']}, {sp['rest_replicas']} hold {sp['rest_batch']}"
+              f"{' (idle)' if sp['rest_batch'] == 0 else ''}; throughput sums the replicas, "
+              "latency is the busier ones'")
     print(f"  TTFT  {fmt_seconds(est.ttft_s):>12}   (compute {fmt_seconds(b['prefill']['compute_s'])}, "
           f"comm {fmt_seconds(b['prefill']['comm_s'])}, bubble {fmt_seconds(b['prefill']['bubble_s'])})")
     print(f"  TPOT  {fmt_seconds(est.tpot_s):>12}   (compute {fmt_seconds(b['decode']['compute_s'])}, "
@@ -95,9 +101,22 @@ def run(args) -> int:
               f"{sp['acceptance']:.2f} -> {sp['tokens_per_step']:.2f} tokens/step; verify "
               f"{fmt_seconds(sp['verify_step_s'])} + draft {fmt_seconds(sp['draft_s'])} per step; "
               f"TPOT {sp['speedup_tpot']:.2f}x vs {fmt_seconds(sp['tpot_without_s'])} without")
+        if sp["method"] == "eagle":
+            _eagle_line(args.model)
     print(_render_mem(est.memory, model.name, gpu, split))
     show_emit(launch)
     return 0
+
+
+def _eagle_line(model_arg) -> None:
+    """Which EAGLE-3 head the estimate assumes: the target's published one, or none known."""
+    from sizer.cost.speculative import EAGLE3_WHERE, eagle_head
+    from sizer.plan.emit import model_argument
+
+    repo = model_argument(model_arg)[0]
+    head = eagle_head(repo)
+    print(f"  EAGLE-3 head: {head} (published for {repo})" if head else
+          f"  EAGLE-3 head: needs one trained for {repo}; sizer knows none ({EAGLE3_WHERE})")
 
 
 def _render_mem(mem: dict, name, gpu, split) -> str:

@@ -16,6 +16,7 @@ def run(args) -> int:
         m = get_model(pid)
         rows.append({
             "id": pid, "aliases": _index()[pid].get("aliases", []), "hf_repo": _index()[pid].get("hf_repo"),
+            "repos": _index()[pid].get("repos", {}),
             "params_total": m.params_total(), "params_active": m.params_active(),
             "layers": m.num_layers, "hidden_size": m.hidden_size, "heads": m.num_heads,
             "kv_heads": m.num_kv_heads, "head_dim": m.head_dim, "experts": m.num_experts,

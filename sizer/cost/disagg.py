@@ -39,7 +39,7 @@ import numpy as np
 from sizer.errors import InputError
 from sizer.model.split import Split, check_split
 from .engines import get_engine, memory_plan, replica_limits
-from .estimate import draft_memory, serving_curve
+from .estimate import draft_memory, serving_curve, spread
 from .kv_transfer import kv_transfer, transfer_time
 from .memory import resolve_precision
 
@@ -301,12 +301,17 @@ def estimate_disagg(model, gpu, pools: Pools, *, isl: int, osl: int, concurrency
     t_x = float(xfer.time_s(isl))
     x_rps = min(pools.prefill.dp, pools.decode.dp) / t_x if t_x > 0 else math.inf
     n_cap = min(caps["decode"][0], plans["decode"].max_sequences)
-    if concurrency is not None:
-        grid = np.array([math.ceil(concurrency / pools.decode.dp)], dtype=float)
-    else:
-        grid = np.arange(1, n_cap + 1, dtype=float)
-    dec = decode_points(model, device, pools.decode, grid, isl=isl, osl=osl, max_num_tokens=caps["decode"][1],
-                        topology=d_topo if pools.decode.gpus > 1 else None, speculative=speculative, **kw)
+    d_kw = dict(isl=isl, osl=osl, max_num_tokens=caps["decode"][1],
+                topology=d_topo if pools.decode.gpus > 1 else None, speculative=speculative, **kw)
+    share = spread(concurrency, pools.decode.dp) if concurrency is not None else None
+    grid = (np.array([share["busy_batch"]], dtype=float) if share else np.arange(1, n_cap + 1, dtype=float))
+    dec = decode_points(model, device, pools.decode, grid, **d_kw)
+    if share:  # the decode ranks a balancer leaves busier set TPOT; the request rate sums every rank's
+        rps = dec.requests_per_s * share["busy_replicas"] / pools.decode.dp
+        if share["rest_batch"]:
+            rest = decode_points(model, device, pools.decode, [share["rest_batch"]], **d_kw)
+            rps = rps + rest.requests_per_s * share["rest_replicas"] / pools.decode.dp
+        dec = PhasePoints(dec.split, dec.batch, dec.latency_s, rps, dec.curve)
     if concurrency is None:  # saturated prefill; the fewest sequences whose decode rate keeps up
         ki = k_max - 1
         need = min(float(pre.requests_per_s[ki]), x_rps)

@@ -21,7 +21,12 @@ prompt tokens, split into forwards of at most `max_num_tokens` tokens.
 - TTFT: a new prompt is cut into chunks of at most max_num_tokens minus the forward's decode
   tokens; each chunk rides in a forward with the running decode batch (under PP it passes all
   p stages). No queueing: the steady state has none by construction.
-- output tokens/s = dp x N / TPOT. With neither batch nor concurrency, N is the largest
+- output tokens/s = dp x N / TPOT. A concurrency C over the deployment spreads over its dp
+  replicas as a load balancer that sends each request to the least-loaded replica leaves it:
+  r = C mod dp replicas hold ceil(C / dp) sequences, the other dp - r hold floor(C / dp) (none
+  when C < dp: those replicas idle). Throughput is the sum over replicas; TTFT and TPOT are the
+  busier replicas' (the latency the slowest requests see), and memory is planned for them.
+  With neither batch nor concurrency, N is the largest
   concurrency whose KV (isl + osl tokens each) fits, capped by `max_batch` (max_num_seqs): the
   max-throughput point benchmarks publish.
 
@@ -32,7 +37,6 @@ sooner, so N x isl x E / osl prompt tokens join each step. PP > 1 is refused wit
 V1 engine runs speculative decoding with PP = 1).
 """
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -252,6 +256,7 @@ class Estimate:
     prefill_ops: list
     decode_ops: list
     speculative: dict | None = None
+    spread: dict | None = None  # continuous --concurrency: sequences per replica (spread())
 
     def to_json(self) -> dict:
         doc = {"ttft_s": self.ttft_s, "tpot_s": self.tpot_s, "e2e_s": self.e2e_s,
@@ -263,7 +268,20 @@ class Estimate:
             doc["pipeline"] = self.pipeline
         if self.speculative is not None:
             doc["speculative"] = self.speculative
+        if self.spread is not None:
+            doc["spread"] = self.spread
         return doc
+
+
+def spread(concurrency: int, dp: int) -> dict:
+    """How `concurrency` requests sit on `dp` replicas behind a least-loaded balancer (module
+    docstring): {concurrency, busy_batch, busy_replicas, rest_batch, rest_replicas}."""
+    rest, busy = divmod(concurrency, dp)
+    if busy == 0:  # an even spread: every replica holds the same
+        return {"concurrency": concurrency, "busy_batch": rest, "busy_replicas": dp,
+                "rest_batch": rest, "rest_replicas": 0}
+    return {"concurrency": concurrency, "busy_batch": rest + 1, "busy_replicas": busy,
+            "rest_batch": rest, "rest_replicas": dp - busy}
 
 
 def estimate(model, gpu, split: Split, *, isl: int, osl: int, batch: int | None = None,
@@ -291,8 +309,10 @@ def estimate(model, gpu, split: Split, *, isl: int, osl: int, batch: int | None 
                   cuda_graphs=True if cuda_graphs is None else cuda_graphs,
                   **draft_memory(speculative, split, weight_dtype, kv_dtype))
     mode = "static" if batch is not None else "continuous"
+    load = None
     if concurrency is not None:
-        batch = math.ceil(concurrency / split.dp)
+        load = spread(concurrency, split.dp)
+        batch = load["busy_batch"]
     if batch is None:
         # probe at the cap: without an engine the activation term grows with the batch
         probe = memory_plan(model, gpu, split, batch=max_batch, **mem_kw)
@@ -308,6 +328,18 @@ def estimate(model, gpu, split: Split, *, isl: int, osl: int, batch: int | None 
     first = {k: float(getattr(c, k)) for k in ("ttft_s", "tpot_s", "e2e_s", "output_tok_s",
                                                    "output_tok_s_per_gpu", "comm_share_decode",
                                                    "comm_share_prefill", "bubble_decode")}
+    if load is not None and load["rest_replicas"]:  # an uneven spread: sum over the replicas
+        rest = 0.0
+        if load["rest_batch"]:
+            rest = float(serving_curve(model, gpu, split, load["rest_batch"], isl=isl, osl=osl,
+                                       max_num_tokens=max_num_tokens, mode=mode,
+                                       cuda_graphs=cuda_graphs, weight_dtype=weight_dtype,
+                                       kv_dtype=kv_dtype, topology=topology, profile=profile,
+                                       speculative=speculative, ep_a2a=ep_a2a,
+                                       moe_imbalance=moe_imbalance).output_tok_s) / split.dp
+        busy = first["output_tok_s"] / split.dp
+        first["output_tok_s"] = load["busy_replicas"] * busy + load["rest_replicas"] * rest
+        first["output_tok_s_per_gpu"] = first["output_tok_s"] / split.gpus
     p, dec = split.pp, c.decode
     dec_scale = float(c.tpot_s) / float(dec.time_s) if float(dec.time_s) else 0.0
     breakdown = {
@@ -350,4 +382,4 @@ def estimate(model, gpu, split: Split, *, isl: int, osl: int, batch: int | None 
     return Estimate(first["ttft_s"], first["tpot_s"], first["e2e_s"], first["output_tok_s"],
                     first["output_tok_s_per_gpu"], int(batch), mode, plan.to_json(), breakdown,
                     pipeline, [o.to_json() for o in c.prefill.ops],
-                    [o.to_json() for o in dec.ops], spec)
+                    [o.to_json() for o in dec.ops], spec, load)

@@ -33,7 +33,7 @@ class Precision:
 
     linear: str
     experts: str
-    base: str  # embeddings, LM head, norms, router: the model's own dtype
+    base: str  # embeddings, LM head, norms, router: the dtype the model runs in
     kv: str
     block_scaled_fp8: bool = False
 
@@ -42,16 +42,26 @@ class Precision:
         return weight_bytes_per_param(dtype, self.block_scaled_fp8 and dtype == "fp8")
 
 
+RUN_DTYPES = ("bf16", "fp16", "fp32")  # a --weight-dtype the model runs in (not a quantization)
+
+
 def resolve_precision(model: ModelSpec, weight_dtype: str | None = None,
                       kv_dtype: str | None = "auto") -> Precision:
     """--weight-dtype applies to linear layers (attention + MLP + experts); without it, the
     checkpoint's own quantization_config decides (gpt-oss: MXFP4 experts only). KV `auto` is the
-    model dtype, whatever the weights are (vLLM's `--kv-cache-dtype auto`)."""
+    dtype the model runs in: the checkpoint's, or a 16/32-bit --weight-dtype, which is the
+    engine's --dtype and then also holds the norms and embeddings (vLLM: `--kv-cache-dtype auto`
+    "will use model data type", ModelConfig.dtype, which --dtype sets; vllm/config/cache.py
+    CacheConfig.cache_dtype). A quantized --weight-dtype (fp8, int4, ...) keeps the
+    checkpoint's activation dtype. A checkpoint that declares its KV format (ModelSpec.
+    kv_quantization: ModelOpt kv_cache_quant_algo FP8) makes `auto` that format, as every
+    engine does (sizer/model/config.py _kv_quantization)."""
     kv = canonical(kv_dtype or "auto", ("auto", "bf16", "fp16", "fp32", "fp8", "int8"))
-    kv = model.dtype if kv == "auto" else kv
+    w = canonical(weight_dtype) if weight_dtype else None
+    run = w if w in RUN_DTYPES else model.dtype
+    kv = (getattr(model, "kv_quantization", "") or run) if kv == "auto" else kv
     if weight_dtype:
-        w = canonical(weight_dtype)
-        return Precision(w, w, model.dtype, kv, block_scaled_fp8=False)
+        return Precision(w, w, run, kv, block_scaled_fp8=False)
     if model.quantization:
         q = model.quantization
         linear = q if model.quantized_modules == "linear" else model.dtype

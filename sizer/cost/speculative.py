@@ -15,14 +15,22 @@ Per decode step (chain drafting, as vLLM's and SGLang's EAGLE/MTP with top-k 1 r
 TPOT = (verify step + draft steps) / E.
 
 Methods and their defaults (each a parameter a user overrides):
-- "mtp": DeepSeek-V3's multi-token-prediction module, one extra transformer block of the target
-  (MoE where the target is) sharing its embedding and LM head; k = 1, a = 0.85: "the acceptance
-  rate of the second token prediction ranges between 85% and 90%" (DeepSeek-V3 Technical
-  Report, section 5.4.3, which gives 1.8x decode TPS).
+- "mtp": the multi-token-prediction module the checkpoint ships (its config's
+  `num_nextn_predict_layers`, ModelSpec.mtp_layers; DeepSeek-V3/R1 ship one), one extra
+  transformer block of the target (MoE where the target is) sharing its embedding and LM head;
+  k = 1, a = 0.85: "the acceptance rate of the second token prediction ranges between 85% and
+  90%" (DeepSeek-V3 Technical Report, section 5.4.3, which gives 1.8x decode TPS). Only a
+  checkpoint with MTP layers can (vLLM's Multi-Token Prediction page: "your base model must
+  already have pre-trained MTP heads in the checkpoint", docs/features/speculative_decoding/
+  mtp.md; TensorRT-LLM: "MTP is currently only supported by Deepseek", docs/source/features/
+  speculative-decoding.md, commit 04c8822c); without them it is exit 2.
 - "eagle": an EAGLE-3 draft head, one dense decoder layer at the target's width with the
   target's LM head; k = 3 (vLLM's documented example, num_speculative_tokens 3), a = 0.75, so
   E = 2.73, inside the 2.7-3.5 mean acceptance lengths published for EAGLE-3 heads on MT-Bench /
-  GSM8K / HumanEval (AQ-MedAI/Qwen3.5-397B-A17B-eagle3 model card: 3.03-3.53).
+  GSM8K / HumanEval (AQ-MedAI/Qwen3.5-397B-A17B-eagle3 model card: 3.03-3.53). The head is a
+  separate checkpoint trained for one target: EAGLE3_HEADS lists the published heads of sizer's
+  presets; any other target needs its own (the estimate holds for any; --emit names a
+  placeholder where sizer knows no head).
 - "draft": a separate small model (--draft-model, e.g. Llama-3.2-1B for Llama-3.1-70B) on the
   same GPUs and TP; k = 4, a = 0.6 (E = 2.31), the middle of the acceptance rates Leviathan et
   al. measure for small drafts (their Table 3: 0.5-0.75 for T5-small/base drafts of T5-XXL).
@@ -39,6 +47,23 @@ METHODS = {  # method -> (default k, default acceptance, what the draft is)
     "draft": (4, 0.6, "a separate draft model"),
 }
 MAX_SPEC_TOKENS = 16  # engines draft at most a handful; vLLM and SGLang examples use 1-8
+
+# Published EAGLE-3 heads, by the target's Hugging Face repo: TensorRT-LLM
+# docs/source/features/speculative-decoding.md (commit 04c8822c), "EAGLE 3": Llama 3 variants from
+# the EAGLE-3 authors (huggingface.co/yuhuili; the docs' example pairs this one with
+# meta-llama/Llama-3.1-8B-Instruct), Llama 4 Maverick from NVIDIA's repository.
+EAGLE3_HEADS = {
+    "meta-llama/Llama-3.1-8B-Instruct": "yuhuili/EAGLE3-LLaMA3.1-Instruct-8B",
+    "meta-llama/Llama-4-Maverick-17B-128E-Instruct": "nvidia/Llama-4-Maverick-17B-128E-Eagle3",
+}
+EAGLE3_WHERE = ("EAGLE-3 heads are trained for one target each; published ones: "
+                "huggingface.co/collections/RedHatAI/speculator-models, "
+                "huggingface.co/collections/nvidia/speculative-decoding-modules, huggingface.co/yuhuili")
+
+
+def eagle_head(repo: str | None) -> str | None:
+    """The published EAGLE-3 head of the target `repo` (None: sizer knows none)."""
+    return EAGLE3_HEADS.get(repo) if repo else None
 
 
 @dataclass(frozen=True)
@@ -94,6 +119,12 @@ def speculative_config(model, method, num_tokens=None, acceptance=None, draft_mo
         if draft_model is not None:
             raise InputError(f"--draft-model is for --speculative draft; {key} drafts with "
                              f"{METHODS[key][2]}")
+        if key == "mtp" and getattr(model, "mtp_layers", 0) < 1:
+            raise InputError(f"--speculative mtp needs the checkpoint's own multi-token-prediction "
+                             f"layers, and {model.name} has none (its config's "
+                             "num_nextn_predict_layers / mtp_num_hidden_layers is 0 or absent; "
+                             "DeepSeek-V3/R1 ship one): use --speculative eagle (a trained EAGLE-3 "
+                             "head) or draft (--draft-model)")
         draft = draft_layer(model, key)
     return Speculative(key, k, a, draft)
 

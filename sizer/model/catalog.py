@@ -45,6 +45,32 @@ def resolve_preset(name: str) -> str | None:
     return None
 
 
+def serving_repo(name: str) -> str | None:
+    """The Hugging Face repository a preset name or alias means (None for anything else).
+
+    A preset is an architecture; the repository is the checkpoint the user asked for
+    (index.json `repos`, one per name): a repo-style alias is itself; a name that spells a
+    release is that release (`llama-3.1-8b` the base, `llama-3.1-8b-instruct` the Instruct,
+    `deepseek-r1` DeepSeek-R1); a nickname that names no release (`8b`, `mixtral`, `kimi`,
+    Ollama-style tags such as `llama3.1:8b`, which Ollama serves as the instruct model) is the
+    chat release an inference server usually serves. tests/test_model_presets.py checks every
+    alias."""
+    text = str(name).strip()
+    pid = resolve_preset(text)
+    if pid is None:
+        return None
+    entry = _index()[pid]
+    if "/" in text:
+        return next(a for a in entry.get("aliases", ()) if a.lower() == text.lower())
+    return entry.get("repos", {}).get(text.lower()) or entry.get("hf_repo")
+
+
+def preset_repos(pid: str) -> list[str]:
+    """Every Hugging Face repository a preset's names mean (its checkpoints of one architecture)."""
+    entry = _index()[pid]
+    return sorted(set(entry.get("repos", {}).values()) | ({entry["hf_repo"]} if entry.get("hf_repo") else set()))
+
+
 _SAID: set = set()
 
 
@@ -118,7 +144,9 @@ def _from_directory(folder: str) -> ModelSpec:
         algo = q.get("quantization", {}).get("quant_algo") if isinstance(q, dict) and isinstance(q.get("quantization"), dict) else None
         if not isinstance(algo, str):
             raise InputError(f"{quant_path}: expected {{\"quantization\": {{\"quant_algo\": ...}}}}")
-        cfg = {**cfg, "quantization_config": {"quant_method": "modelopt", "quant_algo": algo}}
+        kv = q["quantization"].get("kv_cache_quant_algo")
+        cfg = {**cfg, "quantization_config": {"quant_method": "modelopt", "quant_algo": algo,
+                                              **({"kv_cache_quant_algo": kv} if kv is not None else {})}}
     name = os.path.basename(os.path.abspath(folder)) or "custom"
     spec = model_from_config(cfg, name=name, path=path)
     index_path = os.path.join(folder, "model.safetensors.index.json")

@@ -37,6 +37,10 @@ _ALIASES = {
     "num_shared_experts": ("n_shared_experts", "num_shared_experts"),
     "max_position_embeddings": ("max_position_embeddings", "n_positions", "max_seq_len",
                                 "seq_length"),
+    # multi-token-prediction modules shipped with the checkpoint: DeepSeek-V3/R1, GLM-4.5, MiMo
+    # `num_nextn_predict_layers`; Qwen3-Next `mtp_num_hidden_layers` (the model types of vLLM's
+    # MTP_MODEL_TYPES, vllm/config/speculative.py v0.11.0)
+    "mtp_layers": ("num_nextn_predict_layers", "mtp_num_hidden_layers"),
 }
 
 # Physically meaningful bounds, named in every message that enforces one.
@@ -63,6 +67,7 @@ BOUNDS = {  # field -> (lowest, highest)
     "max_position_embeddings": (1, MAX_CONTEXT), "sliding_window": (1, MAX_CONTEXT),
     "sliding_window_pattern": (1, MAX_LAYERS), "max_window_layers": (0, MAX_CONTEXT),
     "attention_chunk_size": (1, MAX_CONTEXT), "no_rope_layer_interval": (1, MAX_LAYERS),
+    "mtp_layers": (0, MAX_LAYERS),
 }
 BOOLS = ("tie_word_embeddings", "attention_bias", "mlp_bias", "use_sliding_window", "multi_query")
 LISTS = ("layer_types", "mlp_only_layers", "no_rope_layers", "moe_layers")
@@ -155,6 +160,27 @@ def _index_list(cfg: dict, key: str, layers: int, path: str) -> list:
         if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v < layers:
             raise InputError(f"{path}: {key} entries must be layer indices 0..{layers - 1}, got {v!r}")
     return values
+
+
+def _kv_quantization(cfg: dict, path: str, notes: list) -> str:
+    """The KV cache format a ModelOpt checkpoint declares (`kv_cache_quant_algo` in its
+    quantization_config or hf_quant_config.json): "fp8", or "" for none. Every engine stores KV in
+    it when the KV dtype is left at auto: vLLM resolve_kv_cache_dtype_string (vllm/utils/
+    torch_utils.py, commit 959009b4; called by EngineArgs.create_engine_config), SGLang
+    ModelRunner.configure_kv_cache_dtype (python/sglang/srt/model_executor/model_runner.py,
+    commit 01cc04e2: "FP8" -> fp8_e4m3), TensorRT-LLM ("inherited from the checkpoint with
+    dtype='auto'", nvidia.github.io/TensorRT-LLM/1.4.0rc4/features/quantization.html)."""
+    q = cfg.get("quantization_config") or cfg.get("quantization")
+    algo = q.get("kv_cache_quant_algo") if isinstance(q, dict) else None
+    if algo is None:
+        return ""
+    if not isinstance(algo, str):
+        raise InputError(f"{path}: kv_cache_quant_algo must be a string, got {algo!r}")
+    if algo.upper() == "FP8":
+        return "fp8"
+    notes.append(f"the checkpoint's {algo} KV cache (kv_cache_quant_algo) is not modelled: KV "
+                 "is sized at the model dtype unless --kv-dtype says otherwise")
+    return ""
 
 
 def _quantization(cfg: dict, path: str):
@@ -286,6 +312,7 @@ def model_from_config(cfg: dict, name: str = "custom", path: str = "config.json"
         notes.append("linear-attention layers hold a fixed state, not per-token KV; their "
                      "parameters are counted with the attention projection shapes")
     quant, qmodules, block_fp8 = _quantization(cfg, path)
+    kv_quant = _kv_quantization(cfg, path, notes)
     dtype = canonical(cfg.get("torch_dtype") or cfg.get("dtype") or "bfloat16", ("bf16", "fp16", "fp32"))
     return ModelSpec(
         name=name, hidden_size=hidden, num_layers=layers, num_heads=heads, num_kv_heads=kv_heads,
@@ -303,7 +330,8 @@ def model_from_config(cfg: dict, name: str = "custom", path: str = "config.json"
         router_bias=arch == "gpt_oss", moe_layers=moe_layers, kv_lora_rank=kv_lora,
         q_lora_rank=_int(cfg, "q_lora_rank", path, 0), qk_rope_head_dim=rope_dim,
         layer_attention=attention, quantization=quant, quantized_modules=qmodules,
-        block_scaled_fp8=block_fp8, arch=arch, notes=tuple(notes),
+        block_scaled_fp8=block_fp8, arch=arch, mtp_layers=_int(cfg, "mtp_layers", path, 0),
+        kv_quantization=kv_quant, notes=tuple(notes),
     )
 
 

@@ -53,6 +53,8 @@ class ModelSpec:
     block_scaled_fp8: bool = False
     active_counts_embedding: bool = False  # publisher's convention for "active" (see params_active)
     arch: str = ""  # the config's model_type (engines' KV managers choose by architecture)
+    mtp_layers: int = 0  # multi-token-prediction modules in the checkpoint (not in the counts)
+    kv_quantization: str = ""  # the KV format the checkpoint declares ("fp8"), what "auto" means
     notes: tuple = field(default=(), compare=False)  # what was assumed or left out, said once
 
     @property

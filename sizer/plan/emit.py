@@ -53,8 +53,8 @@ from sizer.cost.engine_support import check_layout
 from sizer.cost.engines import ENGINES, get_engine
 from sizer.cost.memory import resolve_precision
 from sizer.errors import InputError
-from sizer.model.catalog import resolve_preset
-from sizer.model.resources import read_json
+from sizer.model.catalog import preset_repos, resolve_preset, serving_repo
+from .emit_spec import SpecOptions, speculative_options
 
 SOURCES = {
     "vllm": "https://docs.vllm.ai/en/latest/configuration/engine_args/",
@@ -76,6 +76,12 @@ KV_VALUES = {
     "trtllm": {"fp8": "fp8"},
 }
 DTYPE_VALUES = {"bf16": "bfloat16", "fp16": "float16"}  # --dtype (vLLM, SGLang), LlmArgs.dtype
+
+# GPU vendors each engine runs on. TensorRT-LLM: "supports the full spectrum of NVIDIA GPU
+# architectures" and nothing else (nvidia.github.io/TensorRT-LLM/supported-hardware.html);
+# vLLM and SGLang also run on AMD ROCm (vLLM docs/getting_started/installation/gpu.md "ROCm";
+# SGLang docs/platforms/amd_gpu.md).
+VENDORS = {"vllm": ("NVIDIA", "AMD"), "sglang": ("NVIDIA", "AMD"), "trtllm": ("NVIDIA",)}
 
 
 @dataclass(frozen=True)
@@ -190,21 +196,24 @@ def engine_layout(engine: str, model, split, per_node: int) -> EngineLayout:
 
 
 def model_argument(name_or_path: str) -> tuple[str, tuple]:
-    """What the engine loads, and notes: a preset's Hugging Face repository id (the typed one
-    when the user named the model by a repo-style alias), a config.json path's model directory,
-    any other path as given."""
+    """What the engine loads, and notes: the Hugging Face repository the preset name means
+    (sizer.model.catalog.serving_repo: a repo id as typed, a release's name as that release, a
+    nickname as the chat release), a config.json path's model directory, any other path as
+    given."""
     import os
 
     text = str(name_or_path)
     pid = resolve_preset(text)
     if pid is not None:
-        if "/" in text and not text.endswith(".json"):
-            return text, ()
-        repo = read_json("models/index.json")[pid].get("hf_repo")
-        if repo:
+        repo = serving_repo(text)
+        if repo is None:
+            return text, (f"preset {pid} names no Hugging Face repository: replace {text!r} in the "
+                          "command with the model's repo id or directory",)
+        others = [r for r in preset_repos(pid) if r != repo]
+        if "/" in text or not others:
             return repo, ()
-        return text, (f"preset {pid} names no Hugging Face repository: replace {text!r} in the "
-                      "command with the model's repo id or directory",)
+        return repo, (f"--model {text} serves {repo}; the same architecture is also "
+                      f"{', '.join(others)}: pass one of those as --model to serve it instead",)
     if os.path.basename(text) == "config.json":
         return os.path.dirname(text) or ".", ()
     if text.endswith(".json"):
@@ -234,7 +243,7 @@ def precision_flags(engine: str, model, precision: dict) -> tuple[str | None, st
             raise InputError(f"--emit {engine}: {engine} cannot turn the {ckpt} checkpoint of "
                              f"{model.name} into {w} weights at load time; pass the config.json "
                              f"of a {w} checkpoint instead")
-    if kv == act:
+    if kv == (getattr(model, "kv_quantization", "") or act):  # what the engine's auto resolves to
         return dtype, quant, "auto"
     value = KV_VALUES[engine].get(kv)
     if value is None:
@@ -244,8 +253,9 @@ def precision_flags(engine: str, model, precision: dict) -> tuple[str | None, st
 
 
 def _argv(engine: str, model_arg: str, lay: EngineLayout, *, seqs: int, tokens: int, length: int,
-          fraction: float, dtype, quant, kv: str) -> tuple[list, tuple]:
-    """The base argv of one deployment (no placement flags) and the files it reads."""
+          fraction: float, dtype, quant, kv: str, spec: SpecOptions = SpecOptions()) -> tuple[list, tuple]:
+    """The base argv of one deployment (no placement flags) and the files it reads; `spec`: the
+    speculative decoding options (sizer/plan/emit_spec.py)."""
     n = lambda v: str(int(v))  # noqa: E731
     if engine == "vllm":
         argv = ["vllm", "serve", model_arg, "--tensor-parallel-size", n(lay.tp),
@@ -255,7 +265,7 @@ def _argv(engine: str, model_arg: str, lay: EngineLayout, *, seqs: int, tokens: 
                  "--gpu-memory-utilization", f"{fraction:g}", "--kv-cache-dtype", kv,
                  "--max-model-len", n(length)]
         argv += (["--dtype", dtype] if dtype else []) + (["--quantization", quant] if quant else [])
-        return argv, ()
+        return argv + list(spec.flags), ()
     if engine == "sglang":
         per = lay.dp if lay.attention_dp else 1  # totals over the DP-attention ranks
         argv = ["python3", "-m", "sglang.launch_server", "--model-path", model_arg,
@@ -267,7 +277,7 @@ def _argv(engine: str, model_arg: str, lay: EngineLayout, *, seqs: int, tokens: 
                  "--mem-fraction-static", f"{fraction:g}", "--kv-cache-dtype", kv,
                  "--context-length", n(length)]
         argv += (["--dtype", dtype] if dtype else []) + (["--quantization", quant] if quant else [])
-        return argv, ()
+        return argv + list(spec.flags), ()
     argv = ["trtllm-serve", model_arg, "--backend", "pytorch", "--tp_size", n(lay.tp),
             "--pp_size", n(lay.pp)]
     argv += ["--ep_size", n(lay.ep)] if lay.expert_parallel else []
@@ -275,7 +285,7 @@ def _argv(engine: str, model_arg: str, lay: EngineLayout, *, seqs: int, tokens: 
              "--kv_cache_free_gpu_memory_fraction", f"{fraction:g}"]
     yaml = (["enable_attention_dp: true"] if lay.attention_dp else []) + \
         ([f"dtype: {dtype}"] if dtype else []) + \
-        (["kv_cache_config:", f"  dtype: {kv}"] if kv != "auto" else [])
+        (["kv_cache_config:", f"  dtype: {kv}"] if kv != "auto" else []) + list(spec.yaml)
     if not yaml:
         return argv, ()
     return argv + ["--extra_llm_api_options", YAML_NAME], ((YAML_NAME, "\n".join(yaml) + "\n"),)
@@ -336,7 +346,8 @@ def _node_flags(engine: str, lay: EngineLayout, per_node: int, m: int, i: int, a
 
 def engine_command(engine, model, split, *, model_arg: str, precision: dict, max_num_seqs: int,
                    max_num_batched_tokens: int, max_model_len: int,
-                   memory_fraction: float | None = None, gpus_per_node: int | None = None) -> Launch:
+                   memory_fraction: float | None = None, gpus_per_node: int | None = None,
+                   gpu=None, speculative=None, draft_arg: str | None = None) -> Launch:
     """The commands that start `engine` serving `split` of `model` as sizer planned it.
 
     model_arg: the user's --model (preset, repo id or path; see model_argument). precision:
@@ -344,8 +355,14 @@ def engine_command(engine, model, split, *, model_arg: str, precision: dict, max
     batch); max_num_batched_tokens: the per-forward token budget of one replica; max_model_len:
     the context the plan sized KV for; memory_fraction: the engine's fraction flag (default: its
     EngineRules.fraction, the value the plan used); gpus_per_node: node size (default: one node
-    holds the split). InputError when the engine cannot run the split or the precision."""
+    holds the split); gpu: the GPUSpec it runs on (its vendor must be one the engine supports,
+    VENDORS); speculative: the plan's Speculative (sizer/cost/speculative.py), launched in the
+    engine's own form (sizer/plan/emit_spec.py), with draft_arg the user's --draft-model.
+    InputError when the engine cannot run the split, the precision, the GPU or the method."""
     name = engine_name(engine)
+    if gpu is not None and gpu.vendor not in VENDORS[name]:
+        raise InputError(f"--emit {name}: {name} runs only on {' and '.join(VENDORS[name])} GPUs, "
+                         f"and {gpu.id} is {gpu.vendor}: emit vllm or sglang instead")
     for what, v in (("max_num_seqs", max_num_seqs), ("max_num_batched_tokens", max_num_batched_tokens),
                     ("max_model_len", max_model_len)):
         if not isinstance(v, int) or isinstance(v, bool) or v < 1:
@@ -359,9 +376,13 @@ def engine_command(engine, model, split, *, model_arg: str, precision: dict, max
     lay = engine_layout(name, model, split, per_node)
     dtype, quant, kv = precision_flags(name, model, precision)
     arg, notes = model_argument(model_arg)
+    draft = model_argument(draft_arg)[0] if draft_arg else None
+    spec = speculative_options(name, speculative, model, arg, draft)
     argv, files = _argv(name, arg, lay, seqs=max_num_seqs, tokens=max_num_batched_tokens,
-                        length=max_model_len, fraction=fraction, dtype=dtype, quant=quant, kv=kv)
+                        length=max_model_len, fraction=fraction, dtype=dtype, quant=quant, kv=kv,
+                        spec=spec)
     cmds, holders = _place(name, lay, argv, per_node)
+    holders, notes = list(spec.placeholders) + holders, notes + spec.notes
     if any(c.argv[0] == "srun" for c in cmds):
         notes += (f"run srun inside a Slurm allocation of the nodes, adding your container flags "
                   f"(any MPI launcher of {lay.gpus} ranks, {per_node} per node, works the same)",)

@@ -13,7 +13,6 @@ sizer/hardware/placement.py (TP innermost, consecutive GPUs of a node); a TP gro
 flagged and only searched when nothing else fits (the recommender's rule).
 """
 
-import math
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -22,7 +21,7 @@ from sizer.cost.engines import caps_share, get_engine, memory_plan
 from sizer.errors import InputError
 from sizer.hardware.placement import layout
 from sizer.model.split import Split, check_split
-from sizer.cost.estimate import Curve, serving_curve
+from sizer.cost.estimate import Curve, serving_curve, spread
 
 GIB = 2**30
 
@@ -271,8 +270,23 @@ def evaluate(model, device, split: Split, batches, wl: Workload, *, weight_dtype
 
 
 def concurrency_batch(concurrency: int, split: Split) -> int:
-    """Sequences per replica for a concurrency over the deployment (estimate()'s rule)."""
-    return math.ceil(concurrency / split.dp)
+    """Sequences on the busiest replica for a concurrency over the deployment (estimate()'s rule,
+    sizer.cost.estimate.spread)."""
+    return spread(concurrency, split.dp)["busy_batch"]
+
+
+def spread_points(model, device, split: Split, pts: Points, concurrency: int, wl, **kw) -> Points:
+    """`pts` (at the busiest replica's batch) with the throughput summed over replicas that
+    hold ceil and floor of concurrency / dp (estimate()'s rule): 1 request over 8 replicas is
+    one request's tokens/s, not eight."""
+    load = spread(concurrency, split.dp)
+    if not load["rest_replicas"]:
+        return pts
+    rest = 0.0
+    if load["rest_batch"]:
+        rest = evaluate(model, device, split, [load["rest_batch"]], wl, **kw).output_tok_s / split.dp
+    tok = load["busy_replicas"] * pts.output_tok_s / split.dp + load["rest_replicas"] * rest
+    return replace(pts, curve=replace(pts.curve, output_tok_s=tok, output_tok_s_per_gpu=tok / split.gpus))
 
 
 def split_json(split: Split) -> dict:
@@ -310,6 +324,8 @@ def search_split(model, device, split, wd, kd, wl, topo, profile, mem, batch, co
         out["batch_limit"] = "max_num_seqs" if b_max >= wl.max_batch else "memory"
     kw = dict(weight_dtype=wd, kv_dtype=kd, topology=topo, profile=profile)
     pts = evaluate(model, device, split, grid, wl, **kw)
+    if concurrency is not None and batch is None:
+        pts = spread_points(model, device, split, pts, concurrency, wl, **kw)
     extra = refine_batches(grid, best_index(pts, objective, targets)[0]) if len(grid) > 1 else grid[:0]
     if extra.size:
         pts = evaluate(model, device, split, np.union1d(grid, extra), wl, **kw)
