@@ -206,7 +206,10 @@ class VLLM:
         if not rep.waiting or rep.running >= rep.max_seqs or room <= 0:
             return False
         r = rep.waiting[0]
-        return self._head(st, r, room)[2] <= rep.free and self._could_admit(st, r)
+        free = rep.free
+        if rep.kv.hybrid:  # the running requests' next allocation frees what fell out of their windows
+            free -= int(np.minimum(rep.kv.held(rep.comp, rep.comp + 1) - rep.blocks, 0).sum())
+        return self._head(st, r, room)[2] <= free and self._could_admit(st, r)
 
     def decode_steps(self, st: State, k_max: int) -> int:
         """Pure-decode forwards that may be fused now (0: take one step at a time)."""
