@@ -4,11 +4,11 @@ one shared pool; requests are admitted and preempted on those blocks.
 
 Measured (H100, vLLM, rate inf, 4x estimate's concurrency in requests, the mean number running
 while requests wait, against `sizer estimate`'s concurrency for the same flags):
-- --max-num-batched-tokens 2048: Gemma-3-27B 8000/500 7.0 vs 8; gpt-oss-120b 4000/500 6.7 vs 7;
-  Llama-4-Scout int4 16000/500 4.0 vs 3 (its chunked layers hold little once a sequence passes
-  a chunk boundary, which estimate's per-sequence worst case does not count). Every layer counted
-  as full (the simulator before this change) held 2.0 Gemma sequences at the default flags.
-- default 8192-token chunks: 5.0 vs 8, 5.8 vs 7, 3.0 vs 3. A prompt's first chunk takes its
+- --max-num-batched-tokens 2048: Gemma-3-27B 8000/500 6.8 vs 8; gpt-oss-120b 4000/500 6.8 vs 7;
+  Llama-4-Scout int4 16000/500 3.1 vs 3. At 512: 11.2 vs 12, 29.3 vs 31, 5.0 vs 5. Every layer
+  counted as full (the simulator before this change) held 2.0 Gemma sequences at the default
+  flags.
+- default 8192-token chunks: 4.9 vs 8, 5.8 vs 7, 3.0 vs 3. A prompt's first chunk takes its
   blocks in every group at once (the windowed groups free them at the next step), so a new
   request needs far more free blocks to be admitted than it holds later; estimate's
   concurrency does not count that transient.
@@ -71,7 +71,7 @@ def h100():
 
 @pytest.mark.parametrize("name,wd,isl,osl", HYBRID)
 def test_vllm_hybrid_concurrency_agrees_with_estimate(h100, name, wd, isl, osl):
-    """With 2048-token prefill chunks the simulated concurrency is estimate's within -15% / +40%
+    """With 2048-token prefill chunks the simulated concurrency is estimate's within -20% / +20%
     (module docstring); before this change Gemma and gpt-oss held half of it or less."""
     m = get_model(name)
     est = estimate(m, h100, Split(), isl=isl, osl=osl, engine="vllm", weight_dtype=wd, max_num_tokens=2048)
@@ -79,7 +79,7 @@ def test_vllm_hybrid_concurrency_agrees_with_estimate(h100, name, wd, isl, osl):
     assert len(dep.kv_groups) > 1 and dep.kv_blocks > dep.kv_tokens // 16
     res = simulate(dep, Traffic(rate_rps=math.inf, requests=4 * est.batch, **fixed(isl, osl)))
     check_invariants(res)
-    assert 0.85 * est.batch <= busy_running(res) <= 1.4 * est.batch
+    assert 0.8 * est.batch <= busy_running(res) <= 1.2 * est.batch
     # every layer counted as full would hold kv_tokens / (isl + osl) sequences
     assert busy_running(res) > 1.25 * dep.kv_tokens / (isl + osl)
 
