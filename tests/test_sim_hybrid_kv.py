@@ -55,6 +55,11 @@ def test_layout_identities():
     scout = KVLayout(16, 9280, groups=4, windows=[(CHUNKED, 8192)] * 3)
     assert scout.held(16383, 16384) == 1024 + 3 * 512  # the second chunk is whole
     assert scout.held(16384, 16385) == 1025 + 3 * 1  # the third chunk has begun: one block each
+    # the peak of a 4,200-token prompt in 2,000-token chunks is its middle chunk: 250 full blocks
+    # + 250 - (2000 - 127) // 16 in the 128-token window, more than the last chunk (263 + 21)
+    # or the last decode step (264 + 9)
+    swa = KVLayout(16, 10_000, groups=2, windows=[(SLIDING, 128)])
+    assert swa.worst([4200], [10], 2000).tolist() == [250 + 250 - 117]
     # decode_bound bounds every step up to its length and never decreases
     t = np.arange(1, 20000)
     bound = gemma.decode_bound(t)

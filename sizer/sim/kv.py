@@ -81,14 +81,14 @@ class KVLayout:
 
     def worst(self, isl, osl, chunk: int):
         """The most blocks one request holds over its life when its prompt is computed in
-        chunks of `chunk` tokens: the last prefill chunk or its last decode step."""
+        chunks of `chunk` tokens: the largest of its prefill chunks and its last decode step."""
         isl, osl = np.asarray(isl, dtype=_I), np.asarray(osl, dtype=_I)
         chunk = max(1, int(chunk))
-        last = np.maximum((isl - 1) // chunk * chunk, 0)  # computed before the last chunk
-        prefill = self.held(last, isl)
         end = isl + osl - 1  # the last token is sampled, never computed
-        decode = self.held(np.maximum(end - 1, 0), end)
-        if not self.hybrid:
-            return np.maximum(prefill, decode)
-        # the first chunk holds the most in windowed groups when the prompt fits one chunk
-        return np.maximum(np.maximum(prefill, decode), self.fresh(np.minimum(isl, chunk)))
+        peak = self.held(np.maximum(end - 1, 0), end)
+        done = np.zeros_like(isl)
+        while np.any(done < isl):  # every chunk of every prompt, one chunk index at a time
+            upto = np.minimum(done + chunk, isl)
+            peak = np.maximum(peak, np.where(done < isl, self.held(done, upto), 0))
+            done = upto
+        return peak
