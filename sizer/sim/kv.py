@@ -8,7 +8,8 @@ vLLM V1's hybrid KV cache manager (sizer/cost/kv_cache.py `vllm_kv_groups`: full
 sliding-window and chunked-local groups drawing blocks from one shared pool) allocates in every
 group, per request, the blocks of the tokens it computes and, before each allocation, frees the
 blocks its sliding-window and chunked groups no longer attend to
-(vllm/v1/core/single_type_kv_cache_manager.py, `allocate_slots` -> `remove_skipped_blocks`):
+(vllm-project/vllm commit 129ab7c60cbb, vllm/v1/core/single_type_kv_cache_manager.py,
+`remove_skipped_blocks`, called by KVCacheManager.allocate_slots before it allocates):
   skipped tokens after `c` computed ones: sliding window W, max(0, c - W + 1)
   (SlidingWindowManager.get_num_skipped_tokens); chunked, chunk C, (c // C) x C
   (ChunkedLocalAttentionManager); full attention, none;

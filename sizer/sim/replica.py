@@ -144,8 +144,9 @@ class Replica:
     def cache_hit(self, st: State, r: int) -> int:
         """Tokens of waiting request r whose KV is still in the prefix cache: vLLM frees a
         preempted request's blocks to the tail of its LRU free queue, last block first
-        (vllm/v1/core/single_type_kv_cache_manager.py `free`, block_pool.py
-        FreeKVCacheBlockQueue), and takes new blocks from its head, so after `a` more
+        (vllm/v1/core/single_type_kv_cache_manager.py `free` at commit 129ab7c60cbb: "tail
+        blocks are freed first"; block_pool.py FreeKVCacheBlockQueue), and takes new blocks
+        from its head, so after `a` more
         allocations the first min(k, evict_at - a) of its k blocks survive. A hit is whole
         blocks and leaves at least one token to compute (`get_computed_blocks`)."""
         k = int(st.cached_blocks[r])
