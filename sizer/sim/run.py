@@ -61,8 +61,9 @@ class Deployment:
         self.model, self.gpu, self.split = model, gpu, split
         self.rules = get_engine(engine)
         self.engine = self.rules.name if self.rules else None
-        # vLLM V1 caches prefixes by default (enable_prefix_caching); only a preempted request's
-        # own blocks are modelled (sizer/sim/replica.py cache_hit), no sharing between requests
+        # vLLM V1 caches prefixes by default (vllm/config/cache.py at commit c1d86421174a,
+        # enable_prefix_caching: "Enabled by default for V1"); only a preempted request's own
+        # blocks are modelled (sizer/sim/replica.py cache_hit), no sharing between requests
         self.prefix_caching = self.engine == "vllm" if prefix_caching is None else bool(prefix_caching)
         seqs_cap, tokens_cap = replica_limits(self.rules, gpu, split)
         self.max_num_seqs = int(max_num_seqs or seqs_cap)
