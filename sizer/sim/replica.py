@@ -5,8 +5,8 @@ Requests follow vLLM v1's accounting (vllm/v1/core/sched/scheduler.py at commit
 knows `isl + out` tokens (prompt plus generated) and has computed the KV of `comp` of them. A
 forward computes `new` tokens of it; when all known tokens are computed the forward samples the
 next output token. A decode step is new = 1; a prefill chunk is new > 1; a request resumed
-after preemption recomputes its prompt and the tokens it already generated, then samples the
-next one. KV is held in blocks of `block_tokens` per the engine's KV cache groups
+after preemption recomputes its prompt and the tokens it already generated (under vLLM, those
+past the part of its KV still in the prefix cache, `cache_hit`), then samples the next one. KV is held in blocks of `block_tokens` per the engine's KV cache groups
 (sizer/sim/kv.py: ceil(comp / block) per request with one group; vLLM's hybrid manager also
 frees what sliding-window and chunked groups no longer attend to), freed when the request
 finishes or is preempted. A waiting request has no KV (comp = 0).
@@ -146,9 +146,10 @@ class Replica:
         preempted request's blocks to the tail of its LRU free queue, last block first
         (vllm/v1/core/single_type_kv_cache_manager.py `free` at commit 129ab7c60cbb: "tail
         blocks are freed first"; block_pool.py FreeKVCacheBlockQueue), and takes new blocks
-        from its head, so after `a` more
-        allocations the first min(k, evict_at - a) of its k blocks survive. A hit is whole
-        blocks and leaves at least one token to compute (`get_computed_blocks`)."""
+        from its head, so after `a` more allocations the first min(k, evict_at - a) of its k
+        blocks survive. A hit is whole blocks and leaves at least one token to compute
+        (`get_computed_blocks`). With windowed KV groups the surviving share of its blocks is
+        taken as the share of its tokens (an approximation: vLLM needs every group's hit)."""
         k = int(st.cached_blocks[r])
         if not k:
             return 0
