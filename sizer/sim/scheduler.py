@@ -7,9 +7,11 @@ fast path: nothing can be admitted or preempted before a request finishes).
   `Scheduler.schedule`): RUNNING requests first, in admission order, each taking
   min(remaining tokens, token budget) (chunked prefill); KV blocks are allocated per step and,
   when allocation fails, the last running request is preempted (freed, prepended to WAITING,
-  recomputed later) until it fits; then, only if nothing was preempted, WAITING requests are
-  admitted FCFS while the budget, max_num_seqs and free blocks allow. Prefill and decode share
-  a forward.
+  recomputed later past what of its KV the prefix cache still holds, Replica.cache_hit) until
+  it fits; then, only if nothing was preempted, WAITING requests are admitted FCFS while the
+  budget, max_num_seqs and free blocks allow (a resumed request needs its cached blocks back
+  as well as its chunk's). Blocks are counted per KV group (sizer/sim/kv.py). Prefill and
+  decode share a forward.
 - SGLang (python/sglang/srt/managers/scheduler.py, schedule_policy.py `PrefillAdder`,
   schedule_batch.py `retract_decode`; constants from srt/environ.py): a forward is either a
   prefill batch or a decode batch, prefill first when a waiting request can be added. A
