@@ -196,7 +196,7 @@ def trtllm_pool(stages: list, kv_bytes: float, context: int, block: int) -> KVPo
                   tuple(pool_blocks[context if g.attention.kind == FULL else min(g.attention.window, context)] * block
                         for g in groups),
                   sum(pool_blocks[w] * block * cpt for w, cpt in windows.items()),
-                  (f"TensorRT-LLM pools per window size: "
+                  ("TensorRT-LLM pools per window size: "
                    + ", ".join(f"{w:,} tokens -> {b * block:,}" for w, b in sorted(pool_blocks.items())),)
                   if len(windows) > 1 else ())
 
