@@ -15,6 +15,22 @@ def test_pp_beyond_the_layers_is_not_called_a_divisibility_failure():
     assert all("layers do not divide" not in note for note in rec.notes)
 
 
+
+def test_tp_beyond_the_heads_is_not_called_a_divisibility_failure():
+    """TP64 over Llama-3.1-8B's 32 heads fails because a rank would hold no head, not because 64
+    does not divide 32 (the same wording rule as PP beyond the layers)."""
+    import pytest
+
+    from sizer.errors import InputError
+    from sizer.model.split import Split, check_split
+
+    rec = recommend(get_model("8b"), get_gpu("h100-sxm"), 64, nodes=8)
+    tp = [line for line in rec.why_not if line.startswith("TP64")]
+    assert tp == ["TP64 (any PP, DP): 32 attention heads are fewer than the TP ranks (64)"]
+    assert "TP64: 32 attention heads are fewer than the TP ranks" in " ".join(rec.notes)
+    with pytest.raises(InputError, match="TP=64 exceeds its 32 attention heads"):
+        check_split(get_model("8b"), Split(tp=64))
+
 def test_spare_memory_is_not_called_free_under_an_engine_and_pp_bytes_are_per_stage():
     """Under vLLM the 7.9 GiB a candidate leaves is the (1 - 0.9) x 79.22 GiB outside the budget,
     not free memory; without an engine it is free. TP1 PP8's weight line gives each stage's

@@ -107,6 +107,8 @@ def enumerate_splits(model, n: int, uneven_pp: bool = True) -> tuple[list[Split]
 def divisibility_cause(model, split: Split) -> tuple[str, str]:
     """(the dimension that does not divide, what it fails to divide), in check_split's order:
     ('TP3', '64 attention heads'), ('TP16', '8 KV heads'), ('PP3', '80 layers')."""
+    if split.tp > model.num_heads:  # a rank without a head, not a remainder
+        return f"TP{split.tp}", f"{model.num_heads} attention heads" + FEWER_RANKS
     if model.num_heads % split.tp:
         return f"TP{split.tp}", f"{model.num_heads} attention heads"
     kv = model.num_kv_heads
@@ -118,11 +120,13 @@ def divisibility_cause(model, split: Split) -> tuple[str, str]:
 
 
 FEWER = " are fewer than the stages"  # divisibility_cause's `what` when PP exceeds the layers
+FEWER_RANKS = " are fewer than the TP ranks"  # ... when TP exceeds the attention heads
 
 
 def divisibility_reason(what: str) -> str:
-    """'80 layers do not divide' or '32 layers are fewer than the stages' (PP over the layers)."""
-    return what if what.endswith(FEWER) else f"{what} do not divide"
+    """'80 layers do not divide', '32 layers are fewer than the stages' (PP over the layers) or
+    '32 attention heads are fewer than the TP ranks' (TP over the heads)."""
+    return what if what.endswith((FEWER, FEWER_RANKS)) else f"{what} do not divide"
 
 
 def divisibility_groups(model, dropped) -> dict:
