@@ -33,6 +33,10 @@ def test_simulate_concurrency_without_rate_is_a_closed_loop(capsys):
     assert "inf (all at t=0), concurrency 4" in out.splitlines()[0]
     assert main(["simulate", "--model", "8b", "--requests", "8"]) == 2
     assert "--rate is required" in capsys.readouterr().err
+    # a closed loop never ends on its own clock: --duration cannot bound it, say what can
+    assert main(["simulate", "--model", "8b", "--concurrency", "4", "--duration", "30"]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and "give --requests N" in err and err.count("\n") == 1
 
 
 def test_unknown_repo_id_names_closest_presets_and_how_to_pass_a_config():

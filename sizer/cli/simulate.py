@@ -89,6 +89,9 @@ def traffic_from_args(args) -> Traffic:
     isl = parse_lengths(args.isl_dist, "--isl-dist") if args.isl_dist else Lengths("fixed", args.isl or 1024)
     osl = parse_lengths(args.osl_dist, "--osl-dist") if args.osl_dist else Lengths("fixed", args.osl or 256)
     timed = trace is not None and trace.arrival_s is not None
+    if args.rate is None and args.concurrency and args.duration and not (timed or args.find_rate):
+        raise InputError(f"--concurrency {args.concurrency} without --rate is a closed loop at --rate inf, "
+                         "which --duration cannot bound: give --requests N, or --rate R for open-loop arrivals")
     if args.rate is None and args.concurrency and not (timed or args.find_rate):
         # a closed loop: vLLM's `vllm bench serve` sends at --request-rate inf (its default,
         # vllm/benchmarks/serve.py) and --max-concurrency N keeps N outstanding
