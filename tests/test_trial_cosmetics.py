@@ -62,3 +62,22 @@ def test_an_nvswitch_board_of_two_numa_nodes_is_not_called_one_socket():
     assert "no GPU path over the CPU link" in h100.describe() and "1 socket" not in h100.describe()
     rtx = read_topology_file(os.path.join(here, "rtx4090_8gpu_phb_node_sys.txt"), get_gpu("rtx-4090"))
     assert "2 socket(s)/node (GPU paths cross the CPU link)" in rtx.describe()
+
+
+def test_memory_rejections_count_windowed_kv_as_the_engine_keeps_it():
+    """recommend's 'doesn't fit: one sequence ... needs X GiB' charged every layer the whole
+    context (kv_bytes_per_token x context); Gemma-3-27B's sliding layers keep 1,024 tokens
+    (sizer.cost.memory.kv_bytes_per_sequence), so at 101,000 tokens its need is the fixed parts
+    plus that per-sequence KV, well under the every-layer-full figure."""
+    from sizer.cost.engines import memory_plan
+    from sizer.cost.memory import kv_bytes_per_sequence, resolve_precision
+    from sizer.model.split import Split
+    from sizer.plan.search import reject_memory
+
+    g3, l4, tp1 = get_model("gemma-3-27b"), get_gpu("l4"), Split()
+    plan = memory_plan(g3, l4, tp1, batch=1, context=101_000, engine="vllm")
+    row = reject_memory(tp1, None, plan, "one sequence")
+    seq = kv_bytes_per_sequence(g3, tp1, resolve_precision(g3), 101_000)
+    assert plan.kv_bytes_per_sequence == seq
+    assert row["needs_bytes"] == plan.budget_fixed_bytes + seq
+    assert seq < 0.25 * plan.kv_bytes_per_token * 101_000  # 10 full layers of 62 hold every token

@@ -84,6 +84,7 @@ class MemoryPlan:
     budget_bytes: float = 0.0
     budget_fixed_bytes: float = 0.0  # what the budget holds before any KV cache
     budget: str = ""  # "71.30 GiB (vLLM --gpu-memory-utilization 0.9 x 79.22 GiB)"
+    kv_bytes_per_sequence: float = 0.0  # per GPU at `context` tokens (windows keep their window)
 
     def to_json(self) -> dict:
         keys = ("weights_bytes", "kv_cache_bytes", "activation_bytes", "overhead_bytes",
@@ -348,4 +349,5 @@ def memory_plan(model, gpu, split: Split, *, weight_dtype=None, kv_dtype="auto",
                         for g, t in zip(limiting, pool.group_tokens)),
         kv_rule=pool.rule, kv_reported_as=pool.reported_as, notes=notes + pool.notes,
         budget_bytes=budget, budget_fixed_bytes=fixed, budget=budget_text,
+        kv_bytes_per_sequence=seq_bytes,
     )
