@@ -88,7 +88,7 @@ def run(args) -> int:
               "latency is the busier ones'")
     print(f"  TTFT  {fmt_seconds(est.ttft_s):>12}   (compute {fmt_seconds(b['prefill']['compute_s'])}, "
           f"comm {fmt_seconds(b['prefill']['comm_s'])}, bubble {fmt_seconds(b['prefill']['bubble_s'])}"
-          + (f", waiting for others' prefills {fmt_seconds(b['prefill']['wait_s'])}" if b['prefill'].get('wait_s') else "")
+          + (f", waiting to start {fmt_seconds(b['prefill']['wait_s'])}" if b['prefill'].get('wait_s') else "")
           + ")")
     print(f"  TPOT  {fmt_seconds(est.tpot_s):>12}   (compute {fmt_seconds(b['decode']['compute_s'])}, "
           f"comm {fmt_seconds(b['decode']['comm_s'])}, bubble {fmt_seconds(b['decode']['bubble_s'])})")

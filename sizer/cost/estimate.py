@@ -25,15 +25,17 @@ other N - 1 starts one prompt somewhere in its decode steps.
 - TTFT: its own prompt cut into chunks of at most max_num_tokens minus the round's decode
   tokens per forward, each riding a forward of the round beside the others' prompt tokens that
   share it (under PP it passes all p stages; alone, a pure prefill, as a static batch of 1
-  prices it), plus a wait where the engine's work binds:
-  the cycle (e2e) is at least osl rounds that carry all N prompts, the work-conserving cycle
-  (N requests per cycle, Little's law), which is the saturated limit; the difference is time
-  the request spends behind the others' prefills.
+  prices it), plus two waits. With others in flight a new request arrives as the engine starts
+  their next forward (its predecessor just finished) and joins the one after it: one forward.
+  And where the engine's work binds, the cycle (e2e) is at least osl rounds that carry all N
+  prompts, the work-conserving cycle (N requests per cycle, Little's law), which is the
+  saturated limit; the difference is time the request spends behind the others' prefills.
 - e2e = TTFT + (osl - 1) x TPOT, so TPOT = (e2e - TTFT) / (osl - 1), the definition of vLLM's
   benchmarks/benchmark_serving.py (calculate_metrics: (latency - ttft) / (output_len - 1)); output tokens/s = dp x N x
   osl / e2e. Measured against sizer.sim's closed loop (tests/test_closed_loop.py): e2e within
-  4%, TPOT within 8% with desynchronised requests; equal-length requests started together stay
-  in lockstep there, with TTFT up to a wave's prefill, which this steady state does not model.
+  4%, TPOT within 7% and TTFT within 26% with desynchronised requests; equal-length requests
+  started together stay in lockstep there, with TTFT up to a wave's prefill, which this steady
+  state does not model.
 - A concurrency C over the deployment spreads over its dp
   replicas as a load balancer that sends each request to the least-loaded replica leaves it:
   r = C mod dp replicas hold ceil(C / dp) sequences, the other dp - r hold floor(C / dp) (none
@@ -87,7 +89,7 @@ class Curve:
     decode: object  # StepResult of the decode (or mixed) forward (the verify step when speculating)
     draft_s: object = 0.0  # the draft's forwards per decode step (speculative decoding)
     pp_costs: dict | None = None  # PP only: shares of TPOT each pipeline cost takes (pp_costs())
-    wait_s: object = 0.0  # continuous: TTFT spent waiting behind other requests' prefills
+    wait_s: object = 0.0  # continuous: TTFT spent before its prefill (the forward in flight, others' prefills)
 
 
 def _stage_max(result, shape) -> np.ndarray:
@@ -207,11 +209,14 @@ def serving_curve(model, device, split: Split, batches, *, isl: int, osl: int,
                                               max_num_tokens, cuda_graphs, kw, fwd)
         pre_clock = pre_clock + np.where(b > 1, draft, 0.0)
         own = chunks * (p * pre_clock if p > 1 else pre_clock)
-        free = own + (osl - 1) * tpot  # its own prefill, then osl - 1 decode steps
+        # a new request arrives as the engine starts the others' next forward (its predecessor
+        # just finished) and joins the one after: it waits one forward, none when alone
+        arrive = np.where(b > 1, dec_clock, 0.0)
+        free = arrive + own + (osl - 1) * tpot  # then its own prefill and osl - 1 decode steps
         # with others in flight it may also wait for their prefills: the cycle is at least
         # the work-conserving one (Little's law: N requests per cycle)
         e2e = np.where(b > 1, np.maximum(free, osl * work["tpot"]), free)
-        wait = e2e - free
+        wait = arrive + e2e - free
         ttft = own + wait
         tok_s = split.dp * b * osl / e2e
     share_pre = np.broadcast_to(np.asarray(pre.comm_s) / np.asarray(pre.time_s), b.shape)
