@@ -26,6 +26,16 @@ Algorithms:
   host with full peer access (NVSwitch, full mesh, or 2 GPUs; CUDA IPC handles, so not across the
   trays of an NVL72 rack), at most 8 MiB: one-shot reads
   the (n-1) peers' buffers, two-shot is reduce-scatter + all-gather through peer memory.
+- mnnvl_one_shot / mnnvl_two_shot: TensorRT-LLM's multi-node-NVLink all-reduce, over the trays
+  of one NVL72 domain (fabric-handle peer memory, Lamport flags). Only with engine "trtllm": its
+  AllReduce(strategy=AUTO) tries MNNVLAllReduce first whenever the TP group spans hosts of an
+  MNNVL domain (is_mnnvl: mapping.is_multi_node(), MnnvlMemory.supports_mnnvl(), aarch64), at every
+  size, one-shot while size x ranks <= 512 KiB, two-shot above (NVIDIA/TensorRT-LLM
+  tensorrt_llm/_torch/distributed/ops.py, commit 0071496d: MNNVLAllReduce.is_mnnvl,
+  get_required_workspace_size). vLLM's flashinfer MNNVL all-reduce is opt-in
+  (VLLM_ALLREDUCE_USE_FLASHINFER=0 by default, vllm/envs.py; backend "mnnvl" when the group spans
+  nodes, vllm/distributed/device_communicators/flashinfer_all_reduce.py, commit 00545a8a), and
+  SGLang's flashinfer fusion is opt-in too: both run NCCL across trays by default.
 - direct (all_to_all): every rank writes size/n to every peer; time is set by the most loaded
   resource (a GPU's link, the socket link shared by a socket, the NICs of a GPU or a node).
 - p2p (send_recv): a ring shift, priced on its slowest hop.
@@ -46,12 +56,35 @@ from .comm_group import DOMAIN_NET_CHANNELS, PROTOS, Group, analyse_group  # noq
 
 OPS = ("all_reduce", "all_gather", "reduce_scatter", "all_to_all", "send_recv", "broadcast")
 CUSTOM_ALGOS = frozenset({"one_shot", "two_shot"})
+MNNVL_ALGOS = frozenset({"mnnvl_one_shot", "mnnvl_two_shot"})
+ENGINE_ALGOS = CUSTOM_ALGOS | MNNVL_ALGOS  # an engine's own kernels, never NCCL's
+MNNVL_ONE_SHOT_BYTES = 64 * 1024 * 8  # TRT-LLM: one-shot while size x ranks <= 512 KiB (ops.py)
 NCCL_ALGOS = frozenset({"ring", "tree", "nvls", "hierarchical", "direct", "p2p"})
 CUSTOM_MAX_BYTES = 8 * 2**20  # vLLM custom all-reduce default max_size (8 MiB)
 MEASURED, EXTRAPOLATED = "measured", "measured (extrapolated)"  # a profile fit, within / beyond
 # the largest size the profile measured
 _CUSTOM = {"one_shot": (6e-6, 0.75), "two_shot": (10e-6, 0.75)}  # (latency_s, efficiency); no
 # public curve in the reference set: vLLM's reported ~2x lower small-message latency than NCCL.
+# MNNVL Lamport all-reduce (latency_s, efficiency of the per-GPU NVLink rate): fitted to the only
+# public GB200 curve of this design, lightseekorg/tokenspeed PR #860 (8 GB200 over 2 trays, hidden
+# 7168 bf16, fused with RMSNorm, NCCL 2.30.7 for comparison): one-shot 10.9 us at 114,688 bytes,
+# 29.4 us at 1,835,008 (ingress (n-1) x size at 72% of 900 GB/s); two-shot 55.8 us at 3.67 MB to
+# 380.2 us at 29.4 MB (2(n-1)/n x size at 15%: its Lamport two-shot is latency-, not
+# bandwidth-bound). TensorRT-LLM publishes no curve of its own kernels.
+_MNNVL = {"mnnvl_one_shot": (9.7e-6, 0.72), "mnnvl_two_shot": (9.5e-6, 0.154)}
+ENGINE_KERNELS = {"vllm": CUSTOM_ALGOS, "sglang": CUSTOM_ALGOS, "trtllm": ENGINE_ALGOS}
+
+
+def engine_kernels(engine) -> frozenset:
+    """The all-reduce kernels of their own an engine runs besides NCCL (module docstring):
+    None (no engine named) keeps the custom one-/two-shot all engines share in one host."""
+    if engine is None:
+        return CUSTOM_ALGOS
+    name = getattr(engine, "name", engine)
+    from .engines import get_engine  # the one place engine names are checked
+
+    rules = get_engine(name)
+    return ENGINE_KERNELS.get(rules.name, CUSTOM_ALGOS) if rules is not None else CUSTOM_ALGOS
 
 
 @dataclass(frozen=True)
@@ -127,6 +160,11 @@ def _candidates(op: str, g: Group, topo):
         for name, (lat, eff) in _CUSTOM.items():
             spb = (n - 1) / (bw * eff) if name == "one_shot" else 2 * (n - 1) / n / (bw * eff)
             out.append((name, lat + g.ring.hop_s, spb))
+    if op == "all_reduce" and g.mnnvl:
+        bw = g.nvlink_bytes_per_s
+        for name, (lat, eff) in _MNNVL.items():
+            spb = (n - 1) / (bw * eff) if name == "mnnvl_one_shot" else 2 * (n - 1) / n / (bw * eff)
+            out.append((name, lat + g.ring.hop_s, spb))
     return out
 
 
@@ -173,14 +211,17 @@ def _a2a_in_node(local: tuple, topo, share: float) -> float:
 
 
 def collective_time(op: str, size_bytes, ranks, topology, profile=None,
-                    algorithms=None) -> CommCost:
+                    algorithms=None, engine=None) -> CommCost:
     """Time of one `op` of nccl-tests `size_bytes` over the GPUs `ranks` of `topology`.
 
     `size_bytes` may be a number or a numpy array (vectorised). `algorithms`: None for every
     algorithm, "nccl" for NCCL's only (no custom all-reduce), or a set of names from
-    NCCL_ALGOS | CUSTOM_ALGOS. A measured profile fit for (op, ranks, nodes) takes precedence
-    (see profile_fit): algorithm "measured", or "measured (extrapolated)" beyond the largest size
-    the profile measured. Quiet: callers say when a fit is missing or extrapolated.
+    NCCL_ALGOS | ENGINE_ALGOS. `engine` (a name, EngineRules or None) says which of the engines'
+    own kernels exist (engine_kernels); where TensorRT-LLM's MNNVL all-reduce applies it is the
+    only candidate, as TRT-LLM uses it at every size. A measured profile fit for (op, ranks,
+    nodes) takes precedence (see profile_fit): algorithm "measured", or "measured (extrapolated)"
+    beyond the largest size the profile measured. Quiet: callers say when a fit is missing or
+    extrapolated.
     """
     op = check_op(op)
     ranks = tuple(int(r) for r in ranks)
@@ -200,32 +241,41 @@ def collective_time(op: str, size_bytes, ranks, topology, profile=None,
         return _pack(zero, ["none"] * len(sizes), sizes, op, max(n, 1), scalar)
     g = analyse_group(ranks, topology)
     cover = profile_fit(op, ranks, topology, profile)
-    cands = [c for c in _candidates(op, g, topology) if _allowed(c[0], algorithms)]
+    kernels = engine_kernels(engine)
+    cands = [c for c in _candidates(op, g, topology)
+             if _allowed(c[0], algorithms) and (c[0] not in ENGINE_ALGOS or c[0] in kernels)]
+    if any(c[0] in MNNVL_ALGOS for c in cands):  # TRT-LLM's AUTO: MNNVL first, at every size
+        cands = [c for c in cands if c[0] in MNNVL_ALGOS]
     if cover is not None:
         f = busbw_factor(op, n)
         times = np.min([lat + sizes * f / bw for lat, bw in cover.fit.segments], axis=0)
         top = cover.max_bytes if cover.max_bytes is not None else np.inf
         algos = [EXTRAPOLATED if s > top else MEASURED for s in sizes]
         if getattr(cover.fit, "implementation", "nccl") != "custom" and any(
-                c[0] in CUSTOM_ALGOS for c in cands):
-            model = _best(cands, sizes)  # the engine's own all-reduce where it would use it
+                c[0] in ENGINE_ALGOS for c in cands):
+            model = _best(cands, sizes, n)  # the engine's own all-reduce where it would use it
             for i, name in enumerate(model[1]):
-                if name in CUSTOM_ALGOS:
+                if name in ENGINE_ALGOS:
                     times[i], algos[i] = model[0][i], name
         return _pack(times, algos, sizes, op, n, scalar)
     if not cands:
         raise InputError(f"no allowed algorithm for {op} over {n} GPUs ({algorithms})")
-    times, algos = _best(cands, sizes)
+    times, algos = _best(cands, sizes, n)
     return _pack(times, algos, sizes, op, n, scalar)
 
 
-def _best(cands, sizes) -> tuple:
+def _best(cands, sizes, n: int) -> tuple:
     """(times, algorithm names): the cheapest candidate per size; the custom all-reduce only up
-    to CUSTOM_MAX_BYTES, as vLLM uses it."""
+    to CUSTOM_MAX_BYTES, as vLLM uses it; MNNVL one-shot while size x n <= MNNVL_ONE_SHOT_BYTES
+    and two-shot above it, as TensorRT-LLM picks them."""
     table = np.array([lat + sizes * spb for _, lat, spb in cands])
     for row, (name, _, _) in zip(table, cands):
         if name in CUSTOM_ALGOS:
             row[sizes > CUSTOM_MAX_BYTES] = np.inf
+        elif name == "mnnvl_one_shot":
+            row[sizes * n > MNNVL_ONE_SHOT_BYTES] = np.inf
+        elif name == "mnnvl_two_shot":
+            row[sizes * n <= MNNVL_ONE_SHOT_BYTES] = np.inf
     best = np.argmin(table, axis=0)
     return table[best, np.arange(len(sizes))], [cands[i][0] for i in best]
 
@@ -283,6 +333,8 @@ def algorithm_label(name: str) -> str:
     """Human name of an algorithm: the engines' custom all-reduce apart from NCCL's."""
     if name in CUSTOM_ALGOS:
         return f"custom {name.replace('_', '-')} (vLLM)"
+    if name in MNNVL_ALGOS:
+        return f"TensorRT-LLM MNNVL {name[len('mnnvl_'):].replace('_', '-')}"
     if name in (MEASURED, EXTRAPOLATED, "none"):
         return name
     return f"NCCL {name}"
