@@ -59,6 +59,7 @@ CUSTOM_ALGOS = frozenset({"one_shot", "two_shot"})
 MNNVL_ALGOS = frozenset({"mnnvl_one_shot", "mnnvl_two_shot"})
 ENGINE_ALGOS = CUSTOM_ALGOS | MNNVL_ALGOS  # an engine's own kernels, never NCCL's
 MNNVL_ONE_SHOT_BYTES = 64 * 1024 * 8  # TRT-LLM: one-shot while size x ranks <= 512 KiB (ops.py)
+MNNVL_MAX_BYTES = (2**32 - 1) // 2  # two-shot workspace (2 x size) must fit uint32, else NCCL
 NCCL_ALGOS = frozenset({"ring", "tree", "nvls", "hierarchical", "direct", "p2p"})
 CUSTOM_MAX_BYTES = 8 * 2**20  # vLLM custom all-reduce default max_size (8 MiB)
 MEASURED, EXTRAPOLATED = "measured", "measured (extrapolated)"  # a profile fit, within / beyond
@@ -218,7 +219,7 @@ def collective_time(op: str, size_bytes, ranks, topology, profile=None,
     algorithm, "nccl" for NCCL's only (no custom all-reduce), or a set of names from
     NCCL_ALGOS | ENGINE_ALGOS. `engine` (a name, EngineRules or None) says which of the engines'
     own kernels exist (engine_kernels); where TensorRT-LLM's MNNVL all-reduce applies it is the
-    only candidate, as TRT-LLM uses it at every size. A measured profile fit for (op, ranks,
+    only candidate up to MNNVL_MAX_BYTES, as TRT-LLM uses it at every size. A measured profile fit for (op, ranks,
     nodes) takes precedence (see profile_fit): algorithm "measured", or "measured (extrapolated)"
     beyond the largest size the profile measured. Quiet: callers say when a fit is missing or
     extrapolated.
@@ -244,8 +245,6 @@ def collective_time(op: str, size_bytes, ranks, topology, profile=None,
     kernels = engine_kernels(engine)
     cands = [c for c in _candidates(op, g, topology)
              if _allowed(c[0], algorithms) and (c[0] not in ENGINE_ALGOS or c[0] in kernels)]
-    if any(c[0] in MNNVL_ALGOS for c in cands):  # TRT-LLM's AUTO: MNNVL first, at every size
-        cands = [c for c in cands if c[0] in MNNVL_ALGOS]
     if cover is not None:
         f = busbw_factor(op, n)
         times = np.min([lat + sizes * f / bw for lat, bw in cover.fit.segments], axis=0)
@@ -267,15 +266,20 @@ def collective_time(op: str, size_bytes, ranks, topology, profile=None,
 def _best(cands, sizes, n: int) -> tuple:
     """(times, algorithm names): the cheapest candidate per size; the custom all-reduce only up
     to CUSTOM_MAX_BYTES, as vLLM uses it; MNNVL one-shot while size x n <= MNNVL_ONE_SHOT_BYTES
-    and two-shot above it, as TensorRT-LLM picks them."""
+    and two-shot above it up to MNNVL_MAX_BYTES, as TensorRT-LLM picks them, and where one of
+    them applies nothing else runs (TRT-LLM tries MNNVL before any other strategy)."""
     table = np.array([lat + sizes * spb for _, lat, spb in cands])
+    mnnvl = np.array([name in MNNVL_ALGOS for name, _, _ in cands])
     for row, (name, _, _) in zip(table, cands):
         if name in CUSTOM_ALGOS:
             row[sizes > CUSTOM_MAX_BYTES] = np.inf
         elif name == "mnnvl_one_shot":
             row[sizes * n > MNNVL_ONE_SHOT_BYTES] = np.inf
         elif name == "mnnvl_two_shot":
-            row[sizes * n <= MNNVL_ONE_SHOT_BYTES] = np.inf
+            row[(sizes * n <= MNNVL_ONE_SHOT_BYTES) | (sizes > MNNVL_MAX_BYTES)] = np.inf
+    if mnnvl.any():
+        forced = np.isfinite(table[mnnvl]).any(axis=0)
+        table[np.ix_(~mnnvl, forced)] = np.inf
     best = np.argmin(table, axis=0)
     return table[best, np.arange(len(sizes))], [cands[i][0] for i in best]
 
