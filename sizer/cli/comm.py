@@ -18,8 +18,8 @@ import numpy as np
 from sizer.output import emit_json, warn
 from .common import check_profile_device
 from sizer.cost.collectives import (CUSTOM_ALGOS, CUSTOM_MAX_BYTES, ENGINE_ALGOS, EXTRAPOLATED,
-                                    MNNVL_ALGOS, OPS, algorithm_label, busbw_factor, check_op,
-                                    collective_time, profile_fit)
+                                    MNNVL_ALGOS, OPS, algorithm_label, analyse_group, busbw_factor,
+                                    check_op, collective_time, profile_fit)
 from sizer.cost.engines import DEFAULT_ENGINE, get_engine
 from sizer.errors import InputError
 from sizer.hardware.gpus import get_gpu
@@ -120,6 +120,9 @@ def run(args) -> int:
         print(CUSTOM_NOTE)
     if any(r["algorithm"] in MNNVL_ALGOS for r in rows):
         print(MNNVL_NOTE)
+    elif op == "all_reduce" and not args.nccl_only and args.gpus > 1 and analyse_group(ranks, topo).mnnvl:
+        print(f"{head['engine']} runs NCCL across the trays of this NVLink domain; TensorRT-LLM "
+              "runs its MNNVL all-reduce here (--engine trtllm)")
     return 0
 
 
