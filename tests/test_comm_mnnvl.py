@@ -12,6 +12,7 @@ from sizer.cli.main import main
 from sizer.cost.collectives import MNNVL_MAX_BYTES, collective_time, engine_kernels
 from sizer.cost.estimate import estimate
 from sizer.hardware.gpus import get_gpu
+from sizer.hardware.profile import profile_from_dict
 from sizer.hardware.topology import get_topology, nodes_for_domain
 from sizer.model.catalog import get_model
 from sizer.model.split import Split
@@ -135,3 +136,18 @@ def test_comm_cli_engine(capsys):
     assert doc["engine"] == "vllm" and doc["algorithm"] == "ring/LL128"
     assert main(argv + ["--engine", "nope"]) == 2
     assert "unknown engine" in capsys.readouterr().err
+
+
+def test_nccl_profile_keeps_trtllm_mnnvl():
+    """A profile times NCCL (torch.distributed): over 2 NVL72 trays it answers for vLLM, while
+    TensorRT-LLM keeps its MNNVL curve up to MNNVL_MAX_BYTES and the profile's beyond."""
+    prof = profile_from_dict({"sizer_profile_version": 1, "collectives": [
+        {"op": "all_reduce", "ranks": 8, "nodes": 1,
+         "segments": [{"latency_s": 2e-5, "busbw_bytes_per_s": 5e11}]}]})
+    sizes = np.array([128.0 * KIB, 4.0 * MNNVL_MAX_BYTES])
+    vllm = collective_time("all_reduce", sizes, range(8), rack(8), prof, engine="vllm")
+    trt = collective_time("all_reduce", sizes, range(8), rack(8), prof, engine="trtllm")
+    model = collective_time("all_reduce", sizes[:1], range(8), rack(8), engine="trtllm")
+    assert list(vllm.algorithm) == ["measured"] * 2  # no raw rows: no range to extrapolate from
+    assert trt.algorithm[0] == "mnnvl_two_shot" and trt.time_s[0] == model.time_s[0]
+    assert trt.algorithm[1] == "measured" and trt.time_s[1] == vllm.time_s[1]
