@@ -53,6 +53,7 @@ import numpy as np
 
 from sizer.errors import InputError, closest_names
 from .comm_group import DOMAIN_NET_CHANNELS, PROTOS, Group, analyse_group  # noqa: F401 (re-exported)
+from .engines import get_engine
 
 OPS = ("all_reduce", "all_gather", "reduce_scatter", "all_to_all", "send_recv", "broadcast")
 CUSTOM_ALGOS = frozenset({"one_shot", "two_shot"})
@@ -81,10 +82,7 @@ def engine_kernels(engine) -> frozenset:
     None (no engine named) keeps the custom one-/two-shot all engines share in one host."""
     if engine is None:
         return CUSTOM_ALGOS
-    name = getattr(engine, "name", engine)
-    from .engines import get_engine  # the one place engine names are checked
-
-    rules = get_engine(name)
+    rules = get_engine(getattr(engine, "name", engine))  # unknown names: InputError
     return ENGINE_KERNELS.get(rules.name, CUSTOM_ALGOS) if rules is not None else CUSTOM_ALGOS
 
 
