@@ -67,13 +67,15 @@ MEASURED, EXTRAPOLATED = "measured", "measured (extrapolated)"  # a profile fit,
 # the largest size the profile measured
 _CUSTOM = {"one_shot": (6e-6, 0.75), "two_shot": (10e-6, 0.75)}  # (latency_s, efficiency); no
 # public curve in the reference set: vLLM's reported ~2x lower small-message latency than NCCL.
-# MNNVL Lamport all-reduce (latency_s, efficiency of the per-GPU NVLink rate): fitted to the only
-# public GB200 curve of this design, lightseekorg/tokenspeed PR #860 (8 GB200 over 2 trays, hidden
-# 7168 bf16, fused with RMSNorm, NCCL 2.30.7 for comparison): one-shot 10.9 us at 114,688 bytes,
-# 29.4 us at 1,835,008 (ingress (n-1) x size at 72% of 900 GB/s); two-shot 55.8 us at 3.67 MB to
-# 380.2 us at 29.4 MB (2(n-1)/n x size at 15%: its Lamport two-shot is latency-, not
-# bandwidth-bound). TensorRT-LLM publishes no curve of its own kernels.
-_MNNVL = {"mnnvl_one_shot": (9.7e-6, 0.72), "mnnvl_two_shot": (9.5e-6, 0.154)}
+# MNNVL Lamport all-reduce (latency_s, efficiency of the per-GPU NVLink rate). One-shot: fitted to
+# lightseekorg/tokenspeed PR #860 (8 GB200 over 2 trays, hidden 7168 bf16, fused with RMSNorm):
+# 10.9 us at 14,336 and 114,688 bytes, 29.4 us at 1,835,008 (ingress (n-1) x size at 72% of
+# 900 GB/s). Two-shot (2(n-1)/n x size): bandwidth from FlashInfer's mnnvl backend, the TRT-LLM
+# kernel vLLM calls (flashinfer/comm/trtllm_mnnvl_ar.py; TRT-LLM PR #14476 ports its fixes back),
+# on GB300 NVL72, TP8 over 2 trays: 180.87 us at 63.998 MiB, NCCL 2.30.7 183.79 us (vLLM PR #53318);
+# its latency, 9.5 us, tokenspeed's two-shot intercept. tokenspeed's own two-shot is a slower
+# kernel (55.8-380 us at 3.7-29 MB, 15% of the link). TRT-LLM publishes no GB200 curve of its own.
+_MNNVL = {"mnnvl_one_shot": (9.7e-6, 0.72), "mnnvl_two_shot": (9.5e-6, 0.76)}
 ENGINE_KERNELS = {"vllm": CUSTOM_ALGOS, "sglang": CUSTOM_ALGOS, "trtllm": ENGINE_ALGOS}
 
 
