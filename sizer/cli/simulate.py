@@ -45,6 +45,8 @@ def register(sub) -> None:
     t.add_argument("--warmup", type=non_negative_int, default=0, metavar="N", help="leave the first N requests out of the metrics")
     t.add_argument("--seed", type=non_negative_int, default=0, help="random seed of arrivals and lengths (default 0)")
     t.add_argument("--router", choices=ROUTERS, default="round-robin", help="how requests reach DP replicas")
+    t.add_argument("--no-enable-prefix-caching", dest="prefix_caching", action="store_false",
+                   help="vLLM without prefix caching: a preempted request recomputes its whole KV on resume")
     s = p.add_argument_group("service-level objectives")
     s.add_argument("--ttft-slo", metavar="T", type=nonempty, help="TTFT objective with a unit (2s, 500ms)")
     s.add_argument("--tpot-slo", metavar="T", type=nonempty, help="TPOT objective with a unit (50ms)")
@@ -131,7 +133,8 @@ def run(args) -> int:
     dep = Deployment(model, gpu, split, engine=args.engine, weight_dtype=args.weight_dtype, kv_dtype=args.kv_dtype,
                      fraction=engine_fraction(args), max_num_seqs=args.max_num_seqs,
                      max_num_batched_tokens=args.max_num_batched_tokens, cuda_graphs=args.cuda_graphs,
-                     topology=topo, profile=profile, context=longest, router=args.router)
+                     topology=topo, profile=profile, context=longest, router=args.router,
+                     prefix_caching=args.prefix_caching)
     head = {"model": model.name, "gpu": gpu.id, "split": split.to_json(), "engine": dep.engine or "none",
             "seed": args.seed}
     launch = emit_launch(args, model, split, batch=dep.max_num_seqs, context=longest, precision=dep.plan.precision,
@@ -159,9 +162,8 @@ def run(args) -> int:
     wall = time.perf_counter() - start
     if args.requests_out:
         write_requests(args.requests_out, res)
-    if res.verdict == "saturated" and math.isfinite(traffic.rate_rps):
-        warn(f"saturated: requests in the system still grow at the end of the arrivals; the percentiles "
-             f"depend on --requests ({res.requests})")
+    if res.advice():
+        warn(res.advice())
     doc = {**head, **res.to_json()}
     if args.json:
         show_emit(launch, doc)
@@ -206,8 +208,11 @@ def _show(doc: dict, res, wall: float, title: str | None = None) -> None:
     if res.goodput is not None:
         print(f"  goodput {res.goodput['requests_per_s']:.3g} req/s ({res.goodput['fraction']:.1%} of requests meet the SLOs)")
     verdict = {"stable": "stable: the engine keeps up with the arrivals",
-               "saturated": "saturated: requests in the system still grow at the end (arrivals outpace the engine)",
+               "saturated": "saturated: requests in the system grow through the run (arrivals outpace the engine)",
+               "too short": "too short to tell: the run ends before the engine reaches a steady state",
                "closed loop": "closed loop: the client concurrency sets the load"}[res.verdict]
+    if (res.stability or {}).get("reason") == "all at once":
+        verdict = "saturated: every request arrives at t=0 (the queue only drains)"
     ratio = res.duration_s / wall if wall > 0 else float("inf")
     print(f"  verdict: {verdict}")
     print(f"  simulated {res.duration_s:.1f} s in {wall:.2f} s wall ({ratio:,.0f}x), {res.forwards:,} forwards")

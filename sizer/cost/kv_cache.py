@@ -113,15 +113,20 @@ def _vllm_blocks(a, context: int, block: int, mnbt: int = 0) -> int:
     return _cdiv(min(a.window + mnbt, context), block)
 
 
+def vllm_kv_groups(model, pp: int = 1) -> tuple:
+    """(the LayerAttention of each vLLM KV cache group, layers per group on each stage): the
+    groups every request allocates blocks in from the one shared pool (module docstring)."""
+    every = model.layer_attention or (FULL_LAYER,) * model.num_layers
+    return _vllm_layout(tuple(tuple(a for a in every[r.start:r.stop] if a.kind != LINEAR)
+                              for r in stage_layers(model, pp)))
+
+
 def vllm_pool(model, stages: list, kv_bytes: list, context: int, block: int,
               max_num_batched_tokens: int) -> KVPool:
     """vLLM V1 (module docstring). `stages`: KVGroups per stage; `kv_bytes`: available KV
     memory per GPU of each stage; every worker gets the smallest stage's block count."""
     per_layer = next((g.bytes_per_token_layer for gs in stages for g in gs), 0.0)
-    every = model.layer_attention or (FULL_LAYER,) * model.num_layers
-    stage_kinds = tuple(tuple(a for a in every[r.start:r.stop] if a.kind != LINEAR)
-                        for r in stage_layers(model, len(stages)))
-    kinds, sizes = _vllm_layout(stage_kinds)
+    kinds, sizes = vllm_kv_groups(model, len(stages))
     page = block * per_layer
     blocks = min(int(max(kv, 0.0) // page // size) if size and page else 0 for kv, size in zip(kv_bytes, sizes))
     per_seq = sum(_vllm_blocks(a, context, block) for a in kinds)
