@@ -34,8 +34,13 @@ Algorithms:
   tensorrt_llm/_torch/distributed/ops.py, commit 0071496d: MNNVLAllReduce.is_mnnvl,
   get_required_workspace_size). vLLM's flashinfer MNNVL all-reduce is opt-in
   (VLLM_ALLREDUCE_USE_FLASHINFER=0 by default, vllm/envs.py; backend "mnnvl" when the group spans
-  nodes, vllm/distributed/device_communicators/flashinfer_all_reduce.py, commit 00545a8a), and
-  SGLang's flashinfer fusion is opt-in too: both run NCCL across trays by default.
+  nodes, vllm/distributed/device_communicators/flashinfer_all_reduce.py, commit 00545a8a; the
+  gate's default is kept off by vLLM PR #53318), and SGLang's flashinfer all-reduce is opt-in too
+  (--enable-flashinfer-allreduce-fusion; switched on by default only for some MoE models on
+  Blackwell, sgl-project/sglang PR #28786): both run NCCL across trays by default, which is what
+  sizer prices for them. Not modelled: vLLM's torch symmetric-memory all-reduce over trays
+  (whether its rendezvous works across hosts is not established here) and NCCL 2.27's
+  symmetric kernels (need registered windows, VLLM_USE_NCCL_SYMM_MEM=0 by default).
 - direct (all_to_all): every rank writes size/n to every peer; time is set by the most loaded
   resource (a GPU's link, the socket link shared by a socket, the NICs of a GPU or a node).
 - p2p (send_recv): a ring shift, priced on its slowest hop.
