@@ -77,7 +77,7 @@ _CUSTOM = {"one_shot": (6e-6, 0.75), "two_shot": (10e-6, 0.75)}  # (latency_s, e
 # 10.9 us at 14,336 and 114,688 bytes, 29.4 us at 1,835,008 (ingress (n-1) x size at 72% of
 # 900 GB/s). Two-shot (2(n-1)/n x size): bandwidth from FlashInfer's mnnvl backend, the TRT-LLM
 # kernel vLLM calls (flashinfer/comm/trtllm_mnnvl_ar.py; TRT-LLM PR #14476 ports its fixes back),
-# on GB300 NVL72, TP8 over 2 trays: 180.87 us at 63.998 MiB, NCCL 2.30.7 183.79 us (vLLM PR #53318);
+# on GB300 NVL72, TP8 over 2 trays: 180.87 us at 63.998 MiB, vLLM's fallback 183.79 us (PR #53318);
 # its latency, 9.5 us, tokenspeed's two-shot intercept. tokenspeed's own two-shot is a slower
 # kernel (55.8-380 us at 3.7-29 MB, 15% of the link). TRT-LLM publishes no GB200 curve of its own.
 _MNNVL = {"mnnvl_one_shot": (9.7e-6, 0.72), "mnnvl_two_shot": (9.5e-6, 0.76)}
@@ -224,10 +224,10 @@ def collective_time(op: str, size_bytes, ranks, topology, profile=None,
     algorithm, "nccl" for NCCL's only (no custom all-reduce), or a set of names from
     NCCL_ALGOS | ENGINE_ALGOS. `engine` (a name, EngineRules or None) says which of the engines'
     own kernels exist (engine_kernels); where TensorRT-LLM's MNNVL all-reduce applies it is the
-    only candidate up to MNNVL_MAX_BYTES, as TRT-LLM uses it at every size. A measured profile fit for (op, ranks,
-    nodes) takes precedence (see profile_fit): algorithm "measured", or "measured (extrapolated)"
-    beyond the largest size the profile measured. Quiet: callers say when a fit is missing or
-    extrapolated.
+    only candidate up to MNNVL_MAX_BYTES, as TRT-LLM uses it at every size. A measured profile
+    fit for (op, ranks, nodes) takes precedence (see profile_fit): algorithm "measured", or
+    "measured (extrapolated)" beyond the largest size the profile measured. Quiet: callers say
+    when a fit is missing or extrapolated.
     """
     op = check_op(op)
     ranks = tuple(int(r) for r in ranks)
