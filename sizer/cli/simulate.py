@@ -27,7 +27,7 @@ def register(sub) -> None:
     add_topology_args(p)
     t = p.add_argument_group("traffic")
     t.add_argument("--rate", metavar="R", type=nonempty, help="requests per second, or inf (every request at t=0); "
-                   "required unless --trace has arrival times or --find-rate is given")
+                   "required unless --trace has arrival times, --find-rate is given, or --concurrency N (then inf: a closed loop)")
     t.add_argument("--requests", type=positive_int, help="requests to simulate (default 1000, or every trace row)")
     t.add_argument("--duration", metavar="S", type=duration, help="simulate the arrivals of this long a window instead of --requests (e.g. 300s)")
     t.add_argument("--isl", type=positive_int, help="prompt tokens per request (default 1024)")
@@ -89,7 +89,17 @@ def traffic_from_args(args) -> Traffic:
     isl = parse_lengths(args.isl_dist, "--isl-dist") if args.isl_dist else Lengths("fixed", args.isl or 1024)
     osl = parse_lengths(args.osl_dist, "--osl-dist") if args.osl_dist else Lengths("fixed", args.osl or 256)
     timed = trace is not None and trace.arrival_s is not None
-    if args.rate is None:
+    if args.rate is None and args.concurrency and args.duration and not (timed or args.find_rate):
+        raise InputError(f"--concurrency {args.concurrency} without --rate is a closed loop at --rate inf, "
+                         "which --duration cannot bound: give --requests N, or --rate R for open-loop arrivals")
+    if args.rate is None and args.concurrency and not (timed or args.find_rate):
+        # a closed loop: vLLM's `vllm bench serve` sends at --request-rate inf (its default,
+        # vllm/benchmarks/serve.py) and --max-concurrency N keeps N outstanding
+        warn(f"--concurrency {args.concurrency} without --rate: every request is ready at t=0 (--rate inf, "
+             "as vLLM's benchmark with --max-concurrency) and the client keeps "
+             f"{args.concurrency} outstanding; give --rate for open-loop arrivals")
+        rate = math.inf
+    elif args.rate is None:
         if not (timed or args.find_rate):
             raise InputError("--rate is required (a number or inf) unless --trace has arrival times or --find-rate is given"
                              if trace is None or timed else f"{args.trace} has no arrival times: give --rate")

@@ -14,7 +14,6 @@ Percentiles are numpy's default (linear interpolation between order statistics),
 weighted samples where a fused decode stretch contributes one gap value for many requests.
 """
 
-import math
 
 import numpy as np
 

@@ -81,8 +81,8 @@ class Deployment:
         fixed = self.plan.weights_bytes + self.plan.activation_bytes + self.plan.overhead_bytes
         if fixed > self.plan.capacity_bytes or self.plan.max_kv_tokens < 1:
             raise InfeasibleError(f"{model.name} does not fit {split.label()} on {gpu.id}: weights, activations "
-                                  f"and overhead take {fixed / 2**30:.1f} GiB of {self.plan.capacity_bytes / 2**30:.1f} "
-                                  "GiB per GPU, no room for KV cache")
+                                  f"and overhead {self.plan.shortfall(self.plan.budget_fixed_bytes, 'take')}, "
+                                  "no room for KV cache")
         self.kv_tokens = int(self.plan.max_kv_tokens)
         self.block_tokens = self.rules.block_tokens if self.rules else 1
         # vLLM's hybrid KV groups (sliding-window / chunked layers beside full ones) share one
