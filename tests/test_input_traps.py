@@ -47,6 +47,12 @@ def test_unknown_repo_id_names_closest_presets_and_how_to_pass_a_config():
     # a quantized release of a preset's model: the preset with that weight dtype
     assert "closest: --model Llama-3.1-405B-Instruct --weight-dtype fp8" in msg
     assert "huggingface-cli download meta-llama/Llama-3.1-405B-Instruct-FP8 config.json" in msg
+    # NVIDIA's ModelOpt FP4 releases are NVFP4 (W4A4) with FP8 KV, not sizer's fp4 (MXFP4 weights)
+    with pytest.raises(InputError) as err:
+        get_model("nvidia/DeepSeek-R1-FP4")
+    msg = str(err.value)
+    assert "--model DeepSeek-R1 --weight-dtype nvfp4 --kv-dtype fp8 if its hf_quant_config.json" in msg
+    assert "download nvidia/DeepSeek-R1-FP4 config.json hf_quant_config.json" in msg
     with pytest.raises(InputError, match="--weight-dtype int4"):
         get_model("hugging-quants/Llama-3.1-8B-Instruct-AWQ-INT4")
     assert get_model("meta-llama/Llama-3.1-70B").name == "llama-3.1-70b"  # an alias still resolves
