@@ -62,3 +62,13 @@ def test_unknown_repo_id_is_one_line_exit_2(capsys):
     assert main(["memory", "--model", "Qwen/Qwen3-8B"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "closest presets: qwen3" in err[0]
+
+
+def test_a_usage_error_is_the_one_line_even_after_a_flag_warning(capsys):
+    """A bare --tpot 50 warns while the flags are parsed; when another flag is then refused, the
+    refusal alone is the one stderr line of exit 2 (the warning is about a run that never ran)."""
+    assert main(["recommend", "--model", "70b", "--gpus", "8", "--tpot", "50", "--isl", "0"]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.count("\n") == 1 and "argument --isl" in err
+    assert main(["recommend", "--model", "70b", "--gpus", "8", "--tpot", "50", "--json"]) in (0, 1)
+    assert "--tpot 50 is read as 50 seconds" in capsys.readouterr().err  # held, then written
