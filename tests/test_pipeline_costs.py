@@ -44,9 +44,10 @@ def test_chunk_clock_identities():
 def test_a_prompt_chunk_sets_the_pipeline_clock(l70, h100):
     """70B TP1 PP8 at 1024 sequences, 1024/256 tokens: 4 prompts a round over 8 micro-batches,
     so every tick carries one whole prompt; TPOT = 8 x the heavy micro-batch's stage time,
-    not 8 x a micro-batch with half a prompt."""
+    not 8 x a micro-batch with half a prompt. (prefill_clock_s is the prompt's own forward,
+    which carries the other 1023 sequences' decode tokens: 1/8 token fewer per micro-batch.)"""
     c = serving_curve(l70, h100, Split(pp=8), np.array([1024.0]), isl=1024, osl=256)
-    assert c.tpot_s[0] == pytest.approx(8 * c.prefill_clock_s[0], rel=1e-9)
+    assert c.tpot_s[0] == pytest.approx(8 * c.prefill_clock_s[0], rel=1e-3)
     assert c.pp_costs["chunk_stall"][0] > 0.2
 
 

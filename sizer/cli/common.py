@@ -211,6 +211,8 @@ def deployment_from_args(args, tokens: int | None = None, what: str = "context")
 
     model, gpu = get_model(args.model), get_gpu(args.gpu)
     split = check_split(model, split_from_args(args), getattr(args, "gpus", None))
+    if tokens and getattr(args, "emit", None):
+        check_emit_context(args.emit, model, tokens)  # before any work: the command would not start
     if tokens and model.max_position_embeddings and tokens > model.max_position_embeddings:
         warn(f"{what} of {tokens} tokens exceeds {model.name}'s maximum context of "
              f"{model.max_position_embeddings}")
@@ -339,6 +341,31 @@ def resolve_emit(args) -> str | None:
     return name
 
 
+# what each engine says when --max-model-len / --context-length passes the config's maximum,
+# and the variable that overrides its refusal
+LONG_CONTEXT_OVERRIDE = {
+    "vllm": ("vLLM refuses a max_model_len above the derived maximum (vllm/config/model.py "
+             "_get_and_verify_max_len)", "VLLM_ALLOW_LONG_MAX_MODEL_LEN=1"),
+    "sglang": ("SGLang refuses a context_length above it (python/sglang/srt/configs/model_config.py)",
+               "SGLANG_ALLOW_OVERWRITE_LONGER_CONTEXT_LEN=1"),
+}
+
+
+def check_emit_context(engine: str, model, context: int) -> None:
+    """--emit with a model length beyond the config's max_position_embeddings is bad input: the
+    printed command would not start (vLLM, SGLang) or would run positions the model was not
+    trained for, so exit 2 with the reason rather than print it."""
+    limit = model.max_position_embeddings
+    if not limit or context <= limit:
+        return
+    why, env = LONG_CONTEXT_OVERRIDE.get(engine, (f"{engine} would serve positions past the model's "
+                                                  "trained range", None))
+    raise InputError(f"--emit {engine}: {context} tokens of context (isl + osl) exceed {model.name}'s "
+                     f"maximum of {limit} (config.json max_position_embeddings); {why}"
+                     + (f" unless {env} is set" if env else "")
+                     + f". Lower --isl/--osl to at most {limit} tokens together, or drop --emit")
+
+
 def emit_launch(args, model, split, *, batch: int, context: int, precision: dict,
                 max_num_batched_tokens: int, gpus_per_node: int | None = None,
                 memory_fraction: float | None = None, gpu: str | None = None, speculative=None):
@@ -350,6 +377,7 @@ def emit_launch(args, model, split, *, batch: int, context: int, precision: dict
 
     if not getattr(args, "emit", None):
         return None
+    check_emit_context(args.emit, model, context)
     gpu = gpu or getattr(args, "gpu", None)
     return engine_command(args.engine, model, split, model_arg=args.model, precision=precision,
                           max_num_seqs=int(batch), max_num_batched_tokens=int(max_num_batched_tokens),

@@ -87,7 +87,9 @@ def run(args) -> int:
               f"{' (idle)' if sp['rest_batch'] == 0 else ''}; throughput sums the replicas, "
               "latency is the busier ones'")
     print(f"  TTFT  {fmt_seconds(est.ttft_s):>12}   (compute {fmt_seconds(b['prefill']['compute_s'])}, "
-          f"comm {fmt_seconds(b['prefill']['comm_s'])}, bubble {fmt_seconds(b['prefill']['bubble_s'])})")
+          f"comm {fmt_seconds(b['prefill']['comm_s'])}, bubble {fmt_seconds(b['prefill']['bubble_s'])}"
+          + (f", waiting to start {fmt_seconds(b['prefill']['wait_s'])}" if b['prefill'].get('wait_s') else "")
+          + ")")
     print(f"  TPOT  {fmt_seconds(est.tpot_s):>12}   (compute {fmt_seconds(b['decode']['compute_s'])}, "
           f"comm {fmt_seconds(b['decode']['comm_s'])}, bubble {fmt_seconds(b['decode']['bubble_s'])})")
     print(f"  e2e   {fmt_seconds(est.e2e_s):>12}")

@@ -5,7 +5,7 @@ import time
 from sizer.errors import InputError
 from sizer.output import emit_json, warn
 from . import capacity
-from .common import (add_emit_arg, add_pp_partition_args, check_profile_device, emit_launch,
+from .common import (add_emit_arg, add_pp_partition_args, check_emit_context, check_profile_device, emit_launch,
                      gpu_count, nonempty, positive_int, price_list, resolve_emit, show_emit, tpot_target,
                      ttft_target, uneven_pp_from_args)
 from sizer.model.precision import WEIGHT_DTYPE_HELP
@@ -90,6 +90,8 @@ def run(args) -> int:
         return run_recommend(args)
     model, gpu = get_model(args.model), get_gpu(args.gpu)
     ttft, tpot = args.ttft, args.tpot  # seconds (sizer.units.parse_seconds)
+    if args.emit:
+        check_emit_context(args.emit, model, args.isl + args.osl)
     if model.max_position_embeddings and args.isl + args.osl > model.max_position_embeddings:
         warn(f"isl + osl = {args.isl + args.osl} exceeds {model.name}'s maximum context of "
              f"{model.max_position_embeddings}")

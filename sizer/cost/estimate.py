@@ -12,16 +12,31 @@ Static batch (`--batch B`): B prompts arrive together.
 - e2e = TTFT + (osl - 1) x TPOT; output tokens/s = dp x B x osl / e2e.
 
 Continuous batching (`--concurrency N`, or the default): the steady state of an engine with
-chunked prefill (vLLM, SGLang) holding N sequences per replica. Each sequence lives osl steps, so
-N / osl new prompts start per step and every step carries N decode tokens plus N x isl / osl
-prompt tokens, split into forwards of at most `max_num_tokens` tokens.
-- TPOT: the time of such a mixed step (sizer/cost/step.py, `prefill_tokens`); prompts come
-  in whole chunks, so below one chunk per forward it is the mix of forwards with and without
-  one, and under PP the round ticks at the clock of the micro-batch carrying it (chunk_clock).
-- TTFT: a new prompt is cut into chunks of at most max_num_tokens minus the forward's decode
-  tokens; each chunk rides in a forward with the running decode batch (under PP it passes all
-  p stages). No queueing: the steady state has none by construction.
-- output tokens/s = dp x N / TPOT. A concurrency C over the deployment spreads over its dp
+chunked prefill (vLLM, SGLang) holding N sequences per replica in a closed loop (a finished
+request is replaced at once, as a benchmark client at a fixed concurrency does). Requests are
+taken out of phase (none waits for a wave of others), so per cycle of one request each of the
+other N - 1 starts one prompt somewhere in its decode steps.
+- TPOT: a round in which every sequence decodes once beside (N - 1) x isl / osl prompt tokens
+  (the other requests' prompts, never its own), split into forwards of at most
+  `max_num_tokens` tokens: the time of such a mixed step (sizer/cost/step.py,
+  `prefill_tokens`); prompts come in whole chunks, so below one chunk per forward it is the
+  mix of forwards with and without one, and under PP the round ticks at the clock of the
+  micro-batch carrying it (chunk_clock). Alone (N = 1) it is the batch-1 decode step.
+- TTFT: its own prompt cut into chunks of at most max_num_tokens minus the round's decode
+  tokens per forward, each riding a forward of the round beside the others' prompt tokens that
+  share it (under PP it passes all p stages; alone, a pure prefill, as a static batch of 1
+  prices it), plus two waits. With others in flight a new request arrives as the engine starts
+  their next forward (its predecessor just finished) and joins the one after it: one forward.
+  And where the engine's work binds, the cycle (e2e) is at least osl rounds that carry all N
+  prompts, the work-conserving cycle (N requests per cycle, Little's law), which is the
+  saturated limit; the difference is time the request spends behind the others' prefills.
+- e2e = TTFT + (osl - 1) x TPOT, so TPOT = (e2e - TTFT) / (osl - 1), the definition of vLLM's
+  benchmarks/benchmark_serving.py (calculate_metrics: (latency - ttft) / (output_len - 1)); output tokens/s = dp x N x
+  osl / e2e. Measured against sizer.sim's closed loop (tests/test_closed_loop.py): e2e within
+  4%, TPOT within 7% and TTFT within 26% with desynchronised requests; equal-length requests
+  started together stay in lockstep there, with TTFT up to a wave's prefill, which this steady
+  state does not model.
+- A concurrency C over the deployment spreads over its dp
   replicas as a load balancer that sends each request to the least-loaded replica leaves it:
   r = C mod dp replicas hold ceil(C / dp) sequences, the other dp - r hold floor(C / dp) (none
   when C < dp: those replicas idle). Throughput is the sum over replicas; TTFT and TPOT are the
@@ -33,11 +48,11 @@ prompt tokens, split into forwards of at most `max_num_tokens` tokens.
 Speculative decoding (`speculative`, sizer/cost/speculative.py): every decode step is a verify
 step with k + 1 query tokens per sequence plus the draft's k forwards, and yields E tokens per
 sequence, so TPOT = (verify + draft) / E; in continuous batching sequences finish E times
-sooner, so N x isl x E / osl prompt tokens join each step. PP > 1 is refused with it (vLLM's
+sooner, so (N - 1) x isl x E / osl prompt tokens join each step. PP > 1 is refused with it (vLLM's
 V1 engine runs speculative decoding with PP = 1).
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -47,6 +62,7 @@ from .pipeline import Schedule
 from sizer.model.split import Split
 from .step import step_time
 from .speculative import Speculative
+from .draft import draft_memory, draft_split, draft_step_s  # noqa: F401 (draft_memory, draft_split: re-exported)
 
 MODES = ("static", "continuous")
 
@@ -73,6 +89,7 @@ class Curve:
     decode: object  # StepResult of the decode (or mixed) forward (the verify step when speculating)
     draft_s: object = 0.0  # the draft's forwards per decode step (speculative decoding)
     pp_costs: dict | None = None  # PP only: shares of TPOT each pipeline cost takes (pp_costs())
+    wait_s: object = 0.0  # continuous: TTFT spent before its prefill (the forward in flight, others' prefills)
 
 
 def _stage_max(result, shape) -> np.ndarray:
@@ -100,49 +117,6 @@ def chunk_clock(mean_clock, heavy_clock, light_clock, per_forward, stages: int):
     return np.where(np.asarray(per_forward) >= 1.0, mean_clock, mixed)
 
 
-def _draft_s(spec: Speculative, device, split: Split, batch, ctx, kw) -> np.ndarray:
-    """The draft's k forwards of one step (the first re-reads the k + 1 verified positions),
-    without the engine's per-step overhead, which the verify step already pays."""
-    d, dsplit = spec.draft, draft_split(spec, split)
-    dkw = dict(kw, weight_dtype=None) if spec.method == "draft" else kw
-
-    def one(q):
-        r = step_time(d, device, dsplit, phase="decode", batch=batch, context_len=ctx,
-                      query_tokens=q, **dkw)
-        return np.asarray(r.time_s, float) - sum(np.asarray(o.time_s, float) for o in r.ops
-                                                 if o.name == "engine_step_overhead")
-
-    k = spec.num_tokens
-    return one(k + 1) + (k - 1) * (one(1) if k > 1 else 0.0)
-
-
-def draft_split(spec: Speculative, split: Split) -> Split:
-    """The draft runs on the target's GPUs and TP (PP 1); an MoE draft keeps the target's EP."""
-    moe = spec.draft.is_moe and split.ep > 1
-    return Split(tp=split.tp, pp=1, dp=split.dp, ep=split.ep if moe else 1,
-                 redundant_experts=split.redundant_experts if moe else 0)
-
-
-def draft_memory(spec: Speculative | None, split: Split, weight_dtype=None, kv_dtype="auto") -> dict:
-    """memory_plan's draft keywords: the draft's weights per GPU and its KV bytes per cached
-    token per GPU. An MTP block or EAGLE head is one layer sharing the target's embedding and
-    LM head (an MTP block adds its eh_proj, 2 x hidden x hidden, vLLM deepseek_mtp.py); a
-    draft model is whole, in its own checkpoint's format."""
-    if spec is None:
-        return {}
-    from .memory import kv_bytes_per_token, layer_weight_bytes, resolve_precision, stage_weight_bytes
-
-    d, dsplit = spec.draft, draft_split(spec, split)
-    prec = resolve_precision(d, None if spec.method == "draft" else weight_dtype, kv_dtype)
-    if spec.method == "draft":
-        weights = max(stage_weight_bytes(d, dsplit, prec))
-    else:
-        weights = layer_weight_bytes(d, 0, dsplit, prec)
-        if spec.method == "mtp":
-            weights += 2 * d.hidden_size * d.hidden_size * prec.bytes("base")
-    return {"draft_weight_bytes": weights, "draft_kv_bytes_per_token": sum(kv_bytes_per_token(d, dsplit, prec))}
-
-
 def serving_curve(model, device, split: Split, batches, *, isl: int, osl: int,
                   max_num_tokens: int = DEFAULT_MAX_NUM_BATCHED_TOKENS, mode: str = "continuous",
                   cuda_graphs=None, weight_dtype=None, kv_dtype="auto", topology=None,
@@ -164,7 +138,7 @@ def serving_curve(model, device, split: Split, batches, *, isl: int, osl: int,
     dkw = dict(kw, cuda_graphs=cuda_graphs)
     mb = np.maximum(1, np.minimum(b, p))
     mean_ctx = max(1, round(isl + (osl - 1) / 2.0))
-    pre = None
+    wait = np.zeros(b.shape)
     if mode == "static":
         chunks = np.maximum(np.ceil(b * isl / max_num_tokens), mb if p > 1 else 1)
         pre = step_time(model, device, split, phase="prefill", batch=b / chunks, seq_len=isl,
@@ -173,52 +147,117 @@ def serving_curve(model, device, split: Split, batches, *, isl: int, osl: int,
         ttft = (chunks + p - 1) * pre_clock if p > 1 else chunks * np.broadcast_to(pre.time_s, b.shape)
         dec = step_time(model, device, split, phase="decode", batch=b / mb, context_len=mean_ctx,
                         cuda_graphs=cuda_graphs, query_tokens=q, **kw)
-        draft = _draft_s(speculative, device, split, b / mb, mean_ctx, dkw) if speculative else 0.0
-        forwards = np.ones_like(b)
-    else:
-        prompt_tokens = b * isl * gain / osl  # sequences live osl / gain steps
-        # each micro-batch in flight is its own scheduled forward with its own token budget
-        forwards = np.maximum(1, np.ceil((b + prompt_tokens) / (mb * max_num_tokens)))
-        per = mb * forwards
-        dec = step_time(model, device, split, phase="decode", batch=b / per, context_len=mean_ctx,
-                        prefill_tokens=prompt_tokens / per, seq_len=isl, cuda_graphs=cuda_graphs,
-                        query_tokens=q, **kw)
-        draft = _draft_s(speculative, device, split, b / per, mean_ctx, dkw) if speculative else 0.0
-        # the forward that carries a new prompt: its micro-batch's decode tokens plus as much of
-        # the prompt as the token budget leaves (at least the steady-state share)
-        budget = np.maximum(max_num_tokens - b / per, 1.0)
-        piece = np.maximum(np.minimum(isl, budget), prompt_tokens / per)
-        chunks = np.ceil(isl / np.minimum(isl, budget))
-        pre = step_time(model, device, split, phase="decode", batch=b / per, context_len=mean_ctx,
-                        prefill_tokens=piece, seq_len=isl, cuda_graphs=cuda_graphs, query_tokens=q, **kw)
-        pre_clock = _stage_max(pre, b.shape) if p > 1 else np.broadcast_to(np.asarray(pre.time_s, float), b.shape)
-        light = step_time(model, device, split, phase="decode", batch=b / per, context_len=mean_ctx,
-                          cuda_graphs=cuda_graphs, query_tokens=q, **kw)
-        light_clock = (_stage_max(light, b.shape) if p > 1
-                       else np.broadcast_to(np.asarray(light.time_s, float), b.shape)) + draft
-        # prompt chunks per forward; below one, whole chunks ride some forwards and not others
-        per_forward = prompt_tokens / per / np.minimum(isl, budget)
-        pre_clock = pre_clock + draft
-    dec_time = np.broadcast_to(np.asarray(dec.time_s, dtype=float) + draft, b.shape)
-    dec_clock = _stage_max(dec, b.shape) if p > 1 else dec_time
-    even_clock = dec_clock
-    if mode == "continuous":
-        dec_clock = chunk_clock(dec_clock, pre_clock, light_clock, per_forward, p)
-    tpot = forwards * (p * dec_clock if p > 1 else dec_clock) / gain
-    share_pre = np.broadcast_to(np.asarray(pre.comm_s) / np.asarray(pre.time_s), b.shape)
-    if mode == "static":
+        draft = draft_step_s(speculative, device, split, b / mb, mean_ctx, dkw) if speculative else 0.0
+        dec_time = np.broadcast_to(np.asarray(dec.time_s, dtype=float) + draft, b.shape)
+        dec_clock = even_clock = _stage_max(dec, b.shape) if p > 1 else dec_time
+        tpot = (p * dec_clock if p > 1 else dec_clock) / gain
         e2e = ttft + (osl - 1) * tpot
         tok_s = split.dp * b * osl / e2e
     else:
-        ttft = chunks * (p * pre_clock if p > 1 else pre_clock)
-        e2e = ttft + (osl - 1) * tpot
-        tok_s = split.dp * b / tpot
+        def clock(r, shape=b.shape):
+            t = np.asarray(r.time_s, float)
+            return _stage_max(r, shape) if p > 1 else np.broadcast_to(t, shape)
+
+        steps = {}
+
+        def fwd(batch, prefill=None):
+            """A decode-phase forward of `batch` sequences beside `prefill` prompt tokens (None:
+            decode only), costed once per distinct vector: rounds and the prompt's own forward
+            often coincide."""
+            key = (np.asarray(batch, float).tobytes(), None if prefill is None else np.asarray(prefill, float).tobytes())
+            if key not in steps:
+                extra = {} if prefill is None else {"prefill_tokens": prefill, "seq_len": isl}
+                steps[key] = step_time(model, device, split, phase="decode", batch=batch, context_len=mean_ctx,
+                                       cuda_graphs=cuda_graphs, query_tokens=q, **extra, **kw)
+            return steps[key]
+
+        def rnd(prompt_tokens, like=None):
+            """One round in which every sequence decodes once beside `prompt_tokens` prompt
+            tokens, split into forwards of at most max_num_tokens tokens (module docstring).
+            With `like` (another round) the even split (`dec`) is costed only where it sets
+            the clock, and where it does the chunk forward borrows `like`'s (unused there)."""
+            # each micro-batch in flight is its own scheduled forward with its own token budget
+            forwards = np.maximum(1, np.ceil((b + prompt_tokens) / (mb * max_num_tokens)))
+            per = mb * forwards
+            draft = draft_step_s(speculative, device, split, b / per, mean_ctx, dkw) if speculative else 0.0
+            # a forward that carries a prompt chunk: its micro-batch's decode tokens plus as much
+            # of a prompt as the token budget leaves (at least the round's share)
+            budget = np.maximum(max_num_tokens - b / per, 1.0)
+            # prompt chunks per forward; below one, whole chunks ride some forwards and not others
+            per_forward = prompt_tokens / per / np.minimum(isl, budget)
+            piece = np.maximum(np.minimum(isl, budget), prompt_tokens / per)
+            if like is not None:
+                piece = np.where(per_forward >= 1.0, like["piece"], piece)
+            heavy = fwd(b / per, piece)
+            dec, even = None, np.zeros(b.shape)
+            if like is None or np.any(per_forward >= 1.0):
+                dec = fwd(b / per, prompt_tokens / per)
+                even = _stage_max(dec, b.shape) if p > 1 else np.broadcast_to(np.asarray(dec.time_s, float) + draft, b.shape)
+            tick = chunk_clock(even, clock(heavy) + draft, clock(fwd(b / per)) + draft, per_forward, p)
+            return {"forwards": forwards, "per": per, "shared": prompt_tokens / per, "dec": dec,
+                    "piece": piece, "draft": draft, "even": even,
+                    "clock": tick, "tpot": forwards * (p * tick if p > 1 else tick) / gain}
+
+        # one request's decode steps carry the other N - 1 requests' prompts, never its own
+        seen = rnd(np.maximum(b - 1.0, 0.0) * isl * gain / osl)
+        # the work-conserving round carries all N requests' prompts: its osl rounds are the
+        # shortest cycle the engine's work allows (what saturated serving runs at)
+        work = rnd(b * isl * gain / osl, like=seen)
+        dec, draft, even_clock, dec_clock, tpot = (seen[k] for k in ("dec", "draft", "even", "clock", "tpot"))
+        dec_time = np.broadcast_to(np.asarray(dec.time_s, dtype=float) + draft, b.shape)
+        pre, pre_clock, chunks = _own_prefill(model, device, split, b, seen["per"], seen["shared"], isl,
+                                              max_num_tokens, cuda_graphs, kw, fwd)
+        pre_clock = pre_clock + np.where(b > 1, draft, 0.0)
+        own = chunks * (p * pre_clock if p > 1 else pre_clock)
+        # a new request arrives as the engine starts the others' next forward (its predecessor
+        # just finished) and joins the one after: it waits one forward, none when alone
+        arrive = np.where(b > 1, dec_clock, 0.0)
+        free = arrive + own + (osl - 1) * tpot  # then its own prefill and osl - 1 decode steps
+        # with others in flight it may also wait for their prefills: the cycle is at least
+        # the work-conserving one (Little's law: N requests per cycle)
+        e2e = np.where(b > 1, np.maximum(free, osl * work["tpot"]), free)
+        wait = arrive + e2e - free
+        ttft = own + wait
+        tok_s = split.dp * b * osl / e2e
+    share_pre = np.broadcast_to(np.asarray(pre.comm_s) / np.asarray(pre.time_s), b.shape)
     share_dec = np.broadcast_to(np.asarray(dec.comm_s) / dec_time, b.shape)
     costs = pp_costs(dec, even_clock, dec_clock, p, b.shape) if p > 1 else None
     return Curve(mode, b, np.asarray(ttft, float), np.asarray(tpot, float), np.asarray(e2e, float),
                  tok_s, tok_s / split.gpus, share_dec, np.broadcast_to(share_pre, b.shape),
                  np.broadcast_to(1 - mb / p, b.shape), mb, chunks, pre_clock, dec_clock, pre, dec,
-                 np.broadcast_to(np.asarray(draft, float), b.shape), costs)
+                 np.broadcast_to(np.asarray(draft, float), b.shape), costs,
+                 np.broadcast_to(np.asarray(wait, float), b.shape))
+
+
+def _own_prefill(model, device, split: Split, b, per, shared, isl: int, max_num_tokens: int,
+                 cuda_graphs, kw, fwd):
+    """A request's own prompt in continuous batching: equal chunks of at most max_num_tokens
+    minus the forward's decode tokens, each riding a forward of the round (b / per decode
+    tokens, `fwd(batch, prefill)`) beside the others' prompt tokens that share it (`shared` per
+    forward, at least the chunk: with several prompts per forward it is the round's own
+    forward). Alone (N = 1) a chunk is a pure prefill forward, priced as a static batch of 1
+    prices it (isl / chunks tokens each). Returns (StepResult, clock, chunks)."""
+    alone = np.asarray(b <= 1)
+    decode = np.where(alone, 0.0, b / per)
+    chunks = np.ceil(isl / np.minimum(isl, np.maximum(max_num_tokens - decode, 1.0)))
+    shape = np.shape(b)
+    res = None
+    if np.any(alone):
+        res = step_time(model, device, split, phase="prefill", batch=1.0 / chunks, seq_len=isl,
+                        cuda_graphs=False if cuda_graphs is None else cuda_graphs, **kw)
+    if not np.all(alone):
+        mixed = fwd(np.where(alone, 1.0, decode), np.maximum(isl / chunks, shared))
+        if res is None:
+            res = mixed
+        else:  # a vector holding both: pick per batch (the ops are the mixed forward's)
+            res = replace(mixed, time_s=np.where(alone, res.time_s, mixed.time_s),
+                          compute_s=np.where(alone, res.compute_s, mixed.compute_s),
+                          comm_s=np.where(alone, res.comm_s, mixed.comm_s),
+                          stage_times_s=tuple(np.where(alone, x, y) for x, y in
+                                              zip(res.stage_times_s, mixed.stage_times_s)))
+    clock = (_stage_max(res, shape) if split.pp > 1
+             else np.broadcast_to(np.asarray(res.time_s, float), shape))
+    return res, clock, chunks
 
 
 def pp_costs(dec, even_clock, clock, stages: int, shape) -> dict:
@@ -356,10 +395,12 @@ def estimate(model, gpu, split: Split, *, isl: int, osl: int, batch: int | None 
         busy = chunks * float(pre.time_s) if p == 1 else chunks * float(c.prefill_clock_s)
         breakdown["prefill"] = {"compute_s": chunks * float(pre.compute_s), "comm_s": chunks * float(pre.comm_s),
                                 "bubble_s": first["ttft_s"] - busy if p > 1 else 0.0}
-    else:  # continuous: the forwards that carry the prompt's chunks
-        scale = first["ttft_s"] / float(c.prefill.time_s)
+    else:  # continuous: the forwards that carry the prompt's chunks, and the wait before them
+        wait = float(c.wait_s)
+        scale = (first["ttft_s"] - wait) / float(c.prefill.time_s)
         breakdown["prefill"] = {"compute_s": float(c.prefill.compute_s) * scale,
-                                "comm_s": float(c.prefill.comm_s) * scale, "bubble_s": 0.0}
+                                "comm_s": float(c.prefill.comm_s) * scale, "bubble_s": 0.0,
+                                "wait_s": wait}
     pipeline = None
     if p > 1:
         mb = int(c.microbatches)
