@@ -17,6 +17,7 @@ from sizer.model.catalog import get_model
 from sizer.model.split import Split
 from sizer.plan.capacity import (CapacityNotMetError, Planner, node_layout, replica_traffic, smallest_meeting)
 from sizer.plan.capacity_plan import compare, plan
+from sizer.plan.shapes import BOUND_SLACK
 from sizer.sim import Deployment, Lengths, Traffic, find_rate, generate, simulate
 
 H100 = get_gpu("h100-sxm")
@@ -152,11 +153,37 @@ def test_with_gpus_each_split_gets_its_sustainable_rate_and_the_most_headroom_wi
 
 
 def test_a_rate_nothing_allowed_serves_is_an_answer_with_the_highest_rate_reached():
+    """190 req/s on 2 GPUs: TP1 x 2's bound (2 x 80.6 req/s x 1.25 slack = 201) does not rule it
+    out, so it is simulated; it misses, and its sustainable rate is the highest reached."""
     with pytest.raises(CapacityNotMetError) as exc:
-        _plan(5000, max_gpus=2)
-    h = exc.value.plan.highest
-    assert 0 < h["rate_rps"] < 5000 and h["gpus"] <= 2
+        _plan(190, max_gpus=2)
+    p = exc.value.plan
+    h = p.highest
+    assert 0 < h["rate_rps"] < 190 and h["gpus"] <= 2 and h["simulated"] and p.simulations > 0
     assert f"{h['rate_rps']:.3g} req/s" in str(exc.value) and h["label"] in str(exc.value)
+
+
+def test_a_rate_the_bound_already_rules_out_is_answered_without_simulating():
+    """Trial 2 item 7: when every shape's bound (x BOUND_SLACK, above what the simulator
+    sustains) needs more GPUs than allowed, no simulation can serve the rate: none is run, and
+    the answer's highest rate is the bound's, max over shapes of slack x bound x replicas."""
+    progress = []
+    with pytest.raises(CapacityNotMetError) as exc:
+        _plan(5000, max_gpus=2, progress=lambda n, what: progress.append(n))
+    p = exc.value.plan
+    h = p.highest
+    assert p.simulations == 0 and not progress and h["simulated"] is False
+    shapes = [r.shape for r in p.results]
+    assert h["rate_rps"] == pytest.approx(max(BOUND_SLACK * s.bound_rps * (2 // s.gpus) for s in shapes))
+    assert h["needs_gpus"] == min(r.lower_gpus for r in p.results) > 2
+    assert f"at most {h['rate_rps']:.3g} req/s" in str(exc.value) and "nothing was simulated" in str(exc.value)
+
+
+def test_progress_is_called_after_every_simulation():
+    seen = []
+    p = _plan(60, progress=lambda n, what: seen.append((n, what)))
+    assert [n for n, _ in seen] == list(range(1, p.simulations + 1))
+    assert all("req/s" in what or "highest rate" in what for _, what in seen)
 
 
 def test_saturation_is_growth_beyond_poisson_noise():

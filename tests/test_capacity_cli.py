@@ -138,6 +138,23 @@ def test_a_rate_no_allowed_deployment_serves_is_exit_1_with_the_highest_reached(
     assert d["gpus_needed"] is None and d["error"] and 0 < h["rate_rps"] < 5000 and h["gpus"] <= 2
     assert "no deployment of up to 2x h100-sxm serves 5000 req/s" in err and f"{h['rate_rps']:.3g} req/s" in err
     assert h["label"] in err and "limited by" in err
+    # the steady-state bound already rules 5000 req/s out on 2 GPUs (trial 2 item 7): no simulation
+    assert d["simulations"] == 0 and h["simulated"] is False and "nothing was simulated" in err
+
+
+def test_progress_goes_to_stderr_after_ten_seconds_then_every_ten():
+    import io
+
+    from sizer.cli.capacity import Progress
+
+    now, buf = [0.0], io.StringIO()
+    progress = Progress("h100-sxm", stream=buf, clock=lambda: now[0])
+    for t, n in ((1.0, 1), (9.9, 2), (10.0, 3), (15.0, 4), (20.5, 5)):
+        now[0] = t
+        progress(n, f"TP1 PP1 DP{n} at 10 req/s, seed 0")
+    lines = buf.getvalue().splitlines()
+    assert lines == ["sizer recommend --rate: h100-sxm: 3 simulations in 10 s; now TP1 PP1 DP3 at 10 req/s, seed 0",
+                     "sizer recommend --rate: h100-sxm: 5 simulations in 20 s; now TP1 PP1 DP5 at 10 req/s, seed 0"]
 
 
 def test_a_trace_with_arrival_times_simulates_whole_deployments(capsys, tmp_path):

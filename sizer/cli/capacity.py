@@ -4,6 +4,7 @@ from flags to sizer/plan/capacity_plan.py, and the report: a table per GPU type 
 sentence, or one JSON document."""
 
 import copy
+import sys
 import time
 from dataclasses import dataclass
 
@@ -110,6 +111,28 @@ def _topology_for(args, gpu):
     return build
 
 
+class Progress:
+    """The progress line of a long search, on stderr (stdout keeps the one answer or JSON
+    document): the simulations so far and what is being simulated, first after AFTER_S seconds,
+    then at most every EVERY_S seconds, so a search that answers quickly prints nothing."""
+
+    AFTER_S = 10.0
+    EVERY_S = 10.0
+
+    def __init__(self, gpu: str, stream=None, clock=time.monotonic):
+        self.gpu, self.stream, self.clock = gpu, stream, clock
+        self.start = clock()
+        self.last = self.start - self.EVERY_S + self.AFTER_S  # the first line comes AFTER_S in
+
+    def __call__(self, simulations: int, what: str) -> None:
+        now = self.clock()
+        if now - self.last < self.EVERY_S:
+            return
+        self.last = now
+        print(f"sizer recommend --rate: {self.gpu}: {simulations} simulations in {now - self.start:.0f} s; "
+              f"now {what}", file=self.stream or sys.stderr, flush=True)
+
+
 @dataclass
 class Outcome:
     """What one `recommend --rate` computed: a plan (or (gpu, error) pair) per GPU type, the
@@ -166,7 +189,8 @@ def compute(args) -> Outcome:
                      weight_dtypes=wds, kv_dtypes=kv, topology_for=_topology_for(args, gpu), profile=profile,
                      fraction=fraction, max_num_seqs=args.max_num_seqs,
                      max_num_batched_tokens=args.max_num_batched_tokens, cuda_graphs=None,
-                     requests=args.requests, uneven_pp=uneven_pp_from_args(args), context=longest)
+                     requests=args.requests, uneven_pp=uneven_pp_from_args(args), context=longest,
+                     progress=Progress(gpu.id))
         except CapacityNotMetError as exc:
             p, first_error = exc.plan, first_error or exc
         except InfeasibleError as exc:
@@ -321,12 +345,14 @@ def render_plan(args, p, elapsed=None) -> list[str]:
              f"{'/'.join(map(str, requests)) or '-'} requests per seed)", ""]
     head = (f"{'#':>2}  {'deployment':<18}{'GPUs':>6}{'nodes':>8}{'replicas':>9}  {'weights':<9}{'KV':<6}"
             f"{q + ' TTFT':>10}{q + ' TPOT':>10}{'sustains':>12}{'bound':>9}")
-    lines += [head, "-" * len(head)]
+    if not shown:  # the steady-state bound alone answered (capacity.bound_proves_infeasible)
+        lines[1:] = [f"SLOs: {slo}; nothing simulated: every split's steady-state bound needs more GPUs than allowed"]
     top = args.top or 10
-    lines += [_cand_row(p, r, i) for i, r in enumerate(shown[:top], 1)]
-    lines.append(f"{q} = the worst seed; nodes = nodes x GPUs per node that run it as given (--gpus G --nodes N); "
-                 "sustains = the highest rate seen to meet - the lowest seen to miss (req/s); bound = steady-state req/s per replica with the SLOs "
-                 "as mean targets")
+    if shown:
+        lines += [head, "-" * len(head)] + [_cand_row(p, r, i) for i, r in enumerate(shown[:top], 1)]
+        lines.append(f"{q} = the worst seed; nodes = nodes x GPUs per node that run it as given (--gpus G --nodes N); "
+                     "sustains = the highest rate seen to meet - the lowest seen to miss (req/s); bound = steady-state req/s per replica with the SLOs "
+                     "as mean targets")
     w = p.winner
     lines += ["", "Answer: " + p.verdict()] if w else ["", "No deployment: " + p.error]
     if w is not None and w.fewer:

@@ -248,12 +248,13 @@ def plan(model, gpu, traffic, *, rate_rps: float, ttft_slo_s=None, tpot_slo_s=No
          gpus=None, nodes: int = 1, per_node=None, whole_nodes: bool = False, max_gpus=None, engine=None,
          weight_dtypes=(None,), kv_dtypes=("auto",), topology_for=None, profile=None, fraction=None,
          max_num_seqs=None, max_num_batched_tokens=None, cuda_graphs=None, requests=None, uneven_pp: bool = True,
-         context=None, headroom: int = HEADROOM_CANDIDATES) -> CapacityPlan:
+         context=None, headroom: int = HEADROOM_CANDIDATES, progress=None) -> CapacityPlan:
     """Capacity planning for one GPU type (module docstring of sizer/plan/capacity.py). Without
     `gpus`: the fewest GPUs (a multiple of `per_node` with whole_nodes), at most `max_gpus`;
     with `gpus`: the sustainable rate of each split of them (over `nodes` nodes). Raises
     InputError on bad input, InfeasibleError when nothing fits, CapacityNotMetError (carrying the
-    plan) when nothing serves the rate."""
+    plan) when nothing serves the rate. `progress(simulations, what)`, when given, is called after
+    every simulation (the CLI's progress line)."""
     from sizer.cost.engines import get_engine
 
     cap.check_inputs(rate_rps, ttft_slo_s, tpot_slo_s, percentile)
@@ -297,11 +298,13 @@ def plan(model, gpu, traffic, *, rate_rps: float, ttft_slo_s=None, tpot_slo_s=No
                   per_node=per_node, whole_nodes=bool(whole_nodes), max_gpus=max_gpus, rejected=rejected,
                   seeds=planner.seeds, mean_osl=osl, traffic_timed=planner.timed, arrival=traffic.arrival,
                   burstiness=traffic.burstiness)
+    planner.progress = progress
+
+    def step_of(shape):
+        return per_node // shape.gpus if whole_nodes and shape.gpus <= per_node else 1
     if gpus is not None:
         results = cap.rate_at_gpus(planner, shapes, gpus, rate_rps)
     else:
-        def step_of(shape):
-            return per_node // shape.gpus if whole_nodes and shape.gpus <= per_node else 1
         results = cap.plan_capacity(planner, shapes, rate_rps, step_of=step_of, max_gpus=max_gpus)
         cap.add_headroom(planner, results, rate_rps, headroom)
     notes = []
@@ -310,11 +313,20 @@ def plan(model, gpu, traffic, *, rate_rps: float, ttft_slo_s=None, tpot_slo_s=No
     result = CapacityPlan(**common, results=results, simulations=planner.simulations, notes=notes, planner=planner)
     best = result.winner
     if best is None or (gpus is not None and (best.sustainable_rate_rps or 0) < rate_rps):
-        result.highest = _highest(planner, result, gpus)
+        if gpus is None and cap.bound_proves_infeasible(results, max_gpus):
+            result.highest = _bound_highest(result, rate_rps, step_of)
+            h = result.highest
+            result.error = (f"no deployment of {where} serves {rate_rps:g} req/s within the SLOs: at most "
+                            f"{h['rate_rps']:.3g} req/s, by {h['label']} on {h['gpus']} GPUs, limited by "
+                            f"{h['limited_by']}; {rate_rps:g} req/s needs at least {h['needs_gpus']} GPUs, so "
+                            "nothing was simulated")
+        else:
+            result.highest = _highest(planner, result, gpus)
+            h = result.highest
+            result.error = (f"no deployment of {where} serves {rate_rps:g} req/s within the SLOs: the most, "
+                            f"{h['rate_rps']:.3g} req/s, by {h['label']} ({h['gpus']} GPUs; limited by "
+                            f"{h['limited_by']})")
         result.simulations = planner.simulations
-        h = result.highest
-        result.error = (f"no deployment of {where} serves {rate_rps:g} req/s within the SLOs: the most, "
-                        f"{h['rate_rps']:.3g} req/s, by {h['label']} ({h['gpus']} GPUs; limited by {h['limited_by']})")
         raise cap.CapacityNotMetError(result.error, result)
     return result
 
@@ -350,7 +362,18 @@ def _highest(planner, result, gpus) -> dict:
             r.replicas = max(1, result.max_gpus // r.shape.gpus)
         rate, _, _, limited = planner.highest_rate(r.shape, r.replicas)
     return {"rate_rps": rate, "label": result.label(r), "gpus": r.gpus, "replicas": r.replicas,
-            "limited_by": limited or "the search range"}
+            "limited_by": limited or "the search range", "simulated": True}
+
+
+def _bound_highest(result, rate_rps: float, step_of) -> dict:
+    """The answer when the steady-state bound alone proves that nothing allowed serves R
+    (capacity.bound_proves_infeasible): the most any shape's bound allows on the GPUs allowed, an
+    upper bound, and the fewest GPUs any bound needs for R; no simulation."""
+    r, rate = cap.bound_highest(result.results, rate_rps, result.max_gpus, step_of)
+    return {"rate_rps": rate, "label": result.label(r), "gpus": r.gpus, "replicas": r.replicas,
+            "limited_by": f"the steady-state bound ({r.shape.bound_rps:.3g} req/s per replica x "
+                          f"{cap.BOUND_SLACK:g} slack)",
+            "needs_gpus": min(x.lower_gpus for x in result.results), "simulated": False}
 
 
 def compare(plans: list, prices, rate_rps: float) -> dict:
