@@ -140,6 +140,18 @@ def test_whole_nodes_count_nodes_and_the_node_below_misses():
     assert p.gpus_needed >= _plan(200).gpus_needed
 
 
+def test_the_answer_names_one_node_count_the_whole_nodes_that_hold_it():
+    """Trial 2 item 4: 3 GPUs of TP1 were '1x3' in the table (the --gpus 3 --nodes 1 layout) and
+    'part of one node of 8' in the answer; now both are one node of 8 with 5 idle, and the
+    layout that reruns it is a field of its own."""
+    p = _plan(200)
+    w = p.winner
+    assert w.gpus == 3 and p.nodes_of(w) == (1, 8)
+    c = p.candidate(w)
+    assert (c["nodes"], c["gpus_per_node"], c["idle_gpus"]) == (1, 8, 5) and c["as_given"] == {"gpus": 3, "nodes": 1}
+    assert "whole_nodes" not in c
+
+
 def test_with_gpus_each_split_gets_its_sustainable_rate_and_the_most_headroom_wins():
     p = plan(M8B, H100, TRAFFIC, rate_rps=100, **SLO, **{**KW, "max_gpus": None}, gpus=2)
     rated = [r for r in p.results if r.status == "rate"]
@@ -215,7 +227,8 @@ def test_compare_costs_and_the_cheapest_type():
     doc = compare([a, b], [2.5, 1.2], 120)
     rows = {r["gpu"]: r for r in doc["by_gpu"]}
     for row, p, price in ((rows["h100-sxm"], a, 2.5), (rows["a100-80g-sxm"], b, 1.2)):
-        assert row["cost_per_hour"] == pytest.approx(p.gpus_needed * price)
+        assert row["cost_per_hour"] == pytest.approx(math.ceil(p.gpus_needed / 8) * 8 * price)  # whole nodes
+        assert row["cost_per_hour_per_gpu"] == pytest.approx(p.gpus_needed * price)
         assert row["cost_per_million_output_tokens"] == pytest.approx(row["cost_per_hour"] / (120 * 64 * 3600) * 1e6)
     assert doc["cheapest"] == min(rows.values(), key=lambda r: r["cost_per_hour"])["gpu"]
     none = compare([a, b], None, 120)

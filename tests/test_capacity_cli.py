@@ -41,7 +41,11 @@ def test_json_has_the_issues_keys(doc_200):
     assert d["slo"] == {"ttft_s": 0.5, "tpot_s": 0.015} and d["seeds"] == [0, 1, 2]
     for c in d["candidates"]:
         assert {"gpus", "nodes", "gpus_per_node", "tp", "pp", "dp", "ep", "sustainable_rate_rps", "simulated"} <= set(c)
-        assert c["gpus"] == c["nodes"] * c["gpus_per_node"] == c["tp"] * c["pp"] * c["dp"]
+        # one node count (trial 2 item 4): the whole nodes that hold it, the last part idle
+        assert c["gpus"] + c["idle_gpus"] == c["nodes"] * c["gpus_per_node"] and 0 <= c["idle_gpus"] < 8
+        assert c["gpus"] == c["tp"] * c["pp"] * c["dp"] and c["gpus_per_node"] == 8
+        given = c["as_given"]  # the --gpus G --nodes N that run it again
+        assert given["gpus"] == c["gpus"] and given["gpus"] % given["nodes"] == 0
         for run_ in c["simulated"]["runs"]:
             for key in ("ttft_s", "tpot_s", "itl_s", "e2e_s", "queue_s"):  # sizer simulate --json's blocks
                 assert set(run_[key]) == {"mean", "p50", "p90", "p99", "max"}
@@ -77,8 +81,10 @@ def test_gpu_types_side_by_side_with_their_cost(capsys):
     rows = {r["gpu"]: r for r in d["by_gpu"]}
     assert set(rows) == {"h100-sxm", "a100-80g-sxm"} and d["gpu"] == ["h100-sxm", "a100-80g-sxm"]
     for gpu, price in (("h100-sxm", 2.5), ("a100-80g-sxm", 1.2)):
-        r = rows[gpu]
-        assert r["cost_per_hour"] == pytest.approx(r["gpus_needed"] * price)
+        r = rows[gpu]  # cost on the whole nodes that hold the GPUs, the per-GPU figure beside it
+        assert r["nodes"] == -(-r["gpus_needed"] // 8) == r["winner"]["nodes"] and r["per_node"] == 8
+        assert r["cost_per_hour"] == pytest.approx(r["nodes"] * 8 * price)
+        assert r["cost_per_hour_per_gpu"] == pytest.approx(r["gpus_needed"] * price)
         assert r["cost_per_million_output_tokens"] == pytest.approx(r["cost_per_hour"] / (120 * 64 * 3600) * 1e6)
         assert r["winner"]["gpus"] == r["gpus_needed"]
     cheapest = min(rows.values(), key=lambda r: r["cost_per_hour"])
@@ -86,6 +92,21 @@ def test_gpu_types_side_by_side_with_their_cost(capsys):
     code, out, _ = run(capsys, *BASE, *SLO, "--rate", "120", "--gpu", "h100-sxm,a100-80g-sxm",
                        "--gpu-hour-price", "2.5,1.2")
     assert "Side by side:" in out and f"Verdict: {cheapest['gpu']} is cheapest" in out
+
+
+def test_one_priced_gpu_type_gets_its_cost(capsys):
+    """Trial 2 item 5: --gpu-hour-price with one --gpu was silently ignored."""
+    code, out, _ = run(capsys, *BASE, *SLO, "--rate", "120", "--gpu-hour-price", "2.5", "--json")
+    assert code == 0
+    d = json.loads(out)
+    nodes = -(-d["gpus_needed"] // 8)
+    assert d["nodes"] == nodes and d["idle_gpus"] == nodes * 8 - d["gpus_needed"] and d["gpu_hour_price"] == 2.5
+    assert d["cost_per_hour"] == pytest.approx(nodes * 8 * 2.5)
+    assert d["cost_per_hour_per_gpu"] == pytest.approx(d["gpus_needed"] * 2.5)
+    assert d["cost_per_million_output_tokens"] == pytest.approx(d["cost_per_hour"] / (120 * 64 * 3600) * 1e6)
+    code, out, _ = run(capsys, *BASE, *SLO, "--rate", "120", "--gpu-hour-price", "2.5")
+    assert f"Cost at $2.5/GPU-hour: ${d['cost_per_hour']:,.2f}/h on {nodes} whole node" in out
+    assert f"billed per GPU ({d['gpus_needed']} GPUs) ${d['cost_per_hour_per_gpu']:,.2f}/h" in out
 
 
 def test_emit_prints_the_winners_command(capsys):

@@ -14,7 +14,9 @@ from sizer.hardware.profile import load_profile
 from sizer.model.catalog import get_model
 from sizer.output import emit_json
 from sizer.plan.capacity import DEFAULT_MAX_GPUS, CapacityNotMetError
-from sizer.plan.capacity_plan import _t, compare, plan
+from sizer.plan.capacity_cost import compare, plan_cost
+from sizer.plan.capacity_cost import verdict as cost_verdict
+from sizer.plan.capacity_plan import _t, plan
 from sizer.plan.recommend import _weight_dtypes
 from sizer.sim import Lengths, Traffic, parse_lengths, read_trace
 from sizer.sim.arrivals import ARRIVALS
@@ -199,7 +201,7 @@ def compute(args) -> Outcome:
             p, first_error = (gpu.id, str(exc)), first_error or exc
         plans.append(p)
     elapsed = time.perf_counter() - start
-    chosen = _chosen(plans, prices)
+    chosen = _chosen(plans, prices, args.rate)
     launch = _launch(args, model, chosen, longest, fraction) if chosen is not None else None
     return Outcome(plans, prices, chosen, elapsed, launch, None if chosen is not None else first_error)
 
@@ -219,14 +221,11 @@ def run(args) -> int:
     return 0
 
 
-def _chosen(plans, prices):
-    """The plan whose winner the answer is: the cheapest type with prices, else the fewest GPUs."""
-    served = [(i, p) for i, p in enumerate(plans) if not isinstance(p, tuple) and p.winner is not None]
-    if not served:
-        return None
-    if prices:
-        return min(served, key=lambda ip: (ip[1].gpus_needed * prices[ip[0]], ip[0]))[1]
-    return min(served, key=lambda ip: (ip[1].gpus_needed, ip[0]))[1]
+def _chosen(plans, prices, rate_rps):
+    """The plan whose winner the answer is: compare()'s pick (the cheapest type on whole nodes
+    with prices, else the fewest GPUs; a tie broken on the sustainable rate)."""
+    pick = compare(plans, prices, rate_rps)["pick"]
+    return next((p for p in plans if not isinstance(p, tuple) and p.winner is not None and p.gpu == pick), None)
 
 
 def _launch(args, model, p, longest, fraction):
@@ -253,7 +252,7 @@ def simulate_command(args, p, r, seed) -> str:
     parts += [f"--{k} {v}" for k, v in (("tp", split.tp), ("pp", split.pp), ("dp", split.dp), ("ep", split.ep))
               if v != 1]
     if split.gpus > p.per_node:
-        parts.append(f"--nodes {p.nodes_of(r)[0] if timed else split.gpus // p.per_node}")
+        parts.append(f"--nodes {p.as_given(r)[1] if timed else split.gpus // p.per_node}")
     parts += ["--engine", p.engine]
     for flag, value in (("--weight-dtype", s.weight_dtype), ("--kv-dtype", None if s.kv_dtype == "auto" else s.kv_dtype),
                         ("--max-num-seqs", args.max_num_seqs), ("--max-num-batched-tokens", args.max_num_batched_tokens),
@@ -297,6 +296,8 @@ def document(args, out: Outcome) -> dict:
         docs.append(d)
     if len(plans) == 1:
         doc = docs[0]
+        if not isinstance(plans[0], tuple) and plans[0].winner is not None:  # its cost (trial 2 item 5)
+            doc.update(plan_cost(plans[0], prices[0] if prices else None, args.rate))
     else:
         first = next((p for p in plans if not isinstance(p, tuple)), None)
         cmp_doc = compare(plans, prices, args.rate)
@@ -329,7 +330,7 @@ def _cand_row(p, r, i) -> str:
             f"{sus:>12}{r.shape.bound_rps:>9.3g}" + mark)
 
 
-def render_plan(args, p, elapsed=None) -> list[str]:
+def render_plan(args, p, elapsed=None, price=None) -> list[str]:
     q = p.q.upper()
     slo = ", ".join(f"{q} {k[:-2].upper()} <= {_t(v)}" for k, v in p.slo.items() if v) or \
         "none (stability only)"
@@ -350,7 +351,7 @@ def render_plan(args, p, elapsed=None) -> list[str]:
     top = args.top or 10
     if shown:
         lines += [head, "-" * len(head)] + [_cand_row(p, r, i) for i, r in enumerate(shown[:top], 1)]
-        lines.append(f"{q} = the worst seed; nodes = nodes x GPUs per node that run it as given (--gpus G --nodes N); "
+        lines.append(f"{q} = the worst seed; nodes = whole nodes x GPUs per node that hold it (the last may have idle GPUs); "
                      "sustains = the highest rate seen to meet - the lowest seen to miss (req/s); bound = steady-state req/s per replica with the SLOs "
                      "as mean targets")
     w = p.winner
@@ -365,6 +366,8 @@ def render_plan(args, p, elapsed=None) -> list[str]:
                      + ")")
     if w is not None and w.runs:
         lines.append(f"  rerun a seed: {simulate_command(args, p, w, w.runs[0]['seed'])}")
+    if w is not None and price is not None:  # one priced type (trial 2 item 5)
+        lines.append(cost_line(plan_cost(p, price, p.rate_rps), w.gpus))
     why = p.why_not()
     if why:
         lines += ["", "Why not:"] + [f"  - {x}" for x in why[:MAX_WHY_NOT]]
@@ -376,44 +379,40 @@ def render_plan(args, p, elapsed=None) -> list[str]:
     return lines
 
 
+def cost_line(c: dict, gpus: int) -> str:
+    """'Cost: $212.24/h on 7 whole nodes of 8 (6 GPUs idle), $2.303 per million output tokens;
+    billed per GPU (50 GPUs) $189.50/h, $2.056 per million' (sizer/plan/capacity_cost.py)."""
+    nodes = f"{c['nodes']} whole node{'s' if c['nodes'] != 1 else ''} of {c['per_node']}"
+    idle = f" ({c['idle_gpus']} GPUs idle)" if c["idle_gpus"] else ""
+    return (f"Cost at ${c['gpu_hour_price']:g}/GPU-hour: ${c['cost_per_hour']:,.2f}/h on {nodes}{idle}, "
+            f"${c['cost_per_million_output_tokens']:.3f} per million output tokens; billed per GPU ({gpus} GPUs) "
+            f"${c['cost_per_hour_per_gpu']:,.2f}/h, ${c['cost_per_million_output_tokens_per_gpu']:.3f} per million")
+
+
 def render(args, plans, prices, chosen, elapsed) -> str:
     lines = []
     for p in plans:
         if isinstance(p, tuple):
             lines += [f"{p[0]}: {p[1]}", ""]
             continue
-        lines += render_plan(args, p, elapsed if len(plans) == 1 else None) + [""]
+        one = len(plans) == 1
+        lines += render_plan(args, p, elapsed if one else None, prices[0] if one and prices else None) + [""]
     if len(plans) > 1:
         cmp_doc = compare(plans, prices, args.rate)
-        head = f"{'GPU':<12}{'GPUs':>6}{'nodes':>7}  {'deployment':<18}{'$/hour':>10}{'$/M out tok':>13}"
+        head = (f"{'GPU':<12}{'GPUs':>6}{'nodes':>7}{'idle':>6}  {'deployment':<18}{'$/hour':>11}{'$/M out tok':>13}"
+                f"{'per GPU $/h':>13}")
         lines += ["Side by side:", head, "-" * len(head)]
         for row in cmp_doc["by_gpu"]:
             if row["gpus_needed"] is None:
-                lines.append(f"{row['gpu']:<12}{'-':>6}{'-':>7}  {'cannot serve it':<18}")
+                lines.append(f"{row['gpu']:<12}{'-':>6}{'-':>7}{'-':>6}  {'cannot serve it':<18}")
                 continue
-            ph = f"{row['cost_per_hour']:,.2f}" if row["cost_per_hour"] is not None else "-"
+            money = [f"{row[k]:,.2f}" if row[k] is not None else "-" for k in ("cost_per_hour", "cost_per_hour_per_gpu")]
             pm = f"{row['cost_per_million_output_tokens']:.3f}" if row["cost_per_million_output_tokens"] else "-"
-            nodes = f"{row['whole_nodes']}x{row['per_node']}"
-            lines.append(f"{row['gpu']:<12}{row['gpus_needed']:>6}{nodes:>7}  {row['winner']['label']:<18}"
-                         f"{ph:>10}{pm:>13}")
-        lines += ["nodes = whole nodes of each type's size that hold the GPUs", "", "Verdict: " + _verdict(cmp_doc, prices)]
+            nodes = f"{row['nodes']}x{row['per_node']}"
+            lines.append(f"{row['gpu']:<12}{row['gpus_needed']:>6}{nodes:>7}{row['idle_gpus']:>6}  "
+                         f"{row['winner']['label']:<18}{money[0]:>11}{pm:>13}{money[1]:>13}")
+        lines += ["nodes = whole nodes of each type's size that hold the GPUs; $/hour and $/M out tok on those whole "
+                  "nodes (idle GPUs paid for); per GPU $/h = the GPUs alone, as a cloud that bills single GPUs",
+                  "", "Verdict: " + cost_verdict(cmp_doc, args.rate)]
         lines.append(f"{sum(p.simulations for p in plans if not isinstance(p, tuple))} simulations in {elapsed:.1f} s")
     return "\n".join(lines).rstrip()
-
-
-def _verdict(cmp_doc, prices) -> str:
-    rows = {r["gpu"]: r for r in cmp_doc["by_gpu"]}
-    served = [r for r in cmp_doc["by_gpu"] if r["gpus_needed"] is not None]
-    if not served:
-        return "no GPU type of the list serves the traffic within the SLOs"
-    if cmp_doc["cheapest"]:
-        c = rows[cmp_doc["cheapest"]]
-        others = ", ".join(f"{r['gpu']} {r['gpus_needed']} GPUs at ${r['cost_per_hour']:,.2f}/h"
-                           for r in served if r is not c)
-        return (f"{c['gpu']} is cheapest: {c['gpus_needed']} GPUs at ${c['cost_per_hour']:,.2f}/h, "
-                f"${c['cost_per_million_output_tokens']:.3f} per million output tokens"
-                + (f" (vs {others})" if others else ""))
-    f = rows[cmp_doc["fewest_gpus"]]
-    others = ", ".join(f"{r['gpu']} {r['gpus_needed']}" for r in served if r is not f)
-    return (f"{f['gpu']} needs the fewest GPUs: {f['gpus_needed']}" + (f" (vs {others})" if others else "")
-            + "; give --gpu-hour-price p1,p2,... for the cost per hour and per million output tokens")

@@ -2,18 +2,17 @@
 sizer/plan/capacity.py for one GPU type and returns a CapacityPlan (ranked deployments, why-not
 lines, the JSON document); `compare()` puts several GPU types side by side with their cost.
 
-Costs: cost per hour = GPUs x price per GPU-hour; cost per million output tokens = cost per
-hour / (R x mean output tokens x 3600 s) x 1e6, the tokens the planned traffic produces (so the
-cheapest type per hour is the cheapest per token too: same traffic).
+Nodes and costs: sizer/plan/capacity_cost.py (whole nodes of per_node GPUs, cost on whole nodes
+and per GPU; compare() is re-exported here).
 """
 
-import math
 from dataclasses import dataclass, field
 
 from sizer.errors import InfeasibleError, InputError
 from sizer.hardware.topology import default_topology
 from . import capacity as cap
 from .search import divisors
+from .capacity_cost import compare, node_count  # noqa: F401  (compare: this module's API too)
 from .shapes import Rejected, bound_shapes, bound_targets, candidate_splits
 
 HEADROOM_CANDIDATES = 1  # confirmed deployments whose sustainable rate is bracketed (the winner)
@@ -77,19 +76,29 @@ class CapacityPlan:
         return w.gpus if w is not None else None
 
     def nodes_of(self, r) -> tuple[int, int]:
-        """(nodes, GPUs per node) to run `r` as given: whole nodes, or any count (capacity.node_layout)."""
-        if self.whole_nodes or self.mode == "gpus":
+        """(whole nodes, GPUs per node) that hold `r`: its replicas packed on nodes of per_node
+        GPUs, the last one possibly part idle (capacity_cost.node_count); with --gpus G --nodes
+        N, the N nodes given."""
+        if self.mode == "gpus":
             return max(1, r.gpus // self.per_node), min(self.per_node, r.gpus)
-        return cap.node_layout(r.gpus, r.shape.gpus, self.per_node)
+        return node_count(r.gpus, self.per_node)[0], self.per_node
+
+    def as_given(self, r) -> tuple[int, int]:
+        """(GPUs, nodes) of `--gpus G --nodes N` that run `r` again as given: every node the
+        same, the most GPUs per node that hold whole replicas or a whole share of one
+        (capacity.node_layout); the simulated topology of a timed trace's whole deployment."""
+        if self.mode == "gpus" or self.whole_nodes:
+            return r.gpus, self.nodes_of(r)[0]
+        return r.gpus, cap.node_layout(r.gpus, r.shape.gpus, self.per_node)[0]
 
     # -- JSON -------------------------------------------------------------------------------
     def candidate(self, r) -> dict:
         s = r.shape
         split = s.deployment(r.replicas)
         nodes, per = self.nodes_of(r)
-        buy = math.ceil(r.gpus / self.per_node)
+        g, n = self.as_given(r)
         doc = {**split.to_json(), "gpus": r.gpus, "nodes": nodes, "gpus_per_node": per,
-               "whole_nodes": buy, "idle_gpus": buy * self.per_node - r.gpus,
+               "idle_gpus": nodes * per - r.gpus, "as_given": {"gpus": g, "nodes": n},
                "replicas": r.replicas, "replica_gpus": s.gpus, "weight_dtype": s.weights_label,
                "kv_dtype": s.kv_label, "status": r.status,
                "sustainable_rate_rps": r.sustainable_rate_rps, "misses_at_rps": r.misses_at_rps,
@@ -227,8 +236,7 @@ class CapacityPlan:
         if self.mode == "gpus":
             return (f"{self.label(w)} sustains {w.sustainable_rate_rps:.3g} req/s on {w.gpus}x {self.gpu} within "
                     f"{slo} ({w.sustainable_rate_rps / self.rate_rps - 1:+.0%} headroom over {self.rate_rps:g} req/s)")
-        buy = math.ceil(w.gpus / self.per_node)
-        idle = buy * self.per_node - w.gpus
+        buy, idle = node_count(w.gpus, self.per_node)
         where = f"{buy} node{'s' if buy != 1 else ''} of {self.per_node}" + (f", {idle} GPUs idle" if idle else "")
         if w.gpus < self.per_node:
             where = f"part of one node of {self.per_node}"
@@ -374,30 +382,3 @@ def _bound_highest(result, rate_rps: float, step_of) -> dict:
             "limited_by": f"the steady-state bound ({r.shape.bound_rps:.3g} req/s per replica x "
                           f"{cap.BOUND_SLACK:g} slack)",
             "needs_gpus": min(x.lower_gpus for x in result.results), "simulated": False}
-
-
-def compare(plans: list, prices, rate_rps: float) -> dict:
-    """GPU types side by side: {by_gpu: [...], cheapest, fewest_gpus} (module docstring); a plan
-    may be an error string for a type that cannot serve the traffic."""
-    rows = []
-    for i, p in enumerate(plans):
-        price = prices[i] if prices else None
-        if isinstance(p, CapacityPlan) and p.winner is not None:
-            w = p.winner
-            per_hour = w.gpus * price if price else None
-            tokens_per_hour = rate_rps * p.mean_osl * 3600.0
-            rows.append({"gpu": p.gpu, "gpus_needed": w.gpus, "nodes": p.nodes_of(w)[0],
-                         "whole_nodes": math.ceil(w.gpus / p.per_node), "per_node": p.per_node,
-                         "winner": p.candidate(w), "gpu_hour_price": price, "cost_per_hour": per_hour,
-                         "cost_per_million_output_tokens": per_hour / tokens_per_hour * 1e6 if price else None,
-                         "simulations": p.simulations})
-        else:
-            rows.append({"gpu": p.gpu if isinstance(p, CapacityPlan) else p[0], "gpus_needed": None,
-                         "winner": None, "gpu_hour_price": price, "cost_per_hour": None,
-                         "cost_per_million_output_tokens": None,
-                         "error": p.error if isinstance(p, CapacityPlan) else p[1]})
-    served = [r for r in rows if r["gpus_needed"] is not None]
-    priced = [r for r in served if r["cost_per_hour"] is not None]
-    cheapest = min(priced, key=lambda r: r["cost_per_hour"])["gpu"] if priced else None
-    fewest = min(served, key=lambda r: r["gpus_needed"])["gpu"] if served else None
-    return {"by_gpu": rows, "cheapest": cheapest, "fewest_gpus": fewest}
