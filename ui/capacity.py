@@ -120,7 +120,7 @@ def view(inp: core.Inputs) -> None:
     if doc.get("cli_error"):
         st.warning(doc["cli_error"])
     rows = doc.get("by_gpu") or [{"gpu": doc["gpu"], "gpus_needed": doc["gpus_needed"], "winner": doc["winner"],
-                                  "cost_per_hour": None}]
+                                  "cost_per_hour": doc.get("cost_per_hour")}]
     m = st.columns(len(rows))
     for col, row in zip(m, rows):
         cost = f"${row['cost_per_hour']:,.2f}/h" if row.get("cost_per_hour") is not None else None
