@@ -24,7 +24,7 @@ H100 = get_gpu("h100-sxm")
 M8B = get_model("llama-3.1-8b")
 TRAFFIC = Traffic(isl=Lengths("fixed", 256), osl=Lengths("fixed", 64))
 SLO = dict(ttft_slo_s=0.5, tpot_slo_s=0.015)
-KW = dict(engine="vllm", requests=300, context=320, max_gpus=8)
+KW = dict(engine="vllm", requests=300, context=320, max_gpus=8, fp8_hint=False)  # the hint: its own tests
 
 
 def _plan(rate, **kw):
@@ -233,3 +233,50 @@ def test_compare_costs_and_the_cheapest_type():
     assert doc["cheapest"] == min(rows.values(), key=lambda r: r["cost_per_hour"])["gpu"]
     none = compare([a, b], None, 120)
     assert none["cheapest"] is None and none["fewest_gpus"] == min(rows.values(), key=lambda r: r["gpus_needed"])["gpu"]
+
+
+def test_the_precision_line_names_the_fp8_count_the_fp8_plan_confirms():
+    """Trial 2 item 3: rate mode never mentioned fp8 (70B at 100 req/s: 56 H100s in bf16, 32 in
+    fp8). 8B at 200 req/s: 3 H100s in bf16; the hint's fp8 count is what planning in fp8 finds
+    (the same search and seeds), and it is fewer."""
+    p = _plan(200, fp8_hint=True)
+    h = p.precision_hint
+    fp8 = _plan(200, weight_dtypes=["fp8"], kv_dtypes=["fp8"])
+    assert h["simulated"] and h["gpus"] == fp8.gpus_needed < p.gpus_needed == 3
+    assert h["fewer_gpus"] == p.gpus_needed - h["gpus"] and h["lower_bound_gpus"] <= h["gpus"]
+    assert h["text"].startswith(f"fp8 weights+KV: {h['gpus']} GPUs (TP1 PP1 DP{h['gpus']}) serve it on all 3 seeds")
+    assert h["text"].endswith("pass --weight-dtype fp8 --kv-dtype fp8") and p.to_json()["precision_hint"] == h
+    assert fp8.precision_hint is None  # a precision asked for: no hint
+
+
+def test_the_precision_line_costs_only_the_bound_when_it_promises_no_fewer_gpus():
+    """At 10 req/s one H100 serves 8B in bf16; fp8's bound cannot need fewer than one: no
+    simulation is added for it."""
+    with_hint, without = _plan(10, fp8_hint=True), _plan(10)
+    h = with_hint.precision_hint
+    assert with_hint.gpus_needed == 1 and not h["simulated"] and h["gpus"] is None
+    assert with_hint.simulations == without.simulations
+    assert h["text"] == "fp8 weights+KV: no fewer GPUs: its steady-state bound needs at least 1 (vs 1 here); not simulated"
+
+
+def test_an_unservable_rate_says_what_fp8_would_need():
+    with pytest.raises(CapacityNotMetError) as exc:
+        _plan(5000, max_gpus=2, fp8_hint=True)
+    h = exc.value.plan.precision_hint
+    assert h["lower_bound_gpus"] > 2 and not h["simulated"]
+    assert str(exc.value).endswith(f"; fp8 weights+KV: not enough either: its steady-state bound needs at least "
+                                   f"{h['lower_bound_gpus']} GPUs, more than the 2 allowed; not simulated")
+
+
+def test_with_gpus_the_precision_line_compares_bounds_only():
+    """--rate --gpus N: the most requests/s any split of the N GPUs carries by the bound, fp8
+    beside the checkpoint's precision (no simulation)."""
+    from sizer.plan.capacity_fp8 import gpus_hint
+    from sizer.plan.shapes import Shape
+
+    def shape(tp, rps, wd):
+        return Shape(split=Split(tp=tp), weight_dtype=wd, weights_label=wd or "bf16", kv_label=wd or "bf16",
+                     kv_dtype=wd or "auto", bound_rps=rps, bound_batch=8, bound_ttft_s=0.1, bound_tpot_s=0.01, max_batch=64)
+    h = gpus_hint([shape(1, 140.0, "fp8"), shape(2, 200.0, "fp8")], [shape(1, 80.0, None)], ("fp8", "fp8"), 2)
+    assert h["bound_rps"] == 280.0 and h["label"] == "TP1 PP1 DP2" and not h["simulated"]  # 2 x 140 > 1 x 200
+    assert "up to 280 req/s by the steady-state bound (TP1 PP1 DP2) vs 160 in the checkpoint's precision (+75%)" in h["text"]

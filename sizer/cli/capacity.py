@@ -14,7 +14,7 @@ from sizer.hardware.profile import load_profile
 from sizer.model.catalog import get_model
 from sizer.output import emit_json
 from sizer.plan.capacity import DEFAULT_MAX_GPUS, CapacityNotMetError
-from sizer.plan.capacity_cost import compare, plan_cost
+from sizer.plan.capacity_cost import compare, cost, plan_cost
 from sizer.plan.capacity_cost import verdict as cost_verdict
 from sizer.plan.capacity_plan import _t, plan
 from sizer.plan.recommend import _weight_dtypes
@@ -283,11 +283,14 @@ def document(args, out: Outcome) -> dict:
     """The one JSON document of `recommend --rate --json` (less the emit field)."""
     plans, prices, chosen, elapsed = out.plans, out.prices, out.chosen, out.elapsed_s
     docs = []
-    for p in plans:
+    for i, p in enumerate(plans):
         if isinstance(p, tuple):
             docs.append({"gpu": p[0], "error": p[1]})
             continue
         d = p.to_json()
+        saved = hint_saving(p, prices[i] if prices else None)
+        if saved:
+            d["precision_hint"] = {**d["precision_hint"], **saved}
         for c, r in zip(d["candidates"], [r for r in p.results if r.replicas is not None and r.status != "pruned"]):
             if "simulated" in c:
                 c["simulated"]["commands"] = [simulate_command(args, p, r, row["seed"]) for row in r.runs]
@@ -368,6 +371,14 @@ def render_plan(args, p, elapsed=None, price=None) -> list[str]:
         lines.append(f"  rerun a seed: {simulate_command(args, p, w, w.runs[0]['seed'])}")
     if w is not None and price is not None:  # one priced type (trial 2 item 5)
         lines.append(cost_line(plan_cost(p, price, p.rate_rps), w.gpus))
+    if w is not None and p.precision_hint:  # (without a winner, the error carries it)
+        saved, more = hint_saving(p, price), ""
+        if saved and saved["cost_per_hour_saved"] > 0:
+            more = (f"; ${saved['cost_per_hour_saved']:,.2f}/h less on whole nodes "
+                    f"(${saved['cost_per_hour_per_gpu_saved']:,.2f}/h billed per GPU)")
+        elif saved:
+            more = f"; the same whole nodes, ${saved['cost_per_hour_per_gpu_saved']:,.2f}/h less billed per GPU"
+        lines.append("Precision: " + p.precision_hint["text"] + more)
     why = p.why_not()
     if why:
         lines += ["", "Why not:"] + [f"  - {x}" for x in why[:MAX_WHY_NOT]]
@@ -387,6 +398,17 @@ def cost_line(c: dict, gpus: int) -> str:
     return (f"Cost at ${c['gpu_hour_price']:g}/GPU-hour: ${c['cost_per_hour']:,.2f}/h on {nodes}{idle}, "
             f"${c['cost_per_million_output_tokens']:.3f} per million output tokens; billed per GPU ({gpus} GPUs) "
             f"${c['cost_per_hour_per_gpu']:,.2f}/h, ${c['cost_per_million_output_tokens_per_gpu']:.3f} per million")
+
+
+def hint_saving(p, price) -> dict | None:
+    """What the precision hint's GPU count saves per hour at `price` (None without a price or a
+    count): whole nodes and per GPU (sizer/plan/capacity_cost.py)."""
+    h, w = p.precision_hint, p.winner
+    if price is None or w is None or not h or not h.get("gpus") or p.mode != "rate":
+        return None
+    now, fp8 = (cost(g, p.per_node, price, p.rate_rps, p.mean_osl) for g in (w.gpus, h["gpus"]))
+    return {"cost_per_hour_saved": now["cost_per_hour"] - fp8["cost_per_hour"],
+            "cost_per_hour_per_gpu_saved": now["cost_per_hour_per_gpu"] - fp8["cost_per_hour_per_gpu"]}
 
 
 def render(args, plans, prices, chosen, elapsed) -> str:

@@ -291,9 +291,11 @@ class Planner:
         return lo, hi, [], "+".join(self.check(shape, replicas, hi)[1][-1]["misses"])
 
 
-def plan_capacity(planner: Planner, shapes: list[Shape], rate_rps: float, *, step_of, max_gpus: int) -> list[Sized]:
+def plan_capacity(planner: Planner, shapes: list[Shape], rate_rps: float, *, step_of, max_gpus: int,
+                  finalists: int = MAX_FINALISTS) -> list[Sized]:
     """Branch and bound over shapes (module docstring, 4): every shape's answer, confirmed ones
-    first, best first. `step_of(shape)` is the replica granularity (whole nodes)."""
+    first, best first. `step_of(shape)` is the replica granularity (whole nodes); at most
+    `finalists` shapes are simulated."""
     order = sorted(shapes, key=lambda s: (replicas_at_least(s, rate_rps, step_of(s)) * s.gpus,
                                           -s.bound_rps / s.gpus))
     out, best, searched = [], None, 0
@@ -302,7 +304,7 @@ def plan_capacity(planner: Planner, shapes: list[Shape], rate_rps: float, *, ste
         lower = replicas_at_least(shape, rate_rps, step) * shape.gpus  # with the slack: for pruning
         d_lo = replicas_at_least(shape, rate_rps, step, slack=1.0)  # without: where the search starts
         most = max_gpus // shape.gpus
-        if (best is not None and lower > best.gpus) or searched >= MAX_FINALISTS or lower > max_gpus:
+        if (best is not None and lower > best.gpus) or searched >= finalists or lower > max_gpus:
             out.append(Sized(shape, None, "pruned", [], lower_gpus=lower))
             continue
         searched += 1

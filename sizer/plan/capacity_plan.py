@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from sizer.errors import InfeasibleError, InputError
 from sizer.hardware.topology import default_topology
 from . import capacity as cap
+from . import capacity_fp8 as fp8
 from .search import divisors
 from .capacity_cost import compare, node_count  # noqa: F401  (compare: this module's API too)
 from .shapes import Rejected, bound_shapes, bound_targets, candidate_splits
@@ -59,6 +60,7 @@ class CapacityPlan:
     arrival: str = "poisson"  # the traffic's arrival process and gamma shape
     burstiness: float = 1.0
     planner: object = field(default=None, repr=False, compare=False)  # the simulations' Deployments
+    precision_hint: dict | None = None  # what fp8 would need (sizer/plan/capacity_fp8.py)
 
     @property
     def q(self) -> str:
@@ -148,7 +150,8 @@ class CapacityPlan:
                                                         if r.status == "pruned"]
                + [{**x.split.to_json(), "weight_dtype": x.weight_dtype, "kind": x.kind, "reason": x.reason}
                   for x in self.rejected],
-               "simulations": self.simulations, "seeds": list(self.seeds), "notes": list(self.notes)}
+               "simulations": self.simulations, "seeds": list(self.seeds), "notes": list(self.notes),
+               "precision_hint": self.precision_hint}
         if self.error:
             doc["error"] = self.error
             doc["highest"] = self.highest
@@ -256,13 +259,14 @@ def plan(model, gpu, traffic, *, rate_rps: float, ttft_slo_s=None, tpot_slo_s=No
          gpus=None, nodes: int = 1, per_node=None, whole_nodes: bool = False, max_gpus=None, engine=None,
          weight_dtypes=(None,), kv_dtypes=("auto",), topology_for=None, profile=None, fraction=None,
          max_num_seqs=None, max_num_batched_tokens=None, cuda_graphs=None, requests=None, uneven_pp: bool = True,
-         context=None, headroom: int = HEADROOM_CANDIDATES, progress=None) -> CapacityPlan:
+         context=None, headroom: int = HEADROOM_CANDIDATES, progress=None, fp8_hint: bool = True) -> CapacityPlan:
     """Capacity planning for one GPU type (module docstring of sizer/plan/capacity.py). Without
     `gpus`: the fewest GPUs (a multiple of `per_node` with whole_nodes), at most `max_gpus`;
     with `gpus`: the sustainable rate of each split of them (over `nodes` nodes). Raises
     InputError on bad input, InfeasibleError when nothing fits, CapacityNotMetError (carrying the
     plan) when nothing serves the rate. `progress(simulations, what)`, when given, is called after
-    every simulation (the CLI's progress line)."""
+    every simulation (the CLI's progress line). fp8_hint: add the precision line when planning in
+    the checkpoint's own precision (sizer/plan/capacity_fp8.py)."""
     from sizer.cost.engines import get_engine
 
     cap.check_inputs(rate_rps, ttft_slo_s, tpot_slo_s, percentile)
@@ -290,26 +294,43 @@ def plan(model, gpu, traffic, *, rate_rps: float, ttft_slo_s=None, tpot_slo_s=No
                           engine=engine, topology_for=topology_for, per_node=per_node, profile=profile,
                           fraction=fraction, max_num_seqs=max_num_seqs, max_num_batched_tokens=max_num_batched_tokens,
                           cuda_graphs=cuda_graphs, requests=requests, context=context)
-    shapes, rejected = bound_shapes(model, gpu, splits, isl=isl, osl=osl, engine=engine, weight_dtypes=weight_dtypes,
-                                    kv_dtypes=kv_dtypes, targets=targets, topology_for=planner.topology,
-                                    profile=profile, max_num_seqs=max_num_seqs,
-                                    max_num_batched_tokens=max_num_batched_tokens, cuda_graphs=cuda_graphs)
-    shapes, kv_rejected = _runnable(planner, shapes)
-    rejected = rejected + kv_rejected + list(unsupported)
+    planner.progress = progress
+
+    def shapes_in(wds, kvs):
+        found, rej = bound_shapes(model, gpu, splits, isl=isl, osl=osl, engine=engine, weight_dtypes=wds,
+                                  kv_dtypes=kvs, targets=targets, topology_for=planner.topology, profile=profile,
+                                  max_num_seqs=max_num_seqs, max_num_batched_tokens=max_num_batched_tokens,
+                                  cuda_graphs=cuda_graphs)
+        found, kv_rej = _runnable(planner, found)
+        return found, rej + kv_rej
+
+    def step_of(shape):
+        return per_node // shape.gpus if whole_nodes and shape.gpus <= per_node else 1
+
+    alt = fp8.fp8_to_try(model, gpu, weight_dtypes, kv_dtypes) if fp8_hint else None
+
+    def hint(winner, own):  # the precision line (sizer/plan/capacity_fp8.py)
+        if alt is None:
+            return None
+        found = shapes_in([alt[0]], [alt[1]])[0]
+        if gpus is not None:
+            return fp8.gpus_hint(found, own, alt, gpus)
+        return fp8.rate_hint(planner, found, alt, rate_rps, step_of=step_of, max_gpus=max_gpus, winner=winner)
+
+    shapes, rejected = shapes_in(weight_dtypes, kv_dtypes)
+    rejected = rejected + list(unsupported)
     where = f"{gpus}x {gpu.id}" if gpus is not None else f"up to {max_gpus}x {gpu.id}"
     if not shapes:
         reasons = "; ".join(f"{x.split.label()}: {x.reason}" for x in rejected[:3])
-        raise InfeasibleError(f"no split of {model.name} on {where} can serve it: {reasons}")
+        h = hint(None, [])
+        raise InfeasibleError(f"no split of {model.name} on {where} can serve it: {reasons}"
+                              + (f"; {h['text']}" if h else ""))
     common = dict(model=model.name, gpu=gpu.id, engine=rules.name if rules else "none",
                   mode="gpus" if gpus is not None else "rate", rate_rps=float(rate_rps), percentile=float(percentile),
                   slo={"ttft_s": ttft_slo_s, "tpot_s": tpot_slo_s}, traffic=traffic.at_rate(rate_rps).describe(),
                   per_node=per_node, whole_nodes=bool(whole_nodes), max_gpus=max_gpus, rejected=rejected,
                   seeds=planner.seeds, mean_osl=osl, traffic_timed=planner.timed, arrival=traffic.arrival,
                   burstiness=traffic.burstiness)
-    planner.progress = progress
-
-    def step_of(shape):
-        return per_node // shape.gpus if whole_nodes and shape.gpus <= per_node else 1
     if gpus is not None:
         results = cap.rate_at_gpus(planner, shapes, gpus, rate_rps)
     else:
@@ -320,7 +341,10 @@ def plan(model, gpu, traffic, *, rate_rps: float, ttft_slo_s=None, tpot_slo_s=No
         notes.append(f"{len(unsupported)} split{'s' if len(unsupported) != 1 else ''} not offered by {rules.name}")
     result = CapacityPlan(**common, results=results, simulations=planner.simulations, notes=notes, planner=planner)
     best = result.winner
-    if best is None or (gpus is not None and (best.sustainable_rate_rps or 0) < rate_rps):
+    met = best is not None and (gpus is None or (best.sustainable_rate_rps or 0) >= rate_rps)
+    result.precision_hint = hint(best if met else None, shapes)
+    result.simulations = planner.simulations
+    if not met:
         if gpus is None and cap.bound_proves_infeasible(results, max_gpus):
             result.highest = _bound_highest(result, rate_rps, step_of)
             h = result.highest
@@ -334,6 +358,8 @@ def plan(model, gpu, traffic, *, rate_rps: float, ttft_slo_s=None, tpot_slo_s=No
             result.error = (f"no deployment of {where} serves {rate_rps:g} req/s within the SLOs: the most, "
                             f"{h['rate_rps']:.3g} req/s, by {h['label']} ({h['gpus']} GPUs; limited by "
                             f"{h['limited_by']})")
+        if result.precision_hint:
+            result.error += f"; {result.precision_hint['text']}"
         result.simulations = planner.simulations
         raise cap.CapacityNotMetError(result.error, result)
     return result
