@@ -280,3 +280,28 @@ def test_with_gpus_the_precision_line_compares_bounds_only():
     h = gpus_hint([shape(1, 140.0, "fp8"), shape(2, 200.0, "fp8")], [shape(1, 80.0, None)], ("fp8", "fp8"), 2)
     assert h["bound_rps"] == 280.0 and h["label"] == "TP1 PP1 DP2" and not h["simulated"]  # 2 x 140 > 1 x 200
     assert "up to 280 req/s by the steady-state bound (TP1 PP1 DP2) vs 160 in the checkpoint's precision (+75%)" in h["text"]
+
+
+def test_when_every_split_misses_at_one_sequence_the_closest_per_target_is_named():
+    """Trial 2 item 8: the message listed the first splits (TP1 that does not fit, TP1 PP4 at
+    61 ms) rather than the closest (TP8 at 12.3 ms, as `recommend --gpus 8` says). Here every
+    split of 8B on up to 8 H100s misses a 4 ms TPOT at one sequence; the one named is the one
+    with the lowest batch-1 TPOT of all the bounds."""
+    from sizer.errors import InfeasibleError
+    from sizer.plan.capacity_plan import over
+    from sizer.plan.shapes import bound_shapes, candidate_splits
+    from sizer.cost.engines import get_engine
+    from sizer.hardware.topology import default_topology
+
+    with pytest.raises(InfeasibleError) as exc:
+        _plan(10, tpot_slo_s=0.004)
+    splits, _ = candidate_splits(M8B, get_engine("vllm"), 8, 8)
+    _, rejected = bound_shapes(M8B, H100, splits, isl=256, osl=64, engine="vllm", weight_dtypes=[None],
+                               kv_dtypes=["auto"], targets={"ttft_s": 0.5, "tpot_s": 0.004},
+                               topology_for=lambda n: default_topology(H100, n, 1))
+    slow = [x for x in rejected if x.kind == "targets"]
+    best = min(slow, key=lambda x: x.tpot_s)
+    msg = str(exc.value)
+    assert f"{len(slow)} splits miss the targets even one sequence at a time" in msg
+    assert f"closest on TTFT and TPOT: {best.split.label()} at one sequence" in msg
+    assert f"TPOT {over(best.tpot_s, 0.004)}" in msg and "doesn't fit" not in msg

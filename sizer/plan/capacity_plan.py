@@ -321,7 +321,7 @@ def plan(model, gpu, traffic, *, rate_rps: float, ttft_slo_s=None, tpot_slo_s=No
     rejected = rejected + list(unsupported)
     where = f"{gpus}x {gpu.id}" if gpus is not None else f"up to {max_gpus}x {gpu.id}"
     if not shapes:
-        reasons = "; ".join(f"{x.split.label()}: {x.reason}" for x in rejected[:3])
+        reasons = _why_none(rejected, targets)
         h = hint(None, [])
         raise InfeasibleError(f"no split of {model.name} on {where} can serve it: {reasons}"
                               + (f"; {h['text']}" if h else ""))
@@ -363,6 +363,33 @@ def plan(model, gpu, traffic, *, rate_rps: float, ttft_slo_s=None, tpot_slo_s=No
         result.simulations = planner.simulations
         raise cap.CapacityNotMetError(result.error, result)
     return result
+
+
+def _why_none(rejected: list, targets: dict) -> str:
+    """Why no shape is left (trial 2 item 8): when some fit but miss the targets even at one
+    sequence, the closest on each target (the lowest batch-1 TTFT, the lowest batch-1 TPOT, as
+    `recommend --gpus N` names its closest) and how many of each kind there are; else the first
+    reasons."""
+    slow = [x for x in rejected if x.kind == "targets"]
+    if not slow:
+        return "; ".join(f"{x.split.label()}: {x.reason}" for x in rejected[:3])
+
+    def name(x):
+        return x.split.label() + (f" ({x.weight_dtype} weights)" if x.weight_dtype else "")
+
+    def at_one(x):
+        return ", ".join(f"{k[:-2].upper()} " + (over(getattr(x, k), targets[k]) if getattr(x, k) > targets[k]
+                                                 else _t(getattr(x, k))) for k in ("ttft_s", "tpot_s") if targets[k])
+    closest = {}
+    for k in ("ttft_s", "tpot_s"):
+        if targets[k]:
+            x = min(slow, key=lambda r: getattr(r, k) / targets[k])
+            closest.setdefault(id(x), (x, []))[1].append(k[:-2].upper())
+    parts = [f"closest on {' and '.join(ks)}: {name(x)} at one sequence, {at_one(x)}" for x, ks in closest.values()]
+    others = len(rejected) - len(slow)
+    count = f"{len(slow)} split{'s' if len(slow) != 1 else ''} miss the targets even one sequence at a time in the " \
+            f"steady state" + (f", {others} more do not fit or do not run" if others else "")
+    return f"{count}; " + "; ".join(parts)
 
 
 def _runnable(planner, shapes):
