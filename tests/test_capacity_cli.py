@@ -113,7 +113,7 @@ def test_rate_mode_has_a_precision_line_with_what_fp8_saves(capsys, doc_200):
     """Trial 2 item 3, from the CLI: the line, its JSON, and with a price the cost it saves."""
     h = doc_200["precision_hint"]
     assert h["gpus"] < doc_200["gpus_needed"] and h["flags"] == "--weight-dtype fp8 --kv-dtype fp8"
-    code, out, _ = run(capsys, *BASE, *SLO, "--rate", "200", "--gpu-hour-price", "2.5")
+    _, out, _ = run(capsys, *BASE, *SLO, "--rate", "200", "--gpu-hour-price", "2.5")
     line = next(x for x in out.splitlines() if x.startswith("Precision: "))
     assert line.startswith("Precision: " + h["text"])
     # 3 GPUs and 2 both sit on one node of 8: nothing saved on whole nodes, one GPU's $2.50 per GPU

@@ -94,7 +94,7 @@ def _pick(indexed: list, by: str) -> tuple:
         return tied[0][1]["gpu"], [], None
     rooms = [r["sustainable_rate_rps"] for _, r in tied]
     if all(x is not None for x in rooms) and len(set(rooms)) == len(rooms):
-        i, r = max(tied, key=lambda ir: ir[1]["sustainable_rate_rps"])
+        _, r = max(tied, key=lambda ir: ir[1]["sustainable_rate_rps"])
         return r["gpu"], [r["gpu"] for _, r in tied], "sustainable_rate_rps"
     return tied[0][1]["gpu"], [r["gpu"] for _, r in tied], "order"
 

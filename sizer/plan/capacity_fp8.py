@@ -19,6 +19,7 @@ could carry), not simulated.
 """
 
 from sizer.cost.memory import resolve_precision
+
 from . import capacity as cap
 from .alternatives import fp8_alternative
 from .shapes import replicas_at_least
