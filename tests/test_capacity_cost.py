@@ -12,7 +12,7 @@ from sizer.plan.capacity_cost import compare, cost, node_count, verdict
 
 def stub(gpu, gpus, per_node=8, sustains=None, label="TP2 PP1 DP25"):
     w = SimpleNamespace(gpus=gpus, sustainable_rate_rps=sustains)
-    return SimpleNamespace(gpu=gpu, winner=w, per_node=per_node, mean_osl=256.0, simulations=7,
+    return SimpleNamespace(gpu=gpu, winner=w, per_node=per_node, mean_osl=256.0, simulations=7, mode="rate",
                            candidate=lambda r: {"label": label, "gpus": r.gpus})
 
 
@@ -68,3 +68,14 @@ def test_a_tie_is_said_and_broken_on_the_sustainable_rate():
     # no tie: fewer GPUs win on their own
     doc = compare([stub("h100-sxm", 12, sustains=21.0), stub("mi300x", 8, sustains=20.5)], None, 20.0)
     assert doc["pick"] == "mi300x" and doc["tie"] == [] and verdict(doc, 20.0).startswith("mi300x needs the fewest")
+
+
+def test_with_gpus_given_the_type_that_sustains_the_most_wins():
+    """--rate --gpus N: every type has N GPUs, so "fewest GPUs" says nothing; the highest
+    sustainable rate (the split winner's own rule) picks the type."""
+    a, b = stub("h100-sxm", 2, sustains=131.0), stub("a100-80g-sxm", 2, sustains=98.0)
+    a.mode = b.mode = "gpus"
+    doc = compare([b, a], None, 50.0)
+    assert doc["pick"] == "h100-sxm" and doc["ranked_by"] == "sustainable_rate_rps" and not doc["tie"]
+    assert verdict(doc, 50.0).startswith("h100-sxm sustains the most on 2 GPUs: 131 req/s (+162% over 50) "
+                                         "(vs a100-80g-sxm 98 req/s)")

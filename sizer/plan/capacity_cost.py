@@ -16,9 +16,10 @@ Cost per million output tokens = cost per hour / (R x mean output tokens x 3600 
 tokens the planned traffic produces (the same for every type, so the cheapest per hour is the
 cheapest per token).
 
-The pick among types: the lowest whole-node cost per hour when priced, else the fewest GPUs; a
-tie is said to be one and broken on something stated: the higher sustainable rate (the winner's
-headroom over R, bracketed by the search), then the order of --gpu.
+The pick among types: the lowest whole-node cost per hour when priced, else the fewest GPUs (with
+--gpus N, where every type has the N GPUs given, the highest sustainable rate); a tie is said to
+be one and broken on something stated: the higher sustainable rate (the winner's headroom over R,
+bracketed by the search), then the order of --gpu.
 """
 
 import math
@@ -75,8 +76,13 @@ def compare(plans: list, prices, rate_rps: float) -> dict:
                          "error": p[1] if isinstance(p, tuple) else p.error})
     served = [(i, r) for i, r in enumerate(rows) if r["gpus_needed"] is not None]
     priced = [(i, r) for i, r in served if r["cost_per_hour"] is not None]
-    by = "cost_per_hour" if priced else "gpus_needed"
-    pick, tie, broken_by = _pick(priced if by == "cost_per_hour" else served, by)
+    given = any(not isinstance(p, tuple) and p.mode == "gpus" for p in plans)  # --gpus N: the same GPUs
+    by = "cost_per_hour" if priced else ("sustainable_rate_rps" if given else "gpus_needed")
+    if by == "sustainable_rate_rps":
+        top = max(served, key=lambda ir: (ir[1]["sustainable_rate_rps"] or 0, -ir[0]))[1]["gpu"] if served else None
+        pick, tie, broken_by = top, [], None
+    else:
+        pick, tie, broken_by = _pick(priced if by == "cost_per_hour" else served, by)
     per_gpu = min(priced, key=lambda ir: (ir[1]["cost_per_hour_per_gpu"], ir[0]))[1]["gpu"] if priced else None
     return {"by_gpu": rows, "cheapest": pick if by == "cost_per_hour" else None,
             "cheapest_per_gpu": per_gpu,
@@ -128,10 +134,17 @@ def verdict(cmp_doc: dict, rate_rps: float) -> str:
         head = f"a tie: {names} {'both' if len(tie) == 2 else 'all'} need {quantity}; {why}"
     elif priced:
         head = f"{p['gpu']} is cheapest: {what(p)}, ${p['cost_per_million_output_tokens']:.3f} per million output tokens"
+    elif cmp_doc["ranked_by"] == "sustainable_rate_rps":
+        head = (f"{p['gpu']} sustains the most on {p['gpus_needed']} GPUs: {p['sustainable_rate_rps']:.3g} req/s "
+                f"({p['headroom']:+.0%} over {rate_rps:g})")
     else:
         head = f"{p['gpu']} needs the fewest GPUs: {what(p)}"
     others = [r for r in served if r is not p and r["gpu"] not in tie]
-    out = head + (f" (vs {'; '.join(r['gpu'] + ' ' + what(r) for r in others)})" if others else "")
+    if cmp_doc["ranked_by"] == "sustainable_rate_rps":
+        out = head + (f" (vs {'; '.join(r['gpu'] + ' ' + format(r['sustainable_rate_rps'], '.3g') + ' req/s' for r in others)})"
+                      if others else "")
+    else:
+        out = head + (f" (vs {'; '.join(r['gpu'] + ' ' + what(r) for r in others)})" if others else "")
     if priced and cmp_doc["cheapest_per_gpu"] not in (None, p["gpu"]):
         c = rows[cmp_doc["cheapest_per_gpu"]]
         out += (f"; billed per GPU, {c['gpu']} is cheaper (${c['cost_per_hour_per_gpu']:,.2f}/h vs "
