@@ -73,11 +73,15 @@ class Predictor:
         return self.profile.collective(op, ranks, spanned) is not None
 
     def collective(self, op: str, nbytes: float, ranks: int):
+        """collective_time with NCCL's algorithms only: the probe times torch.distributed (NCCL
+        on GPUs, gloo on CPU ranks), never an engine's custom all-reduce, so the prediction is
+        the profile's fit (or NCCL's curve), as the measurement is (trial 1 item 8)."""
         if self.device is None or ranks < 2:
             return None
         from sizer.cost.collectives import collective_time
 
-        return float(collective_time(op, nbytes, tuple(range(ranks)), self.topology, self.profile).time_s)
+        return float(collective_time(op, nbytes, tuple(range(ranks)), self.topology, self.profile,
+                                     algorithms="nccl").time_s)
 
     def row(self, lay: Layout, batch: int, seq: int) -> dict:
         """predict_row: the stack's predicted time (step_time without the embedding and LM
@@ -92,7 +96,7 @@ class Predictor:
         per_rank = batch // lay.dp // lay.micro
         res = step_time(self.model, self.device, tp=lay.tp, pp=lay.pp, ep=lay.ep, dp=lay.dp,
                         phase="prefill", batch=per_rank, seq_len=seq, weight_dtype=self.dtype,
-                        topology=self.topology, profile=self.profile)
+                        topology=self.topology, profile=self.profile, comm_algorithms="nccl")
         kept = [o for o in res.ops if o.name not in EXCLUDED_OPS]
         comp = sum(float(o.time_s) for o in kept if o.bound != "comm")
         comm = sum(float(o.time_s) for o in kept if o.bound == "comm")
@@ -155,7 +159,7 @@ def collectives(per_rank: list, lay: Layout, pred: Predictor) -> list:
         out.append({"op": op, "label": label, "ranks": ranks, "bytes": size, "calls": len(calls),
                     "measured_s": secs, "predicted_s": p, "error_pct": _pct(p, secs),
                     "prediction": "measured fit" if pred.fitted(op, ranks) else
-                    ("time model" if p is not None else None)})
+                    ("time model (NCCL)" if p is not None else None)})
     return out
 
 
@@ -357,7 +361,7 @@ def run(args) -> int:
     doc = {"rows": rows, "skipped": skipped,
            "env": _env(args, spec, cfg, notes, shape, launch, gpu, profile, pred)}
     unfitted = sorted({(c["op"], c["ranks"]) for r in rows for c in r.get("collectives", ())
-                       if c.get("prediction") == "time model"})
+                       if c.get("prediction") == "time model (NCCL)"})
     if profile is not None and unfitted:
         what = ", ".join(f"{op} over {n} ranks" for op, n in unfitted)
         sys.stderr.write(f"validate: warning: the profile has no fit for {what}; those predictions "

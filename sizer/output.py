@@ -16,6 +16,25 @@ class NonFiniteOutputError(RuntimeError):
     exit_code = 1
 
 
+_held: list = []  # documents checked but not yet written, while the CLI holds them
+_holding = [False]
+
+
+def hold_documents() -> None:
+    """From now on emit_json checks each document and keeps it: sizer.cli.main writes it once the
+    exit code is known (on exit 1 with the reason added; on exit 2, not at all)."""
+    _held.clear()
+    _holding[0] = True
+
+
+def release_documents() -> list:
+    """Stop holding; the documents held since hold_documents(), in order (not yet written)."""
+    _holding[0] = False
+    docs = list(_held)
+    _held.clear()
+    return docs
+
+
 def emit_json(doc) -> None:
     """The one JSON document of a --json run (strict JSON: every number finite)."""
     try:
@@ -26,6 +45,9 @@ def emit_json(doc) -> None:
         where = _non_finite_path(json.loads(json.dumps(doc, default=jsonable)))
         raise NonFiniteOutputError(f"internal error: the answer holds a non-finite number at "
                                    f"{where or '?'}; nothing printed (please report)") from None
+    if _holding[0]:
+        _held.append(doc)
+        return
     sys.stdout.write(text + "\n")
 
 

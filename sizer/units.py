@@ -1,7 +1,8 @@
 """Parsing and display of sizes, durations and counts: the one parser every numeric flag uses.
 
 Inside sizer every quantity is in SI base units (bytes, seconds, FLOP/s, bytes/s). Text such as
-`16MiB`, `1GB`, `50ms` is converted here, at the edge. GB means 1e9 bytes, GiB 2**30 bytes.
+`16MiB`, `1GB`, `50ms` is converted here, at the edge. GB means 1e9 bytes, GiB 2**30 bytes; a
+lower-case b is a bit (SI / IEC 80000-13), so `16Mb` is refused rather than read as 16 MB.
 
 Every parser refuses what cannot be a physical quantity of its kind, with one InputError line:
 empty text, NaN, infinities (and literals such as 1e400 that overflow to one), zero and negative
@@ -51,6 +52,13 @@ def parse_bytes(text, maximum: float = MAX_BYTES) -> int:
     A count of bytes is whole: a non-integral one rounds to the nearest byte, but a size below
     one byte is refused rather than rounded to 0. Raises InputError on anything else."""
     value, unit = _split(text, "size", "4096, 16MiB, 1GB")
+    raw = re.fullmatch(_NUM + r"([A-Za-zµ]*)\s*", str(text)).group(2) if isinstance(text, str) else ""
+    if raw.endswith("b") and unit in _BYTE_UNITS:
+        # SI / IEC 80000-13: b is the bit, B the byte; 16Mb is 2 MB, not 16 MB
+        proper = {"": "B", "k": "KB", "ki": "KiB"}.get(unit[:-1], unit[:-1].capitalize() + "B") \
+            if not unit.endswith("ib") else unit[:-2].upper() + "iB"
+        raise InputError(f"size {text!r}: a lower-case b means bits; sizes are in bytes (B): write "
+                         f"{_respelled(text, raw, proper)} for bytes")
     if unit not in _BYTE_UNITS:
         raise InputError(f"cannot parse size {text!r}: unknown unit {unit!r} (B, KB, KiB, MB, "
                          "MiB, GB, GiB, TB, TiB)")
@@ -62,6 +70,11 @@ def parse_bytes(text, maximum: float = MAX_BYTES) -> int:
     if size > maximum:
         raise InputError(f"size {text!r} is beyond the largest meaningful one ({maximum:.4g} bytes)")
     return int(round(size))
+
+
+def _respelled(text: str, raw: str, proper: str) -> str:
+    """`text` with its unit `raw` spelled `proper` ('16Mb' -> '16MB')."""
+    return text.strip()[: len(text.strip()) - len(raw)] + proper
 
 
 def parse_seconds(text, maximum: float = MAX_SECONDS) -> float:

@@ -133,7 +133,8 @@ def test_fit_view_is_the_cli_memory_plan(capsys):
     m = metrics(at)
     assert m["Weights / GPU"] == fmt_bytes(doc["per_gpu"]["weights_bytes"])
     assert m["KV capacity (tokens / replica)"] == f"{doc['max_kv_tokens']:,}"
-    assert m["Headroom / GPU"] == fmt_bytes(doc["per_gpu"]["capacity_bytes"] - doc["per_gpu"]["total_bytes"])
+    assert m["Outside budget / GPU"] == fmt_bytes(doc["per_gpu"]["capacity_bytes"] - doc["per_gpu"]["total_bytes"])
+    assert any(doc["budget"] in x.value for x in list(at.success) + list(at.error))  # trial 1 item 13
     bars, splits = charts(at)
     assert [t["name"] for t in bars["data"]][:4] == ["weights", "KV cache", "activations", "runtime overhead"]
     assert bars["data"][0]["y"][0] == pytest.approx(doc["per_gpu"]["weights_bytes"] / 2**30)

@@ -23,6 +23,8 @@ BAD = {  # the shared flag types (sizer/cli/common.py) and values each must refu
     common.gpu_count: ["0", "-1", "2.7", "nan", "", str(common.MAX_GPUS + 1)],
     common.size: ["0", "0.3", "-16MiB", "1e400", "nan", "inf", "", "16XB", "1e30"],
     common.duration: ["0", "-5ms", "inf", "nan", "", "1e400", "soon"],
+    common.tpot_target: ["0", "-5ms", "inf", "nan", "", "1e400", "soon"],
+    common.ttft_target: ["0", "-5ms", "inf", "nan", "", "1e400", "soon"],
     common.fraction: ["0", "1.5", "-0.1", "nan", "inf", ""],
     common.price: ["0", "-2", "inf", "nan", "", "1e400"],
     common.price_list: ["0", "2,-2", "2,inf", "nan", "", "2,", ",2", "2,x"],
@@ -137,7 +139,10 @@ def test_a_non_finite_number_is_never_printed_as_json(capsys, monkeypatch):
     monkeypatch.setattr(gpus_cli, "gpu_record", lambda g: {"id": g.id, "tflops": float("inf")})
     assert main(["gpus", "h100-sxm", "--json"]) == 1
     out, err = capsys.readouterr()
-    assert out == "" and "non-finite number at $[0].tflops" in err and err.count("\n") == 1
+    assert "non-finite number at $[0].tflops" in err and err.count("\n") == 1
+    # exit 1 under --json: the one document is the error object, not the broken answer
+    assert json.loads(out) == {"command": "gpus", "exit_code": 1, "infeasible": False,
+                               "error": err.strip().removeprefix("sizer: error: ")}
 
 
 def test_valid_json_still_prints(capsys):

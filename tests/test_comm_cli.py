@@ -143,3 +143,12 @@ def test_negative_size_says_positive(capsys, argv):
 def test_negative_garbage_is_a_parse_error(capsys):
     code, _, err = run(capsys, "--op", "all_reduce", "--gpus", "8", "--bytes", "-12 parsecs")
     assert code == 2 and "cannot parse size '-12 parsecs'" in err
+
+
+def test_a_gloo_profile_is_not_said_to_have_timed_nccl(capsys, tmp_path):
+    """Trial 1 item 8: the custom-all-reduce warning named NCCL for a profile whose env says gloo
+    (CPU ranks); it names the backend the profile records."""
+    prof = cpu_profile(tmp_path, gpu_id="h100-sxm")
+    code, _, err = run(capsys, "--op", "all_reduce", "--bytes", "64KiB", "--gpus", "2", "--profile", prof)
+    assert code == 0 and "timed gloo (CPU ranks), not the engines' custom all-reduce" in err
+    assert "timed NCCL" not in err

@@ -12,6 +12,7 @@ from sizer.cli.main import main
 from sizer.errors import InputError
 from sizer.hardware.gpus import GPUSpec, all_gpus, get_gpu
 from sizer.model.resources import read_json
+from reference_data import by_id
 
 GiB = 2**30
 IDS = ("a100-40g-sxm", "a100-80g-sxm", "a100-80g-pcie", "h100-sxm", "h100-pcie", "h100-nvl", "h200",
@@ -98,10 +99,7 @@ def test_h100_sxm_datasheet_numbers():
 
 def test_h100_capacity_matches_reference_record():
     """vLLM logs an H100-80G total of 79.22 GiB (memory_facts.json R03107, vLLM PR #12126)."""
-    ref = {r["id"]: r for r in json.load(open("/work/shared/reference/memory_facts.json"))} \
-        if _has_reference() else {}
-    if ref:
-        assert "79.22 GiB" in ref["R03107"]["conditions"]["gpu"]
+    assert "79.22 GiB" in by_id("memory_facts.json")["R03107"]["conditions"]["gpu"]
     assert get_gpu("h100-sxm").capacity_bytes / GiB == pytest.approx(79.22, abs=0.005)
 
 
@@ -195,12 +193,6 @@ def test_json_output_parses_and_round_trips(capsys):
 def test_json_for_selected_gpus(capsys):
     assert main(["gpus", "--json", "4090", "MI300"]) == 0
     assert [r["id"] for r in json.loads(capsys.readouterr().out)] == ["rtx-4090", "mi300x"]
-
-
-def _has_reference() -> bool:
-    import os
-
-    return os.path.exists("/work/shared/reference/memory_facts.json")
 
 
 # --- issue #18 item 5: the current GPUs, each number against the source its record cites ------

@@ -112,7 +112,26 @@ def test_vllm_pads_unequal_groups_like_gemma3():
     pool = kv_cache.vllm_pool(m, stages, [10 * GIB], 32_768, 16, 8192)
     blocks = 10 * GIB // (16 * 8192) // 10
     assert pool.reported_tokens == blocks // 7 * 16
-    assert pool.max_sequences == blocks // (32_768 // 16 + 6 * (1024 // 16 + 1))
+    steady = 32_768 // 16 + 6 * (1024 // 16 + 1)  # a sequence past its prefill: windows only
+    in_prefill = 32_768 // 16 + 6 * ((1023 + 8192 + 15) // 16 + 1)  # an 8192-token chunk in flight
+    assert pool.max_sequences == 1 + (blocks - in_prefill) // steady
+
+
+def test_vllm_holds_one_prefill_chunk_beside_the_decoding_sequences():
+    """At saturation one request is in prefill and holds its whole chunk in every group (vLLM's
+    max_memory_usage_bytes); a request is admitted only when its chunk's blocks are free. So a
+    hybrid model holds 1 + (blocks - chunk footprint) // steady footprint sequences, which the
+    simulator reaches (tests/test_sim_hybrid_kv.py); with full attention only it is blocks //
+    per-sequence blocks, as before."""
+    m = get_model("gemma-3-27b")
+    _, stages = groups("gemma-3-27b")
+    small, big = (kv_cache.vllm_pool(m, stages, [20 * GIB], 8_500, 16, mnbt) for mnbt in (512, 8192))
+    assert big.max_sequences < small.max_sequences  # a bigger chunk in flight leaves less room
+    l8 = get_model("8b")
+    _, full = groups("8b")
+    pool = kv_cache.vllm_pool(l8, full, [20 * GIB], 8_500, 16, 8192)
+    blocks = 20 * GIB // (16 * 4096) // 32  # 16-token pages of 4,096 B/token/layer, 32 layers a group
+    assert pool.max_sequences == blocks // ((8_500 + 15) // 16) == 19
 
 
 def test_sglang_splits_full_and_window_pools_for_gpt_oss_only():

@@ -1,6 +1,6 @@
 """The shipped model presets (data/models/*.json) are official Hugging Face config.json files:
 each parses, each has an index entry with its provenance, and every architecture number equals the
-value in ../shared/reference/model_architecture.json (record ids cited beside each value).
+value in data/reference/model_architecture.json (a verbatim copy of the shared reference file) (record ids cited beside each value).
 
 Pure JSON: these tests read the files directly and do not import the sizer parser, so they check
 the data itself. The parameter counts below are an independent recount from the config fields
@@ -9,14 +9,13 @@ official figures recorded in index.json.
 """
 
 import json
-import os
 import re
 from pathlib import Path
 
 import pytest
+from reference_data import records
 
 MODELS_DIR = Path(__file__).resolve().parents[1] / "data" / "models"
-REFERENCE = "/work/shared/reference/model_architecture.json"
 INDEX = json.loads((MODELS_DIR / "index.json").read_text())
 PRESETS = sorted(p.stem for p in MODELS_DIR.glob("*.json") if p.name != "index.json")
 
@@ -201,9 +200,7 @@ def test_reconstructed_entries_cite_existing_records():
     """A reconstruction cites reference record ids (R#####, which must exist) or named public
     sources (a repository file at a commit, a report, a search id); every changed key (dotted
     for nested text/vision configs) holds the value the entry says it was set to."""
-    if not os.path.exists(REFERENCE):
-        pytest.skip("shared reference data not present")
-    ids = {r["id"] for r in json.load(open(REFERENCE))}
+    ids = {r["id"] for r in records("model_architecture.json")}
     for pid, e in INDEX.items():
         cited = e.get("reconstructed_from", [])
         assert {c for c in cited if re.fullmatch(r"R\d{5}", c)} <= ids
@@ -240,9 +237,7 @@ def test_config_matches_reference_architecture(pid, key, value, rid):
 
 def test_expected_values_match_reference_records():
     """The table above is a faithful transcription of model_architecture.json."""
-    if not os.path.exists(REFERENCE):
-        pytest.skip("shared reference data not present")
-    ref = {r["id"]: r["value"] for r in json.load(open(REFERENCE))}
+    ref = {r["id"]: r["value"] for r in records("model_architecture.json")}
     for pid, key, value, rid in ARCH:
         assert ref[rid] == value, (pid, key, rid, ref[rid])
 

@@ -3,7 +3,6 @@
 No torch ranks here: the fits are pure numpy/scipy, so these are exact-recovery checks.
 """
 
-import json
 import math
 import os
 
@@ -14,8 +13,7 @@ pytest.importorskip("torch")
 
 from probes import fit  # noqa: E402
 from probes.harness import busbw_factor, row, sweep_sizes  # noqa: E402
-
-REF = "/work/shared/reference/nccl_collectives.json"
+from reference_data import by_id, records  # noqa: E402
 
 
 def test_busbw_factors_are_nccl_tests_performance_md():
@@ -31,9 +29,7 @@ def test_busbw_factors_are_nccl_tests_performance_md():
 
 def test_busbw_factor_agrees_with_sizer_collectives():
     """Once sizer/cost/collectives.py defines busbw_factor, probes and sizer must agree."""
-    coll = pytest.importorskip("sizer.cost.collectives")
-    if not hasattr(coll, "busbw_factor"):
-        pytest.skip("sizer.cost.collectives has no busbw_factor yet")
+    from sizer.cost import collectives as coll
     for op in ("all_reduce", "all_gather", "reduce_scatter", "all_to_all", "send_recv"):
         for n in (2, 4, 8, 16):
             try:
@@ -46,10 +42,8 @@ def test_busbw_factor_agrees_with_sizer_collectives():
 def test_reference_busbw_is_algbw_times_factor():
     """R00001 (nccl-tests issue 194, 2x H100 PCIe all_reduce 1 GiB): busbw 115.37 = algbw
     115.37 x 2(2-1)/2; the row builder applies the same factor."""
-    recs = {r["id"]: r for r in json.load(open(REF))} if os.path.exists(REF) else {}
-    if "R00001" in recs:
-        r = recs["R00001"]
-        assert r["value"] == pytest.approx(r["extra"]["algbw_GBps"] * busbw_factor("all_reduce", 2))
+    r = by_id("nccl_collectives.json")["R00001"]
+    assert r["value"] == pytest.approx(r["extra"]["algbw_GBps"] * busbw_factor("all_reduce", 2))
     t = 1073741824 / 115.37e9
     out = row("all_reduce", 1073741824, 268435456, "float", 2, False, t, 0)
     assert out["algbw_GBps"] == pytest.approx(115.37)
@@ -124,9 +118,7 @@ def test_fit_of_published_8xh100_all_reduce_curve():
     """Azure ND H100 v5 nccl-tests all_reduce (8x H100 SXM, NVSwitch; reference records with
     gpu 'H100 80GB HBM3 (SXM)', 1 KiB..8 GiB): the two-segment fit's large-message busbw is within
     10% of the published 8 GiB busbw 478.87 GB/s (R00081) and the median error is below 25%."""
-    if not os.path.exists(REF):
-        pytest.skip("reference data not present")
-    recs = [r for r in json.load(open(REF))
+    recs = [r for r in records("nccl_collectives.json")
             if r["metric"] == "busbw" and r["conditions"].get("num_gpus") == 8
             and "H100 80GB HBM3 (SXM)" in str(r["conditions"].get("gpu"))
             and r["conditions"].get("collective") == "all_reduce"]
@@ -248,8 +240,6 @@ def test_topology_text_is_kept_and_parsed():
     from probes.env import topology, topology_from_p2p
 
     path = os.path.join(os.path.dirname(__file__), "data", "topo", "h100_sxm_8gpu_nv18_8nic.txt")
-    if not os.path.exists(path):
-        pytest.skip("topology sample not present")
     text = open(path).read()
     out = topology("h100-sxm", text=text)
     assert out["text"] == text

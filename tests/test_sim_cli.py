@@ -153,3 +153,25 @@ def test_a_deployment_that_cannot_hold_one_request_exits_1(capsys):
                        "--gpu-memory-utilization", "0.6", "--rate", "1",
                        "--requests", "5", "--isl", "120000", "--osl", "8000")
     assert code == 1 and "does not fit the KV cache" in err
+
+
+def test_gemma_hybrid_pool_and_prefix_caching_flag_in_the_json(capsys):
+    """The trial's Gemma-3-27B case: the JSON names vLLM's 7 KV groups sharing one pool (7 x the
+    printed 17,216 tokens / 16, give or take a spare block) and prefix caching; the flag turns
+    it off."""
+    argv = ["simulate", "--model", "gemma-3-27b", "--isl", "8000", "--osl", "500", "--requests", "12",
+            "--rate", "inf", "--json"]
+    code, out, _ = run(capsys, *argv)
+    assert code == 0
+    d = json.loads(out)["deployment"]
+    assert d["kv_groups"] == 7 and d["prefix_caching"] is True
+    assert 0 <= d["kv_blocks_per_replica"] - d["kv_tokens_per_replica"] // 16 * 7 < 7
+    code, out, _ = run(capsys, *argv, "--no-enable-prefix-caching")
+    assert code == 0 and json.loads(out)["deployment"]["prefix_caching"] is False
+
+
+def test_short_run_warns_too_short_not_saturated(capsys):
+    code, out, err = run(capsys, "simulate", "--model", "8b", "--rate", "10", "--duration", "5s")
+    assert code == 0
+    assert "verdict: too short to tell" in out
+    assert "too short to tell" in err and "saturated" not in err and "depend on --requests" not in err

@@ -23,7 +23,8 @@ def test_vllm_preempts_the_last_admitted_request_and_recomputes_it(l8, h100):
     fit at admission (1 block each); at their 33rd token both need a third block and none is
     free, so vLLM preempts the last running request (B), frees its 2 blocks and prepends it to
     the queue. B's 32 tokens (prompt + 16 generated) need 2 blocks, A leaves 1 free until it
-    finishes, so B resumes only then and recomputes: exactly one preemption."""
+    finishes, so B resumes only then and recomputes (past the one of its blocks A's third block
+    did not evict from the prefix cache): exactly one preemption."""
     dep = Deployment(l8, h100, Split(), engine="vllm")
     dep.kv_tokens = 64
     dep.step_costs = FixedCosts(0.02, 0.01)
@@ -173,3 +174,41 @@ def test_expert_parallel_across_replicas_steps_in_lockstep(h100):
     check_invariants(res)
     narrow = Deployment(m, h100, Split(tp=2, ep=2), engine="vllm")
     assert (narrow.replicas, narrow.group) == (1, 1)
+
+
+def _thrash(l8, h100, **kw):
+    """Nine 16,000 + 2,000-token requests at once into 147,200 tokens of KV (8.2 of them): the
+    ninth is admitted on its first prefill chunk and preempted when the others' decodes need
+    blocks (the trial's case, 8B on one GPU)."""
+    dep = Deployment(l8, h100, Split(), engine="vllm", **kw)
+    dep.kv_tokens = 147_200
+    dep.step_costs = FixedCosts(0.02, 0.01)
+    return simulate(dep, Traffic(rate_rps=math.inf, requests=9, **fixed(16000, 2000)))
+
+
+def test_vllm_preempted_request_resumes_from_its_cached_prefix(l8, h100):
+    """With vLLM's prefix caching (its default) the preempted ninth request's blocks stay in the
+    free queue; re-admitting it needs them back plus its next chunk, which do not fit until a
+    request finishes, so it waits instead of being re-admitted and preempted every few steps:
+    one preemption (511 before, when every resume recomputed from scratch)."""
+    res = _thrash(l8, h100)
+    assert res.deployment["prefix_caching"] is True
+    assert res.table["preemptions"].tolist() == [0] * 8 + [1]
+    check_invariants(res)
+    # without the cache the resume needs only its first chunk's blocks: vLLM re-admits it and
+    # preempts it again (the --no-enable-prefix-caching thrash), still finishing every request
+    off = _thrash(l8, h100, prefix_caching=False)
+    assert off.deployment["prefix_caching"] is False
+    assert off.table["preemptions"][8] > 100 and off.table["preemptions"][:8].sum() == 0
+    check_invariants(off)
+
+
+def test_vllm_lone_request_near_the_pool_size_never_preempts(l8, h100):
+    """A request alone whose whole sequence fills the pool to the last block makes progress:
+    no preemption, exactly its tokens generated."""
+    dep = Deployment(l8, h100, Split(), engine="vllm")
+    dep.kv_tokens = 18_000
+    dep.step_costs = FixedCosts(0.02, 0.01)
+    res = simulate(dep, Traffic(rate_rps=math.inf, requests=1, **fixed(16000, 2000)))
+    assert res.preemptions == 0
+    check_invariants(res)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from sizer.errors import InputError
-from sizer.sim import Lengths, Traffic, generate, parse_lengths, read_trace
+from sizer.sim import Traffic, generate, parse_lengths, read_trace
 
 
 def write(tmp_path, name, text):

@@ -147,7 +147,7 @@ def test_the_draft_takes_its_weights_and_kv_from_the_same_gpus():
     both = estimate(ds, h200, tp8, isl=1024, osl=1024, engine="vllm", speculative=mtp)
     assert both.memory["per_gpu"]["weights_bytes"] == pytest.approx(plain.weights_bytes + extra["draft_weight_bytes"])
 
-    l70, l8, h100, tp4 = get_model("70b"), get_model("8b"), get_gpu("h100-sxm"), Split(tp=4)
+    l70, l8, tp4 = get_model("70b"), get_model("8b"), Split(tp=4)
     draft = speculative_config(l70, "draft", draft_model=l8)
     extra = draft_memory(draft, tp4, "fp8", "fp8")
     assert extra["draft_weight_bytes"] == max(stage_weight_bytes(l8, tp4, resolve_precision(l8, None, "fp8")))

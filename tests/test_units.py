@@ -63,3 +63,13 @@ def test_fractions_and_prices():
     for bad in ("0", "-2", "inf", "nan", "1e400", "", "2USD"):
         with pytest.raises(InputError):
             parse_positive(bad, "price")
+
+
+@pytest.mark.parametrize("text, proper", [("16Mb", "16MB"), ("1Gb", "1GB"), ("8kb", "8KB"),
+                                          ("16Mib", "16MiB"), ("4b", "4B"), ("2 gib", "2 GiB")])
+def test_lower_case_b_is_bits_and_refused(text, proper):
+    """SI / IEC 80000-13: b is the bit, B the byte. `--bytes 16Mb` was read as 16 MB (8x the
+    megabits meant); it is refused with the byte spelling (trial 1 item 15)."""
+    with pytest.raises(InputError, match=f"lower-case b means bits.*write {proper} for bytes"):
+        parse_bytes(text)
+    assert parse_bytes(proper) > 0

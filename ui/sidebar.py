@@ -6,13 +6,14 @@ from sizer.cost.engines import ENGINES
 from sizer.hardware.gpus import all_gpus
 from sizer.hardware.links import inter_node_names
 from sizer.model.catalog import preset_names
+from sizer.model.precision import WEIGHT_DTYPE_HELP
 from sizer.hardware.topology import PRESETS
 
 from .core import Inputs
 
 SOURCES = ("Preset", "Upload config.json", "Path to config.json")
 POWERS = (1, 2, 4, 8, 16, 32, 64)
-WEIGHT_DTYPES = ("checkpoint", "bf16", "fp16", "fp8", "int8", "int4", "fp4")
+WEIGHT_DTYPES = ("checkpoint", "bf16", "fp16", "fp8", "int8", "int4", "fp4", "nvfp4")
 KV_DTYPES = ("auto", "bf16", "fp16", "fp8", "int8")
 LOADS = ("max throughput", "batch", "concurrency")
 
@@ -61,7 +62,8 @@ def sidebar() -> Inputs | None:
     sb.subheader("Precision and engine")
     c1, c2 = sb.columns(2)
     wd = c1.selectbox("Weights", WEIGHT_DTYPES, key="weight_dtype",
-                      help="linear-layer weights; checkpoint = the config's own format")
+                      help="linear-layer weights; checkpoint = the config's own format. "
+                           + WEIGHT_DTYPE_HELP)
     kv = c2.selectbox("KV cache", KV_DTYPES, key="kv_dtype")
     engine = sb.selectbox("Engine memory rules", tuple(ENGINES) + ("none",), key="engine")
     sb.subheader("Workload")

@@ -103,8 +103,11 @@ def view(inp: core.Inputs) -> None:
     m[4].metric("Throughput (req/s)", f"{doc['throughput']['requests_per_s']:.3g}")
     m[5].metric("Preemptions", f"{doc['preemptions']}")
     if doc["verdict"] == "saturated":
-        st.warning("Saturated: requests in the system still grow at the end of the arrivals; the percentiles "
-                   "grow with the request count.")
+        st.warning("Saturated: the requests in the system grow through the run; the engine does not keep up. "
+                   "Lower the rate or add replicas.")
+    elif doc["verdict"] == "too short":
+        st.warning("Too short to tell whether the engine keeps up: the run ends while it is still filling. "
+                   "Simulate more requests.")
     else:
         st.success(f"Stable at {rate:.3g} req/s ({rate / top:.0%} of the steady-state maximum {top:.3g} req/s).")
     if doc.get("goodput"):

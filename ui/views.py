@@ -58,11 +58,14 @@ def fit(inp, est: dict) -> None:
     c[1].metric("KV cache / GPU", fmt_bytes(pg["kv_cache_bytes"]))
     c[2].metric("KV capacity (tokens / replica)", f"{mem['max_kv_tokens']:,}")
     c[3].metric("Max sequences", f"{mem['max_sequences']:,}", help=f"at {mem['context']:,} tokens each")
-    c[4].metric("Headroom / GPU", fmt_bytes(pg["capacity_bytes"] - pg["total_bytes"]))
+    engine = mem.get("engine", "none") != "none"  # with an engine the rest is outside its budget
+    c[4].metric("Outside budget / GPU" if engine else "Headroom / GPU",
+                fmt_bytes(pg["capacity_bytes"] - pg["total_bytes"]),
+                help="GPU memory the engine's budget leaves out (not free for KV)" if engine else None)
     if pg["fits"]:
-        st.success(f"Fits: {fmt_bytes(pg['total_bytes'])} of {fmt_bytes(pg['capacity_bytes'])} on the most loaded GPU.")
+        st.success(f"Fits: {fmt_bytes(pg['total_bytes'])} on the most loaded GPU, against the {mem['budget']}.")
     else:
-        st.error(f"Does not fit: {fmt_bytes(pg['total_bytes'])} needed, {fmt_bytes(pg['capacity_bytes'])} available.")
+        st.error(f"Does not fit: {fmt_bytes(pg['total_bytes'])} on the most loaded GPU, against the {mem['budget']}.")
     prec = ", ".join(f"{k} {v}" for k, v in mem["precision"].items())
     st.caption(f"{mem['params_total'] / 1e9:.2f}B parameters ({mem['params_active'] / 1e9:.2f}B active); "
                f"precision: {prec}; KV {mem['kv_bytes_per_token']:,.0f} bytes/token per GPU")

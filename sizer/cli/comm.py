@@ -88,7 +88,8 @@ def run(args) -> int:
         warn(f"profile {profile.path} measured {op} over {args.gpus} ranks up to "
              f"{fmt_bytes(cover.max_bytes)}; larger sizes extend its fit (\"{EXTRAPOLATED}\")")
     if cover is not None and any(r["algorithm"] in CUSTOM_ALGOS for r in rows):
-        warn(f"profile {profile.path} timed NCCL, not the engines' custom all-reduce: up to "
+        timed = {"gloo": "gloo (CPU ranks)", "nccl": "NCCL"}.get(profile.env.get("backend"), "torch.distributed")
+        warn(f"profile {profile.path} timed {timed}, not the engines' custom all-reduce: up to "
              f"{CUSTOM_MAX_BYTES // 2**20} MiB the custom curve is kept (--nccl-only for the profile's)")
     print(f"{op} over {args.gpus} x {gpu.id}; {topo.describe()}")
     if args.sweep:

@@ -2,6 +2,7 @@
 them into the core's objects. Every parse error becomes one line and exit code 2."""
 
 import argparse
+import re
 
 from sizer.cost.engines import DEFAULT_ENGINE, get_engine, memory_plan
 from sizer.errors import InputError
@@ -11,6 +12,7 @@ from sizer.hardware.links import inter_node_names
 from sizer.hardware.topo_smi import read_topology_file
 from sizer.hardware.topology import (PRESETS, RACK_PRESETS, Topology, default_topology, get_topology,
                                      nodes_for_domain, replicate, split_nodes)
+from sizer.model.precision import WEIGHT_DTYPE_HELP
 from sizer.model.split import Split
 from sizer.output import warn
 from sizer.units import parse_bytes, parse_count, parse_fraction, parse_number, parse_positive, parse_seconds
@@ -44,6 +46,25 @@ gpu_count = _flag(lambda t: parse_count(t, MAX_GPUS), "GPU count")
 fraction = _flag(lambda t: parse_fraction(t), "fraction")
 size = _flag(parse_bytes, "size")
 duration = _flag(parse_seconds, "duration")
+
+
+def _latency_target(flag: str, bare_limit_s: float):
+    """A latency target: a duration (bare numbers are seconds), with a warning on stderr when a
+    bare number reads as an implausible number of seconds (`--tpot 50` is 50 s per token, not
+    50 ms; trial 1 item 14). The unit silences it: `--tpot 2s` is as meant."""
+    def parse(text):
+        value, t = parse_seconds(text), str(text).strip()
+        if re.fullmatch(r"[0-9.eE+-]+", t) and value >= bare_limit_s:
+            warn(f"{flag} {t} is read as {value:g} seconds (a bare number is seconds); "
+                 f"write {t}ms if you meant milliseconds, or {t}s to keep it")
+        return value
+    return _flag(parse, "duration")
+
+
+# a TPOT of 1 s or more is 1 token per second or slower, a TTFT of 10 s or more is a wait no
+# interactive target sets: bare numbers that large are almost surely milliseconds without the unit
+tpot_target = _latency_target("--tpot", 1.0)
+ttft_target = _latency_target("--ttft", 10.0)
 price = _flag(lambda t: parse_positive(t, "price"), "price")
 price_list = _flag(lambda t: [parse_positive(part, "price") for part in str(t).split(",")], "price list")
 request_rate = _flag(lambda t: parse_positive(t, "requests per second", MAX_COUNT), "request rate")
@@ -66,7 +87,7 @@ def add_model_args(p, split: bool = True, engine_memory: bool = True) -> None:
         p.add_argument("--redundant-experts", type=non_negative_int, default=0, metavar="R",
                        help="EPLB replicas of hot experts: EP must then divide experts + R "
                             "(DeepSeek: 256 + 32 over EP144)")
-    p.add_argument("--weight-dtype", type=nonempty, help="linear-layer weights: bf16, fp16, fp8, int8, int4, fp4 "
+    p.add_argument("--weight-dtype", type=nonempty, help=f"linear-layer weights: {WEIGHT_DTYPE_HELP} "
                    "(default: the checkpoint's own)")
     p.add_argument("--kv-dtype", default="auto", type=nonempty,
                    help="KV cache: auto (model dtype), bf16, fp16, fp8, int8")
@@ -195,8 +216,36 @@ def deployment_from_args(args, tokens: int | None = None, what: str = "context")
              f"{model.max_position_embeddings}")
     profile = load_profile(args.profile)
     check_profile_device(profile, gpu)
-    topo = topology_from_args(args, gpu, split.gpus)  # checked on one GPU too: no flag ignored
+    topo = topology_for_split(args, gpu, split)  # checked on one GPU too: no flag ignored
     return model, gpu, split, topo if split.gpus > 1 else None, profile
+
+
+def topology_for_split(args, gpu, split: Split) -> Topology:
+    """topology_from_args; without --nodes, a split whose DP replicas do not fit one node is
+    spread over the fewest nodes that each hold whole replicas, and stderr says so. DP replicas
+    exchange nothing (each runs its own engine; with EP inside TP no collective spans them), so
+    their placement cannot change a replica's time. With EP across DP ranks (EP > TP) the
+    all-to-all spans replicas and the layout matters: then --nodes stays the user's to give."""
+    try:
+        return topology_from_args(args, gpu, split.gpus)
+    except InputError:
+        if (getattr(args, "nodes", None) is not None or getattr(args, "nvlink_domain", None) is not None
+                or split.dp < 2 or split.ep > split.tp):
+            raise
+        for k in range(2, split.dp + 1):
+            if split.dp % k:
+                continue
+            try:
+                topo = topology_from_args(argparse.Namespace(**{**vars(args), "nodes": k}), gpu, split.gpus)
+            except InputError:
+                continue
+            replica = split.gpus // split.dp
+            warn(f"{split.gpus} GPUs do not fit one {gpu.id} node: the {split.dp} DP replicas "
+                 f"({replica} GPU{'s' if replica > 1 else ''} each, exchanging nothing) are placed "
+                 f"{split.dp // k} per node on {k} nodes of {topo.gpus_per_node}; a replica's time does "
+                 "not depend on the packing (pass --nodes to choose it)")
+            return topo
+        raise
 
 
 def check_profile_device(profile, gpu) -> None:
@@ -216,9 +265,9 @@ def add_topology_args(parser) -> None:
                    help=f"node preset: {', '.join(PRESETS)} (default: the GPU's usual node)")
     g.add_argument("--topology-file", metavar="F", type=nonempty,
                    help="text printed by `nvidia-smi topo -m` on the real machine")
-    g.add_argument("--nodes", type=gpu_count, default=1, metavar="K",
+    g.add_argument("--nodes", type=gpu_count, metavar="K",
                    help="number of nodes (NVLink domains on nvl72/nvl36x2); it must divide the "
-                        "GPU count (default 1)")
+                        "GPU count (default 1, or as many as DP replicas beyond one node need)")
     g.add_argument("--nvlink-domain", type=gpu_count, metavar="N",
                    help="GPUs per NVLink domain (rack-scale GPUs: up to 72 on GB200/GB300 NVL72; "
                         "default: the rack, or all GPUs when fewer); it must divide the GPU count")

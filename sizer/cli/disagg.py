@@ -216,9 +216,8 @@ def run_simulate(args, traffic, ttft, tpot, longest) -> int:
     wall = time.perf_counter() - start
     if args.requests_out:
         write_requests(args.requests_out, res)
-    if res.verdict == "saturated" and math.isfinite(traffic.rate_rps):
-        warn(f"saturated: requests in the system still grow at the end of the arrivals; the percentiles "
-             f"depend on --requests ({res.requests})")
+    if res.advice():
+        warn(res.advice())
     doc = {**head, **res.to_json()}
     if args.json:
         emit_json(doc)

@@ -2,7 +2,12 @@
 
 Each sub-command lives in its own module `sizer/cli/<name>.py` exposing `register(subparsers)`;
 this file only dispatches and maps errors to exit codes (0 answer, 1 infeasible, 2 bad input).
-`--json` puts exactly one JSON document on stdout; warnings go to stderr.
+`--json` puts exactly one JSON document on stdout; warnings go to stderr. The document is held
+until the exit code is known: on exit 1 it is still printed, with an `error` string (the stderr
+reason) added where the command's own document has none (recommend's rejected splits, simulate
+--find-rate's curve, the capacity plans), or, where the command produced none,
+`{"command", "exit_code": 1, "infeasible", "error"}`. On exit 2 (bad input) stdout stays empty
+and the one line on stderr is the answer.
 """
 
 import argparse
@@ -10,7 +15,7 @@ import importlib
 import sys
 
 from sizer.errors import InfeasibleError, InputError
-from sizer.output import NonFiniteOutputError
+from sizer.output import NonFiniteOutputError, emit_json, hold_documents, release_documents
 
 COMMANDS = ("models", "gpus", "memory", "comm", "step", "estimate", "recommend", "simulate")
 
@@ -52,20 +57,39 @@ def main(argv=None) -> int:
         sys.stderr.write(f"sizer: error: give a command: {', '.join(COMMANDS)} "
                          "(see `sizer --help`)\n")
         return 2
+    failure = None
+    hold_documents()
     try:
         code = args.func(args)
-    except InputError as exc:
+    except InputError as exc:  # exit 2: stdout stays empty (the held document is dropped)
         sys.stderr.write(f"sizer: error: {exc}\n")
         return 2
     except InfeasibleError as exc:
         sys.stderr.write(f"sizer: {exc}\n")
-        return 1
+        code, failure = 1, (exc, True)
     except NonFiniteOutputError as exc:
         sys.stderr.write(f"sizer: error: {exc}\n")
-        return 1
+        code, failure = 1, (exc, False)
+    except BrokenPipeError:
+        return 0
+    finally:
+        docs = release_documents()  # whatever happened, emit_json writes directly again
+    try:
+        _write_documents(args, docs, failure)
     except BrokenPipeError:
         return 0
     return int(code or 0)
+
+
+def _write_documents(args, docs: list, failure) -> None:
+    """The run's one JSON document; on exit 1 under --json it names the reason (`error`)."""
+    if failure is not None and getattr(args, "json", False):
+        exc, infeasible = failure
+        docs = [{**d, "error": str(exc)} if isinstance(d, dict) and not d.get("error") else d
+                for d in docs] or [{"command": args.command, "exit_code": 1,
+                                    "infeasible": infeasible, "error": str(exc)}]
+    for doc in docs:
+        emit_json(doc)
 
 
 if __name__ == "__main__":

@@ -69,9 +69,24 @@ def render(plan, model_name, gpu, args) -> str:
     if plan.engine:
         lines.append(f"engine reports: {plan.kv_reported_as} = {plan.max_kv_tokens:,}")
     lines.append(f"holds: {plan.max_sequences:,} sequences of {plan.context:,} tokens at once")
-    verdict = "fits" if plan.fits else "DOES NOT FIT"
-    need = f"batch {plan.batch} x {plan.context:,} tokens" if not plan.engine else \
-        f"batch {plan.batch}, max model length {plan.context:,}"
-    lines.append(f"verdict: {verdict} ({need}); headroom {fmt_bytes(cap - pg['total_bytes'])}")
+    lines.append(verdict_line(plan))
     lines += [f"note: {note}" for note in plan.notes]
     return "\n".join(lines)
+
+
+def verdict_line(plan) -> str:
+    """The verdict against the binding limit (the engine's budget, MemoryPlan.budget), not the
+    raw capacity: a vLLM plan at 0.9 that misses by 3 GiB has 8 GiB of the GPU outside it."""
+    asked = f"batch {plan.batch} x {plan.context:,} tokens" if not plan.engine else \
+        f"batch {plan.batch}, max model length {plan.context:,}"
+    if not plan.fits:
+        seq = sum(g["kv_bytes_per_token"] * g["kv_tokens_per_sequence"] for g in plan.kv_groups)
+        need = plan.budget_fixed_bytes + plan.batch * seq
+        fixed = "" if plan.budget_fixed_bytes <= plan.budget_bytes else \
+            f"; weights, activations and overhead alone take {fmt_bytes(plan.budget_fixed_bytes)}"
+        return f"verdict: DOES NOT FIT ({asked}): {plan.shortfall(need)}{fixed}"
+    outside = plan.capacity_bytes - plan.total_bytes
+    if plan.engine:
+        return (f"verdict: fits ({asked}); the KV cache takes what the {plan.budget} leaves; "
+                f"{fmt_bytes(outside)} of the GPU is outside the budget (not free for more KV)")
+    return f"verdict: fits ({asked}); headroom {fmt_bytes(outside)} of the {plan.budget}"

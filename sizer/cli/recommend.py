@@ -5,14 +5,16 @@ import time
 from sizer.errors import InputError
 from sizer.output import emit_json, warn
 from . import capacity
-from .common import (add_emit_arg, add_pp_partition_args, check_profile_device, duration, emit_launch,
-                     gpu_count, nonempty, positive_int, price_list, resolve_emit, show_emit, uneven_pp_from_args)
+from .common import (add_emit_arg, add_pp_partition_args, check_profile_device, emit_launch,
+                     gpu_count, nonempty, positive_int, price_list, resolve_emit, show_emit, tpot_target,
+                     ttft_target, uneven_pp_from_args)
+from sizer.model.precision import WEIGHT_DTYPE_HELP
 from sizer.hardware.gpus import get_gpu
 from sizer.model.catalog import get_model
 from sizer.hardware.profile import load_profile
 from sizer.plan.recommend import OBJECTIVES, NothingFitsError, TargetsNotMetError, recommend
 from sizer.plan.search import GIB
-from sizer.plan.whynot import comm_pct
+from sizer.plan.whynot import comm_pct, spare_text
 from .common import add_scheduler_args, add_topology_args, topology_from_args
 from .disagg import add_recommend_args, run_recommend, wants_disagg
 
@@ -40,8 +42,12 @@ def register(sub) -> None:
     w = p.add_argument_group("workload and targets")
     w.add_argument("--isl", type=positive_int, help="input tokens per request (default 1024)")
     w.add_argument("--osl", type=positive_int, help="output tokens per request (default 256)")
-    w.add_argument("--ttft", metavar="T", type=duration, help="time-to-first-token target, seconds or with a unit (2s, 500ms)")
-    w.add_argument("--tpot", metavar="T", type=duration, help="time-per-output-token target, seconds or with a unit (50ms)")
+    w.add_argument("--ttft", metavar="T", type=ttft_target,
+                   help="time-to-first-token target with a unit (2s, 500ms); a bare number is seconds "
+                        "(warned about from 10)")
+    w.add_argument("--tpot", metavar="T", type=tpot_target,
+                   help="time-per-output-token target with a unit (50ms); a bare number is seconds "
+                        "(warned about from 1)")
     w.add_argument("--batch", type=positive_int, help="sequences per replica (default: search up to the memory limit)")
     w.add_argument("--concurrency", type=positive_int, help="concurrent requests over the deployment")
     add_scheduler_args(w)
@@ -51,7 +57,7 @@ def register(sub) -> None:
                         "cost: $ per million output tokens (needs --gpu-hour-price)")
     s.add_argument("--gpu-hour-price", type=price_list, metavar="USD", help="price of one GPU-hour, for cost per "
                    "token (with a --gpu list and --rate, one price per type: p1,p2,...)")
-    s.add_argument("--weight-dtype", type=nonempty, help="one or a comma list of bf16, fp16, fp8, int8, int4, fp4 "
+    s.add_argument("--weight-dtype", type=nonempty, help=f"one or a comma list of {WEIGHT_DTYPE_HELP} "
                    "(default: the checkpoint's own)")
     s.add_argument("--kv-dtype", default="auto", type=nonempty, help="one or a comma list of auto (model dtype), bf16, fp16, fp8, int8")
     s.add_argument("--engine", default="vllm", type=nonempty,
@@ -151,8 +157,7 @@ def _no_target_note(w, objective: str) -> str:
     elif w.batch == w.max_batch and w.batch_limit == "max_num_seqs":
         what = f"the winner runs at the max_num_seqs cap ({at}), TTFT {_t(w.ttft_s)}"
     else:
-        what = (f"the winner runs {at} with {w.headroom_bytes / GIB:.1f} GiB free per GPU, "
-                f"TTFT {_t(w.ttft_s)}")
+        what = f"the winner runs {at} with {spare_text(w)}, TTFT {_t(w.ttft_s)}"
     trade = ("Give --ttft / --tpot to trade throughput for latency; the Pareto points below show "
              "the trade." if objective != "latency" else "The Pareto points below show what "
              "larger batches give in throughput.")
@@ -177,8 +182,9 @@ def render(rec, elapsed_s: float = 0.0) -> str:
         lines.append("NO split meets the targets; the closest candidates:")
     show_cost = any(c.cost_per_mtok is not None for c in rec.candidates)
     show_gpus = bool(wl.get("allow_idle"))
+    spare = "free/GPU" if not wl["engine"] else "spare/GPU"  # spare: outside the engine's budget
     head = (f"{'#':>2}  {'split':<18}" + (f"{'GPUs':>5}  " if show_gpus else "")
-            + f"{'weights':<10}{'KV':<6}{'batch':>6}{'free/GPU':>11}{'TTFT':>10}"
+            + f"{'weights':<10}{'KV':<6}{'batch':>6}{spare:>11}{'TTFT':>10}"
             f"{'TPOT':>10}{'tok/s/GPU':>11}{'comm':>17}" + (f"{'$/Mtok':>9}" if show_cost else ""))
     lines += [head, "-" * len(head)]
     for i, c in enumerate(rec.candidates, 1):
@@ -198,6 +204,12 @@ def render(rec, elapsed_s: float = 0.0) -> str:
     else:
         lines.append("batch = concurrent sequences per replica in continuous batching (steady state, "
                      "chunked prefill); comm = largest collective's share of a decode step")
+    if wl["engine"]:
+        rest = {"vllm": "(1 - --gpu-memory-utilization) x capacity",
+                "sglang": "(1 - --mem-fraction-static) x capacity, less activations and CUDA graphs",
+                "trtllm": "the KV fraction's remainder of what weights and activations leave"}
+        lines.append(f"spare = memory outside the engine's budget ({rest.get(wl['engine'], 'its reserve')}); "
+                     "the KV cache already takes the budget, so it is not room for more sequences")
     if rec.winner_reason:
         lines += ["", "Winner: " + rec.winner_reason]
     if rec.precision_hint:

@@ -27,7 +27,7 @@ def register(sub) -> None:
     add_topology_args(p)
     t = p.add_argument_group("traffic")
     t.add_argument("--rate", metavar="R", type=nonempty, help="requests per second, or inf (every request at t=0); "
-                   "required unless --trace has arrival times or --find-rate is given")
+                   "required unless --trace has arrival times, --find-rate is given, or --concurrency N (then inf: a closed loop)")
     t.add_argument("--requests", type=positive_int, help="requests to simulate (default 1000, or every trace row)")
     t.add_argument("--duration", metavar="S", type=duration, help="simulate the arrivals of this long a window instead of --requests (e.g. 300s)")
     t.add_argument("--isl", type=positive_int, help="prompt tokens per request (default 1024)")
@@ -45,6 +45,8 @@ def register(sub) -> None:
     t.add_argument("--warmup", type=non_negative_int, default=0, metavar="N", help="leave the first N requests out of the metrics")
     t.add_argument("--seed", type=non_negative_int, default=0, help="random seed of arrivals and lengths (default 0)")
     t.add_argument("--router", choices=ROUTERS, default="round-robin", help="how requests reach DP replicas")
+    t.add_argument("--no-enable-prefix-caching", dest="prefix_caching", action="store_false",
+                   help="vLLM without prefix caching: a preempted request recomputes its whole KV on resume")
     s = p.add_argument_group("service-level objectives")
     s.add_argument("--ttft-slo", metavar="T", type=nonempty, help="TTFT objective with a unit (2s, 500ms)")
     s.add_argument("--tpot-slo", metavar="T", type=nonempty, help="TPOT objective with a unit (50ms)")
@@ -87,7 +89,17 @@ def traffic_from_args(args) -> Traffic:
     isl = parse_lengths(args.isl_dist, "--isl-dist") if args.isl_dist else Lengths("fixed", args.isl or 1024)
     osl = parse_lengths(args.osl_dist, "--osl-dist") if args.osl_dist else Lengths("fixed", args.osl or 256)
     timed = trace is not None and trace.arrival_s is not None
-    if args.rate is None:
+    if args.rate is None and args.concurrency and args.duration and not (timed or args.find_rate):
+        raise InputError(f"--concurrency {args.concurrency} without --rate is a closed loop at --rate inf, "
+                         "which --duration cannot bound: give --requests N, or --rate R for open-loop arrivals")
+    if args.rate is None and args.concurrency and not (timed or args.find_rate):
+        # a closed loop: vLLM's `vllm bench serve` sends at --request-rate inf (its default,
+        # vllm/benchmarks/serve.py) and --max-concurrency N keeps N outstanding
+        warn(f"--concurrency {args.concurrency} without --rate: every request is ready at t=0 (--rate inf, "
+             "as vLLM's benchmark with --max-concurrency) and the client keeps "
+             f"{args.concurrency} outstanding; give --rate for open-loop arrivals")
+        rate = math.inf
+    elif args.rate is None:
         if not (timed or args.find_rate):
             raise InputError("--rate is required (a number or inf) unless --trace has arrival times or --find-rate is given"
                              if trace is None or timed else f"{args.trace} has no arrival times: give --rate")
@@ -131,7 +143,8 @@ def run(args) -> int:
     dep = Deployment(model, gpu, split, engine=args.engine, weight_dtype=args.weight_dtype, kv_dtype=args.kv_dtype,
                      fraction=engine_fraction(args), max_num_seqs=args.max_num_seqs,
                      max_num_batched_tokens=args.max_num_batched_tokens, cuda_graphs=args.cuda_graphs,
-                     topology=topo, profile=profile, context=longest, router=args.router)
+                     topology=topo, profile=profile, context=longest, router=args.router,
+                     prefix_caching=args.prefix_caching)
     head = {"model": model.name, "gpu": gpu.id, "split": split.to_json(), "engine": dep.engine or "none",
             "seed": args.seed}
     launch = emit_launch(args, model, split, batch=dep.max_num_seqs, context=longest, precision=dep.plan.precision,
@@ -159,9 +172,8 @@ def run(args) -> int:
     wall = time.perf_counter() - start
     if args.requests_out:
         write_requests(args.requests_out, res)
-    if res.verdict == "saturated" and math.isfinite(traffic.rate_rps):
-        warn(f"saturated: requests in the system still grow at the end of the arrivals; the percentiles "
-             f"depend on --requests ({res.requests})")
+    if res.advice():
+        warn(res.advice())
     doc = {**head, **res.to_json()}
     if args.json:
         show_emit(launch, doc)
@@ -206,8 +218,11 @@ def _show(doc: dict, res, wall: float, title: str | None = None) -> None:
     if res.goodput is not None:
         print(f"  goodput {res.goodput['requests_per_s']:.3g} req/s ({res.goodput['fraction']:.1%} of requests meet the SLOs)")
     verdict = {"stable": "stable: the engine keeps up with the arrivals",
-               "saturated": "saturated: requests in the system still grow at the end (arrivals outpace the engine)",
+               "saturated": "saturated: requests in the system grow through the run (arrivals outpace the engine)",
+               "too short": "too short to tell: the run ends before the engine reaches a steady state",
                "closed loop": "closed loop: the client concurrency sets the load"}[res.verdict]
+    if (res.stability or {}).get("reason") == "all at once":
+        verdict = "saturated: every request arrives at t=0 (the queue only drains)"
     ratio = res.duration_s / wall if wall > 0 else float("inf")
     print(f"  verdict: {verdict}")
     print(f"  simulated {res.duration_s:.1f} s in {wall:.2f} s wall ({ratio:,.0f}x), {res.forwards:,} forwards")

@@ -286,8 +286,8 @@ def estimate_disagg(model, gpu, pools: Pools, *, isl: int, osl: int, concurrency
     for role, split, ctx in (("prefill", pools.prefill, isl + 1), ("decode", pools.decode, isl + osl)):
         plan = memory_plan(model, gpu, split, batch=1, context=ctx, **mem_kw(role))
         if plan.weights_bytes + plan.activation_bytes + plan.overhead_bytes > plan.capacity_bytes or plan.max_sequences < 1:
-            raise InputError(f"the {role} pool ({pools.instance(role).label()} on {gpu.id}) does not fit: weights "
-                             f"{plan.weights_bytes / 2**30:.1f} GiB per GPU of {plan.capacity_bytes / 2**30:.1f} GiB, "
+            raise InputError(f"the {role} pool ({pools.instance(role).label()} on {gpu.id}) does not fit: weights, "
+                             f"activations and overhead {plan.shortfall(plan.budget_fixed_bytes, 'take')}, "
                              f"room for {plan.max_sequences} sequence(s) of {ctx} tokens")
         plans[role] = plan
     device = device_for(gpu, profile)

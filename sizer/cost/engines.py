@@ -80,10 +80,15 @@ class MemoryPlan:
     kv_rule: str = ""
     kv_reported_as: str = ""
     notes: tuple = ()
+    # the binding limit (memory_budget): what the engine lets the parts below fill, and how
+    budget_bytes: float = 0.0
+    budget_fixed_bytes: float = 0.0  # what the budget holds before any KV cache
+    budget: str = ""  # "71.30 GiB (vLLM --gpu-memory-utilization 0.9 x 79.22 GiB)"
+    kv_bytes_per_sequence: float = 0.0  # per GPU at `context` tokens (windows keep their window)
 
     def to_json(self) -> dict:
         keys = ("weights_bytes", "kv_cache_bytes", "activation_bytes", "overhead_bytes",
-                "total_bytes", "capacity_bytes", "fits")
+                "total_bytes", "capacity_bytes", "fits", "budget_bytes")
         d = asdict(self)
         return {
             "per_gpu": {k: d[k] for k in keys},
@@ -101,7 +106,38 @@ class MemoryPlan:
             "context": self.context,
             "stage_weights_bytes": list(self.stage_weights_bytes),
             "notes": list(self.notes),
+            "budget": self.budget,
         }
+
+    def shortfall(self, need_bytes: float, verb: str = "needs") -> str:
+        """'needs N GiB per GPU of the B GiB budget (how)': the sentence every "does not fit"
+        message ends in, naming the binding limit rather than the raw capacity."""
+        return f"{verb} {need_bytes / GIB:.1f} GiB per GPU of the {self.budget}"
+
+
+def memory_budget(rules, fraction, cap: float, weights: float, act: float, over: float,
+                  over_no_graphs: float) -> tuple[float, float, str]:
+    """(budget, what it holds before KV, description) of one GPU: the limit "does not fit" means.
+
+    - vLLM (worker/gpu_worker.py determine_available_memory): gpu_memory_utilization x total
+      memory holds weights, the profiled activation peak, non-torch memory and the KV cache.
+    - SGLang (model_runner.py profile_max_num_token): mem_fraction_static x total holds weights
+      and the KV pool; activations and CUDA graphs live in the rest.
+    - TensorRT-LLM (KvCacheConfig.free_gpu_memory_fraction): the whole GPU holds weights,
+      activations and runtime buffers; the KV cache gets the fraction of what they leave.
+    - No engine: the whole GPU holds everything."""
+    gib = cap / GIB
+    if rules is None:
+        return cap, weights + act + over, f"{gib:.2f} GiB GPU capacity (engine none)"
+    f = rules.fraction if fraction is None else fraction
+    flag = f"{rules.fraction_flag} {f:g}"
+    if rules.name == "vllm":
+        return cap * f, weights + act + over, f"{cap * f / GIB:.2f} GiB budget (vLLM {flag} x {gib:.2f} GiB)"
+    if rules.name == "sglang":
+        return (cap * f, weights + over_no_graphs,
+                f"{cap * f / GIB:.2f} GiB budget (SGLang {flag} x {gib:.2f} GiB, for weights and KV)")
+    return (cap, weights + act + over,
+            f"{gib:.2f} GiB GPU capacity (TensorRT-LLM {flag}: KV gets {f:g} of what the rest leaves)")
 
 
 DEFAULT_MAX_NUM_SEQS = 256  # vLLM's max_num_seqs on a GPU without the large-memory default
@@ -297,6 +333,8 @@ def memory_plan(model, gpu, split: Split, *, weight_dtype=None, kv_dtype="auto",
     # engine queues them), and the fixed parts must fit the GPU
     fits = total <= cap if rules is None else (pool.max_sequences >= batch and weights + act + over <= cap)
     limiting = max(groups, key=lambda gs: sum(g.bytes_per_sequence(context) for g in gs))
+    budget, fixed, budget_text = memory_budget(rules, fraction, cap, weights, act, over,
+                                               overhead_bytes(split, cuda_graphs=False))
     return MemoryPlan(
         weights_bytes=weights, kv_cache_bytes=max(kv, 0.0), activation_bytes=act,
         overhead_bytes=over, total_bytes=total, capacity_bytes=cap, fits=bool(fits),
@@ -310,4 +348,6 @@ def memory_plan(model, gpu, split: Split, *, weight_dtype=None, kv_dtype="auto",
         kv_groups=tuple(dict(g.to_json(context), engine_pool_tokens=t)
                         for g, t in zip(limiting, pool.group_tokens)),
         kv_rule=pool.rule, kv_reported_as=pool.reported_as, notes=notes + pool.notes,
+        budget_bytes=budget, budget_fixed_bytes=fixed, budget=budget_text,
+        kv_bytes_per_sequence=seq_bytes,
     )

@@ -319,7 +319,8 @@ def estimate(model, gpu, split: Split, *, isl: int, osl: int, batch: int | None 
         batch = min(max_batch, probe.max_sequences)
         if batch < 1:
             raise InfeasibleError(f"{model.name} does not fit {split.label()} on {gpu.id} with "
-                                  f"{isl + osl} tokens of context: no room for one sequence")
+                                  f"{isl + osl} tokens of context: no room for one sequence; weights, "
+                                  f"activations and overhead {probe.shortfall(probe.budget_fixed_bytes, 'take')}")
     plan = memory_plan(model, gpu, split, batch=batch, **mem_kw)
     c = serving_curve(model, gpu, split, batch, isl=isl, osl=osl, max_num_tokens=max_num_tokens,
                       mode=mode, cuda_graphs=cuda_graphs, weight_dtype=weight_dtype,

@@ -113,27 +113,37 @@ def _vllm_blocks(a, context: int, block: int, mnbt: int = 0) -> int:
     return _cdiv(min(a.window + mnbt, context), block)
 
 
+def vllm_kv_groups(model, pp: int = 1) -> tuple:
+    """(the LayerAttention of each vLLM KV cache group, layers per group on each stage): the
+    groups every request allocates blocks in from the one shared pool (module docstring)."""
+    every = model.layer_attention or (FULL_LAYER,) * model.num_layers
+    return _vllm_layout(tuple(tuple(a for a in every[r.start:r.stop] if a.kind != LINEAR)
+                              for r in stage_layers(model, pp)))
+
+
 def vllm_pool(model, stages: list, kv_bytes: list, context: int, block: int,
               max_num_batched_tokens: int) -> KVPool:
     """vLLM V1 (module docstring). `stages`: KVGroups per stage; `kv_bytes`: available KV
     memory per GPU of each stage; every worker gets the smallest stage's block count."""
     per_layer = next((g.bytes_per_token_layer for gs in stages for g in gs), 0.0)
-    every = model.layer_attention or (FULL_LAYER,) * model.num_layers
-    stage_kinds = tuple(tuple(a for a in every[r.start:r.stop] if a.kind != LINEAR)
-                        for r in stage_layers(model, len(stages)))
-    kinds, sizes = _vllm_layout(stage_kinds)
+    kinds, sizes = vllm_kv_groups(model, len(stages))
     page = block * per_layer
     blocks = min(int(max(kv, 0.0) // page // size) if size and page else 0 for kv, size in zip(kv_bytes, sizes))
     per_seq = sum(_vllm_blocks(a, context, block) for a in kinds)
     worst = sum(_vllm_blocks(a, context, block, max_num_batched_tokens) for a in kinds)
     reported = blocks // len(kinds) * block
     notes = []
-    held = blocks // per_seq if per_seq else 0
+    # held at saturation: the one request in prefill holds its chunk in every group (`worst`,
+    # vLLM's max_memory_usage_bytes), the others their context (their windows), and a request
+    # is admitted only when its first chunk's blocks are free (v1/core/sched/scheduler.py
+    # allocate_slots returning None). One full-attention group: worst == per_seq, blocks // per_seq.
+    held = (1 + (blocks - worst) // per_seq if blocks >= worst else 0) if per_seq else 0
     if len(kinds) > 1:
         notes.append(f"vLLM groups the layers into {len(kinds)} KV groups of {max(sizes)} layers per GPU; it prints "
                      f"'GPU KV cache size: {reported:,} tokens' (every layer counted as full) and "
                      f"'Maximum concurrency ... {blocks / worst if worst else 0:.2f}x', but holds {held:,} "
-                     f"sequences of {context:,} tokens because windowed layers keep only their window")
+                     f"sequences of {context:,} tokens because windowed layers keep only their window "
+                     f"(one of them in prefill with a {max_num_batched_tokens:,}-token chunk)")
     return KVPool("vLLM V1 hybrid KV cache manager (vllm/v1/core/kv_cache_utils.py @001cabc1)" if len(kinds) > 1
                   else "vLLM V1 KV cache manager, one group (vllm/v1/core/kv_cache_utils.py @001cabc1)",
                   held, reported, "GPU KV cache size (tokens)",
@@ -191,7 +201,7 @@ def trtllm_pool(stages: list, kv_bytes: float, context: int, block: int) -> KVPo
                   tuple(pool_blocks[context if g.attention.kind == FULL else min(g.attention.window, context)] * block
                         for g in groups),
                   sum(pool_blocks[w] * block * cpt for w, cpt in windows.items()),
-                  (f"TensorRT-LLM pools per window size: "
+                  ("TensorRT-LLM pools per window size: "
                    + ", ".join(f"{w:,} tokens -> {b * block:,}" for w, b in sorted(pool_blocks.items())),)
                   if len(windows) > 1 else ())
 

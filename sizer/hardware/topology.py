@@ -105,8 +105,14 @@ class Topology:
             text = (f"{self.name}: {self.nodes} NVLink domain(s) x {self.gpus_per_node} GPU(s) "
                     f"(hosts of {self.host_gpus}), links {', '.join(kinds) or 'none'}")
         else:
+            # sockets here are the groups of GPUs whose traffic stays off the CPU link: name
+            # them only where a path crosses it (an NVSwitch board of two NUMA nodes, as its
+            # `nvidia-smi topo -m` shows, has no GPU path over the CPU link; trial 1 item 15)
+            crosses = any(self.links[k].kind == "cpu" for row in self.paths for p in row for k in p)
+            sockets = (f"{self.sockets} socket(s)/node (GPU paths cross the CPU link)" if crosses
+                       else "no GPU path over the CPU link")
             text = (f"{self.name}: {self.nodes} node(s) x {self.gpus_per_node} GPU(s), "
-                    f"{self.sockets} socket(s)/node, links {', '.join(kinds) or 'none'}")
+                    f"{sockets}, links {', '.join(kinds) or 'none'}")
         if self.nodes > 1 and self.inter_node is not None:
             per = "node" if self.inter_node.per_node else f"{self.nics_per_gpu:g}/GPU"
             text += f", inter-node {self.inter_node.name} ({per})"

@@ -11,6 +11,7 @@ once (on stderr) what it assumed or left out.
 import dataclasses
 import json
 import os
+import re
 from functools import lru_cache
 
 from sizer.errors import InputError, closest_names
@@ -114,6 +115,8 @@ def get_model(name_or_path: str) -> ModelSpec:
     text = str(name_or_path)
     if os.path.isdir(text):
         return _from_directory(text)
+    if _looks_like_repo_id(text):
+        raise InputError(_unknown_repo_message(text))
     if os.sep in text or text.endswith(".json") or os.path.isfile(text):
         cfg = read_json_file(text)
         stem = os.path.splitext(os.path.basename(text))[0]
@@ -126,6 +129,32 @@ def get_model(name_or_path: str) -> ModelSpec:
     hint = closest_names(text, names)
     raise InputError(f"unknown model {text!r}" + (f"; did you mean {hint}?" if hint else "")
                      + " (see `sizer models`, or pass a path to a config.json or a model directory)")
+
+
+def _looks_like_repo_id(text: str) -> bool:
+    """'org/name' (a Hugging Face repo id) that is neither a preset alias nor a path here."""
+    return (re.fullmatch(r"[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*", text) is not None
+            and not text.endswith(".json") and not os.path.exists(text))
+
+
+def _unknown_repo_message(text: str) -> str:
+    """The closest presets to a repo id sizer has no preset for, and how to pass its config."""
+    names = preset_names() + [a for e in _index().values() for a in e.get("aliases", ())]
+    hint = closest_names(text.split("/", 1)[1], [n for n in names if "/" not in n]) or \
+        closest_names(text, names)
+    quant = re.fullmatch(r"(.+?)-(fp8|fp4|nvfp4|int4|int8|awq|gptq|mxfp4)(?:-[\w.]+)?", text, re.IGNORECASE)
+    base = quant.group(1) if quant else ""
+    short = base.split("/", 1)[-1]
+    if quant and (resolve_preset(short) or resolve_preset(base)):  # a quantized release of a preset
+        wd = {"awq": "int4", "gptq": "int4", "mxfp4": "fp4"}.get(quant.group(2).lower(), quant.group(2).lower())
+        name = short if resolve_preset(short) is not None else base
+        hint = f"--model {name} --weight-dtype {wd} (the same architecture in {wd})"
+        return (f"{text!r} is not a preset and not a file here; closest: {hint}, or pass the "
+                f"checkpoint's config.json or folder (e.g. `huggingface-cli download {text} config.json "
+                "--local-dir DIR`, then --model DIR)")
+    return (f"{text!r} is not a preset and not a file here" + (f"; closest presets: {hint}" if hint else "")
+            + f". sizer reads no Hub: pass the model's config.json or folder (e.g. `huggingface-cli download "
+            f"{text} config.json --local-dir DIR`, then --model DIR); see `sizer models`")
 
 
 def _from_directory(folder: str) -> ModelSpec:

@@ -18,6 +18,10 @@ from sizer.errors import InputError
 
 WEIGHT_DTYPES = ("bf16", "fp16", "fp32", "fp8", "int8", "int4", "fp4", "nvfp4")
 KV_DTYPES = ("auto", "bf16", "fp16", "fp32", "fp8", "int8")
+# what each weight format is, for --weight-dtype's help and the UI: fp4 and nvfp4 differ
+WEIGHT_DTYPE_HELP = ("bf16, fp16, fp8, int8, int4 (GPTQ/AWQ, weight-only), fp4 (MXFP4, weight-only: "
+                     "4.25 bits, GEMMs in the activation dtype; gpt-oss's experts), nvfp4 (NVFP4 W4A4: "
+                     "4.5 bits, GEMMs on FP4 tensor cores of Blackwell GPUs, the activation dtype elsewhere)")
 
 _ALIASES = {
     "bfloat16": "bf16", "float16": "fp16", "half": "fp16", "float32": "fp32", "float": "fp32",

@@ -58,6 +58,9 @@ def check_split(model, split: Split, gpus: int | None = None) -> Split:
     if gpus is not None and gpus != split.gpus:
         raise InputError(f"--gpus {gpus} differs from TP x PP x DP = {split.tp} x {split.pp} x "
                          f"{split.dp} = {split.gpus}")
+    if split.tp > model.num_heads:
+        raise InputError(f"{model.name}: TP={split.tp} exceeds its {model.num_heads} attention heads "
+                         "(a TP rank needs at least one head)")
     if model.num_heads % split.tp:
         raise InputError(f"{model.name}: {model.num_heads} attention heads do not divide by TP={split.tp}")
     kv = model.num_kv_heads

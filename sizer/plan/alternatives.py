@@ -8,6 +8,13 @@ tensor cores (an `fp8` peak in data/gpus.json: Hopper, Ada, Blackwell, MI300X) F
 the bytes a decode step streams and an FP8 KV cache doubles the sequences that fit, so it is
 often the largest lever there is. The recommender searches the same splits once more in FP8
 (sizer/plan/recommend.py) and this module words the comparison, by the same objective.
+
+On an NVIDIA GPU with FP4 tensor cores (an `fp4` peak: Blackwell B200/B300/GB200/GB300, RTX PRO
+6000) NVFP4 weights (W4A4, sizer/model/precision.py) quarter a 16-bit checkpoint's weight bytes
+and run the GEMMs at the FP4 rate, so the search runs once more in nvfp4 weights with an fp8 KV
+cache (TensorRT-LLM's and vLLM's NVFP4 checkpoints pair them; nvidia/DeepSeek-R1-FP4 does), and
+the line names the better of the two first. NVFP4 is NVIDIA's format: AMD's FP4 peak (MI355X)
+serves MXFP4, which sizer's `fp4` prices weight-only, so no nvfp4 line there.
 """
 
 SIXTEEN_BIT = ("bf16", "fp16", "fp32")
@@ -27,13 +34,43 @@ def fp8_alternative(gpu, precision: dict) -> tuple | None:
     return wd, kd
 
 
+def nvfp4_alternative(gpu, precision: dict) -> tuple | None:
+    """(nvfp4, kv_dtype) on an NVIDIA GPU with FP4 tensor cores when the checkpoint's weights and
+    experts are wider than 4 bits (16-bit or fp8 / int8); the KV cache as fp8_alternative."""
+    if gpu.vendor != "NVIDIA" or not gpu.peak_flops_per_s.get("fp4"):
+        return None
+    if not all(precision[k] in SIXTEEN_BIT + ("fp8", "int8") for k in ("weights", "experts")):
+        return None
+    return "nvfp4", "fp8" if precision["kv_cache"] in SIXTEEN_BIT else precision["kv_cache"]
+
+
+def precision_alternatives(gpu, precision: dict) -> list:
+    """Every (weight_dtype, kv_dtype) the precision line weighs on this GPU (fp8, then nvfp4)."""
+    return [a for a in (fp8_alternative(gpu, precision), nvfp4_alternative(gpu, precision)) if a]
+
+
+def combine_hints(hints: list) -> dict | None:
+    """One precision line from the alternatives' hints: the largest gain first, the others after
+    it ("Also ..."); `alternatives` keeps every hint's numbers (best first)."""
+    if not hints:
+        return None
+    ranked = sorted(hints, key=lambda h: -(h.get("gain") if h.get("gain") is not None else -1e9))
+    best = dict(ranked[0])
+    best["text"] = ". Also ".join(h["text"] for h in ranked)
+    best["alternatives"] = ranked
+    return best
+
+
 def describe_alternative(best, winner, alt: tuple, objective: str) -> dict:
     """The hint: {"weight_dtype", "kv_dtype", "flags", "text", and the best fp8 candidate's numbers
     (None when nothing fits or meets the targets in fp8)}, compared with the winner by the
     objective."""
     wd, kd = alt
-    what = "fp8 weights+KV" if wd and kd == "fp8" else ("fp8 weights" if wd else "fp8 KV")
-    flags = " ".join(f for f, on in (("--weight-dtype fp8", wd), ("--kv-dtype fp8", kd == "fp8")) if on)
+    if wd and kd == "fp8":
+        what = f"{wd} weights+KV" if wd == "fp8" else f"{wd} weights + fp8 KV"
+    else:
+        what = f"{wd} weights" if wd else "fp8 KV"
+    flags = " ".join(f for f, on in ((f"--weight-dtype {wd}", wd), ("--kv-dtype fp8", kd == "fp8")) if on)
     doc = {"weight_dtype": wd or winner.weight_dtype, "kv_dtype": kd, "flags": flags}
     if best is None or (winner.meets_targets and not best.meets_targets):
         return {**doc, "label": None, "text": f"{what}: no split fits and meets the targets either ({flags})"}

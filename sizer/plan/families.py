@@ -15,7 +15,7 @@ deserves the answer in the text, not only in `--json` `rejected`. Four families:
 
 import dataclasses
 
-from .search import divisibility_groups, objective_key
+from .search import FEWER, FEWER_RANKS, divisibility_groups, objective_key
 from .whynot import _versus, cause, dtypes
 
 
@@ -91,6 +91,9 @@ def divisibility_lines(model, dropped) -> list[str]:
         tags = sorted(tags, key=lambda t: int(t[2:]))
         other = "any PP, DP" if tags[0].startswith("TP") else "any TP, DP"
         hint = " (--even-pp asks for equal stages)" if tags[0].startswith("PP") else ""
+        if what.endswith((FEWER, FEWER_RANKS)):  # a stage without a layer, a rank without a head
+            out.append(f"{', '.join(tags)} ({other}): {what} ({', '.join(t[2:] for t in tags)})")
+            continue
         out.append(f"{', '.join(tags)} ({other}): {what} do not divide by "
                    f"{', '.join(t[2:] for t in tags)}{hint}")
     return sorted(out, key=lambda line: (not line.startswith("TP"), line))

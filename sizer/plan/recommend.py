@@ -29,7 +29,7 @@ from .search import (MemoryCache, Workload, best_index, enumerate_splits, gpu_co
                      weight_label)
 from sizer.cost.engine_support import check_layout, supported_layouts
 from sizer.model.split import Split
-from .alternatives import describe_alternative, fp8_alternative
+from .alternatives import combine_hints, describe_alternative, precision_alternatives
 from .families import divisibility_lines, engine_lines, memory_lines, placement_lines
 from .whynot import divisibility_note, fit_hint, miss_text, why_not_lines, winner_reason
 from .whynot import dtypes as dtypes_text
@@ -114,7 +114,7 @@ class Recommendation:
     notes: tuple = field(default=())
     error: str = ""  # set when nothing fits (NothingFitsError)
     suggestion: dict | None = None  # what would fit: weight_dtype, gpus, allow_idle_gpus (+ splits)
-    precision_hint: dict | None = None  # what fp8 weights / KV would give (alternatives.py)
+    precision_hint: dict | None = None  # what fp8 / nvfp4 weights, fp8 KV would give (alternatives.py)
 
     @property
     def winner(self) -> Candidate | None:
@@ -289,16 +289,17 @@ def recommend(model, gpu, gpus: int, *, nodes: int = 1, topology=None, inter_nod
             row.update(weight_dtype=c.weight_dtype, kv_dtype=c.kv_dtype, batch=c.batch, tpot_s=c.tpot_s,
                        output_tok_s_per_gpu=c.output_tok_s_per_gpu)
         rejected.append(row)
-    hint = None
+    hints = []
     if dtypes == [None] and kv_dtypes == ["auto"]:
-        alt = fp8_alternative(gpu, fitted[0]["plan1"].precision)
-        if alt is not None:
+        for alt in precision_alternatives(gpu, fitted[0]["plan1"].precision):
             found = [r for r in search(inside or splits, [alt[0]], [alt[1]]) if r["points"] is not None]
             alts = _rank([_candidate(r, objective, targets, gpu_hour_price, mem, topo) for r in found], objective)
-            hint = describe_alternative(alts[0] if alts else None, ranked[0], alt, objective)
+            hints.append(describe_alternative(alts[0] if alts else None, ranked[0], alt, objective))
+    hint = combine_hints(hints)
     rec = Recommendation(
         **common, candidates=tuple(ranked[:top]), rejected=tuple(rejected), pareto=tuple(pareto),
-        why_not=tuple(why_not_lines(ranked, targets, objective, index, families)),
+        why_not=tuple(why_not_lines(ranked, targets, objective, index, families,
+                                    missed=[c for c in cands if meeting and not c.meets_targets])),
         winner_reason=winner_reason(ranked, objective, targets, topo, index, gpus) if meeting else "",
         evaluated_points=sum(len(r["points"].batch) for r in fitted), meets_targets=bool(meeting),
         precision_hint=hint)

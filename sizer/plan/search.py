@@ -107,12 +107,26 @@ def enumerate_splits(model, n: int, uneven_pp: bool = True) -> tuple[list[Split]
 def divisibility_cause(model, split: Split) -> tuple[str, str]:
     """(the dimension that does not divide, what it fails to divide), in check_split's order:
     ('TP3', '64 attention heads'), ('TP16', '8 KV heads'), ('PP3', '80 layers')."""
+    if split.tp > model.num_heads:  # a rank without a head, not a remainder
+        return f"TP{split.tp}", f"{model.num_heads} attention heads" + FEWER_RANKS
     if model.num_heads % split.tp:
         return f"TP{split.tp}", f"{model.num_heads} attention heads"
     kv = model.num_kv_heads
     if not model.is_mla and kv % split.tp and split.tp % kv:
         return f"TP{split.tp}", f"{kv} KV heads"
+    if split.pp > model.num_layers:  # uneven stages are fine; a stage without a layer is not
+        return f"PP{split.pp}", f"{model.num_layers} layers" + FEWER
     return f"PP{split.pp}", f"{model.num_layers} layers"
+
+
+FEWER = " are fewer than the stages"  # divisibility_cause's `what` when PP exceeds the layers
+FEWER_RANKS = " are fewer than the TP ranks"  # ... when TP exceeds the attention heads
+
+
+def divisibility_reason(what: str) -> str:
+    """'80 layers do not divide', '32 layers are fewer than the stages' (PP over the layers) or
+    '32 attention heads are fewer than the TP ranks' (TP over the heads)."""
+    return what if what.endswith((FEWER, FEWER_RANKS)) else f"{what} do not divide"
 
 
 def divisibility_groups(model, dropped) -> dict:
@@ -364,10 +378,11 @@ def weight_label(weight_dtype, precision: dict) -> str:
 
 def reject_memory(split, wd, plan, what) -> dict:
     pg = plan.to_json()["per_gpu"]
-    need = plan.weights_bytes + plan.activation_bytes + plan.overhead_bytes + \
-        plan.kv_bytes_per_token * plan.context * max(plan.batch, 1)
-    reason = (f"doesn't fit: {what} of {plan.context} tokens needs {need / GIB:.1f} GiB per GPU "
-              f"of {pg['capacity_bytes'] / GIB:.1f} GiB (weights {plan.weights_bytes / GIB:.1f} GiB)")
+    # a sequence's KV as the engine keeps it: sliding / chunked layers hold only their window
+    need = plan.budget_fixed_bytes + plan.kv_bytes_per_sequence * max(plan.batch, 1)
+    reason = (f"doesn't fit: {what} of {plan.context} tokens {plan.shortfall(need)} "
+              f"(weights {plan.weights_bytes / GIB:.1f} GiB)")
     return {**split_json(split), "weight_dtype": weight_label(wd, plan.precision),
             "kv_dtype": plan.precision["kv_cache"], "kind": "memory",
-            "reason": reason, "needs_bytes": need, "capacity_bytes": pg["capacity_bytes"]}
+            "reason": reason, "needs_bytes": need, "capacity_bytes": pg["capacity_bytes"],
+            "budget_bytes": plan.budget_bytes, "budget": plan.budget}

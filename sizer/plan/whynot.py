@@ -20,7 +20,8 @@ and points the right way; when none does, no cause is given rather than an inven
 
 import numpy as np
 
-from .search import GIB, MemoryCache, divisibility_groups, divisors, enumerate_splits, gpu_counts
+from .search import (GIB, MemoryCache, divisibility_groups, divisibility_reason, divisors, enumerate_splits,
+                     gpu_counts)
 from sizer.model.split import Split
 
 _OP_TEXT = {"tp_all_reduce": "all-reduce", "tp_reduce_scatter+all_gather": "reduce-scatter + all-gather",
@@ -50,6 +51,16 @@ def dtypes(c) -> str:
 def _comm_text(c) -> str:
     links = f" on {c.comm_links}" if c.comm_links else ""
     return f"{_OP_TEXT.get(c.comm_op, c.comm_op)} is {comm_pct(c.comm_op_share)} of the decode step{links}"
+
+
+def spare_text(c) -> str:
+    """The memory a candidate leaves: free GPU memory without an engine; with one, what stays
+    outside the engine's budget (vLLM: (1 - gpu_memory_utilization) x capacity), which the KV
+    cache cannot use (MemoryPlan.budget, trial 1 item 15)."""
+    gib = c.headroom_bytes / GIB
+    if (c.memory.get("engine") or "none") == "none":
+        return f"{gib:.1f} GiB free per GPU"
+    return f"{gib:.1f} GiB per GPU outside the engine's memory budget"
 
 
 def miss_text(c, targets) -> str:
@@ -174,9 +185,19 @@ def _step_causes(c, w, index, objective="throughput") -> list[str]:
         path_c = c.memory["per_gpu"]["weights_bytes"] * c.split.pp
         path_w = w.memory["per_gpu"]["weights_bytes"] * w.split.pp
         if path_c > 1.2 * path_w:
-            out.append(f"{_tp_text(c.split.tp, w.split.tp)}: a decode step streams "
-                       f"{path_c / GIB:.1f} GiB of weights per GPU along a token's path vs {path_w / GIB:.1f} GiB")
+            out.append(f"{_tp_text(c.split.tp, w.split.tp)}: weights a decode step reads: "
+                       f"{_path_text(c)} vs {_path_text(w)}")
     return out
+
+
+def _path_text(c) -> str:
+    """The weight bytes a token's decode step reads one GPU after another: '16.4 GiB per GPU',
+    or under PP '8 stages x 17.9 GiB per GPU in sequence (143.2 GiB)' (each stage's GPU reads its
+    own weights, the stages run one after another: the per-GPU figure is the stage's)."""
+    per = c.memory["per_gpu"]["weights_bytes"] / GIB
+    if c.split.pp == 1:
+        return f"{per:.1f} GiB per GPU"
+    return f"{c.split.pp} stages x {per:.1f} GiB per GPU in sequence ({per * c.split.pp:.1f} GiB)"
 
 
 def cause(c, w, objective="throughput", targets=None, index=None) -> str:
@@ -227,7 +248,7 @@ def winner_reason(ranked, objective, targets, topo, index=None, gpus=None) -> st
     text = (f"{w.label}{idle} with {w.weight_dtype} weights and {w.kv_dtype} KV gives {what}"
             + (f" that meets {' and '.join(met)}" if met else "")
             + f": {w.output_tok_s_per_gpu:,.0f} tok/s per GPU at batch {w.batch} per replica, "
-            f"TPOT {_ms(w.tpot_s)}, TTFT {_ms(w.ttft_s)}, {w.headroom_bytes / GIB:.1f} GiB free per GPU")
+            f"TPOT {_ms(w.tpot_s)}, TTFT {_ms(w.ttft_s)}, {spare_text(w)}")
     if w.cost_per_mtok is not None:
         text += f", ${w.cost_per_mtok:.3f} per million output tokens"
     if w.comm_op:
@@ -246,10 +267,12 @@ def winner_reason(ranked, objective, targets, topo, index=None, gpus=None) -> st
     return text
 
 
-def why_not_lines(ranked, targets, objective, index=None, families=()) -> list[str]:
+def why_not_lines(ranked, targets, objective, index=None, families=(), missed=()) -> list[str]:
     """One line per notable loser: ranked losers against the winner, target misses, and the
     families of splits that never made the ranking (`families`: lists of lines from
-    sizer/plan/families.py: memory, TP across nodes, engine layouts, divisibility)."""
+    sizer/plan/families.py: memory, TP across nodes, engine layouts, divisibility). `missed`:
+    the splits that fit but miss the targets while others meet them (not in `ranked`); they are
+    summarised (miss_lines) so that a short display still shows every one of them."""
     losers, misses = [], []
     meeting = [c for c in ranked if c.meets_targets]
     if meeting:
@@ -260,11 +283,34 @@ def why_not_lines(ranked, targets, objective, index=None, families=()) -> list[s
     for c in ranked:
         if not c.meets_targets:
             misses.append(f"{c.label} ({dtypes(c)}): {miss_text(c, targets)}")
+    summary = miss_lines(missed, targets)
     families = [f for f in families if f]
     # priority order, so that a short display shows every kind: the closest losers, the first
-    # line of every family, the first target misses, then the rest
-    return (losers[:3] + [f[0] for f in families] + misses[:2] + losers[3:]
+    # line of every family, the target misses, then the rest
+    return (losers[:3] + [f[0] for f in families] + summary + misses[:2] + losers[3:]
             + [line for f in families for line in f[1:]] + misses[2:])
+
+
+def miss_lines(missed, targets) -> list[str]:
+    """The closest split that misses the targets in full, then one line per precision for the
+    rest: '4 more (bf16 weights, bf16 KV) miss the 30 ms TPOT target by 2.2-43.8 ms: TP2 PP2
+    DP2, ...' (every split named; --json `rejected` has each one's numbers)."""
+    missed = sorted(missed, key=lambda c: c.miss)
+    lines = [f"{c.label} ({dtypes(c)}): {miss_text(c, targets)}" for c in missed[:1]]
+    groups = {}
+    for c in missed[1:]:
+        groups.setdefault(dtypes(c), []).append(c)
+    for precision, cs in groups.items():
+        by = []
+        for key, name in (("tpot_s", "TPOT"), ("ttft_s", "TTFT")):
+            over = [(getattr(c, key) - targets[key]) * 1e3 for c in cs
+                    if targets[key] and getattr(c, key) > targets[key]]
+            if over:
+                spread = f"{min(over):.1f}-{max(over):.1f}" if len(over) > 1 else f"{over[0]:.1f}"
+                by.append(f"the {targets[key] * 1e3:g} ms {name} target by {spread} ms")
+        lines.append(f"{len(cs)} more ({precision}) miss {' or '.join(by)}: "
+                     f"{', '.join(c.label for c in cs)}")
+    return lines
 
 
 def divisibility_summary(model, dropped) -> str:
@@ -273,7 +319,7 @@ def divisibility_summary(model, dropped) -> str:
     groups = divisibility_groups(model, dropped)
     order = lambda t: (t[:2] != "TP", int(t[2:]))  # noqa: E731  (TP before PP, then by size)
     rows = sorted((sorted(tags, key=order), what) for what, tags in groups.items())
-    return "; ".join(f"{', '.join(tags)}: {what} do not divide" for tags, what in
+    return "; ".join(f"{', '.join(tags)}: {divisibility_reason(what)}" for tags, what in
                      sorted(rows, key=lambda r: order(r[0][0])))
 
 
@@ -299,7 +345,7 @@ def fit_hint(model, gpu, gpus, topo, dtypes, kv_dtypes, wl, results, dropped=(),
         which = f"the leanest split, {lean['label']},"
     msg = (f"{model.name} does not fit on {gpus}x {gpu.id} ({what}, {wl.context} tokens of "
            f"context: isl + osl): {which} needs "
-           f"{lean['needs_bytes'] / GIB:.1f} GiB per GPU of {lean['capacity_bytes'] / GIB:.1f} GiB")
+           f"{lean['needs_bytes'] / GIB:.1f} GiB per GPU of the {lean['budget']}")
     hints, suggestion = [], {}
     mem = MemoryCache(model, gpu, wl)
     kd = kv_dtypes[0]

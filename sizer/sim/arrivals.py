@@ -159,14 +159,34 @@ class Traffic:
 
         return replace(self, rate_rps=float(rate_rps))
 
+    def trace_rate_rps(self) -> float | None:
+        """The mean rate of a timestamped trace's rows in use ((n - 1) / their time span), or
+        None without timestamps."""
+        tr = self.trace
+        if tr is None or tr.arrival_s is None:
+            return None
+        t = np.asarray(tr.arrival_s[:self.requests or len(tr.isl)], dtype=float)
+        span = float(t[-1] - t[0]) if len(t) > 1 else 0.0
+        return (len(t) - 1) / span if span > 0 else math.inf
+
     def describe(self) -> str:
         rate = "inf" if math.isinf(self.rate_rps) else f"{self.rate_rps:g} req/s"
+        own = self.trace_rate_rps()
+        if own is not None and not math.isinf(own):
+            if math.isinf(self.rate_rps):
+                rate = f"{own:.3g} req/s (trace timestamps)"
+            else:
+                rate = f"{self.rate_rps:g} req/s (trace timestamps rescaled from {own:.3g} req/s)"
+        elif math.isinf(self.rate_rps):
+            rate = "inf (all at t=0)"
+        else:
+            rate = f"{rate} ({self.arrival})"
         if self.trace is not None:
             lengths = f"trace {self.trace.path}"
         else:
             lengths = f"isl {self.isl.describe()}, osl {self.osl.describe()}"
         conc = f", concurrency {self.concurrency}" if self.concurrency else ""
-        return f"{rate} ({self.arrival if not math.isinf(self.rate_rps) else 'all at t=0'}){conc}, {lengths}"
+        return f"{rate}{conc}, {lengths}"
 
 
 @dataclass(frozen=True)

@@ -94,7 +94,7 @@ class DecodeReplica(Replica):
         st.pos[r] = np.arange(n, n + k)
         add = np.zeros((6, k), dtype=_I)
         add[0], add[1], add[2], add[3], add[4] = r, st.isl[r], st.isl[r] + 1, 1, st.osl[r]
-        add[5] = self.blocks_for(st.isl[r] + 1)  # allocated at admission
+        add[5] = self.kv.held(st.isl[r], st.isl[r] + 1)  # allocated at admission
         self.m = np.concatenate([self.m, add], axis=1)
         self._views()
         self.last = np.concatenate([self.last, np.full(k, now)])
@@ -191,7 +191,9 @@ class DisaggLoop(Loop):
             r = dec.pending[0]
             if dec.running + dec.incoming >= dec.max_seqs:
                 return
-            blocks = int(dec.blocks_for(int(st.isl[r]) + 1))
+            # the prompt's KV arrives computed: windowed groups keep only its window (vLLM
+            # allocates the remote tokens past the skipped ones, allocate_new_computed_blocks)
+            blocks = int(dec.kv.held(int(st.isl[r]), int(st.isl[r]) + 1))
             if blocks > dec.free:
                 return
             if sglang and (dec.free * dec.block - SGLANG_RESERVED_DECODE_TOKENS * (dec.running + dec.incoming)
@@ -238,7 +240,7 @@ class DisaggLoop(Loop):
             if st.osl[r] <= 1:  # nothing to decode: done when its KV (and token) arrived
                 st.finish_t[r], st.status[r] = end, DONE
                 st.completions[r] += 1
-                dec.free += int(dec.blocks_for(int(st.isl[r]) + 1))
+                dec.free += int(dec.kv.held(int(st.isl[r]), int(st.isl[r]) + 1))
                 if dec.policy.reserves:
                     dec.reserved -= int(dec.blocks_for(int(st.isl[r] + st.osl[r])))
                 dec.incoming -= 1

@@ -173,10 +173,12 @@ class Loop:
             if m:
                 st.itl.append((np.diff(plan.ends), m))
         rep.last[:] = plan.ends[-1]
-        need = rep.blocks_for(rep.comp) - rep.blocks
-        np.maximum(need, 0, out=need)
+        need = rep.kv.held(rep.comp - 1, rep.comp) - rep.blocks  # the last step's allocation
+        if not rep.kv.hybrid:
+            np.maximum(need, 0, out=need)
         rep.blocks += need
         rep.free -= int(need.sum())
+        rep.allocated += int(np.maximum(need, 0).sum())
         rep.policy.on_decode_steps(k)
         rep.record(float(plan.ends[-1]), k, len(rep.ids))
         fin = np.flatnonzero(rep.out >= rep.osl)

@@ -5,9 +5,11 @@ Requests follow vLLM v1's accounting (vllm/v1/core/sched/scheduler.py at commit
 knows `isl + out` tokens (prompt plus generated) and has computed the KV of `comp` of them. A
 forward computes `new` tokens of it; when all known tokens are computed the forward samples the
 next output token. A decode step is new = 1; a prefill chunk is new > 1; a request resumed
-after preemption recomputes its prompt and the tokens it already generated, then samples the
-next one. KV is held in blocks of `block_tokens`, ceil(comp / block) per request, freed when the
-request finishes or is preempted. A waiting request has no KV (comp = 0).
+after preemption recomputes its prompt and the tokens it already generated (under vLLM, those
+past the part of its KV still in the prefix cache, `cache_hit`), then samples the next one. KV is held in blocks of `block_tokens` per the engine's KV cache groups
+(sizer/sim/kv.py: ceil(comp / block) per request with one group; vLLM's hybrid manager also
+frees what sliding-window and chunked groups no longer attend to), freed when the request
+finishes or is preempted. A waiting request has no KV (comp = 0).
 
 For speed the running requests of a replica live in its own parallel arrays (admission order),
 so a forward of 256 sequences is a handful of vectorised updates; `State` holds what every
@@ -18,6 +20,8 @@ from collections import deque
 from dataclasses import dataclass
 
 import numpy as np
+
+from .kv import KVLayout
 
 PENDING, WAITING, RUNNING, DONE = 0, 1, 2, 3
 _I = np.int64
@@ -38,6 +42,11 @@ class State:
         self.preemptions = np.zeros(n, dtype=_I)
         self.completions = np.zeros(n, dtype=_I)  # must end at exactly 1 each
         self.replica = np.full(n, -1, dtype=_I)
+        # vLLM prefix caching of a preempted request: tokens whose blocks were cached, blocks it
+        # freed, and the replica's allocation count at which its first block is evicted
+        self.cached_tokens = np.zeros(n, dtype=_I)
+        self.cached_blocks = np.zeros(n, dtype=_I)
+        self.evict_at = np.zeros(n, dtype=_I)
         self.pos = np.zeros(n, dtype=_I)  # index in its replica's running arrays
         nan = np.full(n, np.nan)
         self.release_t, self.start_t, self.first_t = nan.copy(), nan.copy(), nan.copy()
@@ -91,13 +100,17 @@ class Replica:
     requests (parallel arrays in admission order), KV block pool, forwards in flight."""
 
     def __init__(self, idx: int, *, max_num_seqs: int, max_num_batched_tokens: int, block_tokens: int,
-                 kv_tokens: int, pp: int, costs, policy_cls):
+                 kv_tokens: int, pp: int, costs, policy_cls, layout: KVLayout | None = None,
+                 prefix_caching: bool = False):
         self.idx = idx
         self.max_seqs = max_num_seqs
         self.max_tokens = max_num_batched_tokens
         self.block = max(1, block_tokens)
-        self.total_blocks = kv_tokens // self.block
+        self.kv = layout or KVLayout(self.block, kv_tokens // self.block)
+        self.total_blocks = self.kv.total_blocks
         self.free = self.total_blocks
+        self.prefix_caching = prefix_caching  # preempted requests' blocks stay cached until evicted
+        self.allocated = 0  # blocks taken from the free queue so far (prefix-cache eviction clock)
         self.reserved = 0  # blocks promised to running requests (whole-sequence admission)
         self.pp = pp
         self.costs = costs
@@ -121,14 +134,32 @@ class Replica:
         return len(self.waiting) + len(self.ids)
 
     def blocks_for(self, tokens):
-        return -(-tokens // self.block)
+        """Blocks a request with nothing computed takes for its first `tokens`."""
+        return self.kv.fresh(tokens)
 
     # -- membership -------------------------------------------------------------------------
     def _views(self) -> None:
         self.ids, self.comp, self.known, self.out, self.osl, self.blocks = self.m
 
-    def add(self, st: State, rids: list, now: float) -> None:
-        """Move waiting requests `rids` (already popped) to the end of the running arrays."""
+    def cache_hit(self, st: State, r: int) -> int:
+        """Tokens of waiting request r whose KV is still in the prefix cache: vLLM frees a
+        preempted request's blocks to the tail of its LRU free queue, last block first
+        (vllm/v1/core/single_type_kv_cache_manager.py `free` at commit 129ab7c60cbb: "tail
+        blocks are freed first"; block_pool.py FreeKVCacheBlockQueue), and takes new blocks
+        from its head, so after `a` more allocations the first min(k, evict_at - a) of its k
+        blocks survive. A hit is whole blocks and leaves at least one token to compute
+        (`get_computed_blocks`). With windowed KV groups the surviving share of its blocks is
+        taken as the share of its tokens (an approximation: vLLM needs every group's hit)."""
+        k = int(st.cached_blocks[r])
+        if not k:
+            return 0
+        left = min(max(int(st.evict_at[r]) - self.allocated, 0), k)
+        tokens = min(int(st.cached_tokens[r]) * left // k, int(st.isl[r] + st.out[r]) - 1)
+        return max(tokens, 0) // self.block * self.block
+
+    def add(self, st: State, rids: list, now: float, comp=None) -> None:
+        """Move waiting requests `rids` (already popped) to the end of the running arrays,
+        with `comp` tokens already computed (prefix-cache hits; default none)."""
         r = np.asarray(rids, dtype=_I)
         k, n = len(r), len(self.ids)
         st.status[r] = RUNNING
@@ -138,6 +169,9 @@ class Replica:
         add = np.zeros((6, k), dtype=_I)
         out = st.out[r]
         add[0], add[2], add[3], add[4] = r, st.isl[r] + out, out, st.osl[r]
+        if comp is not None:
+            add[1] = comp
+        st.cached_blocks[r] = 0
         self.m = np.concatenate([self.m, add], axis=1)
         self._views()
         self.last = np.concatenate([self.last, st.last_t[r]])
@@ -149,18 +183,27 @@ class Replica:
         self.last, self.fly = self.last[keep], self.fly[keep]
         st.pos[self.ids] = np.arange(len(self.ids))
 
-    def allocate(self, pos, new) -> None:
-        """Blocks for `new` more tokens of the running requests at `pos` (a slice or indices)."""
-        need = self.blocks_for(self.comp[pos] + new) - self.blocks[pos]
-        np.maximum(need, 0, out=need)
+    def allocate(self, pos, new, touched: int = 0) -> None:
+        """Blocks for `new` more tokens of the running requests at `pos` (a slice or indices);
+        `touched` of them are prefix-cache hits taken back, not new blocks."""
+        need = self.kv.held(self.comp[pos], self.comp[pos] + new) - self.blocks[pos]
+        if not self.kv.hybrid:  # else windowed groups free what they no longer attend to
+            np.maximum(need, 0, out=need)
         self.blocks[pos] += need
         self.free -= int(need.sum())
+        self.allocated += int(np.maximum(need, 0).sum()) - touched
 
     def preempt(self, st: State, pos: np.ndarray, front: bool) -> None:
         """Free the KV of the running requests at `pos` and send them back to waiting, to
         recompute on resume: to the front in their order (vLLM prepends each preempted
         request) or to the back (SGLang's retraction)."""
         ids = self.ids[pos]
+        if self.prefix_caching:  # freed last first (vLLM pops the last running request first)
+            held = self.blocks[pos]
+            before = self.free + np.concatenate([np.cumsum(held[::-1])[::-1][1:], [0]])
+            st.evict_at[ids] = self.allocated + before + held
+            st.cached_blocks[ids] = held
+            st.cached_tokens[ids] = self.comp[pos] // self.block * self.block
         self.free += int(self.blocks[pos].sum())
         if self.policy.reserves:
             self.reserved -= int(self.blocks_for(self.known[pos] - self.out[pos] + self.osl[pos]).sum())

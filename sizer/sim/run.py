@@ -11,7 +11,8 @@ milliseconds to seconds per simulated point. `SimResult.to_json()` is `sizer sim
     res.percentile("ttft", 99), res.latency["tpot_s"]["p99"], res.verdict
     search = find_rate(dep, Traffic(requests=1000), ttft_slo_s=2, tpot_slo_s=0.05, percentile=99)
 
-Not modelled (yet): prefix caching, speculative decoding and the MoE dispatch kernels and
+Not modelled (yet): prefix caching shared between requests (vLLM's cache is modelled only for
+a preempted request's own blocks, which it resumes from while they survive), speculative decoding and the MoE dispatch kernels and
 imbalance that `sizer estimate` prices (the simulator's forwards use step_time's defaults),
 and client-side overheads (HTTP, tokenisation) that benchmark clients include in TTFT.
 Disaggregated prefill/decode pools are sizer/sim/disagg.py's DisaggDeployment, which
@@ -24,11 +25,14 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from sizer.cost.engines import get_engine, memory_plan, replica_limits
+from sizer.cost.kv_cache import vllm_kv_groups
 from sizer.errors import InfeasibleError, InputError
 from sizer.hardware.constants import device_for
+from sizer.model.attention import FULL_LAYER
 from . import metrics
 from .arrivals import Traffic, generate
 from .costs import StepCosts
+from .kv import KVLayout
 from .loop import ROUTERS, Loop
 from .replica import Replica, State
 from .scheduler import POLICIES
@@ -41,19 +45,26 @@ class Deployment:
     engine's caps, as estimate) unless given; the KV pool of each
     replica is `memory_plan(...).max_kv_tokens` with the same flags `sizer estimate` uses (the
     max_num_batched_tokens forward sizes the activation reserve); blocks are the engine's
-    (vLLM 16, SGLang 1, TensorRT-LLM 32 tokens; token granularity without an engine). When EP
+    (vLLM 16, SGLang 1, TensorRT-LLM 32 tokens; token granularity without an engine). Under vLLM
+    a model with sliding-window or chunked layers has several KV groups sharing one pool of
+    `kv_blocks` blocks (its printed `kv_tokens` is kv_blocks // groups x 16), each request
+    allocating per group (sizer/sim/kv.py). When EP
     spans DP replicas (EP > TP), those replicas step in lockstep (vLLM DP attention with an EP
     MoE) and are simulated as one with their summed caps.
     """
 
     def __init__(self, model, gpu, split, *, engine=None, weight_dtype=None, kv_dtype="auto",
                  fraction=None, max_num_seqs=None, max_num_batched_tokens=None, cuda_graphs=None,
-                 topology=None, profile=None, context=None, router="round-robin"):
+                 topology=None, profile=None, context=None, router="round-robin", prefix_caching=None):
         if router not in ROUTERS:
             raise InputError(f"--router must be one of {', '.join(ROUTERS)}, got {router!r}")
         self.model, self.gpu, self.split = model, gpu, split
         self.rules = get_engine(engine)
         self.engine = self.rules.name if self.rules else None
+        # vLLM V1 caches prefixes by default (vllm/config/cache.py at commit c1d86421174a,
+        # enable_prefix_caching: "Enabled by default for V1"); only a preempted request's own
+        # blocks are modelled (sizer/sim/replica.py cache_hit), no sharing between requests
+        self.prefix_caching = self.engine == "vllm" if prefix_caching is None else bool(prefix_caching)
         seqs_cap, tokens_cap = replica_limits(self.rules, gpu, split)
         self.max_num_seqs = int(max_num_seqs or seqs_cap)
         self.max_num_batched_tokens = int(max_num_batched_tokens or tokens_cap)
@@ -70,10 +81,20 @@ class Deployment:
         fixed = self.plan.weights_bytes + self.plan.activation_bytes + self.plan.overhead_bytes
         if fixed > self.plan.capacity_bytes or self.plan.max_kv_tokens < 1:
             raise InfeasibleError(f"{model.name} does not fit {split.label()} on {gpu.id}: weights, activations "
-                                  f"and overhead take {fixed / 2**30:.1f} GiB of {self.plan.capacity_bytes / 2**30:.1f} "
-                                  "GiB per GPU, no room for KV cache")
+                                  f"and overhead {self.plan.shortfall(self.plan.budget_fixed_bytes, 'take')}, "
+                                  "no room for KV cache")
         self.kv_tokens = int(self.plan.max_kv_tokens)
         self.block_tokens = self.rules.block_tokens if self.rules else 1
+        # vLLM's hybrid KV groups (sliding-window / chunked layers beside full ones) share one
+        # pool of num_blocks; kv_tokens is what vLLM prints, num_blocks // groups x block
+        self.kv_groups = (FULL_LAYER,)
+        self._spare_blocks = 0
+        if self.engine == "vllm":
+            kinds, _ = vllm_kv_groups(model, split.pp)
+            if len(kinds) > 1 and self.plan.kv_groups:
+                self.kv_groups = kinds
+                blocks = int(self.plan.kv_groups[0]["engine_pool_tokens"]) // self.block_tokens
+                self._spare_blocks = blocks - self.kv_tokens // self.block_tokens * len(kinds)
         g = split.ep // split.tp if split.ep > split.tp else 1
         self.group = g if split.dp % g == 0 else 1
         self.replicas = split.dp // self.group
@@ -102,12 +123,33 @@ class Deployment:
             self._costs[anchors] = StepCosts(self.model, self._device, self.split, anchors=anchors, **self._cost_kw)
         return self._costs[anchors]
 
+    @property
+    def kv_blocks(self) -> int:
+        """Blocks of one engine replica's KV pool (all its KV groups draw from it)."""
+        return self.kv_tokens // self.block_tokens * len(self.kv_groups) + self._spare_blocks
+
+    def kv_layout(self) -> KVLayout:
+        """Per-request block accounting of one replica (a lockstep group: its pools summed)."""
+        return KVLayout.of_groups(self.block_tokens, self.kv_blocks * self.group, self.kv_groups)
+
+    def service_time(self, wl) -> float:
+        """Seconds a lone request of the workload's mean lengths spends in one replica: its
+        prompt in max_num_batched_tokens chunks, then its decode steps, each through every
+        pipeline stage (the time scale of metrics.stability's "too short")."""
+        costs = self.costs(wl)
+        isl, osl = float(np.mean(wl.isl)), float(np.mean(wl.osl))
+        chunk = min(isl, float(self.max_num_batched_tokens))
+        prefill = math.ceil(isl / chunk) * costs.time(0, 0.0, chunk, isl)
+        decode = max(osl - 1, 0.0) * costs.time(1, isl + osl / 2)
+        return (prefill + decode) * self.split.pp
+
     def replica(self, idx: int, costs, cls=Replica) -> Replica:
         """One engine replica of this deployment (a lockstep group counts as one, its caps summed)."""
         return cls(idx, max_num_seqs=self.max_num_seqs * self.group,
                    max_num_batched_tokens=self.max_num_batched_tokens * self.group,
                    block_tokens=self.block_tokens, kv_tokens=self.kv_tokens * self.group, pp=self.split.pp,
-                   costs=costs, policy_cls=POLICIES[self.engine])
+                   costs=costs, policy_cls=POLICIES[self.engine], layout=self.kv_layout(),
+                   prefix_caching=self.prefix_caching and self.engine == "vllm")
 
     def loop(self, st: State, wl, traffic: Traffic) -> Loop:
         """The event loop of one simulation: this deployment's replicas behind its router."""
@@ -117,13 +159,23 @@ class Deployment:
     def to_json(self) -> dict:
         return {"engine": self.engine or "none", "replicas": self.replicas, "lockstep_group": self.group,
                 "max_num_seqs": self.max_num_seqs, "max_num_batched_tokens": self.max_num_batched_tokens,
-                "kv_tokens_per_replica": self.kv_tokens, "block_tokens": self.block_tokens,
+                "kv_tokens_per_replica": self.kv_tokens, "kv_blocks_per_replica": self.kv_blocks,
+                "kv_groups": len(self.kv_groups), "block_tokens": self.block_tokens,
+                "prefix_caching": self.prefix_caching and self.engine == "vllm",
                 "router": self.router, "max_model_len": self.context}
 
     def check(self, wl) -> None:
         """A workload the deployment can never serve is an answer (exit 1), not a hang."""
         longest = int(np.max(wl.isl + wl.osl))
-        if longest > self.kv_tokens:
+        if len(self.kv_groups) > 1:
+            worst = self.kv_layout().worst(wl.isl, wl.osl, self.max_num_batched_tokens)
+            i = int(np.argmax(worst))
+            if int(worst[i]) > self.kv_blocks:
+                raise InfeasibleError(
+                    f"a request of {int(wl.isl[i])} + {int(wl.osl[i])} tokens needs {int(worst[i]):,} KV blocks at "
+                    f"its peak in vLLM's {len(self.kv_groups)} KV groups, more than the {self.kv_blocks:,} of one "
+                    f"replica on {self.split.label()}")
+        elif longest > self.kv_tokens:
             raise InfeasibleError(f"a request of {longest} tokens does not fit the KV cache of one replica "
                                   f"({self.kv_tokens} tokens on {self.split.label()} with "
                                   f"{self.engine or 'no engine'})")
@@ -169,6 +221,7 @@ class SimResult:
     goodput: dict | None = None
     slo: dict | None = None
     stages: dict | None = None  # disaggregated serving: the prefill pool, transfer and decode admission
+    stability: dict | None = None  # the growth test behind `verdict` (metrics.stability)
     per_request: dict = field(default_factory=dict, repr=False)
     table: dict = field(default_factory=dict, repr=False)
     timeline: dict = field(default_factory=dict, repr=False)
@@ -191,7 +244,13 @@ class SimResult:
             doc["slo"] = self.slo
         if self.stages is not None:
             doc["stages"] = self.stages
+        if self.stability is not None:
+            doc["stability"] = self.stability
         return doc
+
+    def advice(self) -> str | None:
+        """The warning the verdict deserves (metrics.advice), or None."""
+        return metrics.advice(self.verdict, self.stability or {})
 
 
 def simulate(dep: Deployment, traffic: Traffic, *, ttft_slo_s=None, tpot_slo_s=None) -> SimResult:
@@ -207,13 +266,14 @@ def simulate(dep: Deployment, traffic: Traffic, *, ttft_slo_s=None, tpot_slo_s=N
     st = State(wl, first)
     loop = dep.loop(st, wl, traffic)
     loop.run()
-    res = measure(dep.to_json(), traffic, st, loop.measured_replicas, first, ttft_slo_s, tpot_slo_s)
+    service = dep.service_time(wl) if hasattr(dep, "service_time") else None
+    res = measure(dep.to_json(), traffic, st, loop.measured_replicas, first, ttft_slo_s, tpot_slo_s, service)
     res.stages = loop.stages(first)
     return res
 
 
 def measure(deployment: dict, traffic: Traffic, st: State, reps, first: int, ttft_slo_s=None,
-            tpot_slo_s=None) -> SimResult:
+            tpot_slo_s=None, service_s=None) -> SimResult:
     """The SimResult of a finished simulation: latency blocks over the measured requests,
     throughput over the benchmark duration, the replicas' batch and KV statistics."""
     pr = metrics.per_request(st, first)
@@ -229,13 +289,15 @@ def measure(deployment: dict, traffic: Traffic, st: State, reps, first: int, ttf
                "itl_s": metrics.block(itl_v, itl_c), "e2e_s": metrics.block(pr["e2e"]),
                "queue_s": metrics.block(pr["queue"])}
     stats = metrics.replica_stats(reps)
+    stab = metrics.stability(st, service_s)
     res = SimResult(
         deployment=deployment, traffic=traffic.describe(), requests=st.n, measured=n_meas,
         completed=int(np.sum(~np.isnan(st.finish_t))), duration_s=duration,
         throughput={"requests_per_s": n_meas / d, "output_tok_s": out_tok / d, "total_tok_s": (in_tok + out_tok) / d},
         latency=latency, preemptions=int(st.preemptions.sum()), preempted_requests=int(np.sum(st.preemptions > 0)),
         batch=stats["batch"], kv_utilization=stats["kv_utilization"], littles_law=metrics.littles_law(st),
-        verdict=metrics.verdict(st, traffic.rate_rps, traffic.concurrency), forwards=stats["forwards"],
+        verdict=metrics.verdict(st, traffic.rate_rps, traffic.concurrency, stab), forwards=stats["forwards"],
+        stability=None if traffic.concurrency else stab,
         per_request=pr, timeline=metrics.timeline(reps, float(np.max(st.finish_t))),
         table={"arrival_s": st.release_t, "first_token_s": st.first_t, "finish_s": st.finish_t,
                "input_tokens": st.isl, "output_tokens": st.osl, "generated_tokens": st.out,

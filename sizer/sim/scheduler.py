@@ -7,9 +7,11 @@ fast path: nothing can be admitted or preempted before a request finishes).
   `Scheduler.schedule`): RUNNING requests first, in admission order, each taking
   min(remaining tokens, token budget) (chunked prefill); KV blocks are allocated per step and,
   when allocation fails, the last running request is preempted (freed, prepended to WAITING,
-  recomputed later) until it fits; then, only if nothing was preempted, WAITING requests are
-  admitted FCFS while the budget, max_num_seqs and free blocks allow. Prefill and decode share
-  a forward.
+  recomputed later past what of its KV the prefix cache still holds, Replica.cache_hit) until
+  it fits; then, only if nothing was preempted, WAITING requests are admitted FCFS while the
+  budget, max_num_seqs and free blocks allow (a resumed request needs its cached blocks back
+  as well as its chunk's). Blocks are counted per KV group (sizer/sim/kv.py). Prefill and
+  decode share a forward.
 - SGLang (python/sglang/srt/managers/scheduler.py, schedule_policy.py `PrefillAdder`,
   schedule_batch.py `retract_decode`; constants from srt/environ.py): a forward is either a
   prefill batch or a decode batch, prefill first when a waiting request can be added. A
@@ -58,11 +60,12 @@ def _budgeted(need: np.ndarray, budget: int) -> np.ndarray:
 
 
 def decode_block_steps(rep, k_max: int) -> int:
-    """How many successive one-token steps of every running request fit the free blocks."""
+    """How many successive one-token steps of every running request fit the free blocks (with
+    windowed KV groups, by sizer/sim/kv.py's decode_bound: blocks they free are not counted on)."""
     c, held, free = rep.comp, rep.blocks, rep.free
 
     def need(k):
-        return int(np.maximum(rep.blocks_for(c + k) - held, 0).sum())
+        return int(np.maximum(rep.kv.decode_bound(c + k) - held, 0).sum())
 
     if need(k_max) <= free:
         return k_max
@@ -80,7 +83,7 @@ class _Forward:
     def __init__(self):
         self.pos, self.new, self.comp, self.need = [], [], [], []
         self.all_running = False  # the running part is every running request, in order
-        self.rids, self.chunks, self.fresh_need = [], [], []
+        self.rids, self.chunks, self.fresh_need, self.hits = [], [], [], []
 
     def running_part(self, pos, new, comp, need) -> None:
         self.pos.append(pos)
@@ -91,10 +94,11 @@ class _Forward:
     def batch(self, rep, st: State, now: float) -> Batch | None:
         n0 = rep.running
         if self.rids:
-            rep.add(st, self.rids, now)
+            hits = np.asarray(self.hits if self.hits else [0] * len(self.rids), dtype=_I)
+            rep.add(st, self.rids, now, hits)
             chunks = np.asarray(self.chunks, dtype=_I)
-            rep.allocate(slice(n0, None), chunks)
-            self.running_part(np.arange(n0, rep.running), chunks, np.zeros(len(chunks), dtype=_I),
+            rep.allocate(slice(n0, None), chunks, int(rep.kv.held(hits, hits).sum()))
+            self.running_part(np.arange(n0, rep.running), chunks, hits,
                               np.asarray(self.fresh_need, dtype=_I))
         if not self.pos:
             return None
@@ -135,12 +139,16 @@ class VLLM:
                 cand, comp, held = None, rep.comp, rep.blocks
             need = rep.known[cand] - comp if cand is not None else rep.known - comp
             new = _budgeted(need, budget)
-            blk = np.maximum(rep.blocks_for(comp + new) - held, 0)
-            if int(blk.sum()) > rep.free:
+            blk = rep.kv.held(comp, comp + new) - held
+            if not rep.kv.hybrid:
+                np.maximum(blk, 0, out=blk)
+            prefix = np.concatenate([[0], np.cumsum(blk)])
+            if rep.kv.hybrid:  # a request frees its skipped blocks only when its turn comes
+                np.maximum.accumulate(prefix, out=prefix)
+            if int(prefix[-1]) > rep.free:
                 # keep the longest prefix whose blocks fit once the tail behind it is freed
                 cand = np.arange(n) if cand is None else cand
                 held_tail = np.concatenate([np.cumsum(held[::-1])[::-1], [0]])
-                prefix = np.concatenate([[0], np.cumsum(blk)])
                 m = int(np.flatnonzero(prefix <= rep.free + held_tail)[-1])
                 rep.preempt(st, cand[m:], front=True)  # positions before cand[m] do not move
                 cand, comp, need, new = cand[:m], comp[:m], need[:m], new[:m]
@@ -161,20 +169,30 @@ class VLLM:
             self._admit(st, fw, budget)
         return fw.batch(rep, st, now)
 
+    def _head(self, st: State, r: int, budget: int) -> tuple:
+        """(cached tokens, chunk, blocks) for waiting request r under `budget`: a request that
+        was preempted resumes after the part of its KV still in the prefix cache (Replica.
+        cache_hit), and the blocks it needs are those of the hit (taken back from the free
+        queue) and of the chunk (vLLM `allocate_slots` counts both against the free blocks)."""
+        rep = self.rep
+        full = int(st.isl[r] + st.out[r])
+        hit = rep.cache_hit(st, r) if rep.prefix_caching else 0
+        chunk = min(full - hit, budget)
+        return hit, chunk, int(rep.kv.held(hit, hit + chunk))
+
     def _admit(self, st: State, fw: _Forward, budget: int) -> None:
         rep = self.rep
         free, n_run = rep.free, rep.running
         while rep.waiting and budget > 0 and n_run < rep.max_seqs:
             r = rep.waiting[0]
-            full = int(st.isl[r] + st.out[r])
-            chunk = min(full, budget)
-            blocks = int(rep.blocks_for(chunk))
+            hit, chunk, blocks = self._head(st, r, budget)
             if blocks > free or not self.admissible(st, r):
                 break
             rep.waiting.popleft()
             fw.rids.append(r)
             fw.chunks.append(chunk)
-            fw.fresh_need.append(full)
+            fw.fresh_need.append(int(st.isl[r] + st.out[r]) - hit)
+            fw.hits.append(hit)
             free -= blocks
             budget -= chunk
             n_run += 1
@@ -190,7 +208,10 @@ class VLLM:
         if not rep.waiting or rep.running >= rep.max_seqs or room <= 0:
             return False
         r = rep.waiting[0]
-        return int(rep.blocks_for(min(int(st.isl[r] + st.out[r]), room))) <= rep.free and self._could_admit(st, r)
+        free = rep.free
+        if rep.kv.hybrid:  # the running requests' next allocation frees what fell out of their windows
+            free -= int(np.minimum(rep.kv.held(rep.comp, rep.comp + 1) - rep.blocks, 0).sum())
+        return self._head(st, r, room)[2] <= free and self._could_admit(st, r)
 
     def decode_steps(self, st: State, k_max: int) -> int:
         """Pure-decode forwards that may be fused now (0: take one step at a time)."""

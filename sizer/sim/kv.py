@@ -1,0 +1,95 @@
+"""KV blocks one request holds in a replica's pool, per the engine's KV cache groups.
+
+One pool of `total_blocks` blocks of `block` tokens. Every engine but vLLM (and vLLM on a model
+whose layers all attend alike) is one group: a request that has `t` tokens allocated holds
+ceil(t / block) blocks.
+
+vLLM V1's hybrid KV cache manager (sizer/cost/kv_cache.py `vllm_kv_groups`: full-attention,
+sliding-window and chunked-local groups drawing blocks from one shared pool) allocates in every
+group, per request, the blocks of the tokens it computes and, before each allocation, frees the
+blocks its sliding-window and chunked groups no longer attend to
+(vllm-project/vllm commit 129ab7c60cbb, vllm/v1/core/single_type_kv_cache_manager.py,
+`remove_skipped_blocks`, called by KVCacheManager.allocate_slots before it allocates):
+  skipped tokens after `c` computed ones: sliding window W, max(0, c - W + 1)
+  (SlidingWindowManager.get_num_skipped_tokens); chunked, chunk C, (c // C) x C
+  (ChunkedLocalAttentionManager); full attention, none;
+  blocks held in a group after scheduling n more: ceil((c + n) / block) - skipped // block.
+So a prefill chunk of n tokens takes ceil(n / block) blocks in every group at once (the whole
+chunk's KV is written before attention reads its window), and at the next step the windowed
+groups fall back to about W / block + 1 blocks: the transient that vLLM's own worst case
+(`max_memory_usage_bytes`, cdiv(W - 1 + max_num_batched_tokens, block) + 1) provisions for.
+"""
+
+import numpy as np
+
+from sizer.model.attention import CHUNKED, FULL, SLIDING
+
+_I = np.int64
+
+
+class KVLayout:
+    """Per-request block accounting over an engine's KV groups (module docstring).
+
+    `windows`: (kind, window) of each windowed group (sliding or chunked); `groups`: how many
+    groups in all (full ones included)."""
+
+    def __init__(self, block: int, total_blocks: int, groups: int = 1, windows=()):
+        self.block = max(1, int(block))
+        self.total_blocks = int(total_blocks)
+        self.groups = int(groups)
+        self.windows = tuple((k, int(w)) for k, w in windows)
+        self.hybrid = bool(self.windows)
+        # a windowed group never holds more than this while decoding (see decode_bound)
+        self._caps = [-(-(w + self.block - 1) // self.block) for _, w in self.windows]
+
+    @classmethod
+    def of_groups(cls, block: int, total_blocks: int, kinds) -> "KVLayout":
+        """From the LayerAttention of each group (sizer.cost.kv_cache.vllm_kv_groups)."""
+        return cls(block, total_blocks, len(kinds), [(a.kind, a.window) for a in kinds if a.kind != FULL])
+
+    def fresh(self, tokens):
+        """Blocks a request with nothing computed takes to schedule its first `tokens` (every
+        group allocates the chunk)."""
+        return self.groups * (-(-tokens // self.block))
+
+    def _skipped_blocks(self, comp):
+        out = 0
+        for kind, w in self.windows:
+            if kind == SLIDING:
+                skip = np.maximum(comp - w + 1, 0)
+            elif kind == CHUNKED:
+                skip = comp // w * w
+            else:
+                continue
+            out = out + skip // self.block
+        return out
+
+    def held(self, comp, total):
+        """Blocks a request holds after scheduling up to `total` tokens with `comp` computed."""
+        return self.groups * (-(-total // self.block)) - self._skipped_blocks(comp)
+
+    def decode_bound(self, tokens):
+        """An upper bound, non-decreasing in `tokens`, of what a decoding request holds at
+        every length up to `tokens` (held(t - 1, t) for t <= tokens): full groups
+        ceil(t / block); a windowed group of window W at most ceil((W + block - 1) / block)."""
+        b = -(-tokens // self.block)
+        if not self.hybrid:
+            return b
+        out = (self.groups - len(self.windows)) * b
+        for cap in self._caps:
+            out = out + np.minimum(b, cap)
+        return out
+
+    def worst(self, isl, osl, chunk: int):
+        """The most blocks one request holds over its life when its prompt is computed in
+        chunks of `chunk` tokens: the largest of its prefill chunks and its last decode step."""
+        isl, osl = np.asarray(isl, dtype=_I), np.asarray(osl, dtype=_I)
+        chunk = max(1, int(chunk))
+        end = isl + osl - 1  # the last token is sampled, never computed
+        peak = self.held(np.maximum(end - 1, 0), end)
+        done = np.zeros_like(isl)
+        while np.any(done < isl):  # every chunk of every prompt, one chunk index at a time
+            upto = np.minimum(done + chunk, isl)
+            peak = np.maximum(peak, np.where(done < isl, self.held(done, upto), 0))
+            done = upto
+        return peak

@@ -1,0 +1,58 @@
+"""Input traps of trial 1 item 14: a latency target without a unit, simulate --concurrency
+without --rate, and a Hugging Face repo id sizer has no preset for."""
+
+import pytest
+
+from sizer.cli.main import main
+from sizer.errors import InputError
+from sizer.model.catalog import get_model
+
+
+@pytest.mark.parametrize("flag, text, warned", [
+    ("--tpot", "50", True), ("--tpot", "1e3", True), ("--tpot", "1", True),
+    ("--tpot", "0.05", False), ("--tpot", "50ms", False), ("--tpot", "2s", False),
+    ("--ttft", "50", True), ("--ttft", "10", True), ("--ttft", "2", False), ("--ttft", "50s", False)])
+def test_bare_latency_target_in_implausible_seconds_warns(capsys, flag, text, warned):
+    """A bare number is seconds (README); --tpot >= 1 or --ttft >= 10 without a unit almost surely
+    meant milliseconds: one warning on stderr, the answer as given (exit 0 or 1, never 2)."""
+    code = main(["recommend", "--model", "8b", "--gpus", "1", flag, text])
+    err = capsys.readouterr().err
+    assert code in (0, 1)
+    assert (f"warning: {flag} {text} is read as" in err) is warned, err
+    if warned:
+        assert f"write {text}ms if you meant milliseconds" in err
+
+
+def test_simulate_concurrency_without_rate_is_a_closed_loop(capsys):
+    """vLLM's benchmark sends at --request-rate inf (its default) with --max-concurrency N: the
+    same here, said on stderr; before, this was exit 2 '--rate is required'."""
+    code = main(["simulate", "--model", "8b", "--concurrency", "4", "--requests", "8"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert "--concurrency 4 without --rate" in err and "--rate inf" in err
+    assert "inf (all at t=0), concurrency 4" in out.splitlines()[0]
+    assert main(["simulate", "--model", "8b", "--requests", "8"]) == 2
+    assert "--rate is required" in capsys.readouterr().err
+    # a closed loop never ends on its own clock: --duration cannot bound it, say what can
+    assert main(["simulate", "--model", "8b", "--concurrency", "4", "--duration", "30"]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and "give --requests N" in err and err.count("\n") == 1
+
+
+def test_unknown_repo_id_names_closest_presets_and_how_to_pass_a_config():
+    with pytest.raises(InputError) as err:
+        get_model("meta-llama/Llama-3.1-405B-Instruct-FP8")
+    msg = str(err.value)
+    assert "is not a preset" in msg and "config file not found" not in msg
+    # a quantized release of a preset's model: the preset with that weight dtype
+    assert "closest: --model Llama-3.1-405B-Instruct --weight-dtype fp8" in msg
+    assert "huggingface-cli download meta-llama/Llama-3.1-405B-Instruct-FP8 config.json" in msg
+    with pytest.raises(InputError, match="--weight-dtype int4"):
+        get_model("hugging-quants/Llama-3.1-8B-Instruct-AWQ-INT4")
+    assert get_model("meta-llama/Llama-3.1-70B").name == "llama-3.1-70b"  # an alias still resolves
+
+
+def test_unknown_repo_id_is_one_line_exit_2(capsys):
+    assert main(["memory", "--model", "Qwen/Qwen3-8B"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "closest presets: qwen3" in err[0]
