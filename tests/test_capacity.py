@@ -308,3 +308,17 @@ def test_when_every_split_misses_at_one_sequence_the_closest_per_target_is_named
     assert f"{len(slow)} splits miss the targets even one sequence at a time" in msg
     assert f"closest on TTFT and TPOT: {best.split.label()} at one sequence" in msg
     assert f"TPOT {over(best.tpot_s, 0.004)}" in msg and "doesn't fit" not in msg
+
+
+def test_on_fp4_tensor_cores_the_line_weighs_nvfp4_too():
+    """B200 (an NVIDIA FP4 peak): nvfp4 weights + fp8 KV is searched beside fp8 weights+KV, as
+    `recommend --gpus N`'s line does; the fewer GPUs come first, a tie keeps fp8 first."""
+    p = plan(M8B, get_gpu("b200"), TRAFFIC, rate_rps=400, **SLO, **{**KW, "fp8_hint": True})
+    h = p.precision_hint
+    kinds = [(a["weight_dtype"], a["kv_dtype"]) for a in h["alternatives"]]
+    assert sorted(kinds) == [("fp8", "fp8"), ("nvfp4", "fp8")]
+    first, second = h["alternatives"]
+    assert first["gpus"] <= second["gpus"] < p.gpus_needed
+    if first["gpus"] == second["gpus"]:
+        assert first["weight_dtype"] == "fp8"
+    assert h["text"] == first["text"] + ". Also " + second["text"] and "--weight-dtype nvfp4 --kv-dtype fp8" in h["text"]

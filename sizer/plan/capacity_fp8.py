@@ -1,13 +1,16 @@
-"""The precision line of `sizer recommend --rate` (trial 2 item 3): what FP8 weights and KV would
-need for the same traffic, beside an answer planned in the checkpoint's own precision.
+"""The precision line of `sizer recommend --rate` (trial 2 item 3): what FP8 weights and KV (and,
+on NVIDIA FP4 tensor cores, NVFP4 weights with an FP8 KV cache) would need for the same traffic,
+beside an answer planned in the checkpoint's own precision.
 
 Why: FP8 is often the largest lever on a GPU count (70B at 100 req/s, P99 TTFT 2 s / TPOT 50 ms:
 56 H100s in bf16, 32 in fp8 in the trial), and a purchase planned without it is misleading;
 `recommend --gpus N` already says so (sizer/plan/alternatives.py words that line). The answer
 stays in the checkpoint's precision (a quantization is the user's decision, not a sizing one),
 so FP8 is a hint, costed cheaply:
-1. which FP8 to try: alternatives.fp8_alternative (fp8 weights where the checkpoint is 16-bit,
-   fp8 KV where its cache is), from the checkpoint's own formats (cost/memory.resolve_precision);
+1. which to try: alternatives.precision_alternatives (fp8 weights where the checkpoint is 16-bit,
+   fp8 KV where its cache is; nvfp4 weights on NVIDIA FP4 tensor cores), from the checkpoint's
+   own formats (cost/memory.resolve_precision); each is costed as below, and the line names the
+   one that needs the fewest GPUs first ("Also ..." the other, as `recommend --gpus N` does);
 2. the steady-state bound of every FP8 shape (sizer/plan/shapes.py) gives the fewest GPUs FP8
    could need (with BOUND_SLACK, a lower bound); when that is not below the answer's GPUs (or,
    with no answer, is above the GPUs allowed) the line says so and nothing is simulated;
@@ -21,7 +24,7 @@ could carry), not simulated.
 from sizer.cost.memory import resolve_precision
 
 from . import capacity as cap
-from .alternatives import fp8_alternative
+from .alternatives import precision_alternatives
 from .shapes import replicas_at_least
 
 FP8_FINALISTS = 2  # FP8 shapes simulated at most (the bound's best is usually the answer)
@@ -33,19 +36,49 @@ def checkpoint_precision(model) -> dict:
     return {"weights": p.linear, "experts": p.experts, "kv_cache": p.kv}
 
 
-def fp8_to_try(model, gpu, weight_dtypes, kv_dtypes) -> tuple | None:
-    """(weight_dtype, kv_dtype) of the hint, or None: the user chose a precision, the GPU has no
-    FP8 tensor cores, or FP8 would change nothing."""
+def to_try(model, gpu, weight_dtypes, kv_dtypes) -> list:
+    """The (weight_dtype, kv_dtype) pairs of the hint, [] when the user chose a precision, the GPU
+    has no FP8 (or FP4) tensor cores, or they would change nothing."""
     if list(weight_dtypes) != [None] or list(kv_dtypes) != ["auto"]:
-        return None
-    return fp8_alternative(gpu, checkpoint_precision(model))
+        return []
+    return precision_alternatives(gpu, checkpoint_precision(model))
 
 
 def _words(alt: tuple) -> tuple[str, str]:
+    """('fp8 weights+KV', '--weight-dtype fp8 --kv-dtype fp8'), as alternatives.describe_alternative."""
     wd, kd = alt
-    what = "fp8 weights+KV" if wd and kd == "fp8" else ("fp8 weights" if wd else "fp8 KV")
-    flags = " ".join(f for f, on in (("--weight-dtype fp8", wd), ("--kv-dtype fp8", kd == "fp8")) if on)
+    if wd and kd == "fp8":
+        what = f"{wd} weights+KV" if wd == "fp8" else f"{wd} weights + fp8 KV"
+    else:
+        what = f"{wd} weights" if wd else "fp8 KV"
+    flags = " ".join(f for f, on in ((f"--weight-dtype {wd}", wd), ("--kv-dtype fp8", kd == "fp8")) if on)
     return what, flags
+
+
+def combine(hints: list, key) -> dict | None:
+    """One line from the alternatives' hints, the best by `key` first ("Also ..." the others);
+    `alternatives` keeps every hint (best first)."""
+    if not hints:
+        return None
+    ranked = sorted(hints, key=key)
+    best = dict(ranked[0])
+    if len(ranked) > 1:
+        best["text"] = ". Also ".join(h["text"] for h in ranked)
+        best["alternatives"] = ranked
+    return best
+
+
+def fewest_first(h: dict) -> tuple:
+    """Rate mode: a confirmed count first, fewest GPUs; unconfirmed ones by the lowest bound. A
+    tie keeps the order tried (fp8 before nvfp4: the smaller quantization step)."""
+    if h["gpus"] is not None:
+        return (0, h["gpus"])
+    return (1, h["lower_bound_gpus"] or float("inf"))
+
+
+def most_first(h: dict) -> tuple:
+    """--gpus N: the highest bound rate first."""
+    return (-(h["bound_rps"] or 0.0),)
 
 
 def rate_hint(planner, shapes: list, alt: tuple, rate_rps: float, *, step_of, max_gpus: int, winner) -> dict:

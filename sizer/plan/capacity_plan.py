@@ -12,8 +12,8 @@ from sizer.errors import InfeasibleError, InputError
 from sizer.hardware.topology import default_topology
 from . import capacity as cap
 from . import capacity_fp8 as fp8
-from .search import divisors
 from .capacity_cost import compare, node_count  # noqa: F401  (compare: this module's API too)
+from .search import divisors
 from .shapes import Rejected, bound_shapes, bound_targets, candidate_splits
 
 HEADROOM_CANDIDATES = 1  # confirmed deployments whose sustainable rate is bracketed (the winner)
@@ -307,15 +307,16 @@ def plan(model, gpu, traffic, *, rate_rps: float, ttft_slo_s=None, tpot_slo_s=No
     def step_of(shape):
         return per_node // shape.gpus if whole_nodes and shape.gpus <= per_node else 1
 
-    alt = fp8.fp8_to_try(model, gpu, weight_dtypes, kv_dtypes) if fp8_hint else None
+    alts = fp8.to_try(model, gpu, weight_dtypes, kv_dtypes) if fp8_hint else []
 
     def hint(winner, own):  # the precision line (sizer/plan/capacity_fp8.py)
-        if alt is None:
-            return None
-        found = shapes_in([alt[0]], [alt[1]])[0]
-        if gpus is not None:
-            return fp8.gpus_hint(found, own, alt, gpus)
-        return fp8.rate_hint(planner, found, alt, rate_rps, step_of=step_of, max_gpus=max_gpus, winner=winner)
+        hints = []
+        for alt in alts:
+            found = shapes_in([alt[0]], [alt[1]])[0]
+            hints.append(fp8.gpus_hint(found, own, alt, gpus) if gpus is not None else
+                         fp8.rate_hint(planner, found, alt, rate_rps, step_of=step_of, max_gpus=max_gpus,
+                                       winner=winner))
+        return fp8.combine(hints, fp8.most_first if gpus is not None else fp8.fewest_first)
 
     shapes, rejected = shapes_in(weight_dtypes, kv_dtypes)
     rejected = rejected + list(unsupported)
