@@ -58,6 +58,9 @@ def test_a_tie_is_said_and_broken_on_the_sustainable_rate():
     assert "needs the fewest" not in text
     assert text.startswith("a tie: h100-sxm and mi300x both need 12 GPUs; mi300x wins on headroom: it sustains "
                            "23.1 req/s (+16% over 20) vs 21 req/s (+5%) for h100-sxm")
+    assert "near-even" not in text  # 10% apart, more than the 5% bracket
+    close = verdict(compare([stub("h100-sxm", 12, sustains=20.5), stub("mi300x", 12, sustains=21.0)], None, 20.0), 20.0)
+    assert "mi300x wins on headroom" in close and "closer than the 5% the rates are bracketed to" in close
     # priced: the cost ties (12 GPUs, 2 nodes each, one price), the rate breaks it the same way
     doc = compare([stub("h100-sxm", 12, sustains=21.0), stub("mi300x", 12, sustains=23.1)], [2.0, 2.0], 20.0)
     assert doc["tie"] == ["h100-sxm", "mi300x"] and doc["cheapest"] == "mi300x"

@@ -19,10 +19,13 @@ cheapest per token).
 The pick among types: the lowest whole-node cost per hour when priced, else the fewest GPUs (with
 --gpus N, where every type has the N GPUs given, the highest sustainable rate); a tie is said to
 be one and broken on something stated: the higher sustainable rate (the winner's headroom over R,
-bracketed by the search), then the order of --gpu.
+bracketed by the search, said to be a near-even call when the two are closer than the bracket's
+HEADROOM_TOL), then the order of --gpu.
 """
 
 import math
+
+from .capacity import HEADROOM_TOL
 
 
 def node_count(gpus: int, per_node: int) -> tuple[int, int]:
@@ -128,6 +131,9 @@ def verdict(cmp_doc: dict, rate_rps: float) -> str:
                              for g in tie if g != p["gpu"])
             why = (f"{p['gpu']} wins on headroom: it sustains {p['sustainable_rate_rps']:.3g} req/s "
                    f"({p['headroom']:+.0%} over {rate_rps:g}) vs {rest}")
+            runner = max(rows[g]["sustainable_rate_rps"] for g in tie if g != p["gpu"])
+            if p["sustainable_rate_rps"] / runner - 1 < HEADROOM_TOL:
+                why += f" (closer than the {HEADROOM_TOL:.0%} the rates are bracketed to: a near-even call)"
         else:
             why = f"{p['gpu']} is first in --gpu (no simulated rate tells them apart)"
         names = ", ".join(tie[:-1]) + " and " + tie[-1]
