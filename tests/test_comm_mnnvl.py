@@ -157,3 +157,22 @@ def test_nccl_profile_keeps_trtllm_mnnvl():
     assert list(vllm.algorithm) == ["measured"] * 2  # no raw rows: no range to extrapolate from
     assert trt.algorithm[0] == "mnnvl_two_shot" and trt.time_s[0] == model.time_s[0]
     assert trt.algorithm[1] == "measured" and trt.time_s[1] == vllm.time_s[1]
+
+
+
+def test_the_simulator_prices_the_engines_all_reduce_kernel(capsys):
+    """simulate costs its steps with the engine's collective kernels, as estimate does: 70B TP8
+    over two GB200 trays under TensorRT-LLM (MNNVL all-reduce) decodes a lone request at
+    estimate's batch-1 TPOT, faster than under vLLM (NCCL across trays); the simulator priced
+    NCCL for every engine (11.2 ms under trtllm)."""
+    def tpot(command, engine):
+        extra = ["--rate", "0.01", "--requests", "4"] if command == "simulate" else ["--batch", "1"]
+        assert main([command, "--model", "70b", "--gpu", "gb200", "--tp", "8", "--engine", engine,
+                     "--isl", "512", "--osl", "64", "--json", *extra]) == 0
+        d = json.loads(capsys.readouterr().out)
+        return d["tpot_s"]["p50"] if command == "simulate" else d["tpot_s"]
+
+    sim, est = {e: tpot("simulate", e) for e in ("vllm", "trtllm")}, {e: tpot("estimate", e) for e in ("vllm", "trtllm")}
+    for e in sim:
+        assert sim[e] == pytest.approx(est[e], rel=0.01)
+    assert sim["trtllm"] < 0.9 * sim["vllm"]
