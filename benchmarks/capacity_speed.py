@@ -1,5 +1,6 @@
 """How fast rate-driven capacity planning answers (issue #13 item 4: a rate-driven recommend for
-Llama-3.1-70B on up to 64 H100s in under 10 s on 2 cores) and how many simulations it runs.
+Llama-3.1-70B on up to 64 H100s in under 10 s on 2 cores) and how many simulations it runs; and
+that a rate the steady-state bound already rules out is answered (exit 1) without simulating.
 
 Each case runs `python -m sizer recommend ... --json` in a fresh interpreter: end-to-end time is
 that process's wall time (interpreter start, imports, bounds, simulations, JSON out); the search
@@ -27,6 +28,8 @@ CASES = (  # (key, arguments); the first is the issue's claim
     ("70b_100rps_64xh200", ["--model", "70b", "--rate", "100", "--nodes", "8", "--gpu", "h200", *SLO]),
     ("70b_100rps_whole_nodes", ["--model", "70b", "--rate", "100", "--nodes", "8", "--per-node", "8", *SLO]),
     ("70b_10rps_at_8xh100", ["--model", "70b", "--rate", "10", "--gpus", "8", *SLO]),
+    # trial 2 item 7: the bound rules it out (needs >= 3248 GPUs); was 25 simulations, 3 min 50 s
+    ("405b_100rps_2_nodes", ["--model", "405b", "--rate", "100", "--nodes", "2", *SLO]),
     ("8b_50rps_3_types", ["--model", "8b", "--rate", "50", "--isl", "512", "--osl", "128", "--ttft-slo", "1s",
                           "--tpot-slo", "30ms", "--gpu", "h100-sxm,h200,a100-80g-sxm", "--gpu-hour-price", "2.5,3.5,1.5"]),
 )

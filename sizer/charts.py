@@ -353,8 +353,8 @@ def capacity_by_gpu(doc: dict, title: str = "GPUs needed per GPU type") -> go.Fi
     or the one plan's `gpus_needed`), the winning split on each bar, and the cost per hour and
     per million output tokens over it when priced; the cheapest (else the fewest) highlighted."""
     rows = doc.get("by_gpu") or [{"gpu": doc.get("gpu"), "gpus_needed": doc.get("gpus_needed"),
-                                  "winner": doc.get("winner"), "cost_per_hour": None,
-                                  "cost_per_million_output_tokens": None}]
+                                  "winner": doc.get("winner"), "cost_per_hour": doc.get("cost_per_hour"),
+                                  "cost_per_million_output_tokens": doc.get("cost_per_million_output_tokens")}]
     rows = [r for r in rows if r.get("gpus_needed")]
     best = doc.get("cheapest") or doc.get("fewest_gpus") or (rows[0]["gpu"] if len(rows) == 1 else None)
     text = []

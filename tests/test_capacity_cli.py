@@ -41,7 +41,11 @@ def test_json_has_the_issues_keys(doc_200):
     assert d["slo"] == {"ttft_s": 0.5, "tpot_s": 0.015} and d["seeds"] == [0, 1, 2]
     for c in d["candidates"]:
         assert {"gpus", "nodes", "gpus_per_node", "tp", "pp", "dp", "ep", "sustainable_rate_rps", "simulated"} <= set(c)
-        assert c["gpus"] == c["nodes"] * c["gpus_per_node"] == c["tp"] * c["pp"] * c["dp"]
+        # one node count (trial 2 item 4): the whole nodes that hold it, the last part idle
+        assert c["gpus"] + c["idle_gpus"] == c["nodes"] * c["gpus_per_node"] and 0 <= c["idle_gpus"] < 8
+        assert c["gpus"] == c["tp"] * c["pp"] * c["dp"] and c["gpus_per_node"] == 8
+        given = c["as_given"]  # the --gpus G --nodes N that run it again
+        assert given["gpus"] == c["gpus"] and given["gpus"] % given["nodes"] == 0
         for run_ in c["simulated"]["runs"]:
             for key in ("ttft_s", "tpot_s", "itl_s", "e2e_s", "queue_s"):  # sizer simulate --json's blocks
                 assert set(run_[key]) == {"mean", "p50", "p90", "p99", "max"}
@@ -77,8 +81,10 @@ def test_gpu_types_side_by_side_with_their_cost(capsys):
     rows = {r["gpu"]: r for r in d["by_gpu"]}
     assert set(rows) == {"h100-sxm", "a100-80g-sxm"} and d["gpu"] == ["h100-sxm", "a100-80g-sxm"]
     for gpu, price in (("h100-sxm", 2.5), ("a100-80g-sxm", 1.2)):
-        r = rows[gpu]
-        assert r["cost_per_hour"] == pytest.approx(r["gpus_needed"] * price)
+        r = rows[gpu]  # cost on the whole nodes that hold the GPUs, the per-GPU figure beside it
+        assert r["nodes"] == -(-r["gpus_needed"] // 8) == r["winner"]["nodes"] and r["per_node"] == 8
+        assert r["cost_per_hour"] == pytest.approx(r["nodes"] * 8 * price)
+        assert r["cost_per_hour_per_gpu"] == pytest.approx(r["gpus_needed"] * price)
         assert r["cost_per_million_output_tokens"] == pytest.approx(r["cost_per_hour"] / (120 * 64 * 3600) * 1e6)
         assert r["winner"]["gpus"] == r["gpus_needed"]
     cheapest = min(rows.values(), key=lambda r: r["cost_per_hour"])
@@ -86,6 +92,32 @@ def test_gpu_types_side_by_side_with_their_cost(capsys):
     code, out, _ = run(capsys, *BASE, *SLO, "--rate", "120", "--gpu", "h100-sxm,a100-80g-sxm",
                        "--gpu-hour-price", "2.5,1.2")
     assert "Side by side:" in out and f"Verdict: {cheapest['gpu']} is cheapest" in out
+
+
+def test_one_priced_gpu_type_gets_its_cost(capsys):
+    """Trial 2 item 5: --gpu-hour-price with one --gpu was silently ignored."""
+    code, out, _ = run(capsys, *BASE, *SLO, "--rate", "120", "--gpu-hour-price", "2.5", "--json")
+    assert code == 0
+    d = json.loads(out)
+    nodes = -(-d["gpus_needed"] // 8)
+    assert d["nodes"] == nodes and d["idle_gpus"] == nodes * 8 - d["gpus_needed"] and d["gpu_hour_price"] == 2.5
+    assert d["cost_per_hour"] == pytest.approx(nodes * 8 * 2.5)
+    assert d["cost_per_hour_per_gpu"] == pytest.approx(d["gpus_needed"] * 2.5)
+    assert d["cost_per_million_output_tokens"] == pytest.approx(d["cost_per_hour"] / (120 * 64 * 3600) * 1e6)
+    code, out, _ = run(capsys, *BASE, *SLO, "--rate", "120", "--gpu-hour-price", "2.5")
+    assert f"Cost at $2.5/GPU-hour: ${d['cost_per_hour']:,.2f}/h on {nodes} whole node" in out
+    assert f"billed per GPU ({d['gpus_needed']} GPUs) ${d['cost_per_hour_per_gpu']:,.2f}/h" in out
+
+
+def test_rate_mode_has_a_precision_line_with_what_fp8_saves(capsys, doc_200):
+    """Trial 2 item 3, from the CLI: the line, its JSON, and with a price the cost it saves."""
+    h = doc_200["precision_hint"]
+    assert h["gpus"] < doc_200["gpus_needed"] and h["flags"] == "--weight-dtype fp8 --kv-dtype fp8"
+    _, out, _ = run(capsys, *BASE, *SLO, "--rate", "200", "--gpu-hour-price", "2.5")
+    line = next(x for x in out.splitlines() if x.startswith("Precision: "))
+    assert line.startswith("Precision: " + h["text"])
+    # 3 GPUs and 2 both sit on one node of 8: nothing saved on whole nodes, one GPU's $2.50 per GPU
+    assert line.endswith("; the same whole nodes, $2.50/h less billed per GPU")
 
 
 def test_emit_prints_the_winners_command(capsys):
@@ -138,6 +170,23 @@ def test_a_rate_no_allowed_deployment_serves_is_exit_1_with_the_highest_reached(
     assert d["gpus_needed"] is None and d["error"] and 0 < h["rate_rps"] < 5000 and h["gpus"] <= 2
     assert "no deployment of up to 2x h100-sxm serves 5000 req/s" in err and f"{h['rate_rps']:.3g} req/s" in err
     assert h["label"] in err and "limited by" in err
+    # the steady-state bound already rules 5000 req/s out on 2 GPUs (trial 2 item 7): no simulation
+    assert d["simulations"] == 0 and h["simulated"] is False and "nothing was simulated" in err
+
+
+def test_progress_goes_to_stderr_after_ten_seconds_then_every_ten():
+    import io
+
+    from sizer.cli.capacity import Progress
+
+    now, buf = [0.0], io.StringIO()
+    progress = Progress("h100-sxm", stream=buf, clock=lambda: now[0])
+    for t, n in ((1.0, 1), (9.9, 2), (10.0, 3), (15.0, 4), (20.5, 5)):
+        now[0] = t
+        progress(n, f"TP1 PP1 DP{n} at 10 req/s, seed 0")
+    lines = buf.getvalue().splitlines()
+    assert lines == ["sizer recommend --rate: h100-sxm: 3 simulations in 10 s; now TP1 PP1 DP3 at 10 req/s, seed 0",
+                     "sizer recommend --rate: h100-sxm: 5 simulations in 20 s; now TP1 PP1 DP5 at 10 req/s, seed 0"]
 
 
 def test_a_trace_with_arrival_times_simulates_whole_deployments(capsys, tmp_path):

@@ -120,7 +120,7 @@ def view(inp: core.Inputs) -> None:
     if doc.get("cli_error"):
         st.warning(doc["cli_error"])
     rows = doc.get("by_gpu") or [{"gpu": doc["gpu"], "gpus_needed": doc["gpus_needed"], "winner": doc["winner"],
-                                  "cost_per_hour": None}]
+                                  "cost_per_hour": doc.get("cost_per_hour")}]
     m = st.columns(len(rows))
     for col, row in zip(m, rows):
         cost = f"${row['cost_per_hour']:,.2f}/h" if row.get("cost_per_hour") is not None else None
@@ -142,6 +142,8 @@ def view(inp: core.Inputs) -> None:
                   "sustains req/s": round(c["sustainable_rate_rps"], 2) if c.get("sustainable_rate_rps") else None}
                  for c in chosen.get("candidates", []) if c.get("simulated")]
         st.dataframe(table, hide_index=True, key="cap_table")
+    if (chosen.get("precision_hint") or {}).get("text"):  # what fp8 would need (sizer/plan/capacity_fp8.py)
+        st.info("Precision: " + chosen["precision_hint"]["text"])
     if doc.get("emit"):
         st.markdown(f"**Launch with {doc['emit']['engine']}** (copy button at the top right)")
         st.code("\n".join(" ".join(shlex.quote(a) for a in c["argv"]) for c in doc["emit"]["commands"]), language="bash")

@@ -1,9 +1,10 @@
 """`sizer recommend --rate R`: rate-driven capacity planning (issue #13), the recommend command's
 second face. Its flags (traffic and percentile SLOs, as `sizer simulate` names them), the path
-from flags to sizer/plan/capacity_plan.py, and the report: a table per GPU type and one verdict
-sentence, or one JSON document."""
+from flags to sizer/plan/capacity_plan.py, and the progress line; the report (a table per GPU
+type and one verdict sentence, or one JSON document) is sizer/cli/capacity_report.py."""
 
 import copy
+import sys
 import time
 from dataclasses import dataclass
 
@@ -13,14 +14,15 @@ from sizer.hardware.profile import load_profile
 from sizer.model.catalog import get_model
 from sizer.output import emit_json
 from sizer.plan.capacity import DEFAULT_MAX_GPUS, CapacityNotMetError
-from sizer.plan.capacity_plan import _t, compare, plan
+from sizer.plan.capacity_cost import compare
+from sizer.plan.capacity_plan import plan
 from sizer.plan.recommend import _weight_dtypes
 from sizer.sim import Lengths, Traffic, parse_lengths, read_trace
 from sizer.sim.arrivals import ARRIVALS
+from .capacity_report import document, render
 from .common import (bounded_float, check_profile_device, emit_launch, engine_fraction, gpu_count, non_negative_int,
                      nonempty, positive_int, request_rate, show_emit, topology_from_args, uneven_pp_from_args)
 
-MAX_WHY_NOT = 10
 # flags that only mean something with --rate, and their defaults (None: not given)
 RATE_ONLY = ("ttft_slo", "tpot_slo", "percentile", "per_node", "isl_dist", "osl_dist", "trace", "arrival",
              "burstiness", "requests", "seed")
@@ -110,6 +112,28 @@ def _topology_for(args, gpu):
     return build
 
 
+class Progress:
+    """The progress line of a long search, on stderr (stdout keeps the one answer or JSON
+    document): the simulations so far and what is being simulated, first after AFTER_S seconds,
+    then at most every EVERY_S seconds, so a search that answers quickly prints nothing."""
+
+    AFTER_S = 10.0
+    EVERY_S = 10.0
+
+    def __init__(self, gpu: str, stream=None, clock=time.monotonic):
+        self.gpu, self.stream, self.clock = gpu, stream, clock
+        self.start = clock()
+        self.last = self.start - self.EVERY_S + self.AFTER_S  # the first line comes AFTER_S in
+
+    def __call__(self, simulations: int, what: str) -> None:
+        now = self.clock()
+        if now - self.last < self.EVERY_S:
+            return
+        self.last = now
+        print(f"sizer recommend --rate: {self.gpu}: {simulations} simulations in {now - self.start:.0f} s; "
+              f"now {what}", file=self.stream or sys.stderr, flush=True)
+
+
 @dataclass
 class Outcome:
     """What one `recommend --rate` computed: a plan (or (gpu, error) pair) per GPU type, the
@@ -166,7 +190,8 @@ def compute(args) -> Outcome:
                      weight_dtypes=wds, kv_dtypes=kv, topology_for=_topology_for(args, gpu), profile=profile,
                      fraction=fraction, max_num_seqs=args.max_num_seqs,
                      max_num_batched_tokens=args.max_num_batched_tokens, cuda_graphs=None,
-                     requests=args.requests, uneven_pp=uneven_pp_from_args(args), context=longest)
+                     requests=args.requests, uneven_pp=uneven_pp_from_args(args), context=longest,
+                     progress=Progress(gpu.id))
         except CapacityNotMetError as exc:
             p, first_error = exc.plan, first_error or exc
         except InfeasibleError as exc:
@@ -175,7 +200,7 @@ def compute(args) -> Outcome:
             p, first_error = (gpu.id, str(exc)), first_error or exc
         plans.append(p)
     elapsed = time.perf_counter() - start
-    chosen = _chosen(plans, prices)
+    chosen = _chosen(plans, prices, args.rate)
     launch = _launch(args, model, chosen, longest, fraction) if chosen is not None else None
     return Outcome(plans, prices, chosen, elapsed, launch, None if chosen is not None else first_error)
 
@@ -195,14 +220,11 @@ def run(args) -> int:
     return 0
 
 
-def _chosen(plans, prices):
-    """The plan whose winner the answer is: the cheapest type with prices, else the fewest GPUs."""
-    served = [(i, p) for i, p in enumerate(plans) if not isinstance(p, tuple) and p.winner is not None]
-    if not served:
-        return None
-    if prices:
-        return min(served, key=lambda ip: (ip[1].gpus_needed * prices[ip[0]], ip[0]))[1]
-    return min(served, key=lambda ip: (ip[1].gpus_needed, ip[0]))[1]
+def _chosen(plans, prices, rate_rps):
+    """The plan whose winner the answer is: compare()'s pick (the cheapest type on whole nodes
+    with prices, else the fewest GPUs; a tie broken on the sustainable rate)."""
+    pick = compare(plans, prices, rate_rps)["pick"]
+    return next((p for p in plans if not isinstance(p, tuple) and p.winner is not None and p.gpu == pick), None)
 
 
 def _launch(args, model, p, longest, fraction):
@@ -218,176 +240,3 @@ def p_deployment(p, r):
     """The sizer.sim.Deployment that was simulated for result `r` of plan `p` (its memory plan
     and scheduler caps are the launch command's)."""
     return p.planner.deployment(r.shape, r.replicas)
-
-
-def simulate_command(args, p, r, seed) -> str:
-    """The `sizer simulate` line that reruns the seed's simulation of `r` exactly."""
-    s, d = r.shape, r.replicas
-    timed = p.traffic_timed
-    split = s.deployment(d) if timed else s.split
-    parts = ["sizer", "simulate", "--model", args.model, "--gpu", p.gpu]
-    parts += [f"--{k} {v}" for k, v in (("tp", split.tp), ("pp", split.pp), ("dp", split.dp), ("ep", split.ep))
-              if v != 1]
-    if split.gpus > p.per_node:
-        parts.append(f"--nodes {p.nodes_of(r)[0] if timed else split.gpus // p.per_node}")
-    parts += ["--engine", p.engine]
-    for flag, value in (("--weight-dtype", s.weight_dtype), ("--kv-dtype", None if s.kv_dtype == "auto" else s.kv_dtype),
-                        ("--max-num-seqs", args.max_num_seqs), ("--max-num-batched-tokens", args.max_num_batched_tokens),
-                        ("--topology", args.topology), ("--topology-file", args.topology_file),
-                        ("--profile", args.profile), ("--inter-node", args.inter_node if split.gpus > p.per_node else None)):
-        if value is not None:
-            parts += [flag, str(value)]
-    if args.trace:
-        parts += ["--trace", args.trace]
-    else:
-        parts += ["--isl-dist", args.isl_dist] if args.isl_dist else ["--isl", str(args.isl or 1024)]
-        parts += ["--osl-dist", args.osl_dist] if args.osl_dist else ["--osl", str(args.osl or 256)]
-    rate = r.sustainable_rate_rps if r.status == "rate" else p.rate_rps
-    arrival = p.replica_arrival(1 if timed else d)
-    parts += ["--rate", repr(rate if timed else rate / d), "--arrival", arrival["process"]]
-    if arrival["burstiness"] != 1.0:
-        parts += ["--burstiness", repr(float(arrival["burstiness"]))]
-    if r.requests:
-        parts += ["--requests", str(r.requests)]
-    parts += ["--seed", str(seed)]
-    for flag, v in (("--ttft-slo", p.slo["ttft_s"]), ("--tpot-slo", p.slo["tpot_s"])):
-        if v is not None:
-            parts += [flag, f"{v!r}s"]
-    return " ".join(parts)
-
-
-def document(args, out: Outcome) -> dict:
-    """The one JSON document of `recommend --rate --json` (less the emit field)."""
-    plans, prices, chosen, elapsed = out.plans, out.prices, out.chosen, out.elapsed_s
-    docs = []
-    for p in plans:
-        if isinstance(p, tuple):
-            docs.append({"gpu": p[0], "error": p[1]})
-            continue
-        d = p.to_json()
-        for c, r in zip(d["candidates"], [r for r in p.results if r.replicas is not None and r.status != "pruned"]):
-            if "simulated" in c:
-                c["simulated"]["commands"] = [simulate_command(args, p, r, row["seed"]) for row in r.runs]
-        if d["winner"] is not None:
-            d["winner"] = d["candidates"][0]
-        docs.append(d)
-    if len(plans) == 1:
-        doc = docs[0]
-    else:
-        first = next((p for p in plans if not isinstance(p, tuple)), None)
-        cmp_doc = compare(plans, prices, args.rate)
-        pick = next((d for d in docs if chosen is not None and d.get("gpu") == chosen.gpu), None)
-        doc = {"mode": "capacity" if args.gpus is None else "capacity_at_gpus", "model": get_model(args.model).name,
-               "gpu": [p[0] if isinstance(p, tuple) else p.gpu for p in plans],
-               "engine": first.engine if first else None, "rate": args.rate,
-               "percentile": first.percentile if first else None, "slo": first.slo if first else None,
-               "traffic": first.traffic if first else None,
-               "gpus_needed": pick["gpus_needed"] if pick else None, "winner": pick["winner"] if pick else None,
-               **cmp_doc, "plans": docs,
-               "simulations": sum(p.simulations for p in plans if not isinstance(p, tuple))}
-        for row, d in zip(doc["by_gpu"], docs):
-            if d.get("winner") is not None:
-                row["winner"] = d["winner"]
-    doc["search_time_s"] = elapsed
-    return doc
-
-
-def _cand_row(p, r, i) -> str:
-    q = p.q
-    nodes, per = p.nodes_of(r)
-    worst = [_t(max(x[f"{k}_{q}_s"] for x in r.runs)) if r.runs else "-" for k in ("ttft", "tpot")]
-    sus = f"{r.sustainable_rate_rps:.3g}" if r.sustainable_rate_rps else "-"
-    if r.sustainable_rate_rps and r.misses_at_rps:
-        sus = f"{r.sustainable_rate_rps:.3g}-{r.misses_at_rps:.3g}"
-    mark = "" if r.status in ("meets", "rate") else " x (misses)"
-    return (f"{i:>2}  {r.shape.deployment(r.replicas).label():<18}{r.gpus:>6}{f'{nodes}x{per}':>8}{r.replicas:>9}  "
-            f"{r.shape.weights_label:<9}{r.shape.kv_label:<6}{worst[0]:>10}{worst[1]:>10}"
-            f"{sus:>12}{r.shape.bound_rps:>9.3g}" + mark)
-
-
-def render_plan(args, p, elapsed=None) -> list[str]:
-    q = p.q.upper()
-    slo = ", ".join(f"{q} {k[:-2].upper()} <= {_t(v)}" for k, v in p.slo.items() if v) or \
-        "none (stability only)"
-    shown = [r for r in p.results if r.replicas is not None and r.status != "pruned"]
-    requests = sorted({r.requests or r.runs[0]["requests"] for r in shown if r.requests or r.runs})
-    how = ("the whole deployment on the trace's arrivals" if p.traffic_timed else
-           "one replica with its round-robin share of the arrivals")
-    where = (f"{args.gpus}x {p.gpu}" if p.mode == "gpus" else
-             f"{p.gpu}, {'whole nodes of ' + str(p.per_node) if p.whole_nodes else 'any GPU count'}, "
-             f"at most {p.max_gpus} GPUs")
-    lines = [f"{p.model}: {p.traffic}; on {where}; engine {p.engine}",
-             f"SLOs: {slo}; each candidate simulated on seeds {', '.join(map(str, p.seeds))} ({how}, "
-             f"{'/'.join(map(str, requests)) or '-'} requests per seed)", ""]
-    head = (f"{'#':>2}  {'deployment':<18}{'GPUs':>6}{'nodes':>8}{'replicas':>9}  {'weights':<9}{'KV':<6}"
-            f"{q + ' TTFT':>10}{q + ' TPOT':>10}{'sustains':>12}{'bound':>9}")
-    lines += [head, "-" * len(head)]
-    top = args.top or 10
-    lines += [_cand_row(p, r, i) for i, r in enumerate(shown[:top], 1)]
-    lines.append(f"{q} = the worst seed; nodes = nodes x GPUs per node that run it as given (--gpus G --nodes N); "
-                 "sustains = the highest rate seen to meet - the lowest seen to miss (req/s); bound = steady-state req/s per replica with the SLOs "
-                 "as mean targets")
-    w = p.winner
-    lines += ["", "Answer: " + p.verdict()] if w else ["", "No deployment: " + p.error]
-    if w is not None and w.fewer:
-        f = w.fewer
-        n = f["replicas"]
-        lines.append(f"  one step fewer, {n} replica{'s' if n != 1 else ''} ({f['gpus']} GPUs), misses: "
-                     f"{p.miss_text(f['row'])}")
-    elif w is not None and p.mode == "rate":
-        lines.append("  it is the smallest deployment of its shape (one replica" + (", whole nodes" if p.whole_nodes else "")
-                     + ")")
-    if w is not None and w.runs:
-        lines.append(f"  rerun a seed: {simulate_command(args, p, w, w.runs[0]['seed'])}")
-    why = p.why_not()
-    if why:
-        lines += ["", "Why not:"] + [f"  - {x}" for x in why[:MAX_WHY_NOT]]
-        if len(why) > MAX_WHY_NOT:
-            lines.append(f"  ... {len(why) - MAX_WHY_NOT} more in --json")
-    for note in p.notes:
-        lines.append(f"note: {note}")
-    lines.append(f"{p.simulations} simulations" + (f" in {elapsed:.1f} s" if elapsed is not None else ""))
-    return lines
-
-
-def render(args, plans, prices, chosen, elapsed) -> str:
-    lines = []
-    for p in plans:
-        if isinstance(p, tuple):
-            lines += [f"{p[0]}: {p[1]}", ""]
-            continue
-        lines += render_plan(args, p, elapsed if len(plans) == 1 else None) + [""]
-    if len(plans) > 1:
-        cmp_doc = compare(plans, prices, args.rate)
-        head = f"{'GPU':<12}{'GPUs':>6}{'nodes':>7}  {'deployment':<18}{'$/hour':>10}{'$/M out tok':>13}"
-        lines += ["Side by side:", head, "-" * len(head)]
-        for row in cmp_doc["by_gpu"]:
-            if row["gpus_needed"] is None:
-                lines.append(f"{row['gpu']:<12}{'-':>6}{'-':>7}  {'cannot serve it':<18}")
-                continue
-            ph = f"{row['cost_per_hour']:,.2f}" if row["cost_per_hour"] is not None else "-"
-            pm = f"{row['cost_per_million_output_tokens']:.3f}" if row["cost_per_million_output_tokens"] else "-"
-            nodes = f"{row['whole_nodes']}x{row['per_node']}"
-            lines.append(f"{row['gpu']:<12}{row['gpus_needed']:>6}{nodes:>7}  {row['winner']['label']:<18}"
-                         f"{ph:>10}{pm:>13}")
-        lines += ["nodes = whole nodes of each type's size that hold the GPUs", "", "Verdict: " + _verdict(cmp_doc, prices)]
-        lines.append(f"{sum(p.simulations for p in plans if not isinstance(p, tuple))} simulations in {elapsed:.1f} s")
-    return "\n".join(lines).rstrip()
-
-
-def _verdict(cmp_doc, prices) -> str:
-    rows = {r["gpu"]: r for r in cmp_doc["by_gpu"]}
-    served = [r for r in cmp_doc["by_gpu"] if r["gpus_needed"] is not None]
-    if not served:
-        return "no GPU type of the list serves the traffic within the SLOs"
-    if cmp_doc["cheapest"]:
-        c = rows[cmp_doc["cheapest"]]
-        others = ", ".join(f"{r['gpu']} {r['gpus_needed']} GPUs at ${r['cost_per_hour']:,.2f}/h"
-                           for r in served if r is not c)
-        return (f"{c['gpu']} is cheapest: {c['gpus_needed']} GPUs at ${c['cost_per_hour']:,.2f}/h, "
-                f"${c['cost_per_million_output_tokens']:.3f} per million output tokens"
-                + (f" (vs {others})" if others else ""))
-    f = rows[cmp_doc["fewest_gpus"]]
-    others = ", ".join(f"{r['gpu']} {r['gpus_needed']}" for r in served if r is not f)
-    return (f"{f['gpu']} needs the fewest GPUs: {f['gpus_needed']}" + (f" (vs {others})" if others else "")
-            + "; give --gpu-hour-price p1,p2,... for the cost per hour and per million output tokens")

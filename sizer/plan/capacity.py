@@ -42,7 +42,7 @@ import numpy as np
 
 from sizer.errors import InfeasibleError, InputError
 from sizer.sim import Deployment, Traffic, find_rate, simulate
-from .shapes import Shape, replicas_at_least
+from .shapes import BOUND_SLACK, Shape, replicas_at_least
 from .search import divisors
 
 SEEDS = 3
@@ -163,7 +163,12 @@ class Planner:
         self.seeds = tuple(traffic.seed + i for i in range(1 if self.timed else SEEDS))
         self.requests, self.context = requests, context
         self.simulations = 0
+        self.progress = None  # called with a description after every simulation (the CLI's stderr line)
         self._deps, self._checks = {}, {}
+
+    def _tick(self, what: str) -> None:
+        if self.progress is not None:
+            self.progress(self.simulations, what)
 
     def topology(self, gpus: int):
         nodes, _ = node_layout(gpus, gpus, self.per_node) if gpus > self.per_node else (1, gpus)
@@ -241,6 +246,7 @@ class Planner:
                 res = simulate(dep, self.traffic_for(shape, replicas, rate_rps, seed),
                                ttft_slo_s=self.slo["ttft_s"], tpot_slo_s=self.slo["tpot_s"])
                 rows.append(self.row(res, seed, shape))
+                self._tick(f"{shape.deployment(replicas).label()} at {rate_rps:.3g} req/s, seed {seed}")
                 if rows[-1]["misses"]:
                     break
             self._checks[key] = (not rows[-1]["misses"], rows)
@@ -255,9 +261,15 @@ class Planner:
             dep = self.deployment(shape, replicas)
             d = 1 if self.timed else replicas
             base = self.traffic_for(shape, replicas, 1.0, self.seeds[0])
+            seen = [0]
+
+            def stable(sim):  # find_rate calls it once per simulation
+                seen[0] += 1
+                if self.progress is not None:
+                    self.progress(self.simulations + seen[0], f"{shape.deployment(replicas).label()}: its highest rate")
+                return self.saturated(sim, shape)
             res = find_rate(dep, base, ttft_slo_s=self.slo["ttft_s"], tpot_slo_s=self.slo["tpot_s"],
-                            percentile=self.q, rel_tol=RATE_TOL, seeds=self.seeds,
-                            stable=lambda sim: self.saturated(sim, shape))
+                            percentile=self.q, rel_tol=RATE_TOL, seeds=self.seeds, stable=stable)
             self.simulations += res.simulations
             curve = [{**row, "rate_rps": row["rate_rps"] * d} for row in res.curve]
             above = min((r["rate_rps"] for r in curve if not r["meets"] and r["rate_rps"] > res.max_rate_rps * d),
@@ -279,9 +291,11 @@ class Planner:
         return lo, hi, [], "+".join(self.check(shape, replicas, hi)[1][-1]["misses"])
 
 
-def plan_capacity(planner: Planner, shapes: list[Shape], rate_rps: float, *, step_of, max_gpus: int) -> list[Sized]:
+def plan_capacity(planner: Planner, shapes: list[Shape], rate_rps: float, *, step_of, max_gpus: int,
+                  finalists: int = MAX_FINALISTS) -> list[Sized]:
     """Branch and bound over shapes (module docstring, 4): every shape's answer, confirmed ones
-    first, best first. `step_of(shape)` is the replica granularity (whole nodes)."""
+    first, best first. `step_of(shape)` is the replica granularity (whole nodes); at most
+    `finalists` shapes are simulated."""
     order = sorted(shapes, key=lambda s: (replicas_at_least(s, rate_rps, step_of(s)) * s.gpus,
                                           -s.bound_rps / s.gpus))
     out, best, searched = [], None, 0
@@ -290,7 +304,7 @@ def plan_capacity(planner: Planner, shapes: list[Shape], rate_rps: float, *, ste
         lower = replicas_at_least(shape, rate_rps, step) * shape.gpus  # with the slack: for pruning
         d_lo = replicas_at_least(shape, rate_rps, step, slack=1.0)  # without: where the search starts
         most = max_gpus // shape.gpus
-        if (best is not None and lower > best.gpus) or searched >= MAX_FINALISTS or lower > max_gpus:
+        if (best is not None and lower > best.gpus) or searched >= finalists or lower > max_gpus:
             out.append(Sized(shape, None, "pruned", [], lower_gpus=lower))
             continue
         searched += 1
@@ -328,6 +342,29 @@ def rank(results: list[Sized], planner) -> list[Sized]:
     rest = [r for r in results if r.status not in ("meets", "rate")]
     order = {"beaten": 0, "misses": 1, "pruned": 2}
     return met + rated + sorted(rest, key=lambda r: (order[r.status], r.lower_gpus))
+
+
+def bound_proves_infeasible(results: list[Sized], max_gpus: int) -> bool:
+    """Whether the steady-state bound alone shows that no shape serves the rate on max_gpus:
+    every shape was left unsimulated because its bound (times BOUND_SLACK, an upper bound on
+    what the simulator sustains: sizer/plan/shapes.py) needs more GPUs than allowed. Then no
+    simulation can change the answer, and none is run (the trial's 405B at 100 req/s on two
+    nodes simulated 25 times for 3 min 50 s to reach it)."""
+    return bool(results) and all(r.status == "pruned" and r.lower_gpus > max_gpus for r in results)
+
+
+def bound_highest(results: list[Sized], rate_rps: float, max_gpus: int, step_of) -> tuple[Sized, float]:
+    """The shape whose bound allows the most requests/s on the GPUs allowed, and that rate
+    (BOUND_SLACK x bound per replica x the most whole steps of replicas that fit): an upper bound
+    on the rate any of them sustains, for the answer when bound_proves_infeasible."""
+    def most(r):
+        step = step_of(r.shape)
+        d = step * (max_gpus // r.shape.gpus // step)
+        return d, BOUND_SLACK * r.shape.bound_rps * d
+    r = max(results, key=lambda x: (most(x)[1], -x.shape.gpus))
+    d, rate = most(r)  # d >= step: a whole node holds one step of any shape (plan() checks)
+    r.replicas = d
+    return r, rate
 
 
 def add_headroom(planner: Planner, results: list[Sized], rate_rps: float, limit: int) -> None:

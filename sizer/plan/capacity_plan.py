@@ -2,17 +2,17 @@
 sizer/plan/capacity.py for one GPU type and returns a CapacityPlan (ranked deployments, why-not
 lines, the JSON document); `compare()` puts several GPU types side by side with their cost.
 
-Costs: cost per hour = GPUs x price per GPU-hour; cost per million output tokens = cost per
-hour / (R x mean output tokens x 3600 s) x 1e6, the tokens the planned traffic produces (so the
-cheapest type per hour is the cheapest per token too: same traffic).
+Nodes and costs: sizer/plan/capacity_cost.py (whole nodes of per_node GPUs, cost on whole nodes
+and per GPU; compare() is re-exported here).
 """
 
-import math
 from dataclasses import dataclass, field
 
 from sizer.errors import InfeasibleError, InputError
 from sizer.hardware.topology import default_topology
 from . import capacity as cap
+from . import capacity_fp8 as fp8
+from .capacity_cost import compare, node_count  # noqa: F401  (compare: this module's API too)
 from .search import divisors
 from .shapes import Rejected, bound_shapes, bound_targets, candidate_splits
 
@@ -60,6 +60,7 @@ class CapacityPlan:
     arrival: str = "poisson"  # the traffic's arrival process and gamma shape
     burstiness: float = 1.0
     planner: object = field(default=None, repr=False, compare=False)  # the simulations' Deployments
+    precision_hint: dict | None = None  # what fp8 would need (sizer/plan/capacity_fp8.py)
 
     @property
     def q(self) -> str:
@@ -77,19 +78,29 @@ class CapacityPlan:
         return w.gpus if w is not None else None
 
     def nodes_of(self, r) -> tuple[int, int]:
-        """(nodes, GPUs per node) to run `r` as given: whole nodes, or any count (capacity.node_layout)."""
-        if self.whole_nodes or self.mode == "gpus":
+        """(whole nodes, GPUs per node) that hold `r`: its replicas packed on nodes of per_node
+        GPUs, the last one possibly part idle (capacity_cost.node_count); with --gpus G --nodes
+        N, the N nodes given."""
+        if self.mode == "gpus":
             return max(1, r.gpus // self.per_node), min(self.per_node, r.gpus)
-        return cap.node_layout(r.gpus, r.shape.gpus, self.per_node)
+        return node_count(r.gpus, self.per_node)[0], self.per_node
+
+    def as_given(self, r) -> tuple[int, int]:
+        """(GPUs, nodes) of `--gpus G --nodes N` that run `r` again as given: every node the
+        same, the most GPUs per node that hold whole replicas or a whole share of one
+        (capacity.node_layout); the simulated topology of a timed trace's whole deployment."""
+        if self.mode == "gpus" or self.whole_nodes:
+            return r.gpus, self.nodes_of(r)[0]
+        return r.gpus, cap.node_layout(r.gpus, r.shape.gpus, self.per_node)[0]
 
     # -- JSON -------------------------------------------------------------------------------
     def candidate(self, r) -> dict:
         s = r.shape
         split = s.deployment(r.replicas)
         nodes, per = self.nodes_of(r)
-        buy = math.ceil(r.gpus / self.per_node)
+        g, n = self.as_given(r)
         doc = {**split.to_json(), "gpus": r.gpus, "nodes": nodes, "gpus_per_node": per,
-               "whole_nodes": buy, "idle_gpus": buy * self.per_node - r.gpus,
+               "idle_gpus": nodes * per - r.gpus, "as_given": {"gpus": g, "nodes": n},
                "replicas": r.replicas, "replica_gpus": s.gpus, "weight_dtype": s.weights_label,
                "kv_dtype": s.kv_label, "status": r.status,
                "sustainable_rate_rps": r.sustainable_rate_rps, "misses_at_rps": r.misses_at_rps,
@@ -139,7 +150,8 @@ class CapacityPlan:
                                                         if r.status == "pruned"]
                + [{**x.split.to_json(), "weight_dtype": x.weight_dtype, "kind": x.kind, "reason": x.reason}
                   for x in self.rejected],
-               "simulations": self.simulations, "seeds": list(self.seeds), "notes": list(self.notes)}
+               "simulations": self.simulations, "seeds": list(self.seeds), "notes": list(self.notes),
+               "precision_hint": self.precision_hint}
         if self.error:
             doc["error"] = self.error
             doc["highest"] = self.highest
@@ -227,8 +239,7 @@ class CapacityPlan:
         if self.mode == "gpus":
             return (f"{self.label(w)} sustains {w.sustainable_rate_rps:.3g} req/s on {w.gpus}x {self.gpu} within "
                     f"{slo} ({w.sustainable_rate_rps / self.rate_rps - 1:+.0%} headroom over {self.rate_rps:g} req/s)")
-        buy = math.ceil(w.gpus / self.per_node)
-        idle = buy * self.per_node - w.gpus
+        buy, idle = node_count(w.gpus, self.per_node)
         where = f"{buy} node{'s' if buy != 1 else ''} of {self.per_node}" + (f", {idle} GPUs idle" if idle else "")
         if w.gpus < self.per_node:
             where = f"part of one node of {self.per_node}"
@@ -248,12 +259,14 @@ def plan(model, gpu, traffic, *, rate_rps: float, ttft_slo_s=None, tpot_slo_s=No
          gpus=None, nodes: int = 1, per_node=None, whole_nodes: bool = False, max_gpus=None, engine=None,
          weight_dtypes=(None,), kv_dtypes=("auto",), topology_for=None, profile=None, fraction=None,
          max_num_seqs=None, max_num_batched_tokens=None, cuda_graphs=None, requests=None, uneven_pp: bool = True,
-         context=None, headroom: int = HEADROOM_CANDIDATES) -> CapacityPlan:
+         context=None, headroom: int = HEADROOM_CANDIDATES, progress=None, fp8_hint: bool = True) -> CapacityPlan:
     """Capacity planning for one GPU type (module docstring of sizer/plan/capacity.py). Without
     `gpus`: the fewest GPUs (a multiple of `per_node` with whole_nodes), at most `max_gpus`;
     with `gpus`: the sustainable rate of each split of them (over `nodes` nodes). Raises
     InputError on bad input, InfeasibleError when nothing fits, CapacityNotMetError (carrying the
-    plan) when nothing serves the rate."""
+    plan) when nothing serves the rate. `progress(simulations, what)`, when given, is called after
+    every simulation (the CLI's progress line). fp8_hint: add the precision line when planning in
+    the checkpoint's own precision (sizer/plan/capacity_fp8.py)."""
     from sizer.cost.engines import get_engine
 
     cap.check_inputs(rate_rps, ttft_slo_s, tpot_slo_s, percentile)
@@ -281,16 +294,38 @@ def plan(model, gpu, traffic, *, rate_rps: float, ttft_slo_s=None, tpot_slo_s=No
                           engine=engine, topology_for=topology_for, per_node=per_node, profile=profile,
                           fraction=fraction, max_num_seqs=max_num_seqs, max_num_batched_tokens=max_num_batched_tokens,
                           cuda_graphs=cuda_graphs, requests=requests, context=context)
-    shapes, rejected = bound_shapes(model, gpu, splits, isl=isl, osl=osl, engine=engine, weight_dtypes=weight_dtypes,
-                                    kv_dtypes=kv_dtypes, targets=targets, topology_for=planner.topology,
-                                    profile=profile, max_num_seqs=max_num_seqs,
-                                    max_num_batched_tokens=max_num_batched_tokens, cuda_graphs=cuda_graphs)
-    shapes, kv_rejected = _runnable(planner, shapes)
-    rejected = rejected + kv_rejected + list(unsupported)
+    planner.progress = progress
+
+    def shapes_in(wds, kvs):
+        found, rej = bound_shapes(model, gpu, splits, isl=isl, osl=osl, engine=engine, weight_dtypes=wds,
+                                  kv_dtypes=kvs, targets=targets, topology_for=planner.topology, profile=profile,
+                                  max_num_seqs=max_num_seqs, max_num_batched_tokens=max_num_batched_tokens,
+                                  cuda_graphs=cuda_graphs)
+        found, kv_rej = _runnable(planner, found)
+        return found, rej + kv_rej
+
+    def step_of(shape):
+        return per_node // shape.gpus if whole_nodes and shape.gpus <= per_node else 1
+
+    alts = fp8.to_try(model, gpu, weight_dtypes, kv_dtypes) if fp8_hint else []
+
+    def hint(winner, own):  # the precision line (sizer/plan/capacity_fp8.py)
+        hints = []
+        for alt in alts:
+            found = shapes_in([alt[0]], [alt[1]])[0]
+            hints.append(fp8.gpus_hint(found, own, alt, gpus) if gpus is not None else
+                         fp8.rate_hint(planner, found, alt, rate_rps, step_of=step_of, max_gpus=max_gpus,
+                                       winner=winner))
+        return fp8.combine(hints, fp8.most_first if gpus is not None else fp8.fewest_first)
+
+    shapes, rejected = shapes_in(weight_dtypes, kv_dtypes)
+    rejected = rejected + list(unsupported)
     where = f"{gpus}x {gpu.id}" if gpus is not None else f"up to {max_gpus}x {gpu.id}"
     if not shapes:
-        reasons = "; ".join(f"{x.split.label()}: {x.reason}" for x in rejected[:3])
-        raise InfeasibleError(f"no split of {model.name} on {where} can serve it: {reasons}")
+        reasons = _why_none(rejected, targets)
+        h = hint(None, [])
+        raise InfeasibleError(f"no split of {model.name} on {where} can serve it: {reasons}"
+                              + (f"; {h['text']}" if h else ""))
     common = dict(model=model.name, gpu=gpu.id, engine=rules.name if rules else "none",
                   mode="gpus" if gpus is not None else "rate", rate_rps=float(rate_rps), percentile=float(percentile),
                   slo={"ttft_s": ttft_slo_s, "tpot_s": tpot_slo_s}, traffic=traffic.at_rate(rate_rps).describe(),
@@ -300,8 +335,6 @@ def plan(model, gpu, traffic, *, rate_rps: float, ttft_slo_s=None, tpot_slo_s=No
     if gpus is not None:
         results = cap.rate_at_gpus(planner, shapes, gpus, rate_rps)
     else:
-        def step_of(shape):
-            return per_node // shape.gpus if whole_nodes and shape.gpus <= per_node else 1
         results = cap.plan_capacity(planner, shapes, rate_rps, step_of=step_of, max_gpus=max_gpus)
         cap.add_headroom(planner, results, rate_rps, headroom)
     notes = []
@@ -309,14 +342,55 @@ def plan(model, gpu, traffic, *, rate_rps: float, ttft_slo_s=None, tpot_slo_s=No
         notes.append(f"{len(unsupported)} split{'s' if len(unsupported) != 1 else ''} not offered by {rules.name}")
     result = CapacityPlan(**common, results=results, simulations=planner.simulations, notes=notes, planner=planner)
     best = result.winner
-    if best is None or (gpus is not None and (best.sustainable_rate_rps or 0) < rate_rps):
-        result.highest = _highest(planner, result, gpus)
+    met = best is not None and (gpus is None or (best.sustainable_rate_rps or 0) >= rate_rps)
+    result.precision_hint = hint(best if met else None, shapes)
+    result.simulations = planner.simulations
+    if not met:
+        if gpus is None and cap.bound_proves_infeasible(results, max_gpus):
+            result.highest = _bound_highest(result, rate_rps, step_of)
+            h = result.highest
+            result.error = (f"no deployment of {where} serves {rate_rps:g} req/s within the SLOs: at most "
+                            f"{h['rate_rps']:.3g} req/s, by {h['label']} on {h['gpus']} GPUs, limited by "
+                            f"{h['limited_by']}; {rate_rps:g} req/s needs at least {h['needs_gpus']} GPUs, so "
+                            "nothing was simulated")
+        else:
+            result.highest = _highest(planner, result, gpus)
+            h = result.highest
+            result.error = (f"no deployment of {where} serves {rate_rps:g} req/s within the SLOs: the most, "
+                            f"{h['rate_rps']:.3g} req/s, by {h['label']} ({h['gpus']} GPUs; limited by "
+                            f"{h['limited_by']})")
+        if result.precision_hint:
+            result.error += f"; {result.precision_hint['text']}"
         result.simulations = planner.simulations
-        h = result.highest
-        result.error = (f"no deployment of {where} serves {rate_rps:g} req/s within the SLOs: the most, "
-                        f"{h['rate_rps']:.3g} req/s, by {h['label']} ({h['gpus']} GPUs; limited by {h['limited_by']})")
         raise cap.CapacityNotMetError(result.error, result)
     return result
+
+
+def _why_none(rejected: list, targets: dict) -> str:
+    """Why no shape is left (trial 2 item 8): when some fit but miss the targets even at one
+    sequence, the closest on each target (the lowest batch-1 TTFT, the lowest batch-1 TPOT, as
+    `recommend --gpus N` names its closest) and how many of each kind there are; else the first
+    reasons."""
+    slow = [x for x in rejected if x.kind == "targets"]
+    if not slow:
+        return "; ".join(f"{x.split.label()}: {x.reason}" for x in rejected[:3])
+
+    def name(x):
+        return x.split.label() + (f" ({x.weight_dtype} weights)" if x.weight_dtype else "")
+
+    def at_one(x):
+        return ", ".join(f"{k[:-2].upper()} " + (over(getattr(x, k), targets[k]) if getattr(x, k) > targets[k]
+                                                 else _t(getattr(x, k))) for k in ("ttft_s", "tpot_s") if targets[k])
+    closest = {}
+    for k in ("ttft_s", "tpot_s"):
+        if targets[k]:
+            x = min(slow, key=lambda r: getattr(r, k) / targets[k])
+            closest.setdefault(id(x), (x, []))[1].append(k[:-2].upper())
+    parts = [f"closest on {' and '.join(ks)}: {name(x)} at one sequence, {at_one(x)}" for x, ks in closest.values()]
+    others = len(rejected) - len(slow)
+    count = f"{len(slow)} split{'s' if len(slow) != 1 else ''} miss the targets even one sequence at a time in the " \
+            f"steady state" + (f", {others} more do not fit or do not run" if others else "")
+    return f"{count}; " + "; ".join(parts)
 
 
 def _runnable(planner, shapes):
@@ -350,31 +424,15 @@ def _highest(planner, result, gpus) -> dict:
             r.replicas = max(1, result.max_gpus // r.shape.gpus)
         rate, _, _, limited = planner.highest_rate(r.shape, r.replicas)
     return {"rate_rps": rate, "label": result.label(r), "gpus": r.gpus, "replicas": r.replicas,
-            "limited_by": limited or "the search range"}
+            "limited_by": limited or "the search range", "simulated": True}
 
 
-def compare(plans: list, prices, rate_rps: float) -> dict:
-    """GPU types side by side: {by_gpu: [...], cheapest, fewest_gpus} (module docstring); a plan
-    may be an error string for a type that cannot serve the traffic."""
-    rows = []
-    for i, p in enumerate(plans):
-        price = prices[i] if prices else None
-        if isinstance(p, CapacityPlan) and p.winner is not None:
-            w = p.winner
-            per_hour = w.gpus * price if price else None
-            tokens_per_hour = rate_rps * p.mean_osl * 3600.0
-            rows.append({"gpu": p.gpu, "gpus_needed": w.gpus, "nodes": p.nodes_of(w)[0],
-                         "whole_nodes": math.ceil(w.gpus / p.per_node), "per_node": p.per_node,
-                         "winner": p.candidate(w), "gpu_hour_price": price, "cost_per_hour": per_hour,
-                         "cost_per_million_output_tokens": per_hour / tokens_per_hour * 1e6 if price else None,
-                         "simulations": p.simulations})
-        else:
-            rows.append({"gpu": p.gpu if isinstance(p, CapacityPlan) else p[0], "gpus_needed": None,
-                         "winner": None, "gpu_hour_price": price, "cost_per_hour": None,
-                         "cost_per_million_output_tokens": None,
-                         "error": p.error if isinstance(p, CapacityPlan) else p[1]})
-    served = [r for r in rows if r["gpus_needed"] is not None]
-    priced = [r for r in served if r["cost_per_hour"] is not None]
-    cheapest = min(priced, key=lambda r: r["cost_per_hour"])["gpu"] if priced else None
-    fewest = min(served, key=lambda r: r["gpus_needed"])["gpu"] if served else None
-    return {"by_gpu": rows, "cheapest": cheapest, "fewest_gpus": fewest}
+def _bound_highest(result, rate_rps: float, step_of) -> dict:
+    """The answer when the steady-state bound alone proves that nothing allowed serves R
+    (capacity.bound_proves_infeasible): the most any shape's bound allows on the GPUs allowed, an
+    upper bound, and the fewest GPUs any bound needs for R; no simulation."""
+    r, rate = cap.bound_highest(result.results, rate_rps, result.max_gpus, step_of)
+    return {"rate_rps": rate, "label": result.label(r), "gpus": r.gpus, "replicas": r.replicas,
+            "limited_by": f"the steady-state bound ({r.shape.bound_rps:.3g} req/s per replica x "
+                          f"{cap.BOUND_SLACK:g} slack)",
+            "needs_gpus": min(x.lower_gpus for x in result.results), "simulated": False}

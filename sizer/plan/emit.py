@@ -295,10 +295,7 @@ def _place(engine: str, lay: EngineLayout, argv: list, per_node: int) -> tuple[l
     """Commands (node, argv, env) for every deployment, and the placeholders they use."""
     g, cmds, holders = lay.gpus, [], []
     if g <= per_node:
-        if per_node % g:
-            raise InputError(f"--emit {engine}: deployments of {g} GPUs do not pack into nodes of "
-                             f"{per_node} GPUs")
-        per = per_node // g
+        per = per_node // g  # deployments per node; a remainder of GPUs stays idle (3 GPUs of a node of 8)
         for j in range(lay.replicas):
             node, slot = divmod(j, per)
             if per > 1 and lay.replicas > 1:  # several servers on one node

@@ -89,6 +89,8 @@ class Rejected:
     weight_dtype: str | None
     kind: str
     reason: str
+    ttft_s: float | None = None  # 'targets': the steady state at one sequence
+    tpot_s: float | None = None
 
 
 def shape_sizes(per_node: int, max_gpus: int) -> list[int]:
@@ -171,7 +173,8 @@ def bound_shapes(model, gpu, splits, *, isl: float, osl: float, engine, weight_d
                     parts = [f"{k[:-2].upper()} {_ms(float(getattr(pts, k)[0]))} > {_ms(targets[k])}"
                              for k in ("ttft_s", "tpot_s") if targets[k] and getattr(pts, k)[0] > targets[k]]
                     rejected.append(Rejected(split, wd, "targets", "even one sequence at a time misses the "
-                                             "targets in the steady state: " + ", ".join(parts)))
+                                             "targets in the steady state: " + ", ".join(parts),
+                                             ttft_s=float(pts.ttft_s[0]), tpot_s=float(pts.tpot_s[0])))
                     continue
                 precision = r["plan1"].precision
                 out.append(Shape(split=split, weight_dtype=wd, weights_label=weight_label(wd, precision),
