@@ -322,3 +322,18 @@ def test_on_fp4_tensor_cores_the_line_weighs_nvfp4_too():
     if first["gpus"] == second["gpus"]:
         assert first["weight_dtype"] == "fp8"
     assert h["text"] == first["text"] + ". Also " + second["text"] and "--weight-dtype nvfp4 --kv-dtype fp8" in h["text"]
+
+
+def test_a_plan_never_keeps_a_deployment_its_own_runs_call_saturated(capsys):
+    """Reviewer: `recommend --model 8b --rate 60` answered 2 H100s (TP1 x 2, P99 TTFT 25 s) while
+    all three of its runs read "saturated" (the planner had its own, weaker growth test). The
+    plan now uses the simulator's verdict: no run of the winner is saturated, and 60 req/s of
+    1024/256 needs a third replica (one sustains ~22 req/s by its steady-state bound)."""
+    import json
+
+    from sizer.cli.main import main
+
+    assert main(["recommend", "--model", "8b", "--rate", "60", "--json"]) == 0
+    w = json.loads(capsys.readouterr().out)["winner"]
+    assert w["gpus"] >= 3
+    assert all(r["verdict"] != "saturated" for r in w["simulated"]["runs"])
