@@ -3,15 +3,20 @@ every token, sliding-window and chunked layers only their window / chunk, all dr
 one shared pool; requests are admitted and preempted on those blocks.
 
 Measured (H100, vLLM, rate inf, 4x estimate's concurrency in requests, the mean number running
-while requests wait, against `sizer estimate`'s concurrency for the same flags):
-- --max-num-batched-tokens 2048: Gemma-3-27B 8000/500 6.8 vs 8; gpt-oss-120b 4000/500 6.8 vs 7;
-  Llama-4-Scout int4 16000/500 3.1 vs 3. At 512: 11.2 vs 12, 29.3 vs 31, 5.0 vs 5. Every layer
-  counted as full (the simulator before this change) held 2.0 Gemma sequences at the default
-  flags.
-- default 8192-token chunks: 4.9 vs 8, 5.8 vs 7, 3.0 vs 3. A prompt's first chunk takes its
-  blocks in every group at once (the windowed groups free them at the next step), so a new
-  request needs far more free blocks to be admitted than it holds later; estimate's
-  concurrency does not count that transient.
+while requests wait, against `sizer estimate`'s concurrency for the same flags), with vLLM's
+full-sequence admission gate (its default; preemptions in brackets, then the same without the
+gate):
+- --max-num-batched-tokens 2048: Gemma-3-27B 8000/500 6.7 vs 7 (0; 6.8, 5 preemptions);
+  gpt-oss-120b 4000/500 6.7 vs 6 (0; 6.8, 6); Llama-4-Scout int4 16000/500 2.9 vs 3 (0; 3.0, 3).
+  At 512: 11.2 vs 12 (0; 11.2, 6), 28.9 vs 30 (6; 29.4, 13), 4.7 vs 5 (0; 5.0, 3). Every layer
+  counted as full (the simulator before the hybrid groups) held 2.0 Gemma sequences at the
+  default flags.
+- default 8192-token chunks: 4.7 vs 5 (0; 4.9, 3), 5.7 vs 6 (0; 5.7, 0), 2.8 vs 3 (0; 2.9, 3).
+  A prompt's first chunk takes its blocks in every group at once (the windowed groups free them
+  at the next step), so a new request needs more free blocks to be admitted than it holds
+  later: estimate counts that transient with vLLM's own worst case per request (one chunk of
+  max_num_batched_tokens in flight), which also bounds the gate's admission footprint (the
+  whole prompt in full groups, capped windows: KVLayout.admission).
 """
 
 import math
@@ -67,6 +72,31 @@ def test_layout_identities():
     assert np.all(gemma.held(t - 1, t) <= bound)
 
 
+def test_admission_gate_footprint():
+    """vLLM's full-sequence gate per group (sizer/sim/kv.py): full groups the whole known
+    sequence; a sliding group at most cdiv(W - 1 + max_num_batched_tokens, 16) + 1 blocks, a
+    chunked one cdiv(C + max_num_batched_tokens, 16); a preempted request's cached blocks count
+    (they are in the free queue) but a window no longer needs those behind it."""
+    from sizer.model.attention import CHUNKED, SLIDING
+
+    gemma = KVLayout(16, 7533, groups=7, windows=[(SLIDING, 1024)] * 6, in_flight=8192, max_len=100_000)
+    cap = (1023 + 8192 + 15) // 16 + 1
+    assert cap == 577
+    assert gemma.admission(0, 8000) == 7 * 500  # the prompt is shorter than the cap
+    assert gemma.admission(0, 20000) == 1250 + 6 * cap
+    # resuming at 16,000 cached tokens of 16,500: full groups all 1,032 blocks (1,000 of them
+    # cached but in the free queue); each window max(578 - 1000, 0) + the 1000 - 936 hit blocks
+    # still inside it
+    assert gemma.admission(16000, 16500) == 1032 + 6 * (1000 - (16000 - 1023) // 16) == 1032 + 6 * 64
+    # max_model_len caps the window's reservation too
+    short = KVLayout(16, 7533, groups=7, windows=[(SLIDING, 1024)] * 6, in_flight=8192, max_len=4000)
+    assert short.admission(0, 4000) == 7 * 250
+    scout = KVLayout(16, 9280, groups=4, windows=[(CHUNKED, 8192)] * 3, in_flight=2048)
+    assert scout.admission(0, 16000) == 1000 + 3 * (8192 + 2048) // 16
+    one = KVLayout(16, 1000)
+    assert one.admission(0, 17) == 2 and one.admission(16, 17) == 2
+
+
 @pytest.fixture(scope="module")
 def h100():
     from sizer.hardware.gpus import get_gpu
@@ -91,7 +121,7 @@ def test_vllm_hybrid_concurrency_agrees_with_estimate(h100, name, wd, isl, osl):
 
 def test_gemma_at_default_chunks_holds_more_than_every_layer_full(h100):
     """The trial's case (Gemma-3-27B, 8000 in / 500 out, default flags): 2.0 sequences with
-    every layer full; the hybrid pool holds 5 (module docstring for why not estimate's 8)."""
+    every layer full; the hybrid pool holds 4.7 (estimate: 5; module docstring)."""
     m = get_model("gemma-3-27b")
     dep = Deployment(m, h100, Split(), engine="vllm")
     res = simulate(dep, Traffic(rate_rps=math.inf, requests=24, **fixed(8000, 500)))

@@ -101,7 +101,7 @@ class Replica:
 
     def __init__(self, idx: int, *, max_num_seqs: int, max_num_batched_tokens: int, block_tokens: int,
                  kv_tokens: int, pp: int, costs, policy_cls, layout: KVLayout | None = None,
-                 prefix_caching: bool = False):
+                 prefix_caching: bool = False, reserve_full_isl: bool = False):
         self.idx = idx
         self.max_seqs = max_num_seqs
         self.max_tokens = max_num_batched_tokens
@@ -110,6 +110,7 @@ class Replica:
         self.total_blocks = self.kv.total_blocks
         self.free = self.total_blocks
         self.prefix_caching = prefix_caching  # preempted requests' blocks stay cached until evicted
+        self.reserve_full_isl = reserve_full_isl  # vLLM's full-sequence admission gate (sizer/sim/kv.py)
         self.allocated = 0  # blocks taken from the free queue so far (prefix-cache eviction clock)
         self.reserved = 0  # blocks promised to running requests (whole-sequence admission)
         self.pp = pp
