@@ -97,6 +97,65 @@ def test_admission_gate_footprint():
     assert one.admission(0, 17) == 2 and one.admission(16, 17) == 2
 
 
+def test_prefix_cache_hit_is_what_every_group_still_serves():
+    """A preempted request's hit (KVLayout.hit): vLLM frees it group by group, each group's tail
+    first, windowed groups first here, and a sliding group serves a length only when the
+    cdiv(W - 1, 16) blocks before it survive. Gemma-3 at 16,000 computed tokens: 1,000 blocks in
+    the full group, 64 in each of the 6 windows."""
+    from sizer.model.attention import CHUNKED, SLIDING
+
+    gemma = KVLayout(16, 7533, groups=7, windows=[(SLIDING, 1024)] * 6)
+    held = 1000 + 6 * 64
+    assert gemma.hit(16000, held, 0, 16499) == 16000
+    assert gemma.hit(16000, held, 0, 12345) == 12336  # at most the known tokens - 1, whole blocks
+    # one block gone, the first window's last: no length has its window whole any more (the
+    # blocks this window freed earlier went first); the surviving share of all blocks, 99.9%,
+    # was credited before
+    assert gemma.hit(16000, held, 1, 16499) == 0
+    assert gemma.hit(16000, held, 6 * 64 + 10, 16499) == 0
+    # a short request (nothing slid out of its windows) keeps its surviving prefix
+    assert gemma.hit(600, 38 * 7, 10, 1000) == 28 * 16  # the first window lost its 10 last blocks
+    # chunked C = 8,192 (Llama 4) at 16,500: 8 blocks of the third chunk in each chunked group;
+    # 3 lost in the first one leave its first 5, so the hit stops there: 16,384 + 5 x 16
+    scout = KVLayout(16, 9280, groups=4, windows=[(CHUNKED, 8192)] * 3)
+    assert scout.hit(16500, 1032 + 3 * 8, 3, 16599) == 16384 + 5 * 16
+    assert scout.hit(16500, 1032 + 3 * 8, 0, 16599) == 1031 * 16
+    # one full-attention group: the partial tail block goes first, then whole ones
+    one = KVLayout(16, 1000)
+    assert one.hit(1000, 63, 1, 1200) == 62 * 16 and one.hit(1000, 63, 10, 1200) == 53 * 16
+
+
+def test_eviction_clock_counts_every_groups_new_blocks():
+    """Each new block vLLM allocates comes from the free queue's head and evicts a cached one,
+    whatever the windows free to its tail: 16 decode steps of a Gemma-3 request take 7 blocks in
+    its 7 groups though the windows hand 6 back (net 1, what the clock counted before)."""
+    from sizer.model.attention import SLIDING
+
+    gemma = KVLayout(16, 7533, groups=7, windows=[(SLIDING, 1024)] * 6)
+    assert gemma.gross(16000, 16001) == 7 and gemma.gross(16001, 16016) == 0
+    assert gemma.held(16015, 16016) - gemma.held(15999, 16000) == 1
+    assert gemma.gross(0, 8000) == 7 * 500
+
+
+def test_replica_hit_after_window_eviction(h100):
+    """Replica.cache_hit of a Gemma-3 request preempted at 16,000 tokens once one more block
+    has been allocated than were ahead of it in the free queue: its first window's last block is
+    gone, so it recomputes from scratch (it resumed 15,984 tokens in before)."""
+    m = get_model("gemma-3-27b")
+    dep = Deployment(m, h100, Split(), engine="vllm")
+    rep = dep.replica(0, costs=None)
+
+    class St:
+        isl, out = np.array([16000]), np.array([500])
+        cached_tokens, cached_blocks = np.array([16000]), np.array([1000 + 6 * 64])
+        evict_at = np.array([5000 + 1000 + 6 * 64])
+
+    rep.allocated = 5000
+    assert rep.cache_hit(St, 0) == 16000
+    rep.allocated = 5001
+    assert rep.cache_hit(St, 0) == 0
+
+
 @pytest.fixture(scope="module")
 def h100():
     from sizer.hardware.gpus import get_gpu

@@ -47,12 +47,15 @@ class KVLayout:
     groups in all (full ones included)."""
 
     def __init__(self, block: int, total_blocks: int, groups: int = 1, windows=(), in_flight: int = 0,
-                 max_len: int | None = None):
+                 max_len: int | None = None, order=()):
         self.block = max(1, int(block))
         self.total_blocks = int(total_blocks)
         self.groups = int(groups)
         self.windows = tuple((k, int(w)) for k, w in windows)
         self.hybrid = bool(self.windows)
+        # every group in vLLM's group order (the order it frees them in): windowed groups first
+        # unless told (the first layer of Gemma-3, gpt-oss and Llama 4 is windowed)
+        self.order = tuple(order) if order else self.windows + ((FULL, 0),) * (self.groups - len(self.windows))
         # a windowed group never holds more than this while decoding (see decode_bound)
         self._caps = [-(-(w + self.block - 1) // self.block) for _, w in self.windows]
         # the admission gate's per-request cap of each windowed group (module docstring)
@@ -65,7 +68,7 @@ class KVLayout:
                   max_len: int | None = None) -> "KVLayout":
         """From the LayerAttention of each group (sizer.cost.kv_cache.vllm_kv_groups)."""
         return cls(block, total_blocks, len(kinds), [(a.kind, a.window) for a in kinds if a.kind != FULL],
-                   in_flight, max_len)
+                   in_flight, max_len, [(a.kind, a.window if a.kind != FULL else 0) for a in kinds])
 
     def fresh(self, tokens):
         """Blocks a request with nothing computed takes to schedule its first `tokens` (every
@@ -117,6 +120,60 @@ class KVLayout:
         for kind, w in self.windows:
             out.append(max(comp - w + 1, 0) if kind == SLIDING else comp // w * w)
         return out
+
+    def hit(self, comp: int, held: int, evicted: int, max_tokens: int) -> int:
+        """Tokens of a preempted request's prefix-cache hit on resume: it had computed `comp`
+        tokens and freed `held` blocks, of which the first `evicted` in free-queue order are gone.
+        vLLM frees a request group by group in group order, each group's blocks last first
+        (KVCacheCoordinator.free -> SingleTypeKVCacheManager.free, "tail blocks are freed
+        first"), so the first group's tail goes first and the windowed groups (first in the
+        order here) lose their window before a full group loses a block. The hit is the longest
+        length every group can serve (HybridKVCacheCoordinator.find_longest_cache_hit iterates
+        the groups until they agree), each from its surviving blocks (whole blocks only, at most
+        `max_tokens` = known tokens - 1, `get_computed_blocks`):
+          full: its first surviving blocks (FullAttentionManager, left to right);
+          sliding W: a length p whose cdiv(W - 1, block) blocks before it all survive, scanned
+            right to left (SlidingWindowManager), or its blocks from the sequence start;
+          chunked C: the start of p's chunk, plus that chunk's surviving blocks from there
+            (ChunkedLocalAttentionManager).
+        A group none of whose blocks were evicted serves any length (the blocks its window
+        freed just before the preemption are taken to survive with it); one that lost blocks has
+        lost those freed earlier too (they are ahead in the FIFO free queue)."""
+        b = self.block
+        n = -(-comp // b)
+        whole = comp // b
+        wins = [i for i, (k, _) in enumerate(self.order) if k != FULL]
+        base = {}
+        for i in wins:
+            kind, w = self.order[i]
+            skip = max(comp - w + 1, 0) if kind == SLIDING else comp // w * w
+            base[i] = n - skip // b
+        full_blocks = n * (len(self.order) - len(wins))
+        stale = max(int(held) - full_blocks - sum(base.values()), 0)  # blocks the next step would skip
+        for j, i in enumerate(wins):
+            base[i] += stale // len(wins) + (1 if j < stale % len(wins) else 0)
+        spans, left = [], int(evicted)
+        for i, (kind, w) in enumerate(self.order):
+            h = base.get(i, n)
+            ev = min(max(left, 0), h)
+            left -= h
+            if ev:
+                spans.append((kind, w, n - h, min(n - ev, whole)))  # kind, window, first block, end
+        m = min(max(int(max_tokens), 0) // b, whole)
+        for _ in range(2 * len(self.order) + 2):
+            m0 = m
+            for kind, w, lo, hi in spans:
+                if kind == FULL:
+                    m = min(m, hi)
+                elif kind == SLIDING:
+                    p = min(m, hi)
+                    m = p if p >= lo and (lo == 0 or p - lo >= -(-(w - 1) // b)) else 0
+                else:
+                    start = m * b // w * w // b
+                    m = max(start, min(m, hi)) if start >= lo else start
+            if m == m0:
+                break
+        return m * b
 
     def decode_bound(self, tokens):
         """An upper bound, non-decreasing in `tokens`, of what a decoding request holds at

@@ -102,7 +102,7 @@ class _Forward:
             hits = np.asarray(self.hits if self.hits else [0] * len(self.rids), dtype=_I)
             rep.add(st, self.rids, now, hits)
             chunks = np.asarray(self.chunks, dtype=_I)
-            rep.allocate(slice(n0, None), chunks, int(rep.kv.held(hits, hits).sum()))
+            rep.allocate(slice(n0, None), chunks)
             self.running_part(np.arange(n0, rep.running), chunks, hits,
                               np.asarray(self.fresh_need, dtype=_I))
         if not self.pos:
