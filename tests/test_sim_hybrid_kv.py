@@ -6,9 +6,9 @@ Measured (H100, vLLM, rate inf, 4x estimate's concurrency in requests, the mean 
 while requests wait, against `sizer estimate`'s concurrency for the same flags), with vLLM's
 full-sequence admission gate (its default; preemptions in brackets, then the same without the
 gate):
-- --max-num-batched-tokens 2048: Gemma-3-27B 8000/500 6.7 vs 7 (0; 6.8, 5 preemptions);
+- --max-num-batched-tokens 2048: Gemma-3-27B 8000/500 6.7 vs 7 (0; 6.8, 3 preemptions);
   gpt-oss-120b 4000/500 6.7 vs 6 (0; 6.8, 6); Llama-4-Scout int4 16000/500 2.9 vs 3 (0; 3.0, 3).
-  At 512: 11.2 vs 12 (0; 11.2, 6), 28.9 vs 30 (6; 29.4, 13), 4.7 vs 5 (0; 5.0, 3). Every layer
+  At 512: 11.2 vs 12 (0; 11.2, 3), 28.9 vs 30 (6; 29.3, 15), 4.7 vs 5 (0; 4.9, 3). Every layer
   counted as full (the simulator before the hybrid groups) held 2.0 Gemma sequences at the
   default flags.
 - default 8192-token chunks: 4.7 vs 5 (0; 4.9, 3), 5.7 vs 6 (0; 5.7, 0), 2.8 vs 3 (0; 2.9, 3).
