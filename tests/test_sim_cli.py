@@ -192,3 +192,15 @@ def test_short_run_warns_too_short_not_saturated(capsys):
     assert code == 0
     assert "verdict: too short to tell" in out
     assert "too short to tell" in err and "saturated" not in err and "depend on --requests" not in err
+
+
+def test_vllm_scheduler_flags_reach_the_disaggregated_pools(capsys):
+    """--disagg builds each pool's Deployment with the same switches: bad input under SGLang,
+    and the gate off in both of vLLM's pools."""
+    argv = ["simulate", "--model", "8b", "--disagg", "--prefill-tp", "1", "--decode-tp", "1", "--rate", "1",
+            "--requests", "20"]
+    code, out, err = run(capsys, *argv, "--engine", "sglang", "--no-enable-prefix-caching")
+    assert code == 2 and out == "" and "enable-prefix-caching" in err
+    code, out, _ = run(capsys, *argv, "--no-scheduler-reserve-full-isl", "--json")
+    d = json.loads(out)["deployment"]
+    assert code == 0 and d["prefill"]["reserve_full_isl"] is False and d["decode"]["reserve_full_isl"] is False
