@@ -230,6 +230,28 @@ def test_hybrid_request_larger_than_the_pool_is_an_answer(h100):
         simulate(dep, Traffic(rate_rps=1.0, requests=1, **fixed(60000, 10)))
 
 
+def test_sequence_the_gate_can_never_readmit_is_an_answer(h100):
+    """Gemma-3-27B on an H100 (7,533 blocks): 1,000 + 65,000 tokens peak at 4,515 blocks, but
+    re-admitting it after a preemption needs 4,125 + 6 x 577 = 7,587 free blocks through the
+    full-sequence gate. vLLM would refuse this max_model_len at start-up: exit 1, not a
+    simulation that ends with requests never rescheduled; without the gate it runs."""
+    from sizer.errors import InfeasibleError
+
+    m = get_model("gemma-3-27b")
+    traffic = Traffic(rate_rps=1.0, requests=1, **fixed(1000, 65000))
+    dep = Deployment(m, h100, Split(), engine="vllm", context=66000)
+    assert dep.kv_blocks < 7587 and int(dep.kv_layout().worst([1000], [65000], 8192)[0]) < dep.kv_blocks
+    with pytest.raises(InfeasibleError, match="full-sequence gate"):
+        dep.check(traffic_workload(traffic))
+    Deployment(m, h100, Split(), engine="vllm", context=66000, reserve_full_isl=False).check(traffic_workload(traffic))
+
+
+def traffic_workload(traffic):
+    from sizer.sim.arrivals import generate
+
+    return generate(traffic)
+
+
 def test_single_group_models_are_unchanged(h100):
     """Llama-3.1-8B has one KV group: blocks are kv_tokens // 16 as before."""
     plan_dep = Deployment(get_model("8b"), h100, Split(), engine="vllm")

@@ -188,6 +188,14 @@ class Deployment:
                     f"a request of {int(wl.isl[i])} + {int(wl.osl[i])} tokens needs {int(worst[i]):,} KV blocks at "
                     f"its peak in vLLM's {len(self.kv_groups)} KV groups, more than the {self.kv_blocks:,} of one "
                     f"replica on {self.split.label()}")
+            gate = int(self.kv_layout().admission(0, longest - 1)) if self.reserve_full_isl else 0
+            if gate > self.kv_blocks:
+                # a preempted request could never pass the full-sequence gate again; vLLM refuses to
+                # start instead (its max_model_len check sizes a sequence with the same per-group caps)
+                raise InfeasibleError(
+                    f"a request of {longest} tokens needs {gate:,} free KV blocks to be re-admitted through vLLM's "
+                    f"full-sequence gate (windows capped at their chunk), more than the {self.kv_blocks:,} of one "
+                    f"replica on {self.split.label()}: vLLM would not start with this max_model_len")
         elif longest > self.kv_tokens:
             raise InfeasibleError(f"a request of {longest} tokens does not fit the KV cache of one replica "
                                   f"({self.kv_tokens} tokens on {self.split.label()} with "
