@@ -230,6 +230,24 @@ def test_hybrid_request_larger_than_the_pool_is_an_answer(h100):
         simulate(dep, Traffic(rate_rps=1.0, requests=1, **fixed(60000, 10)))
 
 
+@pytest.mark.parametrize("name,wd,isl,osl", HYBRID)
+@pytest.mark.parametrize("mnbt", [512, 2048, 8192])
+def test_gate_footprint_within_estimates_worst_case(h100, name, wd, isl, osl, mnbt):
+    """Why estimate's saturation count (sizer/cost/kv_cache.py vllm_pool, 1 + (blocks - worst)
+    // per_seq) needs no change for the gate: a new request's admission footprint (its prompt in
+    full groups, windows capped) is never more than vLLM's worst case per sequence that `worst`
+    reserves; for Gemma-3 at 8,192-token chunks 3,500 vs 3,730 blocks."""
+    from sizer.cost.kv_cache import _vllm_blocks
+
+    m = get_model(name)
+    dep = Deployment(m, h100, Split(), engine="vllm", weight_dtype=wd, max_num_batched_tokens=mnbt)
+    worst = sum(_vllm_blocks(a, isl + osl, 16, mnbt) for a in dep.kv_groups)
+    gate = int(dep.kv_layout().admission(0, isl))
+    assert gate <= worst
+    if (name, mnbt) == ("gemma-3-27b", 8192):
+        assert (gate, worst) == (3500, 3730)
+
+
 def test_sequence_the_gate_can_never_readmit_is_an_answer(h100):
     """Gemma-3-27B on an H100 (7,533 blocks): 1,000 + 65,000 tokens peak at 4,515 blocks, but
     re-admitting it after a preemption needs 4,125 + 6 x 577 = 7,587 free blocks through the
