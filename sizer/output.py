@@ -82,5 +82,27 @@ def jsonable(obj):
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
 
 
+_HELD_WARNINGS: list | None = None  # while the command line is parsed (hold_warnings)
+
+
 def warn(message: str) -> None:
-    sys.stderr.write(f"sizer: warning: {message}\n")
+    line = f"sizer: warning: {message}\n"
+    if _HELD_WARNINGS is not None:
+        _HELD_WARNINGS.append(line)
+    else:
+        sys.stderr.write(line)
+
+
+def hold_warnings() -> None:
+    """Keep warnings back while the flags are parsed: a usage error is then the one line on
+    stderr (exit 2), not a warning about another flag followed by the error."""
+    global _HELD_WARNINGS
+    _HELD_WARNINGS = []
+
+
+def release_warnings(write: bool) -> None:
+    """Stop holding; write what was held (the flags parsed) or drop it (a usage error)."""
+    global _HELD_WARNINGS
+    held, _HELD_WARNINGS = _HELD_WARNINGS or [], None
+    if write:
+        sys.stderr.write("".join(held))

@@ -47,6 +47,12 @@ def test_unknown_repo_id_names_closest_presets_and_how_to_pass_a_config():
     # a quantized release of a preset's model: the preset with that weight dtype
     assert "closest: --model Llama-3.1-405B-Instruct --weight-dtype fp8" in msg
     assert "huggingface-cli download meta-llama/Llama-3.1-405B-Instruct-FP8 config.json" in msg
+    # NVIDIA's ModelOpt FP4 releases are NVFP4 (W4A4) with FP8 KV, not sizer's fp4 (MXFP4 weights)
+    with pytest.raises(InputError) as err:
+        get_model("nvidia/DeepSeek-R1-FP4")
+    msg = str(err.value)
+    assert "--model DeepSeek-R1 --weight-dtype nvfp4 --kv-dtype fp8 if its hf_quant_config.json" in msg
+    assert "download nvidia/DeepSeek-R1-FP4 config.json hf_quant_config.json" in msg
     with pytest.raises(InputError, match="--weight-dtype int4"):
         get_model("hugging-quants/Llama-3.1-8B-Instruct-AWQ-INT4")
     assert get_model("meta-llama/Llama-3.1-70B").name == "llama-3.1-70b"  # an alias still resolves
@@ -56,3 +62,13 @@ def test_unknown_repo_id_is_one_line_exit_2(capsys):
     assert main(["memory", "--model", "Qwen/Qwen3-8B"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "closest presets: qwen3" in err[0]
+
+
+def test_a_usage_error_is_the_one_line_even_after_a_flag_warning(capsys):
+    """A bare --tpot 50 warns while the flags are parsed; when another flag is then refused, the
+    refusal alone is the one stderr line of exit 2 (the warning is about a run that never ran)."""
+    assert main(["recommend", "--model", "70b", "--gpus", "8", "--tpot", "50", "--isl", "0"]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.count("\n") == 1 and "argument --isl" in err
+    assert main(["recommend", "--model", "70b", "--gpus", "8", "--tpot", "50", "--json"]) in (0, 1)
+    assert "--tpot 50 is read as 50 seconds" in capsys.readouterr().err  # held, then written

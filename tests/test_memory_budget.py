@@ -18,13 +18,20 @@ VLLM_BUDGET = "71.30 GiB budget (vLLM --gpu-memory-utilization 0.9 x 79.22 GiB)"
 
 @pytest.mark.parametrize("engine, fraction, budget_gib", [
     ("vllm", None, 0.9 * 79.22), ("vllm", 0.8, 0.8 * 79.22), ("sglang", None, 0.88 * 79.22),
-    ("trtllm", None, 79.22), ("none", None, 79.22)])
+    ("trtllm", None, None), ("trtllm", 0.5, None), ("none", None, 79.22)])
 def test_budget_is_the_engine_fraction_of_capacity(engine, fraction, budget_gib):
     """vLLM and SGLang bound weights + KV by fraction x capacity (worker/gpu_worker.py,
-    model_runner.py); TensorRT-LLM and no engine by the whole GPU (79.22 GiB: vLLM's H100 log,
-    memory_facts R03107)."""
+    model_runner.py); no engine by the whole GPU (79.22 GiB: vLLM's H100 log, memory_facts
+    R03107); TensorRT-LLM's KV gets f of what the fixed parts leave, so its budget is
+    fixed + f x (capacity - fixed), and the KV it allocates never exceeds budget - fixed."""
     plan = memory_plan(get_model("8b"), get_gpu("h100-sxm"), Split(), engine=engine,
                        fraction=fraction, context=4096)
+    if budget_gib is None:
+        f, fixed = fraction or 0.9, plan.budget_fixed_bytes
+        budget_gib = (fixed + f * (79.22 * GIB - fixed)) / GIB
+        assert fixed == pytest.approx(plan.weights_bytes + plan.activation_bytes + plan.overhead_bytes)
+        assert plan.kv_cache_bytes <= plan.budget_bytes - fixed + 1
+        assert plan.budget_bytes < plan.capacity_bytes
     assert plan.budget_bytes / GIB == pytest.approx(budget_gib, abs=0.006)
     assert plan.to_json()["per_gpu"]["budget_bytes"] == plan.budget_bytes
 

@@ -173,6 +173,25 @@ def test_checkpoint_fp8_kv_is_what_auto_means(tmp_path):
     assert nvfp4.kv_quantization == "" and any("NVFP4 KV cache" in n for n in nvfp4.notes)
 
 
+
+def test_modelopt_kv_cache_scheme_is_read_as_vllm_reads_it():
+    """vLLM get_kv_cache_quant_algo_string reads kv_cache_scheme before kv_cache_quant_algo, and
+    only for quant_method modelopt*: the dict {dynamic: false, num_bits: 8, type: float} is fp8;
+    the same fields under another quant method leave KV at the model dtype."""
+    scheme = {"dynamic": False, "num_bits": 8, "type": "float"}
+    m = model_from_config({**LLAMA_8B, "quantization_config": {
+        "quant_method": "modelopt", "quant_algo": "FP8", "kv_cache_scheme": scheme}})
+    assert m.kv_quantization == "fp8"
+    nested = model_from_config({**LLAMA_8B, "quantization_config": {
+        "quant_method": "modelopt", "quant_algo": "FP8", "quantization": {"kv_cache_scheme": "fp8"}}})
+    assert nested.kv_quantization == "fp8"
+    four = model_from_config({**LLAMA_8B, "quantization_config": {
+        "quant_method": "modelopt", "quant_algo": "NVFP4", "kv_cache_scheme": {"num_bits": 4, "type": "float"}}})
+    assert four.kv_quantization == "" and any("NVFP4 KV cache" in n for n in four.notes)
+    other = model_from_config({**LLAMA_8B, "quantization_config": {
+        "quant_method": "fp8", "kv_cache_quant_algo": "FP8"}})
+    assert other.kv_quantization == ""
+
 def test_directory_without_config_is_refused(tmp_path):
     with pytest.raises(InputError, match="without a config.json"):
         get_model(str(tmp_path))

@@ -1,12 +1,14 @@
 """`sizer comm`: time, algbw, busbw and algorithm of one collective on a topology.
 
-    sizer comm --op all_reduce --bytes 16MiB --gpus 8 [--nodes K] [--gpu G]
+    sizer comm --op all_reduce --bytes 16MiB --gpus 8 [--nodes K] [--gpu G] [--engine E]
                [--topology T | --topology-file F] [--inter-node L] [--profile P] [--sweep] [--json]
 
 Sizes follow nccl-tests' size column; algbw = size / time, busbw = algbw x busbw_factor
 (sizer/cost/collectives.py). --sweep prints 1 KiB .. 8 GiB in powers of two. With --profile, the
 profile's fit for this (op, GPUs, nodes) answers; stderr says when it has none (the catalog model
 answers) and when sizes go beyond the largest one it measured ("measured (extrapolated)").
+--engine says whose all-reduce kernels exist besides NCCL (sizer/cost/collectives.py
+engine_kernels): TensorRT-LLM's MNNVL all-reduce across the trays of an NVL72 domain is trtllm's only.
 """
 
 import re
@@ -15,8 +17,10 @@ import numpy as np
 
 from sizer.output import emit_json, warn
 from .common import check_profile_device
-from sizer.cost.collectives import (CUSTOM_ALGOS, CUSTOM_MAX_BYTES, EXTRAPOLATED, OPS, algorithm_label,
-                          busbw_factor, check_op, collective_time, profile_fit)
+from sizer.cost.collectives import (CUSTOM_ALGOS, CUSTOM_MAX_BYTES, ENGINE_ALGOS, EXTRAPOLATED,
+                                    MNNVL_ALGOS, OPS, algorithm_label, analyse_group, busbw_factor,
+                                    check_op, collective_time, profile_fit)
+from sizer.cost.engines import DEFAULT_ENGINE, get_engine
 from sizer.errors import InputError
 from sizer.hardware.gpus import get_gpu
 from sizer.hardware.profile import load_profile
@@ -27,6 +31,10 @@ SWEEP_BYTES = np.array([2.0**k for k in range(10, 34)])  # 1 KiB .. 8 GiB
 CUSTOM_NOTE = ("custom: the engines' own all-reduce over peer memory (vLLM, SGLang, TRT-LLM), "
                f"used up to {CUSTOM_MAX_BYTES // 2**20} MiB as vLLM does; NCCL above it, hence "
                "the busbw step. --nccl-only: NCCL's curve as nccl-tests measures it")
+MNNVL_NOTE = ("MNNVL: TensorRT-LLM's multi-node-NVLink all-reduce over the trays of one NVL72 "
+              "domain, used at every size up to 2 GiB (one-shot while size x GPUs <= 512 KiB); vLLM and "
+              "SGLang run NCCL there unless their flashinfer all-reduce is switched on. "
+              "--nccl-only: NCCL's curve")
 
 
 def register(subparsers) -> None:
@@ -40,6 +48,9 @@ def register(subparsers) -> None:
     p.add_argument("--nccl-only", action="store_true",
                    help="NCCL's algorithms only (no vLLM/SGLang custom all-reduce)")
     p.add_argument("--json", action="store_true", help="one JSON document on stdout")
+    p.add_argument("--engine", default=DEFAULT_ENGINE, metavar="E", type=nonempty,
+                   help=f"whose all-reduce kernels run besides NCCL: vllm, sglang, trtllm, or none "
+                        f"(default {DEFAULT_ENGINE})")
     add_topology_args(p)
     # A value that starts with '-' and a digit ("--bytes -16MiB") is a value, not an option, as
     # Python 3.13's argparse decides (its matcher is this one); 3.11's only takes bare numbers,
@@ -67,12 +78,14 @@ def run(args) -> int:
         warn(f"profile has no {op} fit for {args.gpus} ranks{spans}; using the default model"
              + _have(profile, op))
     algos = "nccl" if args.nccl_only else None
-    cost = collective_time(op, sizes, ranks, topo, profile, algorithms=algos)
+    rules = get_engine(args.engine)  # an unknown engine is an error (exit 2)
+    cost = collective_time(op, sizes, ranks, topo, profile, algorithms=algos, engine=rules)
     rows = [{"bytes": int(s), "time_s": float(t), "algbw_GBps": float(a),
              "busbw_GBps": float(b), "algorithm": alg, "algorithm_label": algorithm_label(alg)}
             for s, t, a, b, alg in zip(sizes, cost.time_s, cost.algbw_GBps, cost.busbw_GBps,
                                        cost.algorithm)]
     head = {"op": op, "gpus": args.gpus, "nodes": topo.nodes, "gpu": gpu.id,
+            "engine": rules.name if rules else "none",
             "topology": topo.name, "busbw_factor": busbw_factor(op, args.gpus),
             "profile": profile.path if profile else None,
             "profile_max_bytes": int(cover.max_bytes) if cover and cover.max_bytes else None}
@@ -87,7 +100,7 @@ def run(args) -> int:
     if any(r["algorithm"] == EXTRAPOLATED for r in rows):
         warn(f"profile {profile.path} measured {op} over {args.gpus} ranks up to "
              f"{fmt_bytes(cover.max_bytes)}; larger sizes extend its fit (\"{EXTRAPOLATED}\")")
-    if cover is not None and any(r["algorithm"] in CUSTOM_ALGOS for r in rows):
+    if cover is not None and any(r["algorithm"] in ENGINE_ALGOS for r in rows):
         timed = {"gloo": "gloo (CPU ranks)", "nccl": "NCCL"}.get(profile.env.get("backend"), "torch.distributed")
         warn(f"profile {profile.path} timed {timed}, not the engines' custom all-reduce: up to "
              f"{CUSTOM_MAX_BYTES // 2**20} MiB the custom curve is kept (--nccl-only for the profile's)")
@@ -106,6 +119,11 @@ def run(args) -> int:
         print(f"algorithm  {r['algorithm_label']}")
     if any(r["algorithm"] in CUSTOM_ALGOS for r in rows):
         print(CUSTOM_NOTE)
+    if any(r["algorithm"] in MNNVL_ALGOS for r in rows):
+        print(MNNVL_NOTE)
+    elif op == "all_reduce" and not args.nccl_only and args.gpus > 1 and analyse_group(ranks, topo).mnnvl:
+        print(f"{head['engine']} runs NCCL across the trays of this NVLink domain; TensorRT-LLM "
+              "runs its MNNVL all-reduce here (--engine trtllm)")
     return 0
 
 

@@ -15,7 +15,8 @@ import importlib
 import sys
 
 from sizer.errors import InfeasibleError, InputError
-from sizer.output import NonFiniteOutputError, emit_json, hold_documents, release_documents
+from sizer.output import (NonFiniteOutputError, emit_json, hold_documents, hold_warnings, release_documents,
+                          release_warnings)
 
 COMMANDS = ("models", "gpus", "memory", "comm", "step", "estimate", "recommend", "simulate")
 
@@ -49,10 +50,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     parser = build_parser()
+    hold_warnings()
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # --help (0) or a usage error (2, its one line already written)
+        release_warnings(write=False)
         return exc.code if isinstance(exc.code, int) else 2
+    release_warnings(write=True)
     if not getattr(args, "func", None):
         sys.stderr.write(f"sizer: error: give a command: {', '.join(COMMANDS)} "
                          "(see `sizer --help`)\n")

@@ -33,7 +33,8 @@ def run(args) -> int:
     res = step_time(model, gpu, split, phase=args.phase, batch=args.batch, seq_len=args.seq,
                     context_len=args.context, weight_dtype=args.weight_dtype, kv_dtype=args.kv_dtype,
                     cuda_graphs=args.cuda_graphs, topology=topo, profile=profile,
-                    sequence_parallel=args.sequence_parallel, overlap=args.overlap)
+                    sequence_parallel=args.sequence_parallel, overlap=args.overlap,
+                    engine=None if engine == "none" else engine)
     doc = res.to_json()
     doc.update(model=model.name, gpu=gpu.id, split=split.to_json(),
                batch=args.batch, profile=args.profile, engine=engine)

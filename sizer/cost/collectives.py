@@ -26,6 +26,21 @@ Algorithms:
   host with full peer access (NVSwitch, full mesh, or 2 GPUs; CUDA IPC handles, so not across the
   trays of an NVL72 rack), at most 8 MiB: one-shot reads
   the (n-1) peers' buffers, two-shot is reduce-scatter + all-gather through peer memory.
+- mnnvl_one_shot / mnnvl_two_shot: TensorRT-LLM's multi-node-NVLink all-reduce, over the trays
+  of one NVL72 domain (fabric-handle peer memory, Lamport flags). Only with engine "trtllm": its
+  AllReduce(strategy=AUTO) tries MNNVLAllReduce first whenever the TP group spans hosts of an
+  MNNVL domain (is_mnnvl: mapping.is_multi_node(), MnnvlMemory.supports_mnnvl(), aarch64), at every
+  size, one-shot while size x ranks <= 512 KiB, two-shot above (NVIDIA/TensorRT-LLM
+  tensorrt_llm/_torch/distributed/ops.py, commit 0071496d: MNNVLAllReduce.is_mnnvl,
+  get_required_workspace_size). vLLM's flashinfer MNNVL all-reduce is opt-in
+  (VLLM_ALLREDUCE_USE_FLASHINFER=0 by default, vllm/envs.py; backend "mnnvl" when the group spans
+  nodes, vllm/distributed/device_communicators/flashinfer_all_reduce.py, commit 00545a8a; the
+  gate's default is kept off by vLLM PR #53318), and SGLang's flashinfer all-reduce is opt-in too
+  (--enable-flashinfer-allreduce-fusion; switched on by default only for some MoE models on
+  Blackwell, sgl-project/sglang PR #28786): both run NCCL across trays by default, which is what
+  sizer prices for them. Not modelled: vLLM's torch symmetric-memory all-reduce over trays
+  (whether its rendezvous works across hosts is not established here) and NCCL 2.27's
+  symmetric kernels (need registered windows, VLLM_USE_NCCL_SYMM_MEM=0 by default).
 - direct (all_to_all): every rank writes size/n to every peer; time is set by the most loaded
   resource (a GPU's link, the socket link shared by a socket, the NICs of a GPU or a node).
 - p2p (send_recv): a ring shift, priced on its slowest hop.
@@ -43,15 +58,39 @@ import numpy as np
 
 from sizer.errors import InputError, closest_names
 from .comm_group import DOMAIN_NET_CHANNELS, PROTOS, Group, analyse_group  # noqa: F401 (re-exported)
+from .engines import get_engine
 
 OPS = ("all_reduce", "all_gather", "reduce_scatter", "all_to_all", "send_recv", "broadcast")
 CUSTOM_ALGOS = frozenset({"one_shot", "two_shot"})
+MNNVL_ALGOS = frozenset({"mnnvl_one_shot", "mnnvl_two_shot"})
+ENGINE_ALGOS = CUSTOM_ALGOS | MNNVL_ALGOS  # an engine's own kernels, never NCCL's
+MNNVL_ONE_SHOT_BYTES = 64 * 1024 * 8  # TRT-LLM: one-shot while size x ranks <= 512 KiB (ops.py)
+MNNVL_MAX_BYTES = (2**32 - 1) // 2  # two-shot workspace (2 x size) must fit uint32, else NCCL
 NCCL_ALGOS = frozenset({"ring", "tree", "nvls", "hierarchical", "direct", "p2p"})
 CUSTOM_MAX_BYTES = 8 * 2**20  # vLLM custom all-reduce default max_size (8 MiB)
 MEASURED, EXTRAPOLATED = "measured", "measured (extrapolated)"  # a profile fit, within / beyond
 # the largest size the profile measured
 _CUSTOM = {"one_shot": (6e-6, 0.75), "two_shot": (10e-6, 0.75)}  # (latency_s, efficiency); no
 # public curve in the reference set: vLLM's reported ~2x lower small-message latency than NCCL.
+# MNNVL Lamport all-reduce (latency_s, efficiency of the per-GPU NVLink rate). One-shot: fitted to
+# lightseekorg/tokenspeed PR #860 (8 GB200 over 2 trays, hidden 7168 bf16, fused with RMSNorm):
+# 10.9 us at 14,336 and 114,688 bytes, 29.4 us at 1,835,008 (ingress (n-1) x size at 72% of
+# 900 GB/s). Two-shot (2(n-1)/n x size): bandwidth from FlashInfer's mnnvl backend, the TRT-LLM
+# kernel vLLM calls (flashinfer/comm/trtllm_mnnvl_ar.py; TRT-LLM PR #14476 ports its fixes back),
+# on GB300 NVL72, TP8 over 2 trays: 180.87 us at 63.998 MiB, vLLM's fallback 183.79 us (PR #53318);
+# its latency, 9.5 us, tokenspeed's two-shot intercept. tokenspeed's own two-shot is a slower
+# kernel (55.8-380 us at 3.7-29 MB, 15% of the link). TRT-LLM publishes no GB200 curve of its own.
+_MNNVL = {"mnnvl_one_shot": (9.7e-6, 0.72), "mnnvl_two_shot": (9.5e-6, 0.76)}
+ENGINE_KERNELS = {"vllm": CUSTOM_ALGOS, "sglang": CUSTOM_ALGOS, "trtllm": ENGINE_ALGOS}
+
+
+def engine_kernels(engine) -> frozenset:
+    """The all-reduce kernels of their own an engine runs besides NCCL (module docstring):
+    None (no engine named) keeps the custom one-/two-shot all engines share in one host."""
+    if engine is None:
+        return CUSTOM_ALGOS
+    rules = get_engine(getattr(engine, "name", engine))  # unknown names: InputError
+    return ENGINE_KERNELS.get(rules.name, CUSTOM_ALGOS) if rules is not None else CUSTOM_ALGOS
 
 
 @dataclass(frozen=True)
@@ -127,6 +166,11 @@ def _candidates(op: str, g: Group, topo):
         for name, (lat, eff) in _CUSTOM.items():
             spb = (n - 1) / (bw * eff) if name == "one_shot" else 2 * (n - 1) / n / (bw * eff)
             out.append((name, lat + g.ring.hop_s, spb))
+    if op == "all_reduce" and g.mnnvl:
+        bw = g.nvlink_bytes_per_s
+        for name, (lat, eff) in _MNNVL.items():
+            spb = (n - 1) / (bw * eff) if name == "mnnvl_one_shot" else 2 * (n - 1) / n / (bw * eff)
+            out.append((name, lat + g.ring.hop_s, spb))
     return out
 
 
@@ -173,14 +217,17 @@ def _a2a_in_node(local: tuple, topo, share: float) -> float:
 
 
 def collective_time(op: str, size_bytes, ranks, topology, profile=None,
-                    algorithms=None) -> CommCost:
+                    algorithms=None, engine=None) -> CommCost:
     """Time of one `op` of nccl-tests `size_bytes` over the GPUs `ranks` of `topology`.
 
     `size_bytes` may be a number or a numpy array (vectorised). `algorithms`: None for every
     algorithm, "nccl" for NCCL's only (no custom all-reduce), or a set of names from
-    NCCL_ALGOS | CUSTOM_ALGOS. A measured profile fit for (op, ranks, nodes) takes precedence
-    (see profile_fit): algorithm "measured", or "measured (extrapolated)" beyond the largest size
-    the profile measured. Quiet: callers say when a fit is missing or extrapolated.
+    NCCL_ALGOS | ENGINE_ALGOS. `engine` (a name, EngineRules or None) says which of the engines'
+    own kernels exist (engine_kernels); where TensorRT-LLM's MNNVL all-reduce applies it is the
+    only candidate up to MNNVL_MAX_BYTES, as TRT-LLM uses it at every size. A measured profile
+    fit for (op, ranks, nodes) takes precedence (see profile_fit): algorithm "measured", or
+    "measured (extrapolated)" beyond the largest size the profile measured. Quiet: callers say
+    when a fit is missing or extrapolated.
     """
     op = check_op(op)
     ranks = tuple(int(r) for r in ranks)
@@ -200,32 +247,44 @@ def collective_time(op: str, size_bytes, ranks, topology, profile=None,
         return _pack(zero, ["none"] * len(sizes), sizes, op, max(n, 1), scalar)
     g = analyse_group(ranks, topology)
     cover = profile_fit(op, ranks, topology, profile)
-    cands = [c for c in _candidates(op, g, topology) if _allowed(c[0], algorithms)]
+    kernels = engine_kernels(engine)
+    cands = [c for c in _candidates(op, g, topology)
+             if _allowed(c[0], algorithms) and (c[0] not in ENGINE_ALGOS or c[0] in kernels)]
     if cover is not None:
         f = busbw_factor(op, n)
         times = np.min([lat + sizes * f / bw for lat, bw in cover.fit.segments], axis=0)
         top = cover.max_bytes if cover.max_bytes is not None else np.inf
         algos = [EXTRAPOLATED if s > top else MEASURED for s in sizes]
         if getattr(cover.fit, "implementation", "nccl") != "custom" and any(
-                c[0] in CUSTOM_ALGOS for c in cands):
-            model = _best(cands, sizes)  # the engine's own all-reduce where it would use it
+                c[0] in ENGINE_ALGOS for c in cands):
+            model = _best(cands, sizes, n)  # the engine's own all-reduce where it would use it
             for i, name in enumerate(model[1]):
-                if name in CUSTOM_ALGOS:
+                if name in ENGINE_ALGOS:
                     times[i], algos[i] = model[0][i], name
         return _pack(times, algos, sizes, op, n, scalar)
     if not cands:
         raise InputError(f"no allowed algorithm for {op} over {n} GPUs ({algorithms})")
-    times, algos = _best(cands, sizes)
+    times, algos = _best(cands, sizes, n)
     return _pack(times, algos, sizes, op, n, scalar)
 
 
-def _best(cands, sizes) -> tuple:
+def _best(cands, sizes, n: int) -> tuple:
     """(times, algorithm names): the cheapest candidate per size; the custom all-reduce only up
-    to CUSTOM_MAX_BYTES, as vLLM uses it."""
+    to CUSTOM_MAX_BYTES, as vLLM uses it; MNNVL one-shot while size x n <= MNNVL_ONE_SHOT_BYTES
+    and two-shot above it up to MNNVL_MAX_BYTES, as TensorRT-LLM picks them, and where one of
+    them applies nothing else runs (TRT-LLM tries MNNVL before any other strategy)."""
     table = np.array([lat + sizes * spb for _, lat, spb in cands])
+    mnnvl = np.array([name in MNNVL_ALGOS for name, _, _ in cands])
     for row, (name, _, _) in zip(table, cands):
         if name in CUSTOM_ALGOS:
             row[sizes > CUSTOM_MAX_BYTES] = np.inf
+        elif name == "mnnvl_one_shot":
+            row[sizes * n > MNNVL_ONE_SHOT_BYTES] = np.inf
+        elif name == "mnnvl_two_shot":
+            row[(sizes * n <= MNNVL_ONE_SHOT_BYTES) | (sizes > MNNVL_MAX_BYTES)] = np.inf
+    if mnnvl.any():
+        forced = np.isfinite(table[mnnvl]).any(axis=0)
+        table[np.ix_(~mnnvl, forced)] = np.inf
     best = np.argmin(table, axis=0)
     return table[best, np.arange(len(sizes))], [cands[i][0] for i in best]
 
@@ -283,6 +342,8 @@ def algorithm_label(name: str) -> str:
     """Human name of an algorithm: the engines' custom all-reduce apart from NCCL's."""
     if name in CUSTOM_ALGOS:
         return f"custom {name.replace('_', '-')} (vLLM)"
+    if name in MNNVL_ALGOS:
+        return f"TensorRT-LLM MNNVL {name[len('mnnvl_'):].replace('_', '-')}"
     if name in (MEASURED, EXTRAPOLATED, "none"):
         return name
     return f"NCCL {name}"

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from sizer.hardware.links import Protocol, nvls_latency_s
 from sizer.hardware.placement import local_order
 
 PROTOS = (("ll", "LL"), ("ll128", "LL128"), ("simple", "Simple"))
@@ -65,6 +66,7 @@ class Group:
     peer_access: bool  # custom all-reduce possible
     local_sets: tuple  # distinct sets of local GPU indices the group holds in a node
     node_counts: tuple  # distinct numbers of group GPUs per node
+    mnnvl: bool = False  # spans hosts of one rack-scale NVLink domain (multi-node NVLink)
 
 
 _CACHE: dict = {}
@@ -128,11 +130,15 @@ def _build_group(ranks: tuple, topo) -> Group:
     first = [topo.links[key] for i in sub_local for j in sub_local if i != j for key in topo.paths[i][j]]
     switched = bool(first) and all(lk.kind == "nvswitch" for lk in first)
     nvls = first[0].nvls if switched and m > 1 else None
+    if nvls is not None:  # on a rack fabric NVLS latency grows with the ranks (links.py)
+        nvls = Protocol(nvls_latency_s(first[0], m), nvls.efficiency)
     host = any(lk.kind in ("host", "net") for lk in first)
     mesh = m > 1 and all(topo.is_direct(a, b) for a in sub for b in sub if a != b)
     one_host = int(r.min()) // topo.host_gpus == int(r.max()) // topo.host_gpus  # CUDA IPC: one OS
     peer = k == 1 and one_host and not host and m <= 8 and (m == 2 or mesh or switched)
+    # trays of one NVL72 domain: peer memory through fabric handles, not CUDA IPC
+    mnnvl = k == 1 and not one_host and switched and topo.host_gpus < topo.gpus_per_node
     switch_bw = first[0].bytes_per_s if switched else 0.0
     pull = switch_bw or (min((lk.bytes_per_s for lk in first), default=0.0) * max(m - 1, 1))
     return Group(len(r), k, m, ring, shift, net, nic, rail, nvls, switch_bw, pull, peer,
-                  tuple(sorted(locals_)), tuple(sorted({int(c) for c in count})))
+                 tuple(sorted(locals_)), tuple(sorted({int(c) for c in count})), mnnvl)

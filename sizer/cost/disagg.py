@@ -292,7 +292,7 @@ def estimate_disagg(model, gpu, pools: Pools, *, isl: int, osl: int, concurrency
         plans[role] = plan
     device = device_for(gpu, profile)
     kw = dict(cuda_graphs=cuda_graphs, weight_dtype=weight_dtype, kv_dtype=kv_dtype, profile=profile,
-              ep_a2a=ep_a2a, moe_imbalance=moe_imbalance)
+              ep_a2a=ep_a2a, moe_imbalance=moe_imbalance, engine=engine)
     k_max = default_prompts(isl, caps["prefill"][1], plans["prefill"].max_sequences, caps["prefill"][0])
     pre = prefill_points(model, device, pools.prefill, np.arange(1, k_max + 1), isl=isl, max_num_tokens=caps["prefill"][1],
                          topology=p_topo if pools.prefill.gpus > 1 else None, **kw)

@@ -123,8 +123,9 @@ def memory_budget(rules, fraction, cap: float, weights: float, act: float, over:
       memory holds weights, the profiled activation peak, non-torch memory and the KV cache.
     - SGLang (model_runner.py profile_max_num_token): mem_fraction_static x total holds weights
       and the KV pool; activations and CUDA graphs live in the rest.
-    - TensorRT-LLM (KvCacheConfig.free_gpu_memory_fraction): the whole GPU holds weights,
-      activations and runtime buffers; the KV cache gets the fraction of what they leave.
+    - TensorRT-LLM (KvCacheConfig.free_gpu_memory_fraction): the GPU holds weights, activations
+      and runtime buffers, and the KV cache gets the fraction f of what they leave, so the
+      budget is fixed + f x (capacity - fixed).
     - No engine: the whole GPU holds everything."""
     gib = cap / GIB
     if rules is None:
@@ -136,8 +137,12 @@ def memory_budget(rules, fraction, cap: float, weights: float, act: float, over:
     if rules.name == "sglang":
         return (cap * f, weights + over_no_graphs,
                 f"{cap * f / GIB:.2f} GiB budget (SGLang {flag} x {gib:.2f} GiB, for weights and KV)")
-    return (cap, weights + act + over,
-            f"{gib:.2f} GiB GPU capacity (TensorRT-LLM {flag}: KV gets {f:g} of what the rest leaves)")
+    fixed = weights + act + over
+    budget = fixed + f * max(cap - fixed, 0.0)
+    return (budget, fixed,
+            f"{budget / GIB:.2f} GiB budget (TensorRT-LLM free_gpu_memory_fraction {f:g}, sizer's "
+            f"{rules.fraction_flag}: weights, activations and buffers {fixed / GIB:.2f} GiB + {f:g} x "
+            f"the {max(cap - fixed, 0.0) / GIB:.2f} GiB they leave of {gib:.2f} GiB)")
 
 
 DEFAULT_MAX_NUM_SEQS = 256  # vLLM's max_num_seqs on a GPU without the large-memory default

@@ -147,7 +147,7 @@ def serving_curve(model, device, split: Split, batches, *, isl: int, osl: int,
                   max_num_tokens: int = DEFAULT_MAX_NUM_BATCHED_TOKENS, mode: str = "continuous",
                   cuda_graphs=None, weight_dtype=None, kv_dtype="auto", topology=None,
                   profile=None, speculative: Speculative | None = None, ep_a2a: str = "nccl",
-                  moe_imbalance: float = 1.0) -> Curve:
+                  moe_imbalance: float = 1.0, engine=None) -> Curve:
     """TTFT/TPOT/throughput of `split` for every batch (module docstring), with one step_time
     call per phase over the whole vector: estimate() and the recommender share this."""
     if mode not in MODES:
@@ -160,7 +160,7 @@ def serving_curve(model, device, split: Split, batches, *, isl: int, osl: int,
     q = 1 + speculative.num_tokens if speculative else 1
     gain = speculative.tokens_per_step if speculative else 1.0
     kw = dict(weight_dtype=weight_dtype, kv_dtype=kv_dtype, topology=topology, profile=profile,
-              ep_a2a=ep_a2a, moe_imbalance=moe_imbalance)
+              ep_a2a=ep_a2a, moe_imbalance=moe_imbalance, engine=engine)
     dkw = dict(kw, cuda_graphs=cuda_graphs)
     mb = np.maximum(1, np.minimum(b, p))
     mean_ctx = max(1, round(isl + (osl - 1) / 2.0))
@@ -325,7 +325,8 @@ def estimate(model, gpu, split: Split, *, isl: int, osl: int, batch: int | None 
     c = serving_curve(model, gpu, split, batch, isl=isl, osl=osl, max_num_tokens=max_num_tokens,
                       mode=mode, cuda_graphs=cuda_graphs, weight_dtype=weight_dtype,
                       kv_dtype=kv_dtype, topology=topology, profile=profile,
-                      speculative=speculative, ep_a2a=ep_a2a, moe_imbalance=moe_imbalance)
+                      speculative=speculative, ep_a2a=ep_a2a, moe_imbalance=moe_imbalance,
+                      engine=engine)
     first = {k: float(getattr(c, k)) for k in ("ttft_s", "tpot_s", "e2e_s", "output_tok_s",
                                                    "output_tok_s_per_gpu", "comm_share_decode",
                                                    "comm_share_prefill", "bubble_decode")}
@@ -337,7 +338,8 @@ def estimate(model, gpu, split: Split, *, isl: int, osl: int, batch: int | None 
                                        cuda_graphs=cuda_graphs, weight_dtype=weight_dtype,
                                        kv_dtype=kv_dtype, topology=topology, profile=profile,
                                        speculative=speculative, ep_a2a=ep_a2a,
-                                       moe_imbalance=moe_imbalance).output_tok_s) / split.dp
+                                       moe_imbalance=moe_imbalance,
+                                       engine=engine).output_tok_s) / split.dp
         busy = first["output_tok_s"] / split.dp
         first["output_tok_s"] = load["busy_replicas"] * busy + load["rest_replicas"] * rest
         first["output_tok_s_per_gpu"] = first["output_tok_s"] / split.gpus
@@ -377,7 +379,8 @@ def estimate(model, gpu, split: Split, *, isl: int, osl: int, batch: int | None 
         plain = serving_curve(model, gpu, split, batch, isl=isl, osl=osl,
                               max_num_tokens=max_num_tokens, mode=mode, cuda_graphs=cuda_graphs,
                               weight_dtype=weight_dtype, kv_dtype=kv_dtype, topology=topology,
-                              profile=profile, ep_a2a=ep_a2a, moe_imbalance=moe_imbalance)
+                              profile=profile, ep_a2a=ep_a2a, moe_imbalance=moe_imbalance,
+                              engine=engine)
         spec["tpot_without_s"] = float(plain.tpot_s)
         spec["speedup_tpot"] = float(plain.tpot_s) / first["tpot_s"]
     return Estimate(first["ttft_s"], first["tpot_s"], first["e2e_s"], first["output_tok_s"],

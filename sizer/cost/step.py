@@ -77,9 +77,10 @@ class _Comm:
     """Collective costs on the split's placement (sizer.hardware.placement, sizer.cost.collectives): the TP
     group, EP group and outgoing pipeline link of each stage of the first replica."""
 
-    def __init__(self, split: Split, topology, profile, gpu, algorithms=None):
+    def __init__(self, split: Split, topology, profile, gpu, algorithms=None, engine=None):
         self.split, self.topology, self.profile = split, topology, profile
         self.algorithms = algorithms  # collective_time's: None every algorithm, "nccl" NCCL's only
+        self.engine = engine  # whose own all-reduce kernels exist (collectives.engine_kernels)
         self.layout, self._ep = None, {}
         if split.gpus == 1:
             return
@@ -128,14 +129,15 @@ class _Comm:
         from .collectives import collective_time
 
         return np.asarray(collective_time(op, np.asarray(size_bytes, dtype=float), tuple(ranks),
-                                          self.topology, self.profile, self.algorithms).time_s, dtype=float)
+                                          self.topology, self.profile, self.algorithms,
+                                          engine=self.engine).time_s, dtype=float)
 
 
 def step_time(model, gpu, split: Split | None = None, *, tp=1, pp=1, ep=1, dp=1, phase="decode",
               batch=1, seq_len=None, context_len=None, weight_dtype=None, kv_dtype="auto",
               cuda_graphs=None, topology=None, profile=None, sequence_parallel=False,
               overlap=False, moe_imbalance=1.0, prefill_tokens=0, ep_a2a="nccl",
-              query_tokens=1, comm_algorithms=None) -> StepResult:
+              query_tokens=1, comm_algorithms=None, engine=None) -> StepResult:
     """Cost one step (see module docstring). `gpu` is a catalog GPUSpec (defaults + profile) or
     a ready Device (e.g. device_from_profile). `batch` may be a numpy array.
 
@@ -146,7 +148,8 @@ def step_time(model, gpu, split: Split | None = None, *, tp=1, pp=1, ep=1, dp=1,
     combine algorithm and `moe_imbalance` the busiest expert rank's load over the mean
     (sizer/cost/moe_comm.py); `query_tokens` is per-sequence tokens of a decode (verify) step.
     `comm_algorithms` is collective_time's `algorithms`: "nccl" prices plain torch.distributed
-    collectives (probes.validate's stack), not the engines' custom all-reduce."""
+    collectives (probes.validate's stack), not the engines' custom all-reduce; `engine` names
+    whose all-reduce kernels the collectives may use (collectives.engine_kernels)."""
     split = split or Split(tp=tp, pp=pp, dp=dp, ep=ep)
     check_split(model, split)
     if phase not in ("prefill", "decode"):
@@ -173,7 +176,8 @@ def step_time(model, gpu, split: Split | None = None, *, tp=1, pp=1, ep=1, dp=1,
     graphs = (phase == "decode") if cuda_graphs is None else bool(cuda_graphs)
     floor = dev.kernel_launch_s["graph" if graphs else "eager"]
     prec = resolve_precision(model, weight_dtype, kv_dtype)
-    comm = _Comm(split, topology, profile, None if isinstance(gpu, Device) else gpu, comm_algorithms)
+    comm = _Comm(split, topology, profile, None if isinstance(gpu, Device) else gpu, comm_algorithms,
+                 engine)
     # stages alike in layers, position and where their groups sit cost the same: each is
     # costed once (a PP32 split of 61 layers has four kinds of stage, not 32)
     memo, stage_ops = {}, []

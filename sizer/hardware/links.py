@@ -39,11 +39,21 @@ class LinkClass:
     protocols: dict = field(default_factory=dict)  # "ll" | "ll128" | "simple" -> Protocol
     p2p: Protocol = Protocol(5e-6, 0.8)  # send/recv (NCCL p2p, Simple) on this hop
     nvls: Protocol | None = None  # NVLink SHARP all-reduce through the switch (Hopper and later)
+    nvls_rank_s: float = 0.0  # NVLS latency added per rank past NVLS_BASE_RANKS (rack fabrics)
     per_node: bool = False  # net only: one NIC per node (TCP front-end) instead of per GPU
     source: str = ""
 
     def with_bandwidth(self, bytes_per_s: float) -> "LinkClass":
         return replace(self, bytes_per_s=float(bytes_per_s))
+
+
+NVLS_BASE_RANKS = 8  # the group size LinkClass.nvls.latency_s holds for
+
+
+def nvls_latency_s(link: LinkClass, ranks: int) -> float:
+    """NVLS latency over `ranks` GPUs of one switch fabric: the class's latency, plus
+    `nvls_rank_s` per rank beyond NVLS_BASE_RANKS (non-zero on rack fabrics only)."""
+    return link.nvls.latency_s + link.nvls_rank_s * max(ranks - NVLS_BASE_RANKS, 0)
 
 
 def _protos(ll, ll128, simple):
@@ -58,7 +68,14 @@ def _protos(ll, ll128, simple):
 # a bridged pair (4 us, 95%) is faster than a hop through an NVSwitch (7-13 us, 78-80%).
 _NVLINK3 = _protos(ll=(37e-6, 0.0143), ll128=(35e-6, 0.49), simple=(180e-6, 0.776))
 _NVLINK4 = _protos(ll=(20e-6, 0.0167), ll128=(30e-6, 0.743), simple=(63e-6, 0.752))
-_NVLINK5 = _NVLINK4  # no public Blackwell curve in the reference set: Hopper constants
+# NVLink5 (Blackwell): fitted to Azure ND GB200 v6 nccl-tests all-reduce on one 4-GPU tray, NCCL
+# 2.25.1, NCCL_ALGO=Ring, 1 KiB - 8 GiB (data/nccl_multinode.json M00047-70; scipy Nelder-Mead on
+# mean |log error|, efficiencies of LL128/Simple bounded to 0.6-0.8): 15-18 us up to 512 KiB where
+# the Hopper constants said 23-26 us. Median |error| 1.0%, worst -36% at 4 MiB (NCCL grows its
+# channel count over 2-32 MiB, which one latency + bandwidth line per protocol cannot follow).
+# The fitted LL128 latency, 14 us, is NCCL's own ring LL128 baseLat (src/graph/tuning.cc,
+# NVIDIA/nccl commit 5067397c). HGX B200 has the same NVLink5 ports and NCCL protocols.
+_NVLINK5 = _protos(ll=(13e-6, 0.034), ll128=(14e-6, 0.67), simple=(70e-6, 0.74))
 # PCIe x16 of every generation: one set of efficiencies (fitted on PCIe 4 and 5, see below)
 _PCIE, _PCIE_P2P = _protos((20e-6, 0.08), (30e-6, 0.6), (40e-6, 0.78)), Protocol(8e-6, 0.8)
 # NDR and XDR InfiniBand: one set (fitted on NDR; XDR has no public curve), see "ndr" below
@@ -95,14 +112,18 @@ LINKS = {
         "nvswitch5", "nvswitch", 900e9, 0.5e-6, _NVLINK5, Protocol(5e-6, 0.8),
         nvls=Protocol(75e-6, 0.528),
         source="NVIDIA DGX B200 datasheet: fifth-gen NVLink/NVSwitch, 1.8 TB/s per GPU"),
-    # The NVLink switch fabric of a GB200/GB300 NVL72 rack (multi-node NVLink). Fitted to
-    # CoreWeave's NCCL 2.26.2 all-reduce on one full rack (data/nccl_multinode.json M00001-5,
-    # 512 MB - 8 GB): time = 575 us + size / (900 GB/s x 0.484), busbw 835 GB/s at 4-8 GB, the
-    # latency being NVLS's pipeline fill across 72 GPUs. Ring constants as NVLink4 (Azure ND
-    # GB200 v6 ring busbw 680 GB/s on one tray, M00047-70).
+    # The NVLink switch fabric of a GB200/GB300 NVL72 rack (multi-node NVLink). Every GPU port,
+    # in a tray or across trays, goes to the same 18 switch chips, and NCCL runs the whole
+    # domain as one node over its NVLink (P2P) transport (NVIDIA/nccl#1604): a ring over 2 trays
+    # costs what a ring in one tray costs per step, so the ring constants are NVLink5's (fitted on
+    # one tray, above). NVLS: fitted to CoreWeave's NCCL 2.26.2 all-reduce on one full rack
+    # (data/nccl_multinode.json M00001-5, 512 MB - 8 GB): time = 575 us + size / (900 GB/s x
+    # 0.484) at 72 ranks. That latency is not one of a small group: sizer prices NVLS over m
+    # ranks of the rack at 75 us (HGX B200's 8-GPU value, nvswitch5) + nvls_rank_s per rank past 8,
+    # a straight line through the 8- and 72-rank points (no public curve in between).
     "nvswitch5-rack": LinkClass(
         "nvswitch5-rack", "nvswitch", 900e9, 0.5e-6, _NVLINK5, Protocol(5e-6, 0.8),
-        nvls=Protocol(575e-6, 0.484),
+        nvls=Protocol(75e-6, 0.484), nvls_rank_s=(575e-6 - 75e-6) / (72 - NVLS_BASE_RANKS),
         source="NVIDIA GB200 NVL72: 72 GPUs on 18 NVLink switch chips, 1.8 TB/s per GPU"),
     # --- PCIe x16: per direction, after 128b/130b encoding (gen3+). Efficiency fitted to vidur's
     # 4-GPU pairwise-NVLink boxes, whose rings cross PCIe between the pairs (A100 PCIe: gen4,

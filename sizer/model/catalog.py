@@ -146,12 +146,17 @@ def _unknown_repo_message(text: str) -> str:
     base = quant.group(1) if quant else ""
     short = base.split("/", 1)[-1]
     if quant and (resolve_preset(short) or resolve_preset(base)):  # a quantized release of a preset
-        wd = {"awq": "int4", "gptq": "int4", "mxfp4": "fp4"}.get(quant.group(2).lower(), quant.group(2).lower())
+        fmt = quant.group(2).lower()
+        nvidia = text.lower().startswith("nvidia/")  # ModelOpt releases: NVFP4 W4A4, FP8 KV
+        wd = {"awq": "int4", "gptq": "int4", "mxfp4": "fp4"}.get(fmt, "nvfp4" if fmt == "fp4" and nvidia else fmt)
         name = short if resolve_preset(short) is not None else base
-        hint = f"--model {name} --weight-dtype {wd} (the same architecture in {wd})"
-        return (f"{text!r} is not a preset and not a file here; closest: {hint}, or pass the "
-                f"checkpoint's config.json or folder (e.g. `huggingface-cli download {text} config.json "
-                "--local-dir DIR`, then --model DIR)")
+        kv = (" --kv-dtype fp8 if its hf_quant_config.json says kv_cache_quant_algo FP8"
+              if nvidia and wd in ("fp8", "nvfp4") else "")
+        hint = f"--model {name} --weight-dtype {wd}{kv} (the same architecture in {wd})"
+        files = "config.json hf_quant_config.json" if nvidia else "config.json"
+        return (f"{text!r} is not a preset and not a file here; closest: {hint}, or better pass the "
+                f"checkpoint's folder (e.g. `huggingface-cli download {text} {files} --local-dir DIR`, "
+                "then --model DIR)")
     return (f"{text!r} is not a preset and not a file here" + (f"; closest presets: {hint}" if hint else "")
             + f". sizer reads no Hub: pass the model's config.json or folder (e.g. `huggingface-cli download "
             f"{text} config.json --local-dir DIR`, then --model DIR); see `sizer models`")

@@ -163,23 +163,34 @@ def _index_list(cfg: dict, key: str, layers: int, path: str) -> list:
 
 
 def _kv_quantization(cfg: dict, path: str, notes: list) -> str:
-    """The KV cache format a ModelOpt checkpoint declares (`kv_cache_quant_algo` in its
-    quantization_config or hf_quant_config.json): "fp8", or "" for none. Every engine stores KV in
-    it when the KV dtype is left at auto: vLLM resolve_kv_cache_dtype_string (vllm/utils/
-    torch_utils.py, commit 959009b4; called by EngineArgs.create_engine_config), SGLang
+    """The KV cache format a ModelOpt checkpoint declares: "fp8", or "" for none. Read as vLLM
+    reads it (get_kv_cache_quant_algo_string, vllm/utils/torch_utils.py): only for a
+    quant_method starting with "modelopt", `kv_cache_scheme` first (a string, or a dict where
+    {dynamic: false, num_bits: 8, type: float} is fp8 and {num_bits: 4, type: float} nvfp4), then
+    `kv_cache_quant_algo`, each in the inner "quantization" object or at the top. Every engine
+    stores KV in it when the KV dtype is left at auto: vLLM resolve_kv_cache_dtype_string (same
+    file, commit 959009b4; called by EngineArgs.create_engine_config), SGLang
     ModelRunner.configure_kv_cache_dtype (python/sglang/srt/model_executor/model_runner.py,
     commit 01cc04e2: "FP8" -> fp8_e4m3), TensorRT-LLM ("inherited from the checkpoint with
     dtype='auto'", nvidia.github.io/TensorRT-LLM/1.4.0rc4/features/quantization.html)."""
     q = cfg.get("quantization_config") or cfg.get("quantization")
-    algo = q.get("kv_cache_quant_algo") if isinstance(q, dict) else None
-    if algo is None:
+    if not isinstance(q, dict) or not str(q.get("quant_method", "")).lower().startswith("modelopt"):
         return ""
+    inner = q.get("quantization") if isinstance(q.get("quantization"), dict) else q
+    algo = (inner.get("kv_cache_scheme") or q.get("kv_cache_scheme")
+            or inner.get("kv_cache_quant_algo") or q.get("kv_cache_quant_algo"))
+    if not algo:
+        return ""
+    if isinstance(algo, dict):
+        if algo.get("dynamic") is False and algo.get("num_bits") == 8 and algo.get("type") == "float":
+            return "fp8"
+        algo = "NVFP4" if algo.get("num_bits") == 4 and algo.get("type") == "float" else str(algo)
     if not isinstance(algo, str):
         raise InputError(f"{path}: kv_cache_quant_algo must be a string, got {algo!r}")
     if algo.upper() == "FP8":
         return "fp8"
-    notes.append(f"the checkpoint's {algo} KV cache (kv_cache_quant_algo) is not modelled: KV "
-                 "is sized at the model dtype unless --kv-dtype says otherwise")
+    notes.append(f"the checkpoint's {algo} KV cache (kv_cache_quant_algo / kv_cache_scheme) is not "
+                 "modelled: KV is sized at the model dtype unless --kv-dtype says otherwise")
     return ""
 
 

@@ -269,7 +269,8 @@ def evaluate(model, device, split: Split, batches, wl: Workload, *, weight_dtype
     b = np.atleast_1d(np.asarray(batches, dtype=float))
     c = serving_curve(model, device, split, b, isl=wl.isl, osl=wl.osl,
                       max_num_tokens=wl.max_num_tokens, mode=wl.mode, cuda_graphs=wl.cuda_graphs,
-                      weight_dtype=weight_dtype, kv_dtype=kv_dtype, topology=topology, profile=profile)
+                      weight_dtype=weight_dtype, kv_dtype=kv_dtype, topology=topology, profile=profile,
+                      engine=wl.engine)
     dec = c.decode
     dec_time = np.broadcast_to(np.asarray(dec.time_s, dtype=float), b.shape)
     comm_rows = [o for o in dec.ops if o.bound == "comm"]

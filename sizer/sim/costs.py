@@ -74,9 +74,11 @@ class StepCosts:
 
     def __init__(self, model, device, split: Split, *, max_num_seqs: int, max_num_batched_tokens: int,
                  weight_dtype=None, kv_dtype="auto", topology=None, profile=None, cuda_graphs=None,
-                 group: int = 1, anchors=()):
+                 group: int = 1, anchors=(), engine=None):
         self.model, self.device, self.split = model, device, split
-        self.kw = dict(weight_dtype=weight_dtype, kv_dtype=kv_dtype, topology=topology, profile=profile)
+        # the engine picks the collective kernels (custom / MNNVL all-reduce), as in estimate
+        self.kw = dict(weight_dtype=weight_dtype, kv_dtype=kv_dtype, topology=topology, profile=profile,
+                       engine=engine)
         self.cuda_graphs = cuda_graphs
         self.group = group
         hi = max(1, max_num_batched_tokens)

@@ -114,7 +114,7 @@ class Deployment:
             topology = default_topology(gpu, split.gpus)
         self._cost_kw = dict(max_num_seqs=self.max_num_seqs, max_num_batched_tokens=self.max_num_batched_tokens,
                              weight_dtype=weight_dtype, kv_dtype=kv_dtype, topology=topology, profile=profile,
-                             cuda_graphs=cuda_graphs, group=self.group)
+                             cuda_graphs=cuda_graphs, group=self.group, engine=engine)
         self._device = device_for(gpu, profile)
         self._costs = {}  # anchors -> StepCosts, kept between simulations
         self.step_costs = None  # set to replace the step model (e.g. a fixed-cost stub)
