@@ -168,6 +168,23 @@ def test_gemma_hybrid_pool_and_prefix_caching_flag_in_the_json(capsys):
     assert 0 <= d["kv_blocks_per_replica"] - d["kv_tokens_per_replica"] // 16 * 7 < 7
     code, out, _ = run(capsys, *argv, "--no-enable-prefix-caching")
     assert code == 0 and json.loads(out)["deployment"]["prefix_caching"] is False
+    assert d["reserve_full_isl"] is True  # vLLM's full-sequence admission gate, its default
+    code, out, _ = run(capsys, *argv, "--no-scheduler-reserve-full-isl")
+    assert code == 0 and json.loads(out)["deployment"]["reserve_full_isl"] is False
+    code, out, _ = run(capsys, *argv, "--scheduler-reserve-full-isl")
+    assert code == 0 and json.loads(out)["deployment"]["reserve_full_isl"] is True
+
+
+@pytest.mark.parametrize("engine", ["sglang", "trtllm", "none"])
+@pytest.mark.parametrize("flag", ["--no-enable-prefix-caching", "--no-scheduler-reserve-full-isl",
+                                  "--scheduler-reserve-full-isl"])
+def test_vllm_scheduler_flags_outside_vllm_are_bad_input(capsys, engine, flag):
+    """vLLM's prefix-cache and admission-gate switches mean nothing to the other engines'
+    schedulers: one line naming the flag and the engine, exit 2 (they were silently ignored)."""
+    code, out, err = run(capsys, *BASE, "--rate", "4", "--engine", engine, flag)
+    assert code == 2 and out == ""
+    line = err.strip()
+    assert "\n" not in line and flag.lstrip("-").split("-", 1)[-1] in line and engine in line
 
 
 def test_short_run_warns_too_short_not_saturated(capsys):
@@ -175,3 +192,15 @@ def test_short_run_warns_too_short_not_saturated(capsys):
     assert code == 0
     assert "verdict: too short to tell" in out
     assert "too short to tell" in err and "saturated" not in err and "depend on --requests" not in err
+
+
+def test_vllm_scheduler_flags_reach_the_disaggregated_pools(capsys):
+    """--disagg builds each pool's Deployment with the same switches: bad input under SGLang,
+    and the gate off in both of vLLM's pools."""
+    argv = ["simulate", "--model", "8b", "--disagg", "--prefill-tp", "1", "--decode-tp", "1", "--rate", "1",
+            "--requests", "20"]
+    code, out, err = run(capsys, *argv, "--engine", "sglang", "--no-enable-prefix-caching")
+    assert code == 2 and out == "" and "enable-prefix-caching" in err
+    code, out, _ = run(capsys, *argv, "--no-scheduler-reserve-full-isl", "--json")
+    d = json.loads(out)["deployment"]
+    assert code == 0 and d["prefill"]["reserve_full_isl"] is False and d["decode"]["reserve_full_isl"] is False

@@ -177,9 +177,9 @@ def test_expert_parallel_across_replicas_steps_in_lockstep(h100):
 
 
 def _thrash(l8, h100, **kw):
-    """Nine 16,000 + 2,000-token requests at once into 147,200 tokens of KV (8.2 of them): the
-    ninth is admitted on its first prefill chunk and preempted when the others' decodes need
-    blocks (the trial's case, 8B on one GPU)."""
+    """Nine 16,000 + 2,000-token requests at once into 147,200 tokens of KV (8.2 of them): all
+    nine prompts fit when admitted, their outputs do not, and the ninth is preempted when the
+    others' decodes need blocks (the trial's case, 8B on one GPU)."""
     dep = Deployment(l8, h100, Split(), engine="vllm", **kw)
     dep.kv_tokens = 147_200
     dep.step_costs = FixedCosts(0.02, 0.01)
@@ -187,20 +187,52 @@ def _thrash(l8, h100, **kw):
 
 
 def test_vllm_preempted_request_resumes_from_its_cached_prefix(l8, h100):
-    """With vLLM's prefix caching (its default) the preempted ninth request's blocks stay in the
+    """Admitting on the first chunk (--no-scheduler-reserve-full-isl, vLLM before PR #37307):
+    with vLLM's prefix caching (its default) the preempted ninth request's blocks stay in the
     free queue; re-admitting it needs them back plus its next chunk, which do not fit until a
     request finishes, so it waits instead of being re-admitted and preempted every few steps:
-    one preemption (511 before, when every resume recomputed from scratch)."""
-    res = _thrash(l8, h100)
-    assert res.deployment["prefix_caching"] is True
+    one preemption (511 when every resume recomputed from scratch)."""
+    res = _thrash(l8, h100, reserve_full_isl=False)
+    assert res.deployment["prefix_caching"] is True and res.deployment["reserve_full_isl"] is False
     assert res.table["preemptions"].tolist() == [0] * 8 + [1]
     check_invariants(res)
-    # without the cache the resume needs only its first chunk's blocks: vLLM re-admits it and
-    # preempts it again (the --no-enable-prefix-caching thrash), still finishing every request
-    off = _thrash(l8, h100, prefix_caching=False)
+    # without the cache and without the gate the resume needs only its first chunk's blocks:
+    # vLLM re-admits it and preempts it again (the --no-enable-prefix-caching thrash of old vLLM)
+    off = _thrash(l8, h100, prefix_caching=False, reserve_full_isl=False)
     assert off.deployment["prefix_caching"] is False
-    assert off.table["preemptions"][8] > 100 and off.table["preemptions"][:8].sum() == 0
+    assert off.table["preemptions"][8] == 511 and off.table["preemptions"][:8].sum() == 0
     check_invariants(off)
+
+
+def test_vllm_full_sequence_gate_stops_the_thrash_without_the_cache(l8, h100):
+    """vLLM's default gate (scheduler_reserve_full_isl) re-admits the preempted request only
+    when the blocks of its whole known sequence (16,000 prompt + outputs so far) are free, i.e.
+    after a request finishes: one preemption with or without the prefix cache, 511 without both."""
+    for cache in (True, False):
+        res = _thrash(l8, h100, prefix_caching=cache)
+        assert res.deployment["reserve_full_isl"] is True
+        assert res.table["preemptions"].tolist() == [0] * 8 + [1]
+        check_invariants(res)
+
+
+def test_vllm_gate_admits_on_the_whole_prompt_not_its_first_chunk(l8, h100):
+    """Two 6,000-token prompts into 10,000 tokens of KV with 2,048-token chunks: the second's
+    first chunk fits beside the first request, its prompt does not. The gate keeps it waiting
+    until the first finishes (no preemption); admitting on the first chunk lets it in and one
+    of the two is preempted when the pool runs out."""
+    def run(gate):
+        dep = Deployment(l8, h100, Split(), engine="vllm", max_num_batched_tokens=2048, reserve_full_isl=gate)
+        dep.kv_tokens = 10_000
+        dep.step_costs = FixedCosts(0.02, 0.01)
+        return simulate(dep, Traffic(rate_rps=math.inf, requests=2, **fixed(6000, 100)))
+
+    on, off = run(None), run(False)  # the default is the gate
+    assert on.deployment["reserve_full_isl"] is True
+    for res in (on, off):
+        check_invariants(res)
+    assert on.table["preemptions"].sum() == 0
+    assert on.table["first_token_s"][1] > on.table["finish_s"][0]  # admitted once the first is done
+    assert off.table["preemptions"].sum() >= 1
 
 
 def test_vllm_lone_request_near_the_pool_size_never_preempts(l8, h100):

@@ -194,7 +194,9 @@ def run_simulate(args, traffic, ttft, tpot, longest) -> int:
     dep = DisaggDeployment(model, gpu, pools, engine=args.engine, weight_dtype=args.weight_dtype,
                            kv_dtype=args.kv_dtype, fraction=engine_fraction(args), max_num_seqs=args.max_num_seqs,
                            max_num_batched_tokens=args.max_num_batched_tokens, cuda_graphs=args.cuda_graphs,
-                           topology=topo, profile=profile, context=longest, router=args.router)
+                           topology=topo, profile=profile, context=longest, router=args.router,
+                           prefix_caching=getattr(args, "prefix_caching", None),
+                           reserve_full_isl=getattr(args, "reserve_full_isl", None))
     head = {"model": model.name, "gpu": gpu.id, "split": {"label": pools.label(), "gpus": pools.gpus},
             "pools": {role: pools.pool_json(role) for role in ROLES}, "engine": dep.engine or "none",
             "seed": args.seed}

@@ -1,6 +1,7 @@
 """`sizer simulate`: traffic in, latency percentiles out (the request-level simulator,
 sizer/sim/), or with --find-rate the highest request rate that meets the SLOs."""
 
+import argparse
 import csv
 import math
 import time
@@ -45,8 +46,12 @@ def register(sub) -> None:
     t.add_argument("--warmup", type=non_negative_int, default=0, metavar="N", help="leave the first N requests out of the metrics")
     t.add_argument("--seed", type=non_negative_int, default=0, help="random seed of arrivals and lengths (default 0)")
     t.add_argument("--router", choices=ROUTERS, default="round-robin", help="how requests reach DP replicas")
-    t.add_argument("--no-enable-prefix-caching", dest="prefix_caching", action="store_false",
+    t.add_argument("--no-enable-prefix-caching", dest="prefix_caching", action="store_false", default=None,
                    help="vLLM without prefix caching: a preempted request recomputes its whole KV on resume")
+    t.add_argument("--scheduler-reserve-full-isl", dest="reserve_full_isl", action=argparse.BooleanOptionalAction,
+                   default=None, help="vLLM admits a request only when the KV blocks of its whole known sequence "
+                   "are free, not only its first chunk's (vLLM's default; --no-scheduler-reserve-full-isl: "
+                   "admit on the first chunk, as vLLM before PR #37307)")
     s = p.add_argument_group("service-level objectives")
     s.add_argument("--ttft-slo", metavar="T", type=nonempty, help="TTFT objective with a unit (2s, 500ms)")
     s.add_argument("--tpot-slo", metavar="T", type=nonempty, help="TPOT objective with a unit (50ms)")
@@ -144,7 +149,7 @@ def run(args) -> int:
                      fraction=engine_fraction(args), max_num_seqs=args.max_num_seqs,
                      max_num_batched_tokens=args.max_num_batched_tokens, cuda_graphs=args.cuda_graphs,
                      topology=topo, profile=profile, context=longest, router=args.router,
-                     prefix_caching=args.prefix_caching)
+                     prefix_caching=args.prefix_caching, reserve_full_isl=args.reserve_full_isl)
     head = {"model": model.name, "gpu": gpu.id, "split": split.to_json(), "engine": dep.engine or "none",
             "seed": args.seed}
     launch = emit_launch(args, model, split, batch=dep.max_num_seqs, context=longest, precision=dep.plan.precision,

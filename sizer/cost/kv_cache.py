@@ -135,8 +135,11 @@ def vllm_pool(model, stages: list, kv_bytes: list, context: int, block: int,
     notes = []
     # held at saturation: the one request in prefill holds its chunk in every group (`worst`,
     # vLLM's max_memory_usage_bytes), the others their context (their windows), and a request
-    # is admitted only when its first chunk's blocks are free (v1/core/sched/scheduler.py
-    # allocate_slots returning None). One full-attention group: worst == per_seq, blocks // per_seq.
+    # is admitted only when its blocks are free (v1/core/sched/scheduler.py allocate_slots
+    # returning None): its first chunk's, or with the full-sequence gate (scheduler_reserve_full_isl,
+    # vLLM's default since PR #37307) its whole prompt's in full groups and its window's capped at
+    # this same worst case in the others (max_admission_blocks_per_request), never more than
+    # `worst`. One full-attention group: worst == per_seq, blocks // per_seq.
     held = (1 + (blocks - worst) // per_seq if blocks >= worst else 0) if per_seq else 0
     if len(kinds) > 1:
         notes.append(f"vLLM groups the layers into {len(kinds)} KV groups of {max(sizes)} layers per GPU; it prints "

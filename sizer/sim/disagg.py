@@ -305,7 +305,7 @@ class DisaggDeployment:
 
     def __init__(self, model, gpu, pools, *, engine=None, weight_dtype=None, kv_dtype="auto", fraction=None,
                  max_num_seqs=None, max_num_batched_tokens=None, cuda_graphs=None, topology=None,
-                 profile=None, context=None, router="round-robin"):
+                 profile=None, context=None, router="round-robin", prefix_caching=None, reserve_full_isl=None):
         from sizer.cost.disagg import TransferModel, check_pools, placements
         from sizer.cost.memory import resolve_precision
         from sizer.hardware.topology import default_topology
@@ -316,7 +316,8 @@ class DisaggDeployment:
         p_topo, d_topo, _, _ = placements(topo, pools)
         kw = dict(engine=engine, weight_dtype=weight_dtype, kv_dtype=kv_dtype, fraction=fraction,
                   max_num_seqs=max_num_seqs, max_num_batched_tokens=max_num_batched_tokens,
-                  cuda_graphs=cuda_graphs, profile=profile, context=context, router=router)
+                  cuda_graphs=cuda_graphs, profile=profile, context=context, router=router,
+                  prefix_caching=prefix_caching, reserve_full_isl=reserve_full_isl)
         self.roles = {}
         for role, split, sub in (("prefill", pools.prefill, p_topo), ("decode", pools.decode, d_topo)):
             try:

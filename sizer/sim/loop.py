@@ -178,7 +178,7 @@ class Loop:
             np.maximum(need, 0, out=need)
         rep.blocks += need
         rep.free -= int(need.sum())
-        rep.allocated += int(np.maximum(need, 0).sum())
+        rep.allocated += int(rep.kv.gross(rep.comp - k, rep.comp).sum())  # every group's new blocks
         rep.policy.on_decode_steps(k)
         rep.record(float(plan.ends[-1]), k, len(rep.ids))
         fin = np.flatnonzero(rep.out >= rep.osl)

@@ -42,8 +42,8 @@ class State:
         self.preemptions = np.zeros(n, dtype=_I)
         self.completions = np.zeros(n, dtype=_I)  # must end at exactly 1 each
         self.replica = np.full(n, -1, dtype=_I)
-        # vLLM prefix caching of a preempted request: tokens whose blocks were cached, blocks it
-        # freed, and the replica's allocation count at which its first block is evicted
+        # vLLM prefix caching of a preempted request: tokens it had computed, blocks it freed, and
+        # the replica's allocation count at which the last of them is evicted
         self.cached_tokens = np.zeros(n, dtype=_I)
         self.cached_blocks = np.zeros(n, dtype=_I)
         self.evict_at = np.zeros(n, dtype=_I)
@@ -101,7 +101,7 @@ class Replica:
 
     def __init__(self, idx: int, *, max_num_seqs: int, max_num_batched_tokens: int, block_tokens: int,
                  kv_tokens: int, pp: int, costs, policy_cls, layout: KVLayout | None = None,
-                 prefix_caching: bool = False):
+                 prefix_caching: bool = False, reserve_full_isl: bool = False):
         self.idx = idx
         self.max_seqs = max_num_seqs
         self.max_tokens = max_num_batched_tokens
@@ -110,6 +110,7 @@ class Replica:
         self.total_blocks = self.kv.total_blocks
         self.free = self.total_blocks
         self.prefix_caching = prefix_caching  # preempted requests' blocks stay cached until evicted
+        self.reserve_full_isl = reserve_full_isl  # vLLM's full-sequence admission gate (sizer/sim/kv.py)
         self.allocated = 0  # blocks taken from the free queue so far (prefix-cache eviction clock)
         self.reserved = 0  # blocks promised to running requests (whole-sequence admission)
         self.pp = pp
@@ -143,19 +144,19 @@ class Replica:
 
     def cache_hit(self, st: State, r: int) -> int:
         """Tokens of waiting request r whose KV is still in the prefix cache: vLLM frees a
-        preempted request's blocks to the tail of its LRU free queue, last block first
-        (vllm/v1/core/single_type_kv_cache_manager.py `free` at commit 129ab7c60cbb: "tail
-        blocks are freed first"; block_pool.py FreeKVCacheBlockQueue), and takes new blocks
-        from its head, so after `a` more allocations the first min(k, evict_at - a) of its k
-        blocks survive. A hit is whole blocks and leaves at least one token to compute
-        (`get_computed_blocks`). With windowed KV groups the surviving share of its blocks is
-        taken as the share of its tokens (an approximation: vLLM needs every group's hit)."""
+        preempted request's blocks to the tail of its LRU free queue, group by group, each
+        group's last block first (vllm/v1/core/single_type_kv_cache_manager.py `free` at commit
+        129ab7c60cbb: "tail blocks are freed first"; block_pool.py FreeKVCacheBlockQueue), and
+        takes every new block from its head: once the `allocated` clock (every group's new
+        blocks) passes evict_at - k, each allocation evicts the next of its k blocks in that
+        order, all gone at evict_at; the hit is what every KV group can still serve (KVLayout.hit: windowed groups need the
+        blocks just before the resume point, the ones evicted first). A hit leaves at least
+        one token to compute (`get_computed_blocks`)."""
         k = int(st.cached_blocks[r])
         if not k:
             return 0
-        left = min(max(int(st.evict_at[r]) - self.allocated, 0), k)
-        tokens = min(int(st.cached_tokens[r]) * left // k, int(st.isl[r] + st.out[r]) - 1)
-        return max(tokens, 0) // self.block * self.block
+        evicted = min(max(self.allocated - (int(st.evict_at[r]) - k), 0), k)
+        return self.kv.hit(int(st.cached_tokens[r]), k, evicted, int(st.isl[r] + st.out[r]) - 1)
 
     def add(self, st: State, rids: list, now: float, comp=None) -> None:
         """Move waiting requests `rids` (already popped) to the end of the running arrays,
@@ -183,15 +184,18 @@ class Replica:
         self.last, self.fly = self.last[keep], self.fly[keep]
         st.pos[self.ids] = np.arange(len(self.ids))
 
-    def allocate(self, pos, new, touched: int = 0) -> None:
-        """Blocks for `new` more tokens of the running requests at `pos` (a slice or indices);
-        `touched` of them are prefix-cache hits taken back, not new blocks."""
-        need = self.kv.held(self.comp[pos], self.comp[pos] + new) - self.blocks[pos]
+    def allocate(self, pos, new) -> None:
+        """Blocks for `new` more tokens of the running requests at `pos` (a slice or indices).
+        Prefix-cache hits (the `comp` of a request just added) are taken back, not new blocks;
+        the eviction clock counts every group's new blocks, whatever its window frees
+        (KVLayout.gross)."""
+        comp = self.comp[pos]
+        need = self.kv.held(comp, comp + new) - self.blocks[pos]
         if not self.kv.hybrid:  # else windowed groups free what they no longer attend to
             np.maximum(need, 0, out=need)
         self.blocks[pos] += need
         self.free -= int(need.sum())
-        self.allocated += int(np.maximum(need, 0).sum()) - touched
+        self.allocated += int(self.kv.gross(comp, comp + new).sum())
 
     def preempt(self, st: State, pos: np.ndarray, front: bool) -> None:
         """Free the KV of the running requests at `pos` and send them back to waiting, to
@@ -203,7 +207,7 @@ class Replica:
             before = self.free + np.concatenate([np.cumsum(held[::-1])[::-1][1:], [0]])
             st.evict_at[ids] = self.allocated + before + held
             st.cached_blocks[ids] = held
-            st.cached_tokens[ids] = self.comp[pos] // self.block * self.block
+            st.cached_tokens[ids] = self.comp[pos]
         self.free += int(self.blocks[pos].sum())
         if self.policy.reserves:
             self.reserved -= int(self.blocks_for(self.known[pos] - self.out[pos] + self.osl[pos]).sum())

@@ -55,7 +55,8 @@ class Deployment:
 
     def __init__(self, model, gpu, split, *, engine=None, weight_dtype=None, kv_dtype="auto",
                  fraction=None, max_num_seqs=None, max_num_batched_tokens=None, cuda_graphs=None,
-                 topology=None, profile=None, context=None, router="round-robin", prefix_caching=None):
+                 topology=None, profile=None, context=None, router="round-robin", prefix_caching=None,
+                 reserve_full_isl=None):
         if router not in ROUTERS:
             raise InputError(f"--router must be one of {', '.join(ROUTERS)}, got {router!r}")
         self.model, self.gpu, self.split = model, gpu, split
@@ -65,6 +66,15 @@ class Deployment:
         # enable_prefix_caching: "Enabled by default for V1"); only a preempted request's own
         # blocks are modelled (sizer/sim/replica.py cache_hit), no sharing between requests
         self.prefix_caching = self.engine == "vllm" if prefix_caching is None else bool(prefix_caching)
+        # vLLM's full-sequence admission gate, scheduler_reserve_full_isl: bool = True
+        # (vllm/config/scheduler.py since PR #37307; sizer/sim/kv.py)
+        self.reserve_full_isl = self.engine == "vllm" if reserve_full_isl is None else bool(reserve_full_isl)
+        given = [name for name, v in (("--no-enable-prefix-caching", prefix_caching is False),
+                                      ("--[no-]scheduler-reserve-full-isl", reserve_full_isl is not None)) if v]
+        if given and self.engine != "vllm":
+            what = "a vLLM flag" if len(given) == 1 else "vLLM flags"
+            raise InputError(f"{' and '.join(given)}: {what}, modelled only under --engine vllm (got --engine "
+                             f"{self.engine or 'none'}, whose scheduler has no such switch)")
         seqs_cap, tokens_cap = replica_limits(self.rules, gpu, split)
         self.max_num_seqs = int(max_num_seqs or seqs_cap)
         self.max_num_batched_tokens = int(max_num_batched_tokens or tokens_cap)
@@ -130,7 +140,8 @@ class Deployment:
 
     def kv_layout(self) -> KVLayout:
         """Per-request block accounting of one replica (a lockstep group: its pools summed)."""
-        return KVLayout.of_groups(self.block_tokens, self.kv_blocks * self.group, self.kv_groups)
+        return KVLayout.of_groups(self.block_tokens, self.kv_blocks * self.group, self.kv_groups,
+                                  self.max_num_batched_tokens, self.context)
 
     def service_time(self, wl) -> float:
         """Seconds a lone request of the workload's mean lengths spends in one replica: its
@@ -149,7 +160,8 @@ class Deployment:
                    max_num_batched_tokens=self.max_num_batched_tokens * self.group,
                    block_tokens=self.block_tokens, kv_tokens=self.kv_tokens * self.group, pp=self.split.pp,
                    costs=costs, policy_cls=POLICIES[self.engine], layout=self.kv_layout(),
-                   prefix_caching=self.prefix_caching and self.engine == "vllm")
+                   prefix_caching=self.prefix_caching and self.engine == "vllm",
+                   reserve_full_isl=self.reserve_full_isl and self.engine == "vllm")
 
     def loop(self, st: State, wl, traffic: Traffic) -> Loop:
         """The event loop of one simulation: this deployment's replicas behind its router."""
@@ -162,6 +174,7 @@ class Deployment:
                 "kv_tokens_per_replica": self.kv_tokens, "kv_blocks_per_replica": self.kv_blocks,
                 "kv_groups": len(self.kv_groups), "block_tokens": self.block_tokens,
                 "prefix_caching": self.prefix_caching and self.engine == "vllm",
+                "reserve_full_isl": self.reserve_full_isl and self.engine == "vllm",
                 "router": self.router, "max_model_len": self.context}
 
     def check(self, wl) -> None:
@@ -175,6 +188,14 @@ class Deployment:
                     f"a request of {int(wl.isl[i])} + {int(wl.osl[i])} tokens needs {int(worst[i]):,} KV blocks at "
                     f"its peak in vLLM's {len(self.kv_groups)} KV groups, more than the {self.kv_blocks:,} of one "
                     f"replica on {self.split.label()}")
+            gate = int(self.kv_layout().admission(0, longest - 1)) if self.reserve_full_isl else 0
+            if gate > self.kv_blocks:
+                # a preempted request could never pass the full-sequence gate again; vLLM refuses to
+                # start instead (its max_model_len check sizes a sequence with the same per-group caps)
+                raise InfeasibleError(
+                    f"a request of {longest} tokens needs {gate:,} free KV blocks to be re-admitted through vLLM's "
+                    f"full-sequence gate (windows capped at their chunk), more than the {self.kv_blocks:,} of one "
+                    f"replica on {self.split.label()}: vLLM would not start with this max_model_len")
         elif longest > self.kv_tokens:
             raise InfeasibleError(f"a request of {longest} tokens does not fit the KV cache of one replica "
                                   f"({self.kv_tokens} tokens on {self.split.label()} with "

@@ -11,7 +11,12 @@ fast path: nothing can be admitted or preempted before a request finishes).
   it fits; then, only if nothing was preempted, WAITING requests are admitted FCFS while the
   budget, max_num_seqs and free blocks allow (a resumed request needs its cached blocks back
   as well as its chunk's). Blocks are counted per KV group (sizer/sim/kv.py). Prefill and
-  decode share a forward.
+  decode share a forward. Admission also passes vLLM's full-sequence gate by default
+  (`scheduler_reserve_full_isl`, PR #37307, merged 2026-03; off with
+  --no-scheduler-reserve-full-isl): the blocks of all the request's known tokens, prompt plus
+  outputs so far, must be free, not only its first chunk's (KVLayout.admission; the waiting
+  loop's `allocate_slots(..., full_sequence_must_fit=True)` returning None ends admission, as
+  quoted from vllm/v1/core/sched/scheduler.py at commit 6cf7b26bd4bf).
 - SGLang (python/sglang/srt/managers/scheduler.py, schedule_policy.py `PrefillAdder`,
   schedule_batch.py `retract_decode`; constants from srt/environ.py): a forward is either a
   prefill batch or a decode batch, prefill first when a waiting request can be added. A
@@ -97,7 +102,7 @@ class _Forward:
             hits = np.asarray(self.hits if self.hits else [0] * len(self.rids), dtype=_I)
             rep.add(st, self.rids, now, hits)
             chunks = np.asarray(self.chunks, dtype=_I)
-            rep.allocate(slice(n0, None), chunks, int(rep.kv.held(hits, hits).sum()))
+            rep.allocate(slice(n0, None), chunks)
             self.running_part(np.arange(n0, rep.running), chunks, hits,
                               np.asarray(self.fresh_need, dtype=_I))
         if not self.pos:
@@ -170,23 +175,27 @@ class VLLM:
         return fw.batch(rep, st, now)
 
     def _head(self, st: State, r: int, budget: int) -> tuple:
-        """(cached tokens, chunk, blocks) for waiting request r under `budget`: a request that
-        was preempted resumes after the part of its KV still in the prefix cache (Replica.
-        cache_hit), and the blocks it needs are those of the hit (taken back from the free
-        queue) and of the chunk (vLLM `allocate_slots` counts both against the free blocks)."""
+        """(cached tokens, chunk, blocks, blocks free to admit) for waiting request r under
+        `budget`: a request that was preempted resumes after the part of its KV still in the
+        prefix cache (Replica.cache_hit), and the blocks it takes are those of the hit (taken
+        back from the free queue) and of the chunk (vLLM `allocate_slots` counts both against
+        the free blocks); with the full-sequence gate it is admitted only when the blocks of
+        all its known tokens are free (KVLayout.admission), else when its chunk's are."""
         rep = self.rep
         full = int(st.isl[r] + st.out[r])
         hit = rep.cache_hit(st, r) if rep.prefix_caching else 0
         chunk = min(full - hit, budget)
-        return hit, chunk, int(rep.kv.held(hit, hit + chunk))
+        blocks = int(rep.kv.held(hit, hit + chunk))
+        gate = max(blocks, int(rep.kv.admission(hit, full))) if rep.reserve_full_isl else blocks
+        return hit, chunk, blocks, gate
 
     def _admit(self, st: State, fw: _Forward, budget: int) -> None:
         rep = self.rep
         free, n_run = rep.free, rep.running
         while rep.waiting and budget > 0 and n_run < rep.max_seqs:
             r = rep.waiting[0]
-            hit, chunk, blocks = self._head(st, r, budget)
-            if blocks > free or not self.admissible(st, r):
+            hit, chunk, blocks, gate = self._head(st, r, budget)
+            if gate > free or not self.admissible(st, r):
                 break
             rep.waiting.popleft()
             fw.rids.append(r)
@@ -211,7 +220,7 @@ class VLLM:
         free = rep.free
         if rep.kv.hybrid:  # the running requests' next allocation frees what fell out of their windows
             free -= int(np.minimum(rep.kv.held(rep.comp, rep.comp + 1) - rep.blocks, 0).sum())
-        return self._head(st, r, room)[2] <= free and self._could_admit(st, r)
+        return self._head(st, r, room)[3] <= free and self._could_admit(st, r)
 
     def decode_steps(self, st: State, k_max: int) -> int:
         """Pure-decode forwards that may be fused now (0: take one step at a time)."""
