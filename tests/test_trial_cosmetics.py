@@ -65,19 +65,29 @@ def test_an_nvswitch_board_of_two_numa_nodes_is_not_called_one_socket():
 
 
 def test_memory_rejections_count_windowed_kv_as_the_engine_keeps_it():
-    """recommend's 'doesn't fit: one sequence ... needs X GiB' charged every layer the whole
-    context (kv_bytes_per_token x context); Gemma-3-27B's sliding layers keep 1,024 tokens
-    (sizer.cost.memory.kv_bytes_per_sequence), so at 101,000 tokens its need is the fixed parts
-    plus that per-sequence KV, well under the every-layer-full figure."""
+    """recommend's 'doesn't fit: ... needs X GiB of the B budget' must name a need above the
+    budget it names, for every rejected split: charging every layer the whole context
+    (kv_bytes_per_token x context) overstated Gemma-3's need (its sliding layers keep 1,024
+    tokens), and charging only the steady window understated it under vLLM (the sequence in
+    prefill holds its whole chunk in every group: 'needs 67.8 GiB of the 71.30 GiB budget')."""
     from sizer.cost.engines import memory_plan
-    from sizer.cost.memory import kv_bytes_per_sequence, resolve_precision
     from sizer.model.split import Split
     from sizer.plan.search import reject_memory
 
-    g3, l4, tp1 = get_model("gemma-3-27b"), get_gpu("l4"), Split()
-    plan = memory_plan(g3, l4, tp1, batch=1, context=101_000, engine="vllm")
-    row = reject_memory(tp1, None, plan, "one sequence")
-    seq = kv_bytes_per_sequence(g3, tp1, resolve_precision(g3), 101_000)
-    assert plan.kv_bytes_per_sequence == seq
-    assert row["needs_bytes"] == plan.budget_fixed_bytes + seq
-    assert seq < 0.25 * plan.kv_bytes_per_token * 101_000  # 10 full layers of 62 hold every token
+    seen = 0
+    for name, gpu, context in (("gemma-3-27b", "h100-sxm", 70_000), ("gemma-3-27b", "l4", 101_000),
+                               ("gpt-oss-120b", "h100-sxm", 131_000), ("70b", "h100-sxm", 131_072)):
+        for engine in ("vllm", "sglang", "trtllm", "none"):
+            for split in (Split(), Split(tp=2)):
+                plan = memory_plan(get_model(name), get_gpu(gpu), split, batch=1, context=context,
+                                   engine=None if engine == "none" else engine)
+                if plan.fits:
+                    continue
+                seen += 1
+                row = reject_memory(split, None, plan, "one sequence")
+                assert row["needs_bytes"] > row["budget_bytes"], (name, gpu, engine, split, row["reason"])
+    assert seen >= 8
+    g3 = memory_plan(get_model("gemma-3-27b"), get_gpu("h100-sxm"), Split(), batch=1, context=70_000,
+                     engine="vllm")
+    assert g3.max_sequences == 0 and g3.kv_bytes_per_sequence < g3.kv_bytes_first_sequence
+    assert g3.kv_bytes_per_sequence < 0.25 * g3.kv_bytes_per_token * 70_000  # 10 of 62 layers full

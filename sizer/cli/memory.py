@@ -80,8 +80,9 @@ def verdict_line(plan) -> str:
     asked = f"batch {plan.batch} x {plan.context:,} tokens" if not plan.engine else \
         f"batch {plan.batch}, max model length {plan.context:,}"
     if not plan.fits:
-        seq = sum(g["kv_bytes_per_token"] * g["kv_tokens_per_sequence"] for g in plan.kv_groups)
-        need = plan.budget_fixed_bytes + plan.batch * seq
+        # as the engine holds them (vLLM: the one in prefill keeps its whole chunk)
+        need = (plan.budget_fixed_bytes + plan.kv_bytes_first_sequence
+                + plan.kv_bytes_per_sequence * (max(plan.batch, 1) - 1))
         fixed = "" if plan.budget_fixed_bytes <= plan.budget_bytes else \
             f"; weights, activations and overhead alone take {fmt_bytes(plan.budget_fixed_bytes)}"
         return f"verdict: DOES NOT FIT ({asked}): {plan.shortfall(need)}{fixed}"

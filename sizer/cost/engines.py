@@ -84,7 +84,8 @@ class MemoryPlan:
     budget_bytes: float = 0.0
     budget_fixed_bytes: float = 0.0  # what the budget holds before any KV cache
     budget: str = ""  # "71.30 GiB (vLLM --gpu-memory-utilization 0.9 x 79.22 GiB)"
-    kv_bytes_per_sequence: float = 0.0  # per GPU at `context` tokens (windows keep their window)
+    kv_bytes_per_sequence: float = 0.0  # per GPU at `context` tokens, as the engine keeps them
+    kv_bytes_first_sequence: float = 0.0  # the one in prefill, if the engine holds it apart (vLLM)
 
     def to_json(self) -> dict:
         keys = ("weights_bytes", "kv_cache_bytes", "activation_bytes", "overhead_bytes",
@@ -354,5 +355,6 @@ def memory_plan(model, gpu, split: Split, *, weight_dtype=None, kv_dtype="auto",
                         for g, t in zip(limiting, pool.group_tokens)),
         kv_rule=pool.rule, kv_reported_as=pool.reported_as, notes=notes + pool.notes,
         budget_bytes=budget, budget_fixed_bytes=fixed, budget=budget_text,
-        kv_bytes_per_sequence=seq_bytes,
+        kv_bytes_per_sequence=pool.steady_sequence_bytes or seq_bytes,
+        kv_bytes_first_sequence=pool.first_sequence_bytes or pool.steady_sequence_bytes or seq_bytes,
     )

@@ -56,6 +56,10 @@ class KVPool:
     group_tokens: tuple  # tokens each KV group's pool holds (same order as the groups)
     kv_bytes_allocated: float  # bytes per GPU the engine actually carves out for KV
     notes: tuple = ()
+    # what holding n sequences takes (vLLM): the one in prefill `first`, each other `steady`
+    # bytes per GPU; 0 where the engine's rule is simply n x a sequence's KV
+    first_sequence_bytes: float = 0.0
+    steady_sequence_bytes: float = 0.0
 
 
 def raw_pool(stages: list, kv_bytes: float, context: int) -> KVPool:
@@ -150,7 +154,8 @@ def vllm_pool(model, stages: list, kv_bytes: list, context: int, block: int,
     return KVPool("vLLM V1 hybrid KV cache manager (vllm/v1/core/kv_cache_utils.py @001cabc1)" if len(kinds) > 1
                   else "vLLM V1 KV cache manager, one group (vllm/v1/core/kv_cache_utils.py @001cabc1)",
                   held, reported, "GPU KV cache size (tokens)",
-                  tuple(blocks * block for _ in stages[0]), blocks * page * max(sizes), tuple(notes))
+                  tuple(blocks * block for _ in stages[0]), blocks * page * max(sizes), tuple(notes),
+                  worst * page * max(sizes), per_seq * page * max(sizes))
 
 
 def sglang_pool(model, stages: list, kv_bytes: float, context: int, page: int,
@@ -172,7 +177,9 @@ def sglang_pool(model, stages: list, kv_bytes: float, context: int, page: int,
                       "full_layer_tokens (KV cache #tokens)",
                       tuple(full_tokens if g.attention.kind == FULL else swa_tokens for g in groups),
                       full_tokens * full + swa_tokens * windowed,
-                      (f"SGLang logs full_layer_tokens={full_tokens:,}, swa_layer_tokens={swa_tokens:,}",))
+                      (f"SGLang logs full_layer_tokens={full_tokens:,}, swa_layer_tokens={swa_tokens:,}",),
+                      # a sequence needs `context` full tokens and min(context, W) of r x as many window ones
+                      0.0, max(context, min(context, window) / ratio) * cell)
     cell = full + windowed
     tokens = int(kv // cell) // page * page if cell else 0
     notes = ()
@@ -181,7 +188,7 @@ def sglang_pool(model, stages: list, kv_bytes: float, context: int, page: int,
                  "(no hybrid SWA pool for this architecture): windowed layers cost as much as full ones",)
     return KVPool("SGLang token pool, every layer counted (srt/model_executor/pool_configurator.py @003fca80)",
                   tokens // context if context else 0, tokens, "max_total_num_tokens (KV cache #tokens)",
-                  tuple(tokens for _ in groups), tokens * cell, notes)
+                  tuple(tokens for _ in groups), tokens * cell, notes, 0.0, context * cell)
 
 
 def trtllm_pool(stages: list, kv_bytes: float, context: int, block: int) -> KVPool:
@@ -195,8 +202,8 @@ def trtllm_pool(stages: list, kv_bytes: float, context: int, block: int) -> KVPo
     weight = sum(cpt * w for w, cpt in windows.items())
     kv = max(kv_bytes, 0.0)
     pool_blocks = {w: int(kv * cpt * w / weight // (block * cpt)) if weight else 0 for w, cpt in windows.items()}
-    held = min(pool_blocks[w] // (_cdiv(min(context, w), block) + (1 if w < context else 0))
-               for w in windows) if windows else 0
+    per_seq = {w: _cdiv(min(context, w), block) + (1 if w < context else 0) for w in windows}
+    held = min(pool_blocks[w] // per_seq[w] for w in windows) if windows else 0
     biggest = max(windows) if windows else 0
     return KVPool("TensorRT-LLM KV cache manager V1, memory split by attention window "
                   "(batch_manager/kvCacheManager.cpp calculateWindowSizeToShare @b35ac1b6)",
@@ -206,5 +213,6 @@ def trtllm_pool(stages: list, kv_bytes: float, context: int, block: int) -> KVPo
                   sum(pool_blocks[w] * block * cpt for w, cpt in windows.items()),
                   ("TensorRT-LLM pools per window size: "
                    + ", ".join(f"{w:,} tokens -> {b * block:,}" for w, b in sorted(pool_blocks.items())),)
-                  if len(windows) > 1 else ())
+                  if len(windows) > 1 else (),
+                  0.0, sum(per_seq[w] * block * cpt for w, cpt in windows.items()))
 

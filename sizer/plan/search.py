@@ -379,8 +379,10 @@ def weight_label(weight_dtype, precision: dict) -> str:
 
 def reject_memory(split, wd, plan, what) -> dict:
     pg = plan.to_json()["per_gpu"]
-    # a sequence's KV as the engine keeps it: sliding / chunked layers hold only their window
-    need = plan.budget_fixed_bytes + plan.kv_bytes_per_sequence * max(plan.batch, 1)
+    # the KV the engine needs for the batch, as it keeps it: sliding / chunked layers hold their
+    # window, and under vLLM the sequence in prefill its whole chunk (sizer.cost.kv_cache)
+    need = (plan.budget_fixed_bytes + plan.kv_bytes_first_sequence
+            + plan.kv_bytes_per_sequence * (max(plan.batch, 1) - 1))
     reason = (f"doesn't fit: {what} of {plan.context} tokens {plan.shortfall(need)} "
               f"(weights {plan.weights_bytes / GIB:.1f} GiB)")
     return {**split_json(split), "weight_dtype": weight_label(wd, plan.precision),
