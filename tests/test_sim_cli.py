@@ -68,6 +68,17 @@ def test_find_rate_reports_the_rate_and_the_curve(capsys):
     assert {"rate_rps", "ttft_s", "tpot_s"} <= set(doc["curve"][0])
 
 
+
+def test_find_rate_never_counts_a_saturated_run_as_meeting(capsys):
+    """Trial 3: 70B TP8 --find-rate answered 12.7 req/s from rows reading "saturated, meets"; a
+    longer run at 12.6 missed the P99 TPOT. A run whose queue grows meets nothing, as in
+    recommend --rate."""
+    code, out, _ = run(capsys, "simulate", "--model", "70b", "--tp", "8", "--requests", "600", "--find-rate",
+                       "--ttft-slo", "2s", "--tpot-slo", "50ms", "--json")
+    doc = json.loads(out)
+    assert code == 0 and any(p["verdict"] == "saturated" for p in doc["curve"])
+    assert not any(p["verdict"] == "saturated" and p["meets"] for p in doc["curve"])
+
 def test_find_rate_with_an_unreachable_slo_exits_1(capsys):
     code, out, err = run(capsys, "simulate", "--model", "8b", "--requests", "50", "--find-rate",
                          "--ttft-slo", "1ms")

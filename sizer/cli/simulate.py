@@ -158,7 +158,9 @@ def run(args) -> int:
                          memory_fraction=engine_fraction(args))
     start = time.perf_counter()
     if args.find_rate:
-        search = find_rate(dep, traffic, ttft_slo_s=ttft, tpot_slo_s=tpot, percentile=args.percentile)
+        # a saturated run's percentiles grow with its length: it does not meet, whatever its P99
+        search = find_rate(dep, traffic, ttft_slo_s=ttft, tpot_slo_s=tpot, percentile=args.percentile,
+                           stable=True)
         wall = time.perf_counter() - start
         doc = {**head, **search.to_json(), "traffic": traffic.describe(), "deployment": dep.to_json()}
         if args.json:
