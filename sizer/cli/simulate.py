@@ -158,6 +158,8 @@ def run(args) -> int:
                          memory_fraction=engine_fraction(args))
     start = time.perf_counter()
     if args.find_rate:
+        if ttft is None and tpot is None:
+            raise InputError("--find-rate needs --ttft-slo and/or --tpot-slo")
         # a saturated run's percentiles grow with its length: it does not meet, whatever its P99
         search = find_rate(dep, traffic, ttft_slo_s=ttft, tpot_slo_s=tpot, percentile=args.percentile,
                            stable=True)
