@@ -118,3 +118,26 @@ def test_recommend_prices_its_continuous_points_with_the_same_closed_loop(l70, h
     for i, n in enumerate((1, 16)):
         est = estimate(l70, h100, split, isl=8192, osl=128, concurrency=n, engine="vllm")
         assert (pts.ttft_s[i], pts.tpot_s[i], pts.e2e_s[i]) == pytest.approx((est.ttft_s, est.tpot_s, est.e2e_s), rel=1e-12)
+
+
+def test_concurrency_beyond_the_engines_room_queues_for_a_slot():
+    """Trial 3: `estimate --model 70b --tp 4 --concurrency 2000` timed a batch of 2,000 that the
+    engine cannot hold (room for 306) and exited 0 with TTFT 817 ms. An engine runs what it holds
+    and the rest wait: a closed loop of N over M slots serves what M serve (TPOT and tok/s of
+    concurrency M) and, by Little's law, keeps each request N/M x e2e_M in the system."""
+    from sizer.cost.estimate import estimate
+    from sizer.hardware.gpus import get_gpu
+    from sizer.model.catalog import get_model
+    from sizer.model.split import Split
+
+    m, g, s = get_model("70b"), get_gpu("h100-sxm"), Split(tp=4)
+    big = estimate(m, g, s, isl=1024, osl=256, concurrency=2000, engine="vllm")
+    held = big.spread["running_batch"]
+    assert held == big.batch == big.memory["max_sequences"] and big.memory["per_gpu"]["fits"]
+    assert big.spread["waiting_batch"] == 2000 - held
+    ref = estimate(m, g, s, isl=1024, osl=256, concurrency=held, engine="vllm")
+    assert big.tpot_s == ref.tpot_s and big.output_tok_s == ref.output_tok_s
+    assert big.e2e_s == pytest.approx(ref.e2e_s * 2000 / held, rel=1e-12)
+    assert big.ttft_s == pytest.approx(big.e2e_s - 255 * big.tpot_s, rel=1e-9)
+    # within the room nothing queues
+    assert "running_batch" not in estimate(m, g, s, isl=1024, osl=256, concurrency=held, engine="vllm").spread

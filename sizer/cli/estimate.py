@@ -59,7 +59,7 @@ def run(args) -> int:
                    cuda_graphs=args.cuda_graphs, topology=topo, profile=profile,
                    speculative=spec, ep_a2a=a2a, moe_imbalance=args.moe_imbalance)
     engine = engine_label(args)
-    if not est.memory["per_gpu"]["fits"]:
+    if not est.memory["per_gpu"]["fits"] and not (est.spread and est.spread.get("running_batch")):
         warn(f"{est.batch} sequences of {args.isl + args.osl} tokens per replica do not fit: room for "
              f"{est.memory['max_sequences']} ({'the engine would queue the rest' if engine != 'none' else 'see memory'}); "
              "the timing below is for the batch as given")
@@ -79,7 +79,13 @@ def run(args) -> int:
     b = est.breakdown
     print(f"{model.name} on {split.gpus}x {gpu.id}, {split.label()}, engine {engine}: isl {args.isl}, osl {args.osl}, "
           f"{'static batch' if est.mode == 'static' else 'continuous batching, concurrency'} "
-          f"{est.batch} per replica")
+          f"{est.batch} per replica" + (" running" if est.spread and est.spread.get("running_batch") else ""))
+    if est.spread and est.spread.get("running_batch"):
+        sp = est.spread
+        print(f"  {sp['running_batch'] + sp['waiting_batch']:,} requests per replica, the engine holds "
+              f"{sp['running_batch']:,} at once (its KV room and --max-num-seqs): each request waits "
+              f"{fmt_seconds(sp['queue_s'])} for a slot (a closed loop; TTFT includes it; `sizer simulate` "
+              "shows the transient)")
     if est.spread and est.spread["rest_replicas"]:
         sp = est.spread
         print(f"  {sp['concurrency']} request{'s' if sp['concurrency'] != 1 else ''} over {split.dp} replicas: {sp['busy_replicas']} hold "
@@ -89,9 +95,13 @@ def run(args) -> int:
     print(f"  TTFT  {fmt_seconds(est.ttft_s):>12}   (compute {fmt_seconds(b['prefill']['compute_s'])}, "
           f"comm {fmt_seconds(b['prefill']['comm_s'])}, bubble {fmt_seconds(b['prefill']['bubble_s'])}"
           + (f", waiting to start {fmt_seconds(b['prefill']['wait_s'])}" if b['prefill'].get('wait_s') else "")
+          + (f", queued for a slot {fmt_seconds(b['prefill']['queue_s'])}" if b['prefill'].get('queue_s') else "")
           + ")")
+    # compute + comm add up to TPOT over the stages; the bubble is each GPU's idle share of it
+    idle = (f"; each GPU idle {fmt_seconds(b['decode']['bubble_s'])} of it (pipeline bubble)"
+            if split.pp > 1 else f", bubble {fmt_seconds(b['decode']['bubble_s'])}")
     print(f"  TPOT  {fmt_seconds(est.tpot_s):>12}   (compute {fmt_seconds(b['decode']['compute_s'])}, "
-          f"comm {fmt_seconds(b['decode']['comm_s'])}, bubble {fmt_seconds(b['decode']['bubble_s'])})")
+          f"comm {fmt_seconds(b['decode']['comm_s'])}{idle})")
     print(f"  e2e   {fmt_seconds(est.e2e_s):>12}")
     print(f"  output {est.output_tok_s:,.0f} tok/s total, {est.output_tok_s_per_gpu:,.0f} tok/s per GPU")
     if est.pipeline:

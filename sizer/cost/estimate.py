@@ -361,6 +361,13 @@ def estimate(model, gpu, split: Split, *, isl: int, osl: int, batch: int | None 
                                   f"{isl + osl} tokens of context: no room for one sequence; weights, "
                                   f"activations and overhead {probe.shortfall(probe.budget_fixed_bytes, 'take')}")
     plan = memory_plan(model, gpu, split, batch=batch, **mem_kw)
+    held = batch
+    if load is not None and rules is not None:  # an engine runs what it holds; the rest wait
+        held = min(batch, max_batch, plan.max_sequences)
+        if 1 <= held < batch:
+            load.update(running_batch=held, waiting_batch=batch - held)
+            batch = held
+            plan = memory_plan(model, gpu, split, batch=batch, **mem_kw)
     c = serving_curve(model, gpu, split, batch, isl=isl, osl=osl, max_num_tokens=max_num_tokens,
                       mode=mode, cuda_graphs=cuda_graphs, weight_dtype=weight_dtype,
                       kv_dtype=kv_dtype, topology=topology, profile=profile,
@@ -372,7 +379,7 @@ def estimate(model, gpu, split: Split, *, isl: int, osl: int, batch: int | None 
     if load is not None and load["rest_replicas"]:  # an uneven spread: sum over the replicas
         rest = 0.0
         if load["rest_batch"]:
-            rest = float(serving_curve(model, gpu, split, load["rest_batch"], isl=isl, osl=osl,
+            rest = float(serving_curve(model, gpu, split, min(load["rest_batch"], held), isl=isl, osl=osl,
                                        max_num_tokens=max_num_tokens, mode=mode,
                                        cuda_graphs=cuda_graphs, weight_dtype=weight_dtype,
                                        kv_dtype=kv_dtype, topology=topology, profile=profile,
@@ -424,6 +431,16 @@ def estimate(model, gpu, split: Split, *, isl: int, osl: int, batch: int | None 
                               engine=engine)
         spec["tpot_without_s"] = float(plain.tpot_s)
         spec["speedup_tpot"] = float(plain.tpot_s) / first["tpot_s"]
+    if load is not None and "running_batch" in load:
+        # a closed loop of N over the M the engine runs: each running slot is refilled from the
+        # queue, so the replica serves M / e2e_M requests/s and, by Little's law, each request
+        # spends N / M x e2e_M in the system; the difference is its wait before admission
+        n = load["running_batch"] + load["waiting_batch"]
+        e2e = first["e2e_s"] * n / load["running_batch"]
+        load["queue_s"] = e2e - first["e2e_s"]
+        breakdown["prefill"]["queue_s"] = load["queue_s"]
+        first["ttft_s"] += load["queue_s"]
+        first["e2e_s"] = e2e
     return Estimate(first["ttft_s"], first["tpot_s"], first["e2e_s"], first["output_tok_s"],
                     first["output_tok_s_per_gpu"], int(batch), mode, plan.to_json(), breakdown,
                     pipeline, [o.to_json() for o in c.prefill.ops],
