@@ -657,3 +657,13 @@ def test_concurrency_throughput_sums_the_replicas_as_estimate_does(h100):
     for c in rec.candidates:
         est = estimate(m8, h100, c.split, isl=1024, osl=256, concurrency=1, weight_dtype=c.weight_dtype)
         assert c.output_tok_s_per_gpu == pytest.approx(est.output_tok_s_per_gpu, rel=1e-9), c.split
+
+
+def test_a_precision_alternative_that_changes_nothing_is_not_advised():
+    """Trial 3: DeepSeek-R1 on 16 H200 at a 50 ms TPOT printed "Precision: fp8 KV: ... +0% tok/s
+    per GPU (695 vs 695)"; an alternative within half a percent of the winner is no advice."""
+    from sizer.plan.alternatives import combine_hints
+
+    assert combine_hints([{"gain": 0.001, "text": "fp8 KV: +0%"}]) is None
+    kept = combine_hints([{"gain": 0.001, "text": "a"}, {"gain": 0.3, "text": "b"}, {"gain": None, "text": "c"}])
+    assert kept["text"] == "b. Also c" and len(kept["alternatives"]) == 2

@@ -52,6 +52,8 @@ def precision_alternatives(gpu, precision: dict) -> list:
 def combine_hints(hints: list) -> dict | None:
     """One precision line from the alternatives' hints: the largest gain first, the others after
     it ("Also ..."); `alternatives` keeps every hint's numbers (best first)."""
+    # an alternative that changes nothing by the objective (under half a percent) is no advice
+    hints = [h for h in hints if h.get("gain") is None or abs(h["gain"]) >= 0.005]
     if not hints:
         return None
     ranked = sorted(hints, key=lambda h: -(h.get("gain") if h.get("gain") is not None else -1e9))
