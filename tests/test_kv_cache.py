@@ -185,3 +185,16 @@ def test_memory_json_shows_groups_rule_and_report(capsys):
     out = capsys.readouterr().out
     assert "engine vllm" in out.splitlines()[0] and "sliding window 128" in out
     assert "engine reports: GPU KV cache size (tokens)" in out and "KV rule: vLLM V1" in out
+
+
+def test_vllm_note_says_why_a_hybrid_model_holds_nothing():
+    """Trial 3: Llama-4-Maverick at TP8 (104.6 GiB of weights per GPU against 71.3) was told vLLM
+    'holds 0 sequences because windowed layers keep only their window'. With no KV room the note
+    says vLLM would not start; with room short of one sequence, how many blocks one needs."""
+    m = get_model("gemma-3-27b")
+    _, stages = groups("gemma-3-27b")
+    none = kv_cache.vllm_pool(m, stages, [0.0], 70_000, 16, 8192)
+    short = kv_cache.vllm_pool(m, stages, [1 * GIB], 70_000, 16, 8192)
+    assert none.max_sequences == short.max_sequences == 0
+    assert "refuse to start" in none.notes[0] and "because windowed" not in none.notes[0]
+    assert "needs" in short.notes[0] and "because windowed" not in short.notes[0]

@@ -145,7 +145,16 @@ def vllm_pool(model, stages: list, kv_bytes: list, context: int, block: int,
     # this same worst case in the others (max_admission_blocks_per_request), never more than
     # `worst`. One full-attention group: worst == per_seq, blocks // per_seq.
     held = (1 + (blocks - worst) // per_seq if blocks >= worst else 0) if per_seq else 0
-    if len(kinds) > 1:
+    if len(kinds) > 1 and blocks == 0:
+        notes.append(f"vLLM groups the layers into {len(kinds)} KV groups of {max(sizes)} layers per GPU; "
+                     "here nothing is left for KV after the weights, activations and overhead, so vLLM "
+                     "would refuse to start (no KV cache blocks)")
+    elif len(kinds) > 1 and held == 0:
+        notes.append(f"vLLM groups the layers into {len(kinds)} KV groups of {max(sizes)} layers per GPU; "
+                     f"'GPU KV cache size: {reported:,} tokens', but one sequence of {context:,} tokens with a "
+                     f"{max_num_batched_tokens:,}-token prefill chunk needs {worst:,} blocks of the {blocks:,} "
+                     "(vLLM refuses a max_model_len its KV cache cannot hold at start-up)")
+    elif len(kinds) > 1:
         notes.append(f"vLLM groups the layers into {len(kinds)} KV groups of {max(sizes)} layers per GPU; it prints "
                      f"'GPU KV cache size: {reported:,} tokens' (every layer counted as full) and "
                      f"'Maximum concurrency ... {blocks / worst if worst else 0:.2f}x', but holds {held:,} "
