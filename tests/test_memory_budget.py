@@ -58,7 +58,7 @@ def test_estimate_and_simulate_name_the_budget(capsys):
         assert main(argv) == 1
         assert f"take 386.5 GiB per GPU of the {VLLM_BUDGET}" in capsys.readouterr().err
     assert main(["estimate", "--model", "70b", "--tp", "2", "--batch", "4"]) == 0
-    assert f"against the {VLLM_BUDGET} (DOES NOT FIT)" in capsys.readouterr().out
+    assert f"of the 79.22 GiB GPU; {VLLM_BUDGET} (DOES NOT FIT)" in capsys.readouterr().out
 
 
 def test_recommend_names_the_budget(capsys):
@@ -69,3 +69,11 @@ def test_recommend_names_the_budget(capsys):
     doc = json.loads(out)
     memory = [r for r in doc["rejected"] if r["kind"] == "memory"]
     assert memory and all(r["budget"] == VLLM_BUDGET for r in memory)
+
+
+def test_sglang_reserve_is_what_its_budget_leaves_out(capsys):
+    """Trial 3: under SGLang 'fits' said 6.65 GiB of the GPU is outside the budget (capacity -
+    total), while 0.12 x 79.22 = 9.51 GiB is: activations and CUDA graphs live in that reserve."""
+    assert main(["memory", "--model", "70b", "--tp", "4", "--engine", "sglang", "--context", "4096"]) == 0
+    verdict = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("verdict:")][0]
+    assert "9.51 GiB of the GPU is outside the budget" in verdict

@@ -138,4 +138,5 @@ def _render_mem(mem: dict, name, gpu, split) -> str:
     verdict = "fits" if pg["fits"] else "DOES NOT FIT"
     return (f"  memory per GPU: weights {fmt_bytes(pg['weights_bytes'])}, KV {fmt_bytes(pg['kv_cache_bytes'])}, "
             f"activations {fmt_bytes(pg['activation_bytes'])}, overhead {fmt_bytes(pg['overhead_bytes'])}; "
-            f"total {fmt_bytes(pg['total_bytes'])} against the {mem['budget']} ({verdict})")
+            f"total {fmt_bytes(pg['total_bytes'])} of the {fmt_bytes(pg['capacity_bytes'])} GPU; "
+            f"{mem['budget']} ({verdict})")

@@ -87,7 +87,8 @@ def verdict_line(plan) -> str:
             f"; weights, activations and overhead alone take {fmt_bytes(plan.budget_fixed_bytes)}"
         return f"verdict: DOES NOT FIT ({asked}): {plan.shortfall(need)}{fixed}"
     outside = plan.capacity_bytes - plan.total_bytes
-    if plan.engine:
+    if plan.engine:  # what the engine keeps out of its budget (SGLang: activations, CUDA graphs)
         return (f"verdict: fits ({asked}); the KV cache takes what the {plan.budget} leaves; "
-                f"{fmt_bytes(outside)} of the GPU is outside the budget (not free for more KV)")
+                f"{fmt_bytes(max(plan.capacity_bytes - plan.budget_bytes, 0.0))} of the GPU is outside "
+                "the budget (not free for more KV)")
     return f"verdict: fits ({asked}); headroom {fmt_bytes(outside)} of the {plan.budget}"
