@@ -247,5 +247,5 @@ def _show_search(doc: dict, search, wall: float) -> None:
         print(f"  {row['rate_rps']:>10.3g} {fmt_seconds(row[f'ttft_{q}_s']):>12} {fmt_seconds(row[f'tpot_{q}_s']):>12} "
               f"{row['throughput_rps']:>10.3g}  {row['verdict']}, {mark}")
     if search.max_rate_rps > 0:
-        print(f"  max rate {search.max_rate_rps:.3g} req/s (steady-state maximum {search.steady_state_rps:.3g} "
-              f"req/s; limited by {search.limited_by}); {len(search.curve)} simulations in {wall:.1f} s")
+        print(f"  max rate {search.max_rate_rps:.3g} req/s (estimate's saturated throughput, no SLO: "
+              f"{search.steady_state_rps:.3g} req/s; limited by {search.limited_by}); {len(search.curve)} simulations in {wall:.1f} s")
