@@ -125,7 +125,6 @@ class DisaggLoop(Loop):
         self.transfer_s = transfer_s  # per request id
         self.send_free = [[0.0] * prefill_group for _ in prefills]
         self.recv_free = [[0.0] * decode_group for _ in decodes]
-        self.rr_dec = 0
         n = st.n
         self.prefilled_t, self.admitted_t = np.full(n, np.nan), np.full(n, np.nan)
         self.xfer_start_t, self.landed_t = np.full(n, np.nan), np.full(n, np.nan)
@@ -143,24 +142,10 @@ class DisaggLoop(Loop):
         return self.pst if isinstance(rep, PrefillReplica) else self.st
 
     def route(self):
-        reps = self.prefills
-        if len(reps) == 1:
-            return reps[0]
-        if self.router == "least-loaded":
-            return min(reps, key=lambda r: (r.load, r.idx))
-        rep = reps[self.rr % len(reps)]
-        self.rr += 1
-        return rep
+        return self._pick(self.prefills, "prefill")
 
     def _route_decode(self):
-        reps = self.decodes
-        if len(reps) == 1:
-            return reps[0]
-        if self.router == "least-loaded":
-            return min(reps, key=lambda r: (r.load, r.idx))
-        rep = reps[self.rr_dec % len(reps)]
-        self.rr_dec += 1
-        return rep
+        return self._pick(self.decodes, "decode")
 
     # -- prefill done -> decode admission -> transfer -> decode --------------------------------
     def _prefilled(self, rep, ids, held, t) -> None:

@@ -55,7 +55,7 @@ class Loop:
         self.concurrency = concurrency
         self.heap: list = []
         self.seq = 0
-        self.rr = 0
+        self._turn: dict = {}  # round-robin position per replica list (_pick)
 
     @property
     def measured_replicas(self) -> list:
@@ -68,13 +68,18 @@ class Loop:
 
     # -- routing ----------------------------------------------------------------------------
     def route(self):
-        if len(self.reps) == 1:
-            return self.reps[0]
+        return self._pick(self.reps, "replicas")
+
+    def _pick(self, reps, turn: str):
+        """The replica of `reps` an arrival goes to: least loaded, or the next in turn (each
+        list `turn` keeps its own round-robin position)."""
+        if len(reps) == 1:
+            return reps[0]
         if self.router == "least-loaded":
-            return min(self.reps, key=lambda r: (r.load, r.idx))
-        rep = self.reps[self.rr % len(self.reps)]
-        self.rr += 1
-        return rep
+            return min(reps, key=lambda r: (r.load, r.idx))
+        i = self._turn.get(turn, 0)
+        self._turn[turn] = i + 1
+        return reps[i % len(reps)]
 
     # -- replica events ---------------------------------------------------------------------
     def _push(self, rep, t) -> None:
