@@ -63,16 +63,23 @@ def combine_hints(hints: list) -> dict | None:
     return best
 
 
-def describe_alternative(best, winner, alt: tuple, objective: str) -> dict:
-    """The hint: {"weight_dtype", "kv_dtype", "flags", "text", and the best fp8 candidate's numbers
-    (None when nothing fits or meets the targets in fp8)}, compared with the winner by the
-    objective."""
+def alternative_words(alt: tuple) -> tuple[str, str]:
+    """('fp8 weights+KV', '--weight-dtype fp8 --kv-dtype fp8') for a (weight_dtype, kv_dtype)."""
     wd, kd = alt
     if wd and kd == "fp8":
         what = f"{wd} weights+KV" if wd == "fp8" else f"{wd} weights + fp8 KV"
     else:
         what = f"{wd} weights" if wd else "fp8 KV"
     flags = " ".join(f for f, on in ((f"--weight-dtype {wd}", wd), ("--kv-dtype fp8", kd == "fp8")) if on)
+    return what, flags
+
+
+def describe_alternative(best, winner, alt: tuple, objective: str) -> dict:
+    """The hint: {"weight_dtype", "kv_dtype", "flags", "text", and the best fp8 candidate's numbers
+    (None when nothing fits or meets the targets in fp8)}, compared with the winner by the
+    objective."""
+    wd, kd = alt
+    what, flags = alternative_words(alt)
     doc = {"weight_dtype": wd or winner.weight_dtype, "kv_dtype": kd, "flags": flags}
     if best is None or (winner.meets_targets and not best.meets_targets):
         return {**doc, "label": None, "text": f"{what}: no split fits and meets the targets either ({flags})"}

@@ -24,7 +24,7 @@ could carry), not simulated.
 from sizer.cost.memory import resolve_precision
 
 from . import capacity as cap
-from .alternatives import precision_alternatives
+from .alternatives import alternative_words, precision_alternatives
 from .shapes import replicas_at_least
 
 FP8_FINALISTS = 2  # FP8 shapes simulated at most (the bound's best is usually the answer)
@@ -42,17 +42,6 @@ def to_try(model, gpu, weight_dtypes, kv_dtypes) -> list:
     if list(weight_dtypes) != [None] or list(kv_dtypes) != ["auto"]:
         return []
     return precision_alternatives(gpu, checkpoint_precision(model))
-
-
-def _words(alt: tuple) -> tuple[str, str]:
-    """('fp8 weights+KV', '--weight-dtype fp8 --kv-dtype fp8'), as alternatives.describe_alternative."""
-    wd, kd = alt
-    if wd and kd == "fp8":
-        what = f"{wd} weights+KV" if wd == "fp8" else f"{wd} weights + fp8 KV"
-    else:
-        what = f"{wd} weights" if wd else "fp8 KV"
-    flags = " ".join(f for f, on in ((f"--weight-dtype {wd}", wd), ("--kv-dtype fp8", kd == "fp8")) if on)
-    return what, flags
 
 
 def combine(hints: list, key) -> dict | None:
@@ -84,7 +73,7 @@ def most_first(h: dict) -> tuple:
 def rate_hint(planner, shapes: list, alt: tuple, rate_rps: float, *, step_of, max_gpus: int, winner) -> dict:
     """The hint of `recommend --rate` without --gpus (module docstring, 2-3): `shapes` are the FP8
     shapes that fit, `winner` the answer's capacity.Sized (None when nothing serves R)."""
-    what, flags = _words(alt)
+    what, flags = alternative_words(alt)
     doc = {"weight_dtype": alt[0], "kv_dtype": alt[1], "flags": flags, "gpus": None, "label": None,
            "replicas": None, "lower_bound_gpus": None, "simulated": False, "simulations": 0, "fewer_gpus": None}
     if not shapes:
@@ -123,7 +112,7 @@ def gpus_hint(shapes: list, bf16_shapes: list, alt: tuple, gpus: int) -> dict:
     """The hint of `recommend --rate --gpus N`: the most requests/s any FP8 split of the N GPUs
     carries by the steady-state bound, beside the same for the checkpoint's precision; not
     simulated (module docstring)."""
-    what, flags = _words(alt)
+    what, flags = alternative_words(alt)
     doc = {"weight_dtype": alt[0], "kv_dtype": alt[1], "flags": flags, "simulated": False}
     if not shapes:
         return {**doc, "bound_rps": None, "text": f"{what}: no split of {gpus} GPUs fits and meets the targets either"}
