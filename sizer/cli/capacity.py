@@ -17,9 +17,10 @@ from sizer.plan.capacity import DEFAULT_MAX_GPUS, CapacityNotMetError
 from sizer.plan.capacity_cost import compare
 from sizer.plan.capacity_plan import plan
 from sizer.plan.recommend import _weight_dtypes
-from sizer.sim import Lengths, Traffic, parse_lengths, read_trace
+from sizer.sim import Traffic
 from sizer.sim.arrivals import ARRIVALS
 from .capacity_report import document, render
+from .simulate import lengths_from_args
 from .common import (bounded_float, check_profile_device, emit_launch, engine_fraction, gpu_count, non_negative_int,
                      nonempty, positive_int, request_rate, show_emit, topology_from_args, uneven_pp_from_args)
 
@@ -71,14 +72,7 @@ def _prices(args, n: int):
 
 def traffic_from_args(args) -> Traffic:
     """The traffic of `sizer simulate`'s flags at --rate (lengths, trace, arrivals, seed)."""
-    trace = read_trace(args.trace) if args.trace else None
-    if trace is not None and (args.isl or args.osl or args.isl_dist or args.osl_dist):
-        raise InputError("--trace gives the lengths: drop --isl/--osl/--isl-dist/--osl-dist")
-    for a, b in (("isl", "isl_dist"), ("osl", "osl_dist")):
-        if getattr(args, a) and getattr(args, b):
-            raise InputError(f"give --{a} or --{b.replace('_', '-')}, not both")
-    isl = parse_lengths(args.isl_dist, "--isl-dist") if args.isl_dist else Lengths("fixed", args.isl or 1024)
-    osl = parse_lengths(args.osl_dist, "--osl-dist") if args.osl_dist else Lengths("fixed", args.osl or 256)
+    trace, isl, osl = lengths_from_args(args)
     return Traffic(rate_rps=args.rate, requests=args.requests, isl=isl, osl=osl, arrival=args.arrival or "poisson",
                    burstiness=args.burstiness if args.burstiness is not None else 1.0, trace=trace,
                    seed=args.seed or 0)

@@ -188,7 +188,7 @@ def render_estimate(doc: dict) -> str:
 # -- simulate ----------------------------------------------------------------------------------
 
 def run_simulate(args, traffic, ttft, tpot, longest) -> int:
-    from .simulate import _show, _show_search, write_requests  # (cli.simulate imports this module)
+    from .simulate import _show, _show_search, no_rate_error, write_requests  # (cli.simulate imports this module)
 
     model, gpu, pools, topo, profile = _deployment(args, longest, "the longest request")
     dep = DisaggDeployment(model, gpu, pools, engine=args.engine, weight_dtype=args.weight_dtype,
@@ -209,10 +209,7 @@ def run_simulate(args, traffic, ttft, tpot, longest) -> int:
         else:
             _show_search(doc, search, time.perf_counter() - start)
         if search.max_rate_rps <= 0:
-            low = search.curve[0]
-            q = f"p{args.percentile:g}"
-            raise InfeasibleError(f"no rate meets the SLOs: even at {low['rate_rps']:.3g} req/s the {q} TTFT is "
-                                  f"{fmt_seconds(low[f'ttft_{q}_s'])} and {q} TPOT {fmt_seconds(low[f'tpot_{q}_s'])}")
+            raise no_rate_error(search, args.percentile)
         return 0
     res = simulate(dep, traffic, ttft_slo_s=ttft, tpot_slo_s=tpot)
     wall = time.perf_counter() - start

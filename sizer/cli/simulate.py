@@ -84,7 +84,9 @@ def parse_slo(text, flag: str) -> float:
     return value
 
 
-def traffic_from_args(args) -> Traffic:
+def lengths_from_args(args) -> tuple:
+    """(trace or None, input Lengths, output Lengths) of the traffic flags simulate and
+    recommend --rate share: a trace gives the lengths, else --isl/--osl or their distributions."""
     trace = read_trace(args.trace) if args.trace else None
     if trace is not None and (args.isl or args.osl or args.isl_dist or args.osl_dist):
         raise InputError("--trace gives the lengths: drop --isl/--osl/--isl-dist/--osl-dist")
@@ -93,6 +95,18 @@ def traffic_from_args(args) -> Traffic:
             raise InputError(f"give --{a} or --{b.replace('_', '-')}, not both")
     isl = parse_lengths(args.isl_dist, "--isl-dist") if args.isl_dist else Lengths("fixed", args.isl or 1024)
     osl = parse_lengths(args.osl_dist, "--osl-dist") if args.osl_dist else Lengths("fixed", args.osl or 256)
+    return trace, isl, osl
+
+
+def no_rate_error(search, percentile: float) -> InfeasibleError:
+    """find_rate found no rate meeting the SLOs: what the lowest rate tried measured."""
+    low, q = search.curve[0], f"p{percentile:g}"
+    return InfeasibleError(f"no rate meets the SLOs: even at {low['rate_rps']:.3g} req/s the {q} TTFT is "
+                           f"{fmt_seconds(low[f'ttft_{q}_s'])} and {q} TPOT {fmt_seconds(low[f'tpot_{q}_s'])}")
+
+
+def traffic_from_args(args) -> Traffic:
+    trace, isl, osl = lengths_from_args(args)
     timed = trace is not None and trace.arrival_s is not None
     if args.rate is None and args.concurrency and args.duration and not (timed or args.find_rate):
         raise InputError(f"--concurrency {args.concurrency} without --rate is a closed loop at --rate inf, "
@@ -172,10 +186,7 @@ def run(args) -> int:
             _show_search(doc, search, wall)
             show_emit(launch)
         if search.max_rate_rps <= 0:
-            low = search.curve[0]
-            q = f"p{args.percentile:g}"
-            raise InfeasibleError(f"no rate meets the SLOs: even at {low['rate_rps']:.3g} req/s the {q} TTFT is "
-                          f"{fmt_seconds(low[f'ttft_{q}_s'])} and {q} TPOT {fmt_seconds(low[f'tpot_{q}_s'])}")
+            raise no_rate_error(search, args.percentile)
         return 0
     res = simulate(dep, traffic, ttft_slo_s=ttft, tpot_slo_s=tpot)
     wall = time.perf_counter() - start
