@@ -87,3 +87,5 @@ def test_simulate_cli_disagg(capsys):
     assert main(argv + ["--find-rate", "--ttft-slo", "500ms", "--tpot-slo", "20ms", "--json"]) == 0
     s = json.loads(capsys.readouterr().out)
     assert 0 < s["max_rate_rps"] <= 1.5 * s["steady_state_rps"]
+    # as in aggregated --find-rate, a run whose queue grows meets nothing
+    assert not any(p["verdict"] == "saturated" and p["meets"] for p in s["curve"])

@@ -23,7 +23,7 @@ from sizer.model.split import Split
 from sizer.output import emit_json, warn
 from sizer.plan.disagg import search_disagg, speedup_at
 from sizer.plan.recommend import NothingFitsError, TargetsNotMetError, recommend
-from sizer.sim import find_rate, simulate
+from sizer.sim import simulate
 from sizer.sim.disagg import DisaggDeployment
 from sizer.units import fmt_bytes, fmt_seconds
 from .common import (check_profile_device, engine_fraction, engine_label, gpu_count, nonempty, topology_from_args,
@@ -188,7 +188,7 @@ def render_estimate(doc: dict) -> str:
 # -- simulate ----------------------------------------------------------------------------------
 
 def run_simulate(args, traffic, ttft, tpot, longest) -> int:
-    from .simulate import _show, _show_search, no_rate_error, write_requests  # (cli.simulate imports this module)
+    from .simulate import _show, _show_search, no_rate_error, search_rate, write_requests  # (cli.simulate imports this module)
 
     model, gpu, pools, topo, profile = _deployment(args, longest, "the longest request")
     dep = DisaggDeployment(model, gpu, pools, engine=args.engine, weight_dtype=args.weight_dtype,
@@ -202,7 +202,7 @@ def run_simulate(args, traffic, ttft, tpot, longest) -> int:
             "seed": args.seed}
     start = time.perf_counter()
     if args.find_rate:
-        search = find_rate(dep, traffic, ttft_slo_s=ttft, tpot_slo_s=tpot, percentile=args.percentile)
+        search = search_rate(dep, traffic, ttft, tpot, args.percentile)
         doc = {**head, **search.to_json(), "traffic": traffic.describe(), "deployment": dep.to_json()}
         if args.json:
             emit_json(doc)

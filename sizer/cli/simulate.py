@@ -98,6 +98,15 @@ def lengths_from_args(args) -> tuple:
     return trace, isl, osl
 
 
+def search_rate(dep, traffic, ttft_s, tpot_s, percentile: float):
+    """--find-rate (simulate, and --disagg's pools): the highest rate whose percentiles meet the
+    SLOs; a saturated run's percentiles grow with its length, so it never meets, whatever its P99
+    (find_rate stable=True, as recommend --rate judges)."""
+    if ttft_s is None and tpot_s is None:
+        raise InputError("--find-rate needs --ttft-slo and/or --tpot-slo")
+    return find_rate(dep, traffic, ttft_slo_s=ttft_s, tpot_slo_s=tpot_s, percentile=percentile, stable=True)
+
+
 def no_rate_error(search, percentile: float) -> InfeasibleError:
     """find_rate found no rate meeting the SLOs: what the lowest rate tried measured."""
     low, q = search.curve[0], f"p{percentile:g}"
@@ -172,11 +181,7 @@ def run(args) -> int:
                          memory_fraction=engine_fraction(args))
     start = time.perf_counter()
     if args.find_rate:
-        if ttft is None and tpot is None:
-            raise InputError("--find-rate needs --ttft-slo and/or --tpot-slo")
-        # a saturated run's percentiles grow with its length: it does not meet, whatever its P99
-        search = find_rate(dep, traffic, ttft_slo_s=ttft, tpot_slo_s=tpot, percentile=args.percentile,
-                           stable=True)
+        search = search_rate(dep, traffic, ttft, tpot, args.percentile)
         wall = time.perf_counter() - start
         doc = {**head, **search.to_json(), "traffic": traffic.describe(), "deployment": dep.to_json()}
         if args.json:
