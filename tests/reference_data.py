@@ -23,3 +23,13 @@ def records(name: str) -> list:
 
 def by_id(name: str) -> dict:
     return {r["id"]: r for r in records(name)}
+
+
+def benchmark(name: str):
+    """A script of benchmarks/ imported as a module (the tests check what it computes)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod

@@ -3,24 +3,20 @@
 NVL partitions from NVIDIA/nccl#1801, Azure's one-tray GB200 ring), via
 benchmarks/comm_vs_reference.py. The shipped file is enough: no shared reference needed."""
 
-import importlib.util
-import os
 
 import numpy as np
 import pytest
+from reference_data import benchmark
 
 from sizer.cost.collectives import DOMAIN_NET_CHANNELS, collective_time
 from sizer.hardware.gpus import get_gpu
 from sizer.hardware.topology import get_topology
 
-BENCH = os.path.join(os.path.dirname(__file__), "..", "benchmarks", "comm_vs_reference.py")
 
 
 @pytest.fixture(scope="module")
 def result():
-    spec = importlib.util.spec_from_file_location("comm_vs_reference", BENCH)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = benchmark("comm_vs_reference")
     rows, points, skipped, nodes = mod.evaluate(path=None)  # only data/nccl_multinode.json
     return {(r["first_id"], r["sizes"]): r for r in rows}, {p["id"]: p for p in points}, skipped, nodes
 

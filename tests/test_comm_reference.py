@@ -2,22 +2,17 @@
 shipped copy of the shared reference file, via benchmarks/comm_vs_reference.py). Tolerances stated
 per test; a missing file fails, it does not skip."""
 
-import importlib.util
-import os
 
 import pytest
 
-from reference_data import path
+from reference_data import benchmark, path
 
 REF = path("nccl_collectives.json")
-BENCH = os.path.join(os.path.dirname(__file__), "..", "benchmarks", "comm_vs_reference.py")
 
 
 @pytest.fixture(scope="module")
 def result():
-    spec = importlib.util.spec_from_file_location("comm_vs_reference", BENCH)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = benchmark("comm_vs_reference")
     rows, points, skipped, _ = mod.evaluate(REF)
     return {(r["first_id"], r["sizes"]): r for r in rows}, {p["id"]: p for p in points}, skipped
 
