@@ -80,6 +80,9 @@ _NVLINK5 = _protos(ll=(13e-6, 0.034), ll128=(14e-6, 0.67), simple=(70e-6, 0.74))
 _PCIE, _PCIE_P2P = _protos((20e-6, 0.08), (30e-6, 0.6), (40e-6, 0.78)), Protocol(8e-6, 0.8)
 # NDR and XDR InfiniBand: one set (fitted on NDR; XDR has no public curve), see "ndr" below
 _NDR, _NDR_P2P = _protos((35e-6, 0.05), (40e-6, 0.5), (50e-6, 0.95)), Protocol(14e-6, 0.75)
+# HDR and EDR InfiniBand share one fitted curve (per-port rate apart); UPI and QPI one socket-link curve
+_IB, _IB_P2P = _protos((35e-6, 0.05), (40e-6, 0.5), (50e-6, 0.85)), Protocol(15e-6, 0.85)
+_SOCKET, _SOCKET_P2P = _protos((25e-6, 0.06), (35e-6, 0.6), (45e-6, 0.95)), Protocol(10e-6, 0.9)
 
 LINKS = {
     "nvlink2": LinkClass(
@@ -145,12 +148,10 @@ LINKS = {
     # One UPI link at 10.4 GT/s carries 20.8 GB/s per direction; peer writes across it reach about
     # 20 GB/s of all-reduce busbw (reference R00026: A100 3-GPU ring through SYS, nccl-tests#178).
     "upi": LinkClass(
-        "upi", "cpu", 20.8e9, 2.0e-6, _protos((25e-6, 0.06), (35e-6, 0.6), (45e-6, 0.95)),
-        Protocol(10e-6, 0.9),
+        "upi", "cpu", 20.8e9, 2.0e-6, _SOCKET, _SOCKET_P2P,
         source="Intel Xeon Scalable datasheet: UPI 10.4 GT/s x20 lanes = 20.8 GB/s/direction/link"),
     "qpi": LinkClass(
-        "qpi", "cpu", 19.2e9, 2.0e-6, _protos((25e-6, 0.06), (35e-6, 0.6), (45e-6, 0.95)),
-        Protocol(10e-6, 0.9),
+        "qpi", "cpu", 19.2e9, 2.0e-6, _SOCKET, _SOCKET_P2P,
         source="Intel Xeon E5 v4 datasheet: QPI 9.6 GT/s = 19.2 GB/s/direction/link"),
     # --- No peer-to-peer (GeForce RTX 4090/5090): NCCL's SHM transport copies through pinned host
     # memory, two PCIe crossings per hop (NCCL docs, NCCL_P2P_DISABLE / SHM transport). Bandwidth
@@ -173,8 +174,7 @@ LINKS = {
     # collectives' Simple efficiency 0.95. The send_recv (p2p) efficiency 0.75 is fitted to vidur
     # h100_dgx 2-node send_recv (35.9 GB/s at 64 MB), the latencies to NCCL's net hwLat.
     "hdr": LinkClass(
-        "hdr", "net", 25e9, 3.0e-6, _protos((35e-6, 0.05), (40e-6, 0.5), (50e-6, 0.85)),
-        Protocol(15e-6, 0.85), source="InfiniBand HDR: 200 Gb/s per port (NVIDIA ConnectX-6)"),
+        "hdr", "net", 25e9, 3.0e-6, _IB, _IB_P2P, source="InfiniBand HDR: 200 Gb/s per port (NVIDIA ConnectX-6)"),
     "ndr": LinkClass(
         "ndr", "net", 50e9, 3.0e-6, _NDR, _NDR_P2P,
         source="InfiniBand NDR: 400 Gb/s per port (NVIDIA ConnectX-7)"),
@@ -183,8 +183,7 @@ LINKS = {
         source="InfiniBand XDR: 800 Gb/s per port (NVIDIA ConnectX-8); "
                "no public curve: NDR's efficiencies"),
     "edr": LinkClass(
-        "edr", "net", 12.5e9, 3.0e-6, _protos((35e-6, 0.05), (40e-6, 0.5), (50e-6, 0.85)),
-        Protocol(15e-6, 0.85), source="InfiniBand EDR: 100 Gb/s per port (ConnectX-5)"),
+        "edr", "net", 12.5e9, 3.0e-6, _IB, _IB_P2P, source="InfiniBand EDR: 100 Gb/s per port (ConnectX-5)"),
     "roce-100g": LinkClass(
         "roce-100g", "net", 12.5e9, 4.0e-6, _protos((37e-6, 0.05), (42e-6, 0.5), (52e-6, 0.8)),
         Protocol(16e-6, 0.8), source="IEEE 802.3 100GBASE Ethernet with RDMA (RoCE v2)"),
