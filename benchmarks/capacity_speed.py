@@ -18,7 +18,8 @@ import os
 import statistics
 import subprocess
 import sys
-import time
+
+from _fresh import ROOT, run_recommend
 
 REPEATS = 3
 TARGET_S = 10.0
@@ -28,22 +29,15 @@ CASES = (  # (key, arguments); the first is the issue's claim
     ("70b_100rps_64xh200", ["--model", "70b", "--rate", "100", "--nodes", "8", "--gpu", "h200", *SLO]),
     ("70b_100rps_whole_nodes", ["--model", "70b", "--rate", "100", "--nodes", "8", "--per-node", "8", *SLO]),
     ("70b_10rps_at_8xh100", ["--model", "70b", "--rate", "10", "--gpus", "8", *SLO]),
-    # trial 2 item 7: the bound rules it out (needs >= 3248 GPUs); was 25 simulations, 3 min 50 s
+    # trial 2 item 7: the bound rules it out (needs >= 2,768 GPUs); was 25 simulations, 3 min 50 s
     ("405b_100rps_2_nodes", ["--model", "405b", "--rate", "100", "--nodes", "2", *SLO]),
     ("8b_50rps_3_types", ["--model", "8b", "--rate", "50", "--isl", "512", "--osl", "128", "--ttft-slo", "1s",
                           "--tpot-slo", "30ms", "--gpu", "h100-sxm,h200,a100-80g-sxm", "--gpu-hour-price", "2.5,3.5,1.5"]),
 )
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def run_case(args) -> dict:
-    start = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "sizer", "recommend", *args, "--json"],
-                          capture_output=True, text=True, cwd=ROOT)
-    wall = time.perf_counter() - start
-    if proc.returncode not in (0, 1):
-        raise SystemExit(f"sizer recommend {' '.join(args)} failed: {proc.stderr.strip()}")
-    doc = json.loads(proc.stdout)
+    doc, wall = run_recommend(args)
     w = doc.get("winner") or {}
     return {"e2e_s": wall, "search_s": doc["search_time_s"], "simulations": doc["simulations"],
             "gpus": doc.get("gpus_needed"), "winner": w.get("label", "-"),

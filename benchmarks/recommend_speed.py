@@ -11,11 +11,11 @@ Usage: python benchmarks/recommend_speed.py
 """
 
 import json
-import os
 import statistics
 import subprocess
 import sys
-import time
+
+from _fresh import ROOT, run_recommend
 
 REPEATS = 3  # the largest cases once: each takes seconds
 ONCE = ("16384gpu_moe", "1e6gpu_moe")
@@ -35,18 +35,11 @@ CASES = (  # (key, arguments)
     ("16384gpu_moe", ["--model", "deepseek-v3", "--gpus", "16384", "--nodes", "2048"]),
     ("1e6gpu_moe", ["--model", "deepseek-v3", "--gpus", "1000000", "--nodes", "125000"]),
 )
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def run_case(args) -> dict:
     """One fresh process; returns wall time and the document's search statistics."""
-    start = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "sizer", "recommend", *args, "--json"],
-                          capture_output=True, text=True, cwd=ROOT)
-    wall = time.perf_counter() - start
-    if proc.returncode not in (0, 1):
-        raise SystemExit(f"sizer recommend {' '.join(args)} failed: {proc.stderr.strip()}")
-    doc = json.loads(proc.stdout)
+    doc, wall = run_recommend(args)
     return {"e2e_s": wall, "search_s": doc["search_time_s"], "points": doc["evaluated_points"],
             "splits": doc["evaluated_splits"], "winner": doc["candidates"][0]["label"]}
 
